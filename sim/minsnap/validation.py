@@ -59,9 +59,7 @@ def as_segment_times(segment_times_s: ArrayLike, num_waypoints: int) -> NDArray[
     bad = np.flatnonzero(~np.isfinite(times) | (times <= 0.0))
     if bad.size:
         i = int(bad[0])
-        raise TrajectoryInputError(
-            f"segment time {i} is {times[i]} s; every segment time must be finite and > 0"
-        )
+        raise TrajectoryInputError(f"segment time {i} is {times[i]} s; every segment time must be finite and > 0")
     return times
 
 

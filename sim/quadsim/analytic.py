@@ -1,0 +1,73 @@
+"""Fidelity 0: the analytic feasibility check (differential flatness against the rotor limits)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from minsnap import Trajectory
+from quadsim.evaluation import EvaluationResult, FeasibilityCriteria, FidelityEvaluator
+from quadsim.flatness import flat_state
+from quadsim.vehicle import VehicleParams
+
+
+def sample_times(trajectory: Trajectory, rate_hz: float) -> np.ndarray:
+    """Uniform sample times at `rate_hz` merged with the knot times (where snap peaks often are)."""
+    count = max(2, int(np.ceil(trajectory.duration_s * rate_hz)) + 1)
+    return np.union1d(np.linspace(0.0, trajectory.duration_s, count), trajectory.knot_times_s)
+
+
+class AnalyticEvaluator(FidelityEvaluator):
+    """Feasible when every rotor's required speed stays inside [min, max] along the whole trajectory.
+
+    Assumes perfect tracking (position and yaw errors are reported as 0). Cost: milliseconds.
+    """
+
+    name = "analytic"
+    level = 0
+
+    def __init__(
+        self,
+        vehicle: VehicleParams | None = None,
+        criteria: FeasibilityCriteria | None = None,
+        sample_rate_hz: float = 200.0,
+    ) -> None:
+        super().__init__(vehicle, criteria)
+        self.sample_rate_hz = sample_rate_hz
+
+    def rotor_speed_profile(self, trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sample times `K`, required rotor speeds `K x 4` (rad/s, negative = negative thrust), singular flags."""
+        times = sample_times(trajectory, self.sample_rate_hz)
+        state = flat_state(trajectory.derivatives(times, max_order=4), self.vehicle)
+        return times, state.rotor_speeds_rad_s, state.singular
+
+    def evaluate_one(self, trajectory: Trajectory) -> EvaluationResult:
+        """Check the rotor speeds along the trajectory."""
+        start = time.perf_counter()
+        _, speeds, singular = self.rotor_speed_profile(trajectory)
+        v = self.vehicle
+        reasons = []
+        if singular.any():
+            reasons.append("thrust vanishes or heading undefined (free fall or 90 deg pitch)")
+        max_speed, min_speed = float(np.max(speeds)), float(np.min(speeds))
+        if max_speed > v.rotor_speed_max_rad_s:
+            reasons.append(f"rotor speed {max_speed:.0f} rad/s > limit {v.rotor_speed_max_rad_s:.0f} rad/s")
+        if min_speed < v.rotor_speed_min_rad_s:
+            reasons.append(f"rotor speed {min_speed:.0f} rad/s < minimum {v.rotor_speed_min_rad_s:.0f} rad/s")
+        return EvaluationResult(
+            fidelity=self.name,
+            feasible=not reasons,
+            max_position_error_m=0.0,
+            max_yaw_error_rad=0.0,
+            max_rotor_speed_rad_s=max_speed,
+            rotor_speed_limit_rad_s=v.rotor_speed_max_rad_s,
+            min_rotor_speed_rad_s=min_speed,
+            wall_time_s=time.perf_counter() - start,
+            reason="; ".join(reasons),
+            duration_s=trajectory.duration_s,
+        )
+
+    def is_feasible(self, trajectory: Trajectory) -> bool:
+        """True when the trajectory passes the analytic check."""
+        return self.evaluate_one(trajectory).feasible

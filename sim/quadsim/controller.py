@@ -1,0 +1,96 @@
+"""Geometric SE(3) tracking controller (Lee, Leok and McClamroch, 2010) with flatness feed-forward."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from quadsim.rotations import cross3, hat, norm3, vee
+from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
+
+
+def _kp_pos() -> tuple[float, float, float]:
+    return (16.0, 16.0, 20.0)
+
+
+def _kd_pos() -> tuple[float, float, float]:
+    return (8.0, 8.0, 9.0)
+
+
+@dataclass(frozen=True)
+class SE3Gains:
+    """Gains in acceleration units (position: 1/s^2 and 1/s; attitude: scaled by the inertia)."""
+
+    kp_position: tuple[float, float, float] = field(default_factory=_kp_pos)
+    kd_position: tuple[float, float, float] = field(default_factory=_kd_pos)
+    kp_attitude: float = 544.0
+    kd_attitude: float = 46.64
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Desired flat state at one instant (world ENU; body rates in FLU body frame)."""
+
+    position: NDArray[np.float64]
+    velocity: NDArray[np.float64]
+    acceleration: NDArray[np.float64]
+    yaw_rad: float
+    body_rates_rad_s: NDArray[np.float64]
+    body_angular_accel_rad_s2: NDArray[np.float64]
+
+
+class SE3Controller:
+    """Computes rotor thrusts that track a reference from the vehicle's position, velocity, attitude and rates.
+
+    The commanded rotor thrusts are clipped to the rotors' range; `last_unclipped_thrusts_n` keeps
+    what the controller wanted, so saturation can be reported.
+    """
+
+    def __init__(self, vehicle: VehicleParams, gains: SE3Gains | None = None) -> None:
+        self.vehicle = vehicle
+        self.gains = gains or SE3Gains()
+        self._kp = np.asarray(self.gains.kp_position)
+        self._kd = np.asarray(self.gains.kd_position)
+        self._inertia = vehicle.inertia_matrix
+        self._mixer = vehicle.mixer_matrix
+        self._thrust_min = vehicle.rotor_thrust_min_n
+        self._thrust_max = vehicle.rotor_thrust_max_n
+        self.last_unclipped_thrusts_n = np.zeros(4)
+
+    def rotor_thrusts(
+        self,
+        position: NDArray[np.float64],
+        velocity: NDArray[np.float64],
+        rotation: NDArray[np.float64],
+        body_rates: NDArray[np.float64],
+        ref: Reference,
+    ) -> NDArray[np.float64]:
+        """Rotor thrusts (N, clipped to limits) for the current state and reference."""
+        g = self.gains
+        mass = self.vehicle.mass_kg
+        accel_cmd = -self._kp * (position - ref.position) - self._kd * (velocity - ref.velocity) + ref.acceleration
+        force = mass * (accel_cmd + np.array([0.0, 0.0, GRAVITY_M_S2]))
+        b3 = rotation[:, 2]
+        thrust = float(force @ b3)
+        force_norm = norm3(force)
+        b3_d = force / force_norm if force_norm > 1e-9 else np.array([0.0, 0.0, 1.0])
+        b1_c = np.array([np.cos(ref.yaw_rad), np.sin(ref.yaw_rad), 0.0])
+        b2_d = cross3(b3_d, b1_c)
+        b2_d /= max(norm3(b2_d), 1e-9)
+        b1_d = cross3(b2_d, b3_d)
+        rot_d = np.array([b1_d, b2_d, b3_d]).T
+        rel = rotation.T @ rot_d
+        e_rot = 0.5 * vee(rel.T - rel)
+        rates_d = rel @ ref.body_rates_rad_s
+        e_rates = body_rates - rates_d
+        inertia = self._inertia
+        torque = (
+            inertia @ (-g.kp_attitude * e_rot - g.kd_attitude * e_rates)
+            + cross3(body_rates, inertia @ body_rates)
+            - inertia @ (hat(body_rates) @ rates_d - rel @ ref.body_angular_accel_rad_s2)
+        )
+        thrusts = self._mixer @ np.array([thrust, torque[0], torque[1], torque[2]])
+        self.last_unclipped_thrusts_n = thrusts
+        return np.clip(thrusts, self._thrust_min, self._thrust_max)
