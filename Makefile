@@ -1,0 +1,41 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both set up .venv first if needed.
+VENV      ?= .venv
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.installed
+PYTEST_WORKERS ?= 2
+export MUJOCO_GL ?= egl
+
+.PHONY: setup demo test test-fast lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install.sh
+	bash scripts/install.sh $(VENV)
+	touch $(STAMP)
+
+## The main job: plan through the built-in course and fly it at three fidelities.
+demo: setup
+	$(VENV)/bin/quadsim-demo
+
+## Lint, type-check, then the whole test suite (unit, property, sim-in-the-loop, benchmarks in smoke mode).
+# pytest exits 5 when it collected no tests: that is a failure here, said out loud.
+test: setup lint
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) -q; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; failing" >&2; exit 1; fi; \
+	exit $$status
+
+## Unit tests only (skips sim-in-the-loop, benchmark and learning-regression tests).
+test-fast: setup
+	$(PY) -m pytest -q -m "not sim and not bench and not learning and not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+## Full benchmarks (print JSON figures; not part of the tests).
+bench: setup
+	$(PY) bench/minsnap.py
+	$(PY) bench/fidelity.py
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,205 @@
+"""Segment-time allocation: heuristics, and the slow optimisation baseline the learned planner must beat.
+
+The baseline (after Richter, Bry and Roy, 2013) first distributes a fixed total time over the segments
+to minimise the snap cost (gradient descent on the segment-time ratios, with the analytic gradient of
+the snap cost), then scales every time by one factor found by bisection so that the trajectory sits on
+the feasibility boundary of a given check. The check is passed in, so this module needs no vehicle.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from minsnap.errors import TrajectoryInputError
+from minsnap.solver import EndpointState, snap_cost_and_gradient, solve_min_snap
+from minsnap.trajectory import Trajectory
+from minsnap.validation import as_waypoints
+
+FeasibilityCheck = Callable[[Trajectory], bool]
+
+
+def segment_lengths_m(waypoints: ArrayLike) -> NDArray[np.float64]:
+    """Straight-line length of each segment."""
+    points = as_waypoints(waypoints)
+    return np.linalg.norm(np.diff(points[:, :3], axis=0), axis=1)
+
+
+def constant_speed_times(waypoints: ArrayLike, speed_m_s: float, min_time_s: float = 0.05) -> NDArray[np.float64]:
+    """Segment times for flying every straight segment at `speed_m_s` (at least `min_time_s` each)."""
+    if not speed_m_s > 0:
+        raise TrajectoryInputError(f"speed must be > 0 m/s, got {speed_m_s}")
+    return np.maximum(segment_lengths_m(waypoints) / speed_m_s, min_time_s)
+
+
+def trapezoidal_times(
+    waypoints: ArrayLike, max_speed_m_s: float, max_accel_m_s2: float, min_time_s: float = 0.05
+) -> NDArray[np.float64]:
+    """Segment times of a rest-to-rest trapezoidal speed profile on each segment.
+
+    A segment long enough to reach `max_speed_m_s` takes d/v + v/a; a shorter one is a triangle, 2 sqrt(d/a).
+    """
+    if not (max_speed_m_s > 0 and max_accel_m_s2 > 0):
+        raise TrajectoryInputError(
+            f"speed and acceleration limits must be > 0, got {max_speed_m_s} m/s and {max_accel_m_s2} m/s^2"
+        )
+    lengths = segment_lengths_m(waypoints)
+    reach = max_speed_m_s**2 / max_accel_m_s2
+    cruise = lengths / max_speed_m_s + max_speed_m_s / max_accel_m_s2
+    triangle = 2.0 * np.sqrt(lengths / max_accel_m_s2)
+    return np.maximum(np.where(lengths >= reach, cruise, triangle), min_time_s)
+
+
+@dataclass(frozen=True)
+class TimeOptimisationResult:
+    """Outcome of the baseline time optimisation.
+
+    Attributes:
+        trajectory: the minimum-snap trajectory with the optimised, scaled times.
+        segment_times_s: its segment times.
+        feasible: whether the final trajectory passes the check (False if no scale up to the limit did).
+        time_scale: the factor applied to the snap-optimal ratios in the final bisection.
+        ratio_iterations: gradient steps taken on the ratios.
+        feasibility_checks: calls made to the feasibility check.
+        wall_time_s: time spent.
+    """
+
+    trajectory: Trajectory
+    segment_times_s: NDArray[np.float64]
+    feasible: bool
+    time_scale: float
+    ratio_iterations: int
+    feasibility_checks: int
+    wall_time_s: float
+
+    @property
+    def total_time_s(self) -> float:
+        """Total duration of the optimised trajectory."""
+        return float(self.segment_times_s.sum())
+
+
+def optimise_time_ratios(
+    waypoints: ArrayLike,
+    initial_times_s: ArrayLike,
+    start: EndpointState | None = None,
+    end: EndpointState | None = None,
+    max_iterations: int = 300,
+    tolerance: float = 1e-7,
+) -> tuple[NDArray[np.float64], int]:
+    """Redistribute a fixed total time over the segments to minimise the snap cost.
+
+    Gradient descent with backtracking on log J in softmax coordinates (times stay positive and keep
+    their sum). Returns the optimised times and the iterations taken.
+    """
+    times = np.asarray(initial_times_s, dtype=np.float64).copy()
+    total = float(times.sum())
+    if times.shape[0] < 2:
+        return times, 0
+    theta = np.log(times / total)
+
+    def evaluate(th: NDArray[np.float64]) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+        w = np.exp(th - th.max())
+        t = total * w / w.sum()
+        cost, grad = snap_cost_and_gradient(waypoints, t, start, end)
+        log_grad = t * (grad - float(np.dot(t, grad)) / total) / cost
+        return float(np.log(cost)), log_grad, t
+
+    value, gradient, times = evaluate(theta)
+    step = 1.0
+    iteration = 0
+    for iteration in range(1, max_iterations + 1):
+        improved = False
+        while step > 1e-8:
+            candidate = theta - step * gradient
+            cand_value, cand_grad, cand_times = evaluate(candidate)
+            if cand_value <= value - 1e-4 * step * float(gradient @ gradient):
+                improved = True
+                break
+            step *= 0.5
+        if not improved or value - cand_value < tolerance:
+            if improved:
+                theta, value, gradient, times = candidate, cand_value, cand_grad, cand_times
+            break
+        theta, value, gradient, times = candidate, cand_value, cand_grad, cand_times
+        step = min(step * 2.0, 4.0)
+    return times, iteration
+
+
+def scale_to_feasibility_boundary(
+    waypoints: ArrayLike,
+    times_s: NDArray[np.float64],
+    is_feasible: FeasibilityCheck,
+    start: EndpointState | None = None,
+    end: EndpointState | None = None,
+    relative_tolerance: float = 1e-3,
+    max_scale: float = 64.0,
+) -> tuple[float, bool, int]:
+    """Smallest factor `s` (to `relative_tolerance`) for which `s * times_s` passes the check.
+
+    Returns (scale, feasible, checks). Brackets by doubling/halving from 1, then bisects.
+    """
+    checks = 0
+
+    def feasible_at(scale: float) -> bool:
+        nonlocal checks
+        checks += 1
+        return is_feasible(solve_min_snap(waypoints, scale * times_s, start, end))
+
+    low, high = 1.0, 1.0
+    if feasible_at(1.0):
+        low = 0.5
+        while feasible_at(low):
+            high = low
+            low *= 0.5
+            if low < 1e-4:
+                return high, True, checks
+    else:
+        high = 2.0
+        while not feasible_at(high):
+            low = high
+            high *= 2.0
+            if high > max_scale:
+                return max_scale, False, checks
+    while (high - low) > relative_tolerance * high:
+        middle = 0.5 * (low + high)
+        if feasible_at(middle):
+            high = middle
+        else:
+            low = middle
+    return high, True, checks
+
+
+def optimise_segment_times(
+    waypoints: ArrayLike,
+    is_feasible: FeasibilityCheck,
+    initial_times_s: ArrayLike,
+    start: EndpointState | None = None,
+    end: EndpointState | None = None,
+    max_iterations: int = 300,
+) -> TimeOptimisationResult:
+    """The baseline: snap-optimal time ratios, then the shortest feasible uniform time scale.
+
+    Args:
+        waypoints: `N x 3` or `N x 4` waypoints.
+        is_feasible: the feasibility check (e.g. the analytic rotor-limit check of a vehicle).
+        initial_times_s: starting segment times (e.g. `trapezoidal_times`); only their ratios matter.
+        start, end: boundary states (default: at rest).
+        max_iterations: gradient steps on the ratios.
+    """
+    began = time.perf_counter()
+    ratios, iterations = optimise_time_ratios(waypoints, initial_times_s, start, end, max_iterations)
+    scale, feasible, checks = scale_to_feasibility_boundary(waypoints, ratios, is_feasible, start, end)
+    times = scale * ratios
+    return TimeOptimisationResult(
+        trajectory=solve_min_snap(waypoints, times, start, end),
+        segment_times_s=times,
+        feasible=feasible,
+        time_scale=scale,
+        ratio_iterations=iterations,
+        feasibility_checks=checks,
+        wall_time_s=time.perf_counter() - began,
+    )

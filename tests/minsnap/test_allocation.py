@@ -1,0 +1,66 @@
+"""Time allocation: heuristics and the baseline optimisation against a feasibility check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minsnap import TrajectoryInputError, snap_cost_and_gradient, solve_min_snap
+from minsnap.allocation import (
+    constant_speed_times,
+    optimise_segment_times,
+    optimise_time_ratios,
+    scale_to_feasibility_boundary,
+    trapezoidal_times,
+)
+from quadsim.analytic import AnalyticEvaluator
+
+COURSE = np.array([[0, 0, 1, 0], [2, 1, 1.5, 0.5], [4, -1, 2, 1.0], [6, 0, 1, 0.5], [3, 3, 1.5, 0], [0, 4, 2, 0]])
+
+
+def test_constant_speed_times_are_length_over_speed() -> None:
+    times = constant_speed_times([[0, 0, 0], [3, 4, 0], [3, 4, 2]], speed_m_s=2.0)
+    np.testing.assert_allclose(times, [2.5, 1.0])
+
+
+def test_trapezoidal_times_cruise_and_triangle() -> None:
+    # 10 m at v=2, a=1: reaches cruise (v^2/a = 4 m) -> 10/2 + 2/1 = 7 s; 1 m never reaches it -> 2 sqrt(1) = 2 s.
+    times = trapezoidal_times([[0, 0, 0], [10, 0, 0], [10, 1, 0]], max_speed_m_s=2.0, max_accel_m_s2=1.0)
+    np.testing.assert_allclose(times, [7.0, 2.0])
+
+
+@pytest.mark.parametrize("speed", [0.0, -1.0, float("nan")])
+def test_heuristics_reject_non_positive_limits(speed: float) -> None:
+    with pytest.raises(TrajectoryInputError, match="must be > 0"):
+        constant_speed_times(COURSE, speed)
+    with pytest.raises(TrajectoryInputError, match="must be > 0"):
+        trapezoidal_times(COURSE, speed, 1.0)
+
+
+def test_ratio_optimisation_keeps_total_and_lowers_snap() -> None:
+    initial = constant_speed_times(COURSE, 1.5)
+    times, iterations = optimise_time_ratios(COURSE, initial)
+    assert iterations > 0
+    assert times.sum() == pytest.approx(initial.sum(), rel=1e-9)
+    cost_before, _ = snap_cost_and_gradient(COURSE, initial)
+    cost_after, gradient = snap_cost_and_gradient(COURSE, times)
+    assert cost_after < cost_before
+    # At a constrained optimum the gradient is equal across segments (Lagrange condition for sum T = const).
+    assert np.ptp(gradient) / np.abs(gradient).mean() < 1e-2
+
+
+def test_baseline_lands_on_the_feasibility_boundary() -> None:
+    analytic = AnalyticEvaluator()
+    result = optimise_segment_times(COURSE, analytic.is_feasible, trapezoidal_times(COURSE, 3.0, 3.0))
+    assert result.feasible
+    assert analytic.is_feasible(result.trajectory)
+    assert not analytic.is_feasible(solve_min_snap(COURSE, result.segment_times_s * 0.99))
+    assert result.total_time_s == pytest.approx(result.trajectory.duration_s)
+    assert result.wall_time_s > 0 and result.feasibility_checks > 3
+
+
+def test_scale_search_reports_infeasible_when_no_scale_works() -> None:
+    scale, feasible, checks = scale_to_feasibility_boundary(
+        COURSE, np.ones(len(COURSE) - 1), lambda trajectory: False, max_scale=8.0
+    )
+    assert not feasible and scale == 8.0 and checks >= 3
