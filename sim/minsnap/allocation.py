@@ -110,8 +110,9 @@ def optimise_time_ratios(
 
     value, gradient, times = evaluate(theta)
     step = 1.0
-    iteration = 0
-    for iteration in range(1, max_iterations + 1):
+    iterations = 0
+    while iterations < max_iterations:
+        iterations += 1
         improved = False
         while step > 1e-8:
             candidate = theta - step * gradient
@@ -126,7 +127,7 @@ def optimise_time_ratios(
             break
         theta, value, gradient, times = candidate, cand_value, cand_grad, cand_times
         step = min(step * 2.0, 4.0)
-    return times, iteration
+    return times, iterations
 
 
 def scale_to_feasibility_boundary(

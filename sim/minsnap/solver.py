@@ -207,7 +207,10 @@ def snap_cost_and_gradient(
     prepared = _prepare(waypoints, segment_times_s, start, end)
     forms = segment_snap_forms(prepared.times)
     values = _solve_free_derivatives(forms, prepared.known, _structure(prepared.points.shape[0]))
-    seg_values = _segment_end_values(values)[:, :, : (4 if include_yaw else 3)]
+    seg_values = _segment_end_values(values)[:, :, : (4 if include_yaw else 3)].copy()
+    # The forms vanish on constant offsets; measuring positions from each segment's start keeps the
+    # cost from cancelling terms of size |position|^2 (far from the origin it would lose all digits).
+    seg_values[:, [0, NUM_END_DERIVATIVES], :] -= seg_values[:, :1, :]
     cost = float(np.einsum("mad,mab,mbd->", seg_values, forms, seg_values))
     d_forms = segment_snap_form_derivatives(prepared.times)
     gradient = np.einsum("mad,mab,mbd->m", seg_values, d_forms, seg_values)

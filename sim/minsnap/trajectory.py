@@ -11,6 +11,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from minsnap.basis import NUM_COEFFS, falling_factorial
 from minsnap.errors import TrajectoryInputError
+from minsnap.validation import as_segment_times
 
 AXES = ("x", "y", "z", "yaw")
 JSON_FORMAT = "minsnap.trajectory/1"
@@ -120,6 +121,8 @@ class Trajectory:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:
         """Read a dictionary written by `to_dict`; raises `TrajectoryInputError` if it is malformed."""
+        if not isinstance(data, dict):
+            raise TrajectoryInputError(f"a trajectory must be a JSON object, got {type(data).__name__}")
         if data.get("format") != JSON_FORMAT:
             raise TrajectoryInputError(f"expected a '{JSON_FORMAT}' trajectory, got format {data.get('format')!r}")
         try:
@@ -128,15 +131,26 @@ class Trajectory:
             waypoints = np.asarray(data["waypoints"], dtype=np.float64)
         except KeyError as exc:
             raise TrajectoryInputError(f"trajectory JSON is missing the field {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            raise TrajectoryInputError(f"trajectory JSON fields must be rectangular arrays of numbers: {exc}") from exc
+        if times.ndim != 1:
+            raise TrajectoryInputError(f"segment_times_s must be a list of numbers, got shape {times.shape}")
         m = times.shape[0]
         if coeffs.shape != (m, 4, NUM_COEFFS) or waypoints.shape != (m + 1, 4):
             raise TrajectoryInputError(
                 f"trajectory JSON shapes disagree: {m} segment times, coefficients {coeffs.shape} "
                 f"(want {(m, 4, NUM_COEFFS)}), waypoints {waypoints.shape} (want {(m + 1, 4)})"
             )
+        if not (np.all(np.isfinite(coeffs)) and np.all(np.isfinite(waypoints))):
+            raise TrajectoryInputError("trajectory JSON coefficients and waypoints must all be finite")
+        as_segment_times(times, m + 1)
         return cls(segment_times_s=times, coefficients=coeffs, waypoints=waypoints)
 
     @classmethod
     def from_json(cls, text: str) -> Trajectory:
-        """Parse a JSON string written by `to_json`."""
-        return cls.from_dict(json.loads(text))
+        """Parse a JSON string written by `to_json`; raises `TrajectoryInputError` if it is malformed."""
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise TrajectoryInputError(f"trajectory is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)

@@ -49,9 +49,12 @@ def as_waypoints(waypoints: ArrayLike) -> NDArray[np.float64]:
 def as_segment_times(segment_times_s: ArrayLike, num_waypoints: int) -> NDArray[np.float64]:
     """Return segment times as a float array of length `num_waypoints - 1`, all finite and > 0."""
     try:
-        times = np.asarray(segment_times_s, dtype=np.float64).reshape(-1)
+        times = np.asarray(segment_times_s, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise TrajectoryInputError(f"segment times must be numbers: {exc}") from exc
+    if times.ndim > 1:
+        raise TrajectoryInputError(f"segment times must be a 1-D array of N-1 durations, got shape {times.shape}")
+    times = times.reshape(-1)
     if times.shape[0] != num_waypoints - 1:
         raise TrajectoryInputError(
             f"{num_waypoints} waypoints need {num_waypoints - 1} segment times, got {times.shape[0]}"

@@ -18,6 +18,7 @@ from quadsim.rotations import matrix_to_quat_wxyz, norm3, yaw_of
 from quadsim.vehicle import VehicleParams
 
 GROUND_CLEARANCE_M = 0.03
+"""A flight whose position comes below this height has hit the ground (the frame rests at z = 0.01 m)."""
 
 
 class MujocoEvaluator(FidelityEvaluator):
@@ -72,7 +73,6 @@ class MujocoEvaluator(FidelityEvaluator):
         )
         mujoco.mj_forward(model, data)
 
-        body = model.body("quadrotor").id
         count = len(track)
         positions = np.zeros((count, 3))
         yaws = np.zeros(count)
@@ -81,21 +81,27 @@ class MujocoEvaluator(FidelityEvaluator):
         last = count
         for k in range(count):
             position = data.qpos[:3].copy()
-            rotation = data.xmat[body].reshape(3, 3).copy()
+            # From qpos, not data.xmat: after mj_step, xmat still holds the attitude of one physics step earlier.
+            rotation = np.empty(9)
+            mujoco.mju_quat2Mat(rotation, data.qpos[3:7])
+            rotation = rotation.reshape(3, 3)
             positions[k] = position
             yaws[k] = yaw_of(rotation)
             if not math.isfinite(float(data.qpos.sum())):
                 failure, last = "simulation state became NaN", k
                 break
+            data.ctrl[:] = controller.rotor_thrusts(position, data.qvel[:3], rotation, data.qvel[3:6], track.at(k))
+            commands[k] = self.vehicle.rotor_speeds_from_thrusts(controller.last_unclipped_thrusts_n)
             error = norm3(position - track.derivatives[0, k, :3])
             if error > self.criteria.divergence_error_m:
                 failure, last = f"diverged: position error {error:.2f} m at t={track.times_s[k]:.2f} s", k + 1
                 break
-            if position[2] < GROUND_CLEARANCE_M and track.derivatives[0, k, 2] > GROUND_CLEARANCE_M:
-                failure, last = f"hit the ground at t={track.times_s[k]:.2f} s", k + 1
+            if position[2] < GROUND_CLEARANCE_M:
+                failure, last = (
+                    f"hit the ground: z={position[2]:.3f} m < {GROUND_CLEARANCE_M} m at t={track.times_s[k]:.2f} s",
+                    k + 1,
+                )
                 break
-            data.ctrl[:] = controller.rotor_thrusts(position, data.qvel[:3], rotation, data.qvel[3:6], track.at(k))
-            commands[k] = self.vehicle.rotor_speeds_from_thrusts(controller.last_unclipped_thrusts_n)
             mujoco.mj_step(model, data, nstep=self.physics_steps_per_control)
         return FlightLog(
             times_s=track.times_s[:last],

@@ -45,5 +45,7 @@ def test_to_jsonable_handles_numpy_dataclasses_and_non_finite() -> None:
 def test_format_table_aligns_columns() -> None:
     text = format_table(["name", "value"], [["a", 1.23456], ["longer", 2.0]])
     lines = text.splitlines()
-    assert lines[0].startswith("name  ") and "1.235" in lines[2] and "2.000" in lines[3]
+    assert lines[0].startswith("name  ")
+    assert "1.235" in lines[2]
+    assert "2.000" in lines[3]
     assert len({line.index(line.split()[-1]) for line in lines[2:]}) == 1

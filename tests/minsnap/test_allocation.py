@@ -56,11 +56,14 @@ def test_baseline_lands_on_the_feasibility_boundary() -> None:
     assert analytic.is_feasible(result.trajectory)
     assert not analytic.is_feasible(solve_min_snap(COURSE, result.segment_times_s * 0.99))
     assert result.total_time_s == pytest.approx(result.trajectory.duration_s)
-    assert result.wall_time_s > 0 and result.feasibility_checks > 3
+    assert result.wall_time_s > 0
+    assert result.feasibility_checks > 3
 
 
 def test_scale_search_reports_infeasible_when_no_scale_works() -> None:
     scale, feasible, checks = scale_to_feasibility_boundary(
         COURSE, np.ones(len(COURSE) - 1), lambda trajectory: False, max_scale=8.0
     )
-    assert not feasible and scale == 8.0 and checks >= 3
+    assert not feasible
+    assert scale == 8.0
+    assert checks >= 3
