@@ -82,9 +82,9 @@ class MujocoEvaluator(FidelityEvaluator):
         for k in range(count):
             position = data.qpos[:3].copy()
             # From qpos, not data.xmat: after mj_step, xmat still holds the attitude of one physics step earlier.
-            rotation = np.empty(9)
-            mujoco.mju_quat2Mat(rotation, data.qpos[3:7])
-            rotation = rotation.reshape(3, 3)
+            rotation_flat = np.empty(9)
+            mujoco.mju_quat2Mat(rotation_flat, data.qpos[3:7])
+            rotation = rotation_flat.reshape(3, 3)
             positions[k] = position
             yaws[k] = yaw_of(rotation)
             if not math.isfinite(float(data.qpos.sum())):

@@ -112,7 +112,7 @@ class VehicleParams:
     @property
     def mixer_matrix(self) -> NDArray[np.float64]:
         """`4 x 4` inverse of `allocation_matrix`: collective thrust and torques -> rotor thrusts."""
-        return np.linalg.inv(self.allocation_matrix)
+        return np.asarray(np.linalg.inv(self.allocation_matrix), dtype=np.float64)
 
     def rotor_speeds_from_thrusts(self, thrusts_n: NDArray[np.float64]) -> NDArray[np.float64]:
         """Rotor speeds (rad/s) that give the rotor thrusts; negative thrust maps to a negative speed."""

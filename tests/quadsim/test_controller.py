@@ -1,0 +1,113 @@
+"""SE(3) controller: exact feed-forward on the reference, the sign of each correction, saturation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from minsnap import solve_min_snap
+from quadsim.controller import Reference, SE3Controller
+from quadsim.flatness import flat_state
+from quadsim.reference import ReferenceTrack
+from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
+
+VEHICLE = VehicleParams()
+WEIGHT_N = VEHICLE.mass_kg * GRAVITY_M_S2
+
+
+def hover_reference(position: tuple[float, float, float] = (0.0, 0.0, 1.0), yaw: float = 0.0) -> Reference:
+    zero = np.zeros(3)
+    return Reference(np.array(position), zero, zero, yaw, zero, zero)
+
+
+def rot_z(yaw: float) -> np.ndarray:
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def wrench_of(thrusts: np.ndarray) -> np.ndarray:
+    return VEHICLE.allocation_matrix @ thrusts
+
+
+@pytest.mark.parametrize("yaw", [0.0, 1.2, -2.8])
+def test_hover_on_reference_gives_weight_and_no_torque(yaw: float) -> None:
+    controller = SE3Controller(VEHICLE)
+    thrusts = controller.rotor_thrusts(
+        np.array([0.0, 0.0, 1.0]), np.zeros(3), rot_z(yaw), np.zeros(3), hover_reference(yaw=yaw)
+    )
+    np.testing.assert_allclose(thrusts, WEIGHT_N / 4.0, rtol=1e-12)
+
+
+def test_feed_forward_is_exact_on_the_reference() -> None:
+    """On the reference state the controller asks for exactly the flatness rotor thrusts."""
+    waypoints = [[0.0, 0.0, 1.0, 0.0], [1.5, 1.0, 1.6, 1.0], [3.0, -0.5, 1.2, -0.5], [4.0, 0.5, 1.0, 0.3]]
+    trajectory = solve_min_snap(waypoints, [1.2, 1.2, 1.2])
+    track = ReferenceTrack.build(trajectory, VEHICLE, dt_s=0.01, hold_s=0.0)
+    expected = flat_state(track.derivatives, VEHICLE).rotor_thrusts_n
+    assert np.ptp(expected) > 0.5  # an aggressive enough reference for the check to mean something
+    controller = SE3Controller(VEHICLE)
+    for k in range(len(track)):
+        ref = track.at(k)
+        controller.rotor_thrusts(ref.position, ref.velocity, track.rotation[k], ref.body_rates_rad_s, ref)
+        np.testing.assert_allclose(controller.last_unclipped_thrusts_n, expected[k], rtol=1e-9, atol=1e-9)
+
+
+def test_vehicle_below_reference_gets_more_thrust() -> None:
+    thrusts = SE3Controller(VEHICLE).rotor_thrusts(
+        np.array([0.0, 0.0, 0.9]), np.zeros(3), np.eye(3), np.zeros(3), hover_reference()
+    )
+    wrench = wrench_of(thrusts)
+    assert wrench[0] > WEIGHT_N
+    np.testing.assert_allclose(wrench[1:], 0.0, atol=1e-12)
+
+
+def test_vehicle_behind_reference_pitches_forward() -> None:
+    # Reference 10 cm ahead (+x): tilt the thrust towards +x, a positive torque about +y.
+    thrusts = SE3Controller(VEHICLE).rotor_thrusts(
+        np.array([-0.1, 0.0, 1.0]), np.zeros(3), np.eye(3), np.zeros(3), hover_reference()
+    )
+    wrench = wrench_of(thrusts)
+    assert wrench[2] > 0
+    assert wrench[1] == pytest.approx(0.0, abs=1e-12)
+    assert thrusts[2] > thrusts[0]  # rear rotors push harder
+
+
+def test_vehicle_right_of_reference_rolls_left() -> None:
+    # Reference 10 cm to the left (+y): tilt the thrust towards +y, a negative torque about +x.
+    thrusts = SE3Controller(VEHICLE).rotor_thrusts(
+        np.array([0.0, -0.1, 1.0]), np.zeros(3), np.eye(3), np.zeros(3), hover_reference()
+    )
+    wrench = wrench_of(thrusts)
+    assert wrench[1] < 0
+    assert thrusts[1] > thrusts[0]  # right rotors (-y) push harder
+
+
+def test_yaw_behind_reference_turns_positively() -> None:
+    thrusts = SE3Controller(VEHICLE).rotor_thrusts(
+        np.array([0.0, 0.0, 1.0]), np.zeros(3), rot_z(-0.2), np.zeros(3), hover_reference()
+    )
+    wrench = wrench_of(thrusts)
+    assert wrench[3] > 0
+    np.testing.assert_allclose(wrench[1:3], 0.0, atol=1e-12)
+
+
+def test_rates_are_damped() -> None:
+    thrusts = SE3Controller(VEHICLE).rotor_thrusts(
+        np.array([0.0, 0.0, 1.0]), np.zeros(3), np.eye(3), np.array([0.5, -0.3, 0.2]), hover_reference()
+    )
+    torque = wrench_of(thrusts)[1:]
+    assert np.all(np.sign(torque) == -np.sign([0.5, -0.3, 0.2]))
+
+
+def test_commands_are_clipped_and_unclipped_are_kept() -> None:
+    controller = SE3Controller(VEHICLE)
+    thrusts = controller.rotor_thrusts(
+        np.array([0.0, 0.0, 1.0]), np.zeros(3), np.eye(3), np.array([0.0, 0.0, 30.0]), hover_reference()
+    )
+    assert np.all(thrusts >= VEHICLE.rotor_thrust_min_n)
+    assert np.all(thrusts <= VEHICLE.rotor_thrust_max_n)
+    unclipped = controller.last_unclipped_thrusts_n
+    assert unclipped.min() < VEHICLE.rotor_thrust_min_n
+    np.testing.assert_allclose(thrusts, np.clip(unclipped, VEHICLE.rotor_thrust_min_n, VEHICLE.rotor_thrust_max_n))
