@@ -11,10 +11,11 @@ interior waypoints.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
+from scipy.linalg.lapack import dpbsv as _banded_cholesky_solve
 from numpy.typing import ArrayLike, NDArray
 
 from minsnap.basis import (
@@ -54,6 +55,21 @@ class EndpointState:
 
     def as_array(self, name: str = "endpoint state") -> NDArray[np.float64]:
         """Return a `3 x 4` array: rows velocity, acceleration, jerk; columns x, y, z, yaw."""
+        vectors = (self.velocity, self.acceleration, self.jerk)
+        yaws = (self.yaw_rate, self.yaw_acceleration, self.yaw_jerk)
+        out = np.empty((3, NUM_AXES))
+        try:
+            if all(np.shape(v) == (3,) for v in vectors) and all(np.ndim(y) == 0 for y in yaws):
+                out[:, :3] = vectors
+                out[:, 3] = yaws
+                if np.isfinite(out).all():
+                    return out
+        except (TypeError, ValueError):
+            pass
+        return self._checked_array(name)
+
+    def _checked_array(self, name: str) -> NDArray[np.float64]:
+        """Slow path of `as_array`: check each part and raise with a message naming the bad one."""
         rows = []
         for label, vector, yaw in (
             ("velocity", self.velocity, self.yaw_rate),
@@ -64,29 +80,72 @@ class EndpointState:
         return np.vstack(rows)
 
 
+_AT_REST = np.zeros((NUM_END_DERIVATIVES - 1, NUM_AXES))
+_AT_REST.setflags(write=False)
+
+
 def unwrap_yaw(yaw_rad: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Unwrap waypoint yaw so that each step takes the short way round (|step| <= pi)."""
-    return np.unwrap(yaw_rad)
+    """Unwrap waypoint yaw so that each step takes the short way round (|step| <= pi, as `np.unwrap`)."""
+    steps = np.diff(yaw_rad)
+    wrapped = (steps + np.pi) % (2.0 * np.pi) - np.pi
+    wrapped[(wrapped == -np.pi) & (steps > 0)] = np.pi
+    out = np.empty_like(yaw_rad)
+    out[0] = yaw_rad[0]
+    np.cumsum(wrapped, out=out[1:])
+    out[1:] += yaw_rad[0]
+    return out
 
 
 @dataclass(frozen=True)
 class _Structure:
-    """Index bookkeeping of the free derivatives for one waypoint count."""
+    """Index bookkeeping of the free derivatives for one waypoint count (cached: it depends on nothing else)."""
 
     free_index: NDArray[np.intp]  # M x 8: index into the free vector, or -1 where the value is known
     num_free: int
+    free_mask: NDArray[np.bool_]  # M x 8
+    known_mask: NDArray[np.float64]  # M x 8 x 1: 1.0 where the value is known
+    rhs_scatter: NDArray[np.intp]  # flat (free index, axis) target of each free entry of the M x 8 x D rhs
+    rhs_gather: NDArray[np.intp]  # flat position of those entries in the M x 8 x D rhs
+    band_scatter: NDArray[np.intp]  # flat target in the banded matrix of each upper-triangle pair
+    band_gather: NDArray[np.intp]  # flat position of those pairs in the M x 8 x 8 forms
 
 
+@functools.lru_cache(maxsize=64)
 def _structure(num_waypoints: int) -> _Structure:
     num_segments = num_waypoints - 1
+    num_free = max(0, (num_waypoints - 2) * FREE_PER_KNOT)
     seg = np.arange(num_segments)[:, None]
     local = np.arange(2 * NUM_END_DERIVATIVES)[None, :]
     knot = seg + local // NUM_END_DERIVATIVES
     order = local % NUM_END_DERIVATIVES
-    interior = (knot > 0) & (knot < num_waypoints - 1)
-    free = interior & (order > 0)
+    free = (knot > 0) & (knot < num_waypoints - 1) & (order > 0)
     free_index = np.where(free, (knot - 1) * FREE_PER_KNOT + (order - 1), -1)
-    return _Structure(free_index=free_index, num_free=max(0, (num_waypoints - 2) * FREE_PER_KNOT))
+
+    axes = np.arange(NUM_AXES)
+    flat_rhs = np.arange(num_segments * 2 * NUM_END_DERIVATIVES * NUM_AXES).reshape(num_segments, -1, NUM_AXES)
+    rhs_gather = flat_rhs[free].reshape(-1)
+    rhs_scatter = (free_index[free][:, None] * NUM_AXES + axes[None, :]).reshape(-1)
+
+    rows = np.broadcast_to(free_index[:, :, None], (num_segments, 8, 8))
+    cols = np.broadcast_to(free_index[:, None, :], (num_segments, 8, 8))
+    pair = (rows >= 0) & (cols >= 0) & (rows <= cols)
+    flat_forms = np.arange(num_segments * 64).reshape(num_segments, 8, 8)
+    band_gather = flat_forms[pair]
+    band_scatter = (BANDS_ABOVE_DIAGONAL + rows[pair] - cols[pair]) * num_free + cols[pair]
+    for array in (free_index, free, rhs_gather, rhs_scatter, band_gather, band_scatter):
+        array.setflags(write=False)
+    known_mask = (~free).astype(np.float64)[:, :, None]
+    known_mask.setflags(write=False)
+    return _Structure(
+        free_index=free_index,
+        num_free=num_free,
+        free_mask=free,
+        known_mask=known_mask,
+        rhs_scatter=rhs_scatter,
+        rhs_gather=rhs_gather,
+        band_scatter=band_scatter,
+        band_gather=band_gather,
+    )
 
 
 def _known_end_values(
@@ -106,28 +165,30 @@ def _solve_free_derivatives(
     """Minimise the snap cost over the free derivatives; return the completed `N x 4 x 4` end values."""
     if structure.num_free == 0:
         return known
-    seg_values = _segment_end_values(known)
-    free_mask = structure.free_index >= 0
-    known_part = np.where(free_mask[:, :, None], 0.0, seg_values)
-    rhs_local = -np.einsum("mab,mbd->mad", forms, known_part)  # M x 8 x D
-    rhs = np.zeros((structure.num_free, NUM_AXES))
-    np.add.at(rhs, structure.free_index[free_mask], rhs_local[free_mask])
-
+    known_part = _segment_end_values(known) * structure.known_mask
+    # A constant offset of both end positions is in the null space of every form: measure positions from
+    # each segment's start so that far from the origin no digits cancel.
+    known_part[:, (0, NUM_END_DERIVATIVES), :] -= known_part[:, :1, :]
+    rhs_local = -(forms @ known_part)  # M x 8 x D
+    rhs = np.bincount(
+        structure.rhs_scatter,
+        weights=rhs_local.reshape(-1)[structure.rhs_gather],
+        minlength=structure.num_free * NUM_AXES,
+    ).reshape(structure.num_free, NUM_AXES)
     # Upper banded storage for solveh_banded: ab[u + i - j, j] = H[i, j] for i <= j.
-    rows = structure.free_index[:, :, None]
-    cols = structure.free_index[:, None, :]
-    pair = (rows >= 0) & (cols >= 0) & (rows <= cols)
-    rows_b = np.broadcast_to(rows, forms.shape)[pair]
-    cols_b = np.broadcast_to(cols, forms.shape)[pair]
-    banded = np.zeros((BANDS_ABOVE_DIAGONAL + 1, structure.num_free))
-    np.add.at(banded, (BANDS_ABOVE_DIAGONAL + rows_b - cols_b, cols_b), forms[pair])
-    try:
-        free_values = scipy.linalg.solveh_banded(banded, rhs, lower=False, check_finite=False)
-    except np.linalg.LinAlgError as exc:  # pragma: no cover - positive definite for valid input
-        raise TrajectoryInputError(f"minimum-snap system is singular for these segment times: {exc}") from exc
+    banded = np.bincount(
+        structure.band_scatter,
+        weights=forms.reshape(-1)[structure.band_gather],
+        minlength=(BANDS_ABOVE_DIAGONAL + 1) * structure.num_free,
+    ).reshape(BANDS_ABOVE_DIAGONAL + 1, structure.num_free)
+    # LAPACK's banded Cholesky solve (what scipy.linalg.solveh_banded wraps, without its per-call checks).
+    _, free_values, info = _banded_cholesky_solve(banded, rhs, lower=0, overwrite_ab=1, overwrite_b=1)
+    if info != 0:
+        raise TrajectoryInputError(
+            f"minimum-snap system is not positive definite for these segment times (LAPACK pbsv info={info})"
+        )
     completed = known.copy()
-    interior = completed[1:-1, 1:, :]
-    interior[...] = free_values.reshape(-1, FREE_PER_KNOT, NUM_AXES)
+    completed[1:-1, 1:, :] = free_values.reshape(-1, FREE_PER_KNOT, NUM_AXES)
     return completed
 
 
@@ -136,12 +197,15 @@ def _segment_end_values(values: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.concatenate([values[:-1], values[1:]], axis=1)
 
 
+_END_ORDER = np.tile(np.arange(NUM_END_DERIVATIVES), 2)
+
+
 def _coefficients(end_values: NDArray[np.float64], times: NDArray[np.float64]) -> NDArray[np.float64]:
     """Monomial coefficients in local time, `M x 4 x 8`, from per-segment end values `M x 8 x 4`."""
-    order = np.tile(np.arange(NUM_END_DERIVATIVES), 2)
-    scaled = end_values * times[:, None, None] ** order[None, :, None]
-    tau_coeffs = np.einsum("cb,mbd->mdc", HERMITE, scaled)
-    return tau_coeffs / times[:, None, None] ** np.arange(NUM_COEFFS)[None, None, :]
+    powers = times[:, None] ** np.arange(NUM_COEFFS)[None, :]  # M x 8
+    tau_coeffs = HERMITE @ (end_values * powers[:, _END_ORDER, None])  # M x 8 x D
+    # C order, as `Trajectory.from_json` builds it, so a trajectory evaluates bit-identically after a round trip.
+    return np.ascontiguousarray((tau_coeffs / powers[:, :, None]).transpose(0, 2, 1))
 
 
 @dataclass(frozen=True)
@@ -157,8 +221,8 @@ def _prepare(
     points = as_waypoints(waypoints)
     points[:, 3] = unwrap_yaw(points[:, 3])
     times = as_segment_times(segment_times_s, points.shape[0])
-    start_array = (start or EndpointState()).as_array("start")
-    end_array = (end or EndpointState()).as_array("end")
+    start_array = _AT_REST if start is None else start.as_array("start")
+    end_array = _AT_REST if end is None else end.as_array("end")
     return _Prepared(points=points, times=times, known=_known_end_values(points, start_array, end_array))
 
 

@@ -17,7 +17,7 @@ def as_waypoints(waypoints: ArrayLike) -> NDArray[np.float64]:
     or two consecutive waypoints at the same position.
     """
     try:
-        points = np.asarray(waypoints, dtype=np.float64)
+        points = np.array(waypoints, dtype=np.float64)  # a copy: the solver unwraps yaw in it
     except (TypeError, ValueError) as exc:
         raise TrajectoryInputError(f"waypoints must be numbers in an N x 3 or N x 4 array: {exc}") from exc
     if points.ndim != 2 or points.shape[1] not in (3, 4):
@@ -26,18 +26,18 @@ def as_waypoints(waypoints: ArrayLike) -> NDArray[np.float64]:
         )
     if points.shape[0] < 2:
         raise TrajectoryInputError(f"a trajectory needs at least 2 waypoints, got {points.shape[0]}")
-    bad = ~np.isfinite(points)
-    if bad.any():
-        row, col = (int(v) for v in np.argwhere(bad)[0])
+    if not np.isfinite(points).all():
+        row, col = (int(v) for v in np.argwhere(~np.isfinite(points))[0])
         axis = "xyzw"[col] if col < 3 else "yaw"
         raise TrajectoryInputError(
             f"waypoint {row} has a non-finite {axis} value ({points[row, col]}); every coordinate must be finite"
         )
     if points.shape[1] == 3:
         points = np.hstack([points, np.zeros((points.shape[0], 1))])
-    spacing = np.linalg.norm(np.diff(points[:, :3], axis=0), axis=1)
-    repeated = np.flatnonzero(spacing < MIN_WAYPOINT_SPACING_M)
-    if repeated.size:
+    steps = np.diff(points[:, :3], axis=0)
+    spacing = np.sqrt(np.einsum("ij,ij->i", steps, steps))
+    if (spacing < MIN_WAYPOINT_SPACING_M).any():
+        repeated = np.flatnonzero(spacing < MIN_WAYPOINT_SPACING_M)
         i = int(repeated[0])
         raise TrajectoryInputError(
             f"waypoints {i} and {i + 1} are at the same position ({spacing[i]:.3g} m apart, "
