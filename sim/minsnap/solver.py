@@ -15,8 +15,8 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg.lapack import dpbsv as _banded_cholesky_solve
 from numpy.typing import ArrayLike, NDArray
+from scipy.linalg.lapack import dpbsv as _banded_cholesky_solve
 
 from minsnap.basis import (
     HERMITE,
