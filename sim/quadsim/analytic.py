@@ -19,7 +19,8 @@ def sample_times(trajectory: Trajectory, rate_hz: float) -> np.ndarray:
 
 
 class AnalyticEvaluator(FidelityEvaluator):
-    """Feasible when every rotor's required speed stays inside [min, max] along the whole trajectory.
+    """Feasible when every rotor's required speed stays inside [min, max] along the whole trajectory
+    and the trajectory stays above the ground clearance.
 
     Assumes perfect tracking (position and yaw errors are reported as 0). Cost: milliseconds.
     """
@@ -38,16 +39,27 @@ class AnalyticEvaluator(FidelityEvaluator):
 
     def rotor_speed_profile(self, trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sample times `K`, required rotor speeds `K x 4` (rad/s, negative = negative thrust), singular flags."""
+        times, speeds, singular, _ = self._profile(trajectory)
+        return times, speeds, singular
+
+    def _profile(self, trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         times = sample_times(trajectory, self.sample_rate_hz)
-        state = flat_state(trajectory.derivatives(times, max_order=4), self.vehicle)
-        return times, state.rotor_speeds_rad_s, state.singular
+        derivatives = trajectory.derivatives(times, max_order=4)
+        state = flat_state(derivatives, self.vehicle)
+        return times, state.rotor_speeds_rad_s, state.singular, derivatives[0, :, 2]
 
     def evaluate_one(self, trajectory: Trajectory) -> EvaluationResult:
         """Check the rotor speeds along the trajectory."""
         start = time.perf_counter()
-        _, speeds, singular = self.rotor_speed_profile(trajectory)
+        times, speeds, singular, heights = self._profile(trajectory)
         v = self.vehicle
         reasons = []
+        low = int(np.argmin(heights))
+        if heights[low] < self.criteria.ground_clearance_m:
+            reasons.append(
+                f"trajectory goes below the ground clearance: z={heights[low]:.2f} m < "
+                f"{self.criteria.ground_clearance_m} m at t={times[low]:.2f} s"
+            )
         if singular.any():
             reasons.append("thrust vanishes or heading undefined (free fall or 90 deg pitch)")
         max_speed, min_speed = float(np.max(speeds)), float(np.min(speeds))

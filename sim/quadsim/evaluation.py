@@ -28,6 +28,9 @@ class FeasibilityCriteria:
     max_yaw_error_rad: float = math.radians(15.0)
     divergence_error_m: float = 2.0
     """A flight whose position error exceeds this is stopped early: it has diverged."""
+    ground_clearance_m: float = 0.03
+    """The vehicle's centre below this height means it hit the ground; a trajectory that goes below it is
+    infeasible at every fidelity (minimum-snap paths can overshoot below the lowest waypoint)."""
     settle_time_s: float = 0.5
     """Time flown after the end of the trajectory, holding the last waypoint; it is checked too."""
 

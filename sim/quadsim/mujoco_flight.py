@@ -17,7 +17,6 @@ from quadsim.reference import ReferenceTrack
 from quadsim.rotations import matrix_to_quat_wxyz, norm3, yaw_of
 from quadsim.vehicle import VehicleParams
 
-GROUND_CLEARANCE_M = 0.03
 """A flight whose position comes below this height has hit the ground (the frame rests at z = 0.01 m)."""
 
 
@@ -96,9 +95,10 @@ class MujocoEvaluator(FidelityEvaluator):
             if error > self.criteria.divergence_error_m:
                 failure, last = f"diverged: position error {error:.2f} m at t={track.times_s[k]:.2f} s", k + 1
                 break
-            if position[2] < GROUND_CLEARANCE_M:
+            if position[2] < self.criteria.ground_clearance_m:
                 failure, last = (
-                    f"hit the ground: z={position[2]:.3f} m < {GROUND_CLEARANCE_M} m at t={track.times_s[k]:.2f} s",
+                    f"hit the ground: z={position[2]:.3f} m < {self.criteria.ground_clearance_m} m "
+                    f"at t={track.times_s[k]:.2f} s",
                     k + 1,
                 )
                 break

@@ -112,3 +112,15 @@ def test_free_fall_is_infeasible_and_named() -> None:
 def test_wall_time_is_recorded() -> None:
     result = AnalyticEvaluator().evaluate_one(scaled(1.0))
     assert 0.0 < result.wall_time_s < 1.0
+
+
+def test_trajectory_below_the_ground_clearance_is_infeasible() -> None:
+    from minsnap import solve_min_snap
+    from quadsim.analytic import AnalyticEvaluator
+
+    dipping = solve_min_snap([[0, 0, 1.0], [2, 0, 0.02], [4, 0, 1.0]], [2.0, 2.0])
+    result = AnalyticEvaluator().evaluate_one(dipping)
+    assert not result.feasible
+    assert "below the ground clearance" in result.reason
+    clear = solve_min_snap([[0, 0, 1.0], [2, 0, 0.5], [4, 0, 1.0]], [2.0, 2.0])
+    assert AnalyticEvaluator().evaluate_one(clear).feasible
