@@ -19,27 +19,19 @@ same trajectories at every fidelity and measures:
 Usage: ``python bench/fidelity.py [--smoke]`` (or ``SMOKE_TEST=1``); the smoke run takes seconds.
 """
 
-# ruff: noqa: E402  (the prelude below must run before numpy is imported)
 from __future__ import annotations
-
-import os
-import sys
-from pathlib import Path
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # one core, as the targets are stated; set before numpy loads BLAS
-# Run as `python bench/fidelity.py`, this file's folder heads sys.path, and bench/minsnap.py would shadow the package.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
 
 import argparse
 import itertools
 import json
+import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off sys.path)
 import numpy as np
 from numpy.typing import NDArray
 

@@ -15,6 +15,7 @@ import numpy as np
 from flightkit import get_logger
 from minsnap import Trajectory
 from quadsim.flight_log import FlightLog
+from quadsim.rotations import norm3
 from quadsim.vehicle import VehicleParams
 
 log = get_logger("quadsim.evaluation")
@@ -33,6 +34,15 @@ class FeasibilityCriteria:
     infeasible at every fidelity (minimum-snap paths can overshoot below the lowest waypoint)."""
     settle_time_s: float = 0.5
     """Time flown after the end of the trajectory, holding the last waypoint; it is checked too."""
+
+    def stop_reason(self, position_m: np.ndarray, reference_m: np.ndarray, time_s: float) -> str:
+        """Why a flight must stop now (diverged, or hit the ground), or "" to go on."""
+        error = norm3(position_m - reference_m)
+        if error > self.divergence_error_m:
+            return f"diverged: position error {error:.2f} m at t={time_s:.2f} s"
+        if position_m[2] < self.ground_clearance_m:
+            return f"hit the ground: z={position_m[2]:.3f} m < {self.ground_clearance_m} m at t={time_s:.2f} s"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,22 @@ class FidelityEvaluator(abc.ABC):
             return [self.safe_evaluate_one(t) for t in trajectories]
         with ProcessPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(self.safe_evaluate_one, trajectories, chunksize=1))
+
+
+class SimulatedFidelity(FidelityEvaluator):
+    """A fidelity that flies the trajectory in a simulator: subclasses implement `fly`."""
+
+    @abc.abstractmethod
+    def fly(self, trajectory: Trajectory) -> FlightLog:
+        """Fly the trajectory; stop early (with `FlightLog.failure` set) on divergence, NaN or a crash."""
+
+    def evaluate_one(self, trajectory: Trajectory) -> EvaluationResult:
+        """Fly the trajectory and judge it against the feasibility criteria."""
+        start = time.perf_counter()
+        flight = self.fly(trajectory)
+        return judge_flight(
+            self.name, self.vehicle, self.criteria, flight, time.perf_counter() - start, trajectory.duration_s
+        )
 
 
 def judge_flight(

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from quadsim.reference import ReferenceTrack
+
 
 @dataclass(frozen=True)
 class FlightLog:
@@ -29,6 +31,28 @@ class FlightLog:
     ref_yaws_rad: np.ndarray
     rotor_speed_cmd_rad_s: np.ndarray
     failure: str = ""
+
+    @classmethod
+    def from_track(
+        cls,
+        track: ReferenceTrack,
+        positions_m: np.ndarray,
+        yaws_rad: np.ndarray,
+        rotor_speed_cmd_rad_s: np.ndarray,
+        num_samples: int,
+        failure: str,
+    ) -> FlightLog:
+        """A log of the first `num_samples` samples of a flight that followed `track`."""
+        n = num_samples
+        return cls(
+            times_s=track.times_s[:n],
+            positions_m=positions_m[:n],
+            yaws_rad=yaws_rad[:n],
+            ref_positions_m=track.derivatives[0, :n, :3],
+            ref_yaws_rad=track.derivatives[0, :n, 3],
+            rotor_speed_cmd_rad_s=rotor_speed_cmd_rad_s[:n],
+            failure=failure,
+        )
 
     @property
     def position_error_m(self) -> np.ndarray:

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import math
-import time
 
 import mujoco
 import numpy as np
 
 from minsnap import Trajectory
 from quadsim.controller import SE3Controller, SE3Gains
-from quadsim.evaluation import EvaluationResult, FeasibilityCriteria, FidelityEvaluator, judge_flight
+from quadsim.evaluation import FeasibilityCriteria, SimulatedFidelity
 from quadsim.flight_log import FlightLog
 from quadsim.mujoco_model import PHYSICS_TIMESTEP_S, build_model
 from quadsim.reference import ReferenceTrack
-from quadsim.rotations import matrix_to_quat_wxyz, norm3, yaw_of
+from quadsim.rotations import matrix_to_quat_wxyz, yaw_of
 from quadsim.vehicle import VehicleParams
 
 """A flight whose position comes below this height has hit the ground (the frame rests at z = 0.01 m)."""
 
 
-class MujocoEvaluator(FidelityEvaluator):
+class MujocoEvaluator(SimulatedFidelity):
     """MuJoCo quadrotor (rotor thrust limits, first-order motor lag) flown by the geometric SE(3) controller.
 
     Physics runs at 500 Hz and the controller at `control_rate_hz` (default 250 Hz). The flight starts
@@ -91,32 +90,9 @@ class MujocoEvaluator(FidelityEvaluator):
                 break
             data.ctrl[:] = controller.rotor_thrusts(position, data.qvel[:3], rotation, data.qvel[3:6], track.at(k))
             commands[k] = self.vehicle.rotor_speeds_from_thrusts(controller.last_unclipped_thrusts_n)
-            error = norm3(position - track.derivatives[0, k, :3])
-            if error > self.criteria.divergence_error_m:
-                failure, last = f"diverged: position error {error:.2f} m at t={track.times_s[k]:.2f} s", k + 1
-                break
-            if position[2] < self.criteria.ground_clearance_m:
-                failure, last = (
-                    f"hit the ground: z={position[2]:.3f} m < {self.criteria.ground_clearance_m} m "
-                    f"at t={track.times_s[k]:.2f} s",
-                    k + 1,
-                )
+            failure = self.criteria.stop_reason(position, track.derivatives[0, k, :3], float(track.times_s[k]))
+            if failure:
+                last = k + 1
                 break
             mujoco.mj_step(model, data, nstep=self.physics_steps_per_control)
-        return FlightLog(
-            times_s=track.times_s[:last],
-            positions_m=positions[:last],
-            yaws_rad=yaws[:last],
-            ref_positions_m=track.derivatives[0, :last, :3],
-            ref_yaws_rad=track.derivatives[0, :last, 3],
-            rotor_speed_cmd_rad_s=commands[:last],
-            failure=failure,
-        )
-
-    def evaluate_one(self, trajectory: Trajectory) -> EvaluationResult:
-        """Fly the trajectory and judge it against the feasibility criteria."""
-        start = time.perf_counter()
-        flight = self.fly(trajectory)
-        return judge_flight(
-            self.name, self.vehicle, self.criteria, flight, time.perf_counter() - start, trajectory.duration_s
-        )
+        return FlightLog.from_track(track, positions, yaws, commands, last, failure)

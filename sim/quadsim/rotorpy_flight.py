@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,7 @@ from rotorpy.wind.dryden_winds import DrydenGust
 
 from minsnap import Trajectory
 from quadsim.controller import SE3Controller, SE3Gains
-from quadsim.evaluation import EvaluationResult, FeasibilityCriteria, FidelityEvaluator, judge_flight
+from quadsim.evaluation import FeasibilityCriteria, SimulatedFidelity
 from quadsim.flight_log import FlightLog
 from quadsim.reference import ReferenceTrack
 from quadsim.rotations import hat, matrix_to_quat_wxyz, norm3, quat_wxyz_to_matrix, yaw_of
@@ -176,7 +175,7 @@ def rotation_from_vector(phi: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
 
 
-class RotorPyEvaluator(FidelityEvaluator):
+class RotorPyEvaluator(SimulatedFidelity):
     """RotorPy multirotor (aero, motor lag, Dryden wind, mocap noise) flown by the geometric SE(3) controller.
 
     The controller runs at `control_rate_hz` (default 200 Hz, near MuJoCo's 250 Hz) on a noisy
@@ -304,33 +303,10 @@ class RotorPyEvaluator(FidelityEvaluator):
                 track.at(k),
             )
             commands[k] = vehicle.rotor_speeds_from_thrusts(controller.last_unclipped_thrusts_n)
-            error = norm3(position - track.derivatives[0, k, :3])
-            if error > self.criteria.divergence_error_m:
-                failure, last = f"diverged: position error {error:.2f} m at t={track.times_s[k]:.2f} s", k + 1
-                break
-            if position[2] < self.criteria.ground_clearance_m:
-                failure, last = (
-                    f"hit the ground: z={position[2]:.3f} m < {self.criteria.ground_clearance_m} m "
-                    f"at t={track.times_s[k]:.2f} s",
-                    k + 1,
-                )
+            failure = self.criteria.stop_reason(position, track.derivatives[0, k, :3], float(track.times_s[k]))
+            if failure:
+                last = k + 1
                 break
             state["wind"] = wind.update(track.times_s[k], position)
             state = multirotor.step(state, {"cmd_motor_speeds": np.sqrt(thrusts / k_eta)}, dt)
-        return FlightLog(
-            times_s=track.times_s[:last],
-            positions_m=positions[:last],
-            yaws_rad=yaws[:last],
-            ref_positions_m=track.derivatives[0, :last, :3],
-            ref_yaws_rad=track.derivatives[0, :last, 3],
-            rotor_speed_cmd_rad_s=commands[:last],
-            failure=failure,
-        )
-
-    def evaluate_one(self, trajectory: Trajectory) -> EvaluationResult:
-        """Fly the trajectory and judge it against the feasibility criteria."""
-        start = time.perf_counter()
-        flight = self.fly(trajectory)
-        return judge_flight(
-            self.name, self.vehicle, self.criteria, flight, time.perf_counter() - start, trajectory.duration_s
-        )
+        return FlightLog.from_track(track, positions, yaws, commands, last, failure)

@@ -12,16 +12,15 @@ import pytest
 pytestmark = pytest.mark.sim
 
 
+def _run_demo(course: Path, out_dir: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "quadsim.demo", "--waypoints", str(course), "--out-dir", str(out_dir)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
 def test_demo_cli_writes_plot_and_summary(tmp_path: Path) -> None:
     course = tmp_path / "short.csv"
     course.write_text("x,y,z,yaw\n0,0,1,0\n2,1,1.5,0.3\n4,0,2,0\n5,2,1.2,0.5\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "quadsim.demo", "--waypoints", str(course), "--out-dir", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = _run_demo(course, tmp_path / "out")
     assert result.returncode == 0, result.stderr
     for fidelity in ("analytic", "mujoco", "rotorpy"):
         assert fidelity in result.stdout
@@ -43,13 +42,7 @@ def test_demo_cli_writes_plot_and_summary(tmp_path: Path) -> None:
 def test_demo_reports_a_bad_waypoint_file_with_its_line(tmp_path: Path) -> None:
     course = tmp_path / "bad.csv"
     course.write_text("x,y,z\n0,0,1\n1,oops,1\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "quadsim.demo", "--waypoints", str(course), "--out-dir", str(tmp_path / "out")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = _run_demo(course, tmp_path / "out")
     assert result.returncode == 2
     assert f"{course}:3: column 'y' is 'oops', not a number" in result.stderr
     assert not (tmp_path / "out").exists()
