@@ -124,3 +124,15 @@ def test_trajectory_below_the_ground_clearance_is_infeasible() -> None:
     assert "below the ground clearance" in result.reason
     clear = solve_min_snap([[0, 0, 1.0], [2, 0, 0.5], [4, 0, 1.0]], [2.0, 2.0])
     assert AnalyticEvaluator().evaluate_one(clear).feasible
+
+
+def test_default_per_segment_sampling_finds_the_extremes() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        waypoints = np.column_stack([rng.uniform(0, 9, (8, 2)), rng.uniform(1, 3, 8), rng.uniform(-1, 1, 8)])
+        trajectory = solve_min_snap(waypoints, rng.uniform(0.4, 2.5, 7))
+        result = AnalyticEvaluator().evaluate_one(trajectory)
+        dense = np.linspace(0.0, trajectory.duration_s, 40_001)
+        speeds = flat_state(trajectory.derivatives(dense, max_order=4), VehicleParams()).rotor_speeds_rad_s
+        assert result.max_rotor_speed_rad_s == pytest.approx(speeds.max(), rel=2e-3)
+        assert result.min_rotor_speed_rad_s == pytest.approx(speeds.min(), rel=5e-3, abs=1.0)
