@@ -19,5 +19,5 @@ fi
 PIP=("$VENV_DIR/bin/python" -m pip install --disable-pip-version-check --progress-bar off)
 # torch first, pinned: the CPU wheel. Anything that asked for torch unpinned would pull a CUDA build.
 "${PIP[@]}" "torch==2.13.0"
-"${PIP[@]}" -e "$ROOT[sim,learn,bench,dev]"
+"${PIP[@]}" -e "$ROOT[sim,learn,ray,bench,dev]"
 echo "installed into $VENV_DIR"

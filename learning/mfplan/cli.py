@@ -1,0 +1,89 @@
+"""The `mfrl` command: train, eval and plan.
+
+mfrl train [--smoke] [--out-dir runs/mfrl] [--resume]     co-train policy and reward estimator
+mfrl eval [--checkpoint P] [--smoke]                      compare with heuristic and baseline
+mfrl plan --waypoints course.csv [--out plan.json]        plan one course (JSON out)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from flightkit import to_jsonable, write_json_atomic
+from minsnap import EndpointState, TrajectoryInputError
+from minsnap.waypoint_files import load_waypoints
+
+
+@dataclass
+class PlanConfig:
+    """Plan a certified minimum-snap trajectory through a waypoint file with the MFRL policy."""
+
+    waypoints: Path
+    """CSV with a header row x,y,z (optional yaw), or YAML."""
+    checkpoint: Path | None = None
+    """Policy checkpoint (default: the one shipped with the package)."""
+    start_velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Velocity (m/s, ENU) of the vehicle at the first waypoint: a replan from a moving vehicle."""
+    start_acceleration: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Acceleration (m/s^2, ENU) at the first waypoint."""
+    out: Path | None = None
+    """Write the JSON here (atomically) instead of to stdout."""
+
+
+def plan_command(config: PlanConfig) -> int:
+    """Plan and print (or write) the JSON result; exit status 0 when a feasible plan was found."""
+    from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner
+
+    waypoints = load_waypoints(config.waypoints)
+    planner = CertifiedPlanner.from_checkpoint(config.checkpoint or DEFAULT_CHECKPOINT)
+    start = EndpointState(
+        velocity=np.asarray(config.start_velocity, dtype=float),
+        acceleration=np.asarray(config.start_acceleration, dtype=float),
+    )
+    result = planner.plan(waypoints, start=start)
+    payload = to_jsonable(result.to_dict())
+    if config.out is not None:
+        write_json_atomic(config.out, payload)
+        print(f"wrote {config.out}: {result.total_time_s:.3f} s, feasible={result.feasible}", file=sys.stderr)
+    else:
+        print(json.dumps(payload, indent=2))
+    return 0 if result.feasible else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (`mfrl`)."""
+    from mfplan.evaluation import EvalConfig, run_evaluation
+    from mfplan.trainer import TrainConfig, train
+
+    command = tyro.extras.subcommand_cli_from_dict(
+        {"train": TrainConfig, "eval": EvalConfig, "plan": PlanConfig},
+        args=argv,
+        description=__doc__,
+    )
+    try:
+        if isinstance(command, TrainConfig):
+            summary = train(command)
+            print(json.dumps(to_jsonable(summary), indent=2))
+            status = 0
+        elif isinstance(command, EvalConfig):
+            run_evaluation(command)
+            status = 0
+        else:
+            status = plan_command(command)
+    except TrajectoryInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = 2
+    raise SystemExit(status)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Run fidelity evaluations: analytic inline, simulations in local worker processes or as Ray tasks.
+
+One `EvaluationDispatcher` serves the whole training run. Without a Ray address it keeps a pool of
+local worker processes (each builds its simulators once); with one, every simulated evaluation is a
+Ray task on that cluster. Either way a failed flight comes back as an infeasible result with a reason.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from flightkit import get_logger
+from mfplan.fidelities import FIDELITY_NAMES
+from minsnap import Trajectory
+from quadsim.analytic import AnalyticEvaluator
+from quadsim.evaluation import EvaluationResult, FeasibilityCriteria, FidelityEvaluator
+from quadsim.mujoco_flight import MujocoEvaluator
+from quadsim.rotorpy_flight import RotorPyEvaluator
+from quadsim.vehicle import VehicleParams
+
+log = get_logger("mfplan.dispatch")
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec:
+    """Everything a worker needs to build the evaluators (picklable, small)."""
+
+    vehicle: VehicleParams = field(default_factory=VehicleParams)
+    criteria: FeasibilityCriteria = field(default_factory=FeasibilityCriteria)
+    rotorpy_seed: int = 0
+
+    def build(self, fidelity: str) -> FidelityEvaluator:
+        """The evaluator of one fidelity."""
+        if fidelity == "analytic":
+            return AnalyticEvaluator(self.vehicle, self.criteria)
+        if fidelity == "mujoco":
+            return MujocoEvaluator(self.vehicle, self.criteria)
+        if fidelity == "rotorpy":
+            return RotorPyEvaluator(self.vehicle, self.criteria, seed=self.rotorpy_seed)
+        raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {FIDELITY_NAMES}")
+
+
+_WORKER_EVALUATORS: dict[tuple[EvaluatorSpec, str], FidelityEvaluator] = {}
+
+
+def evaluate_request(spec: EvaluatorSpec, fidelity: str, trajectory_json: dict[str, Any]) -> EvaluationResult:
+    """Evaluate one trajectory (given as its JSON dict) at one fidelity.
+
+    Runs in a worker process or a Ray task; evaluators are cached per process.
+    """
+    key = (spec, fidelity)
+    if key not in _WORKER_EVALUATORS:
+        _WORKER_EVALUATORS[key] = spec.build(fidelity)
+    return _WORKER_EVALUATORS[key].safe_evaluate_one(Trajectory.from_dict(trajectory_json))
+
+
+class EvaluationDispatcher:
+    """Evaluates batches of (trajectory, fidelity) requests.
+
+    Args:
+        spec: vehicle, criteria and simulator seed.
+        num_workers: local worker processes for simulated fidelities (ignored with Ray).
+        ray_address: a Ray cluster address (e.g. "auto" or "ray://host:10001"); None for local workers.
+    """
+
+    def __init__(self, spec: EvaluatorSpec | None = None, num_workers: int = 2, ray_address: str | None = None) -> None:
+        self.spec = spec or EvaluatorSpec()
+        self.num_workers = max(1, num_workers)
+        self.ray_address = ray_address
+        self._pool: Executor | None = None
+        self._ray_task: Any = None
+        self._analytic = self.spec.build("analytic")
+
+    def _ensure_backend(self) -> None:
+        if self.ray_address is not None and self._ray_task is None:
+            import ray
+
+            if not ray.is_initialized():
+                ray.init(address=self.ray_address, include_dashboard=False, log_to_driver=False)
+            self._ray_task = ray.remote(evaluate_request)
+            log.info("dispatching simulated evaluations to Ray at %s", self.ray_address)
+        elif self.ray_address is None and self._pool is None:
+            context = multiprocessing.get_context("spawn")  # no fork after torch threads exist
+            self._pool = ProcessPoolExecutor(max_workers=self.num_workers, mp_context=context)
+
+    def evaluate(self, requests: Sequence[tuple[Trajectory, str]]) -> list[EvaluationResult]:
+        """Results in the order of the requests."""
+        results: list[EvaluationResult | None] = [None] * len(requests)
+        remote: list[tuple[int, str, dict[str, Any]]] = []
+        for i, (trajectory, fidelity) in enumerate(requests):
+            if fidelity not in FIDELITY_NAMES:
+                raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {FIDELITY_NAMES}")
+            if fidelity == "analytic":
+                results[i] = self._analytic.safe_evaluate_one(trajectory)
+            else:
+                remote.append((i, fidelity, trajectory.to_dict()))
+        if remote:
+            self._ensure_backend()
+            if self._ray_task is not None:
+                import ray
+
+                refs = [self._ray_task.remote(self.spec, fidelity, data) for _, fidelity, data in remote]
+                outputs = ray.get(refs)
+            else:
+                assert self._pool is not None
+                futures = [self._pool.submit(evaluate_request, self.spec, f, d) for _, f, d in remote]
+                outputs = [future.result() for future in futures]
+            for (i, _, _), output in zip(remote, outputs, strict=True):
+                results[i] = output
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        """Stop the worker processes (Ray is left running: it may be shared)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> EvaluationDispatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

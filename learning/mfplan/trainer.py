@@ -1,0 +1,519 @@
+"""Co-training of the time-allocation policy and the multi-fidelity reward estimator.
+
+Each iteration samples allocations for a batch of training courses from the policy, solves their
+minimum-snap trajectories, and rewards them with the estimator's view of the highest fidelity:
+
+    reward = -total_time / reference_time - penalty * max(0, z_min - z) - penalty * max(0, analytic_score)
+
+where z = -mean / std of the predicted feasibility score at the target fidelity (P(feasible) = Phi(z))
+and z_min = Phi^-1(`feasibility_probability`). The policy is updated by PPO (clipped ratio) with a
+per-course baseline: the mean reward of that course's samples (each course is a one-step episode).
+Every `refit_every` iterations a cost-aware multi-fidelity acquisition picks which of the current
+proposals to evaluate at which fidelity, the evaluations are appended to the data set (append-only,
+on disk), and the estimator is refitted on it: it improves where the policy proposes.
+
+    mfrl train --out-dir runs/mfrl            # a full run (about an hour on 2 cores)
+    mfrl train --smoke                         # a couple of minutes
+    mfrl train --out-dir runs/mfrl --resume    # continue after an interruption
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import norm
+from tqdm import tqdm
+
+from flightkit import get_logger, write_bytes_atomic, write_json_atomic
+from mfplan.analysis import analyse
+from mfplan.courses import course_set
+from mfplan.dataset import EvaluationDataset, EvaluationRecord
+from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
+from mfplan.estimator import FeasibilityEstimator
+from mfplan.fidelities import FIDELITY_NAMES, FidelityCosts
+from mfplan.planner import CertifiedPlanner
+from mfplan.policy import (
+    CourseBatch,
+    CourseEncoding,
+    PolicyConfig,
+    TimeAllocationPolicy,
+    collate,
+    encode_course,
+    save_policy,
+    segment_times_from_log_factors,
+)
+from minsnap import EndpointState, Trajectory, solve_min_snap
+from minsnap.allocation import scale_to_feasibility_boundary, trapezoidal_times
+from quadsim.analytic import AnalyticEvaluator
+
+log = get_logger("mfplan.trainer")
+
+TRAINER_CHECKPOINT = "trainer_state.pt"
+POLICY_CHECKPOINT = "policy.pt"
+DATASET_FILE = "evaluations.jsonl"
+TRAIN_COURSE_SEED_OFFSET = 1_000
+
+
+@dataclass
+class TrainConfig:
+    """Co-training of the MFRL planning policy and its multi-fidelity reward estimator."""
+
+    out_dir: Path = Path("runs/mfrl")
+    """Run folder: checkpoints, the evaluation data set, TensorBoard logs, the final policy."""
+    seed: int = 0
+    """Seed of courses, sampling and network initialisation."""
+    iterations: int = 300
+    """Policy updates."""
+    train_courses: int = 400
+    """Size of the pool of training courses (drawn once from the seed; never the held-out test set)."""
+    courses_per_iteration: int = 32
+    """Courses in one policy update."""
+    samples_per_course: int = 8
+    """Sampled allocations per course (their mean reward is the course's baseline)."""
+    moving_start_fraction: float = 0.3
+    """Fraction of courses that start from a moving vehicle (a replan in the air)."""
+    ppo_epochs: int = 4
+    """Gradient passes over each batch."""
+    clip_ratio: float = 0.2
+    """PPO's clipping of the probability ratio."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    reward_source: str = "estimator"
+    """"estimator": the multi-fidelity reward estimator (MFRL); "analytic": the analytic check alone
+    (single-fidelity ablation: no estimator, no simulated evaluations)."""
+    feasibility_probability: float = 0.9
+    """The estimator's probability of feasibility at the highest fidelity that the policy must reach."""
+    feasibility_penalty: float = 0.5
+    """Reward lost per unit of standardised margin short of that probability (and per unit of analytic score)."""
+    initial_design_courses: int = 40
+    """Training courses evaluated before the first fit, with heuristic ratios at several time scales."""
+    initial_scales: tuple[float, ...] = (1.0, 1.1, 1.25, 1.4, 1.6, 1.8, 2.0)
+    """Time scales of the initial design, relative to the analytic feasibility boundary."""
+    initial_simulated: dict[str, int] = field(default_factory=lambda: {"mujoco": 60, "rotorpy": 40})
+    """Evaluations of the initial design at the simulated fidelities (the analytic one evaluates all)."""
+    refit_every: int = 10
+    """Iterations between acquisition rounds (evaluate, append, refit)."""
+    acquisition_budget_s: float = 40.0
+    """Expected evaluation seconds spent per acquisition round."""
+    acquisition_max_count: int = 16
+    """Evaluations per acquisition round at most."""
+    checkpoint_every: int = 10
+    """Iterations between checkpoints (a kill -9 loses at most this many iterations)."""
+    resume: bool = False
+    """Continue from `out_dir`'s last checkpoint (the data set is append-only and kept in any case)."""
+    smoke: bool = False
+    """Shrink everything to finish in about two minutes (for tests)."""
+    num_workers: int = 2
+    """Local worker processes for simulated evaluations."""
+    ray_address: str | None = None
+    """Dispatch simulated evaluations as Ray tasks on this cluster (e.g. "auto") instead of local workers."""
+    rotorpy_seed: int = 0
+    """Seed of the high-fidelity simulator's wind and noise."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """The policy network."""
+
+    def __post_init__(self) -> None:
+        if self.reward_source not in ("estimator", "analytic"):
+            raise ValueError(f"reward_source must be 'estimator' or 'analytic', got {self.reward_source!r}")
+        if not 0.5 <= self.feasibility_probability < 1.0:
+            raise ValueError(f"feasibility_probability must be in [0.5, 1), got {self.feasibility_probability}")
+
+    def resolved(self) -> TrainConfig:
+        """The configuration actually run (`smoke` shrinks every size)."""
+        if not self.smoke:
+            return self
+        return replace(
+            self,
+            iterations=6,
+            train_courses=16,
+            courses_per_iteration=8,
+            samples_per_course=4,
+            initial_design_courses=6,
+            initial_scales=(1.0, 1.3, 1.7),
+            initial_simulated={"mujoco": 4, "rotorpy": 2},
+            refit_every=3,
+            acquisition_budget_s=4.0,
+            acquisition_max_count=3,
+            checkpoint_every=2,
+        )
+
+
+@dataclass(frozen=True)
+class TrainingCourse:
+    """A training course with its start state and reference time (heuristic ratios at the analytic boundary)."""
+
+    course_id: str
+    waypoints: np.ndarray
+    start: EndpointState
+    encoding: CourseEncoding
+    reference_time_s: float
+
+
+@dataclass
+class Sample:
+    """One sampled allocation of one course, certified as the planner would (time scale searched upwards)."""
+
+    course: TrainingCourse
+    action: np.ndarray
+    proposed_times_s: np.ndarray
+    segment_times_s: np.ndarray
+    """The certified segment times (the proposal times the certification scale)."""
+    trajectory: Trajectory
+    features: np.ndarray
+    certified: bool
+    reward: float = 0.0
+
+    @property
+    def time_ratio(self) -> float:
+        """Certified total time over the course's reference time (uncertifiable: the largest scale tried)."""
+        return float(self.segment_times_s.sum() / self.course.reference_time_s)
+
+
+def reference_time_s(waypoints: np.ndarray, start: EndpointState, analytic: AnalyticEvaluator) -> float:
+    """Total time of trapezoidal ratios scaled to the analytic feasibility boundary (the reward's unit)."""
+    times = trapezoidal_times(waypoints, max_speed_m_s=3.0, max_accel_m_s2=3.0)
+    scale, feasible, _ = scale_to_feasibility_boundary(waypoints, times, analytic.is_feasible, start=start)
+    return float(scale * times.sum()) if feasible else float(64.0 * times.sum())
+
+
+def make_training_courses(config: TrainConfig, analytic: AnalyticEvaluator) -> list[TrainingCourse]:
+    """The pool of training courses (seeded), some starting from a moving vehicle."""
+    rng = np.random.default_rng(config.seed + TRAIN_COURSE_SEED_OFFSET)
+    courses = []
+    for i, waypoints in enumerate(course_set(config.train_courses, config.seed + TRAIN_COURSE_SEED_OFFSET)):
+        start = EndpointState()
+        if rng.random() < config.moving_start_fraction:
+            first = waypoints[1, :3] - waypoints[0, :3]
+            direction = first / np.linalg.norm(first) + 0.5 * rng.normal(size=3)
+            start = EndpointState(
+                velocity=rng.uniform(0.5, 2.5) * direction / np.linalg.norm(direction),
+                acceleration=rng.normal(scale=1.0, size=3),
+            )
+        encoding = encode_course(waypoints, start.velocity, start.acceleration)
+        courses.append(
+            TrainingCourse(f"train-{i}", waypoints, start, encoding, reference_time_s(waypoints, start, analytic))
+        )
+    return courses
+
+
+class Trainer:
+    """Runs (or resumes) one co-training run in `config.out_dir`."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config.resolved()
+        cfg = self.config
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.torch_generator = torch.Generator().manual_seed(cfg.seed)
+        self.spec = EvaluatorSpec(rotorpy_seed=cfg.rotorpy_seed)
+        self.analytic = AnalyticEvaluator(self.spec.vehicle, self.spec.criteria)
+        self.policy = TimeAllocationPolicy(cfg.policy)
+        self.certifier = CertifiedPlanner(self.policy, self.spec.vehicle, self.spec.criteria)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
+        self.estimator = FeasibilityEstimator()
+        self.costs = FidelityCosts()
+        self.dataset = EvaluationDataset(cfg.out_dir / DATASET_FILE)
+        self.iteration = 0
+        self.z_min = float(norm.ppf(cfg.feasibility_probability))
+        log.info("preparing %d training courses", cfg.train_courses)
+        self.courses = make_training_courses(cfg, self.analytic)
+        self._writer: Any = None
+
+    # ----------------------------------------------------------------------------------------
+    # Checkpoints
+
+    def save_checkpoint(self) -> Path:
+        """Write the trainer state and the policy atomically."""
+        state = {
+            "format": "mfplan.trainer/1",
+            "iteration": self.iteration,
+            "config": _jsonable_config(self.config),
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "estimator": self.estimator.state_dict() if self.estimator.is_fitted else None,
+            "costs": self.costs.to_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_generator": self.torch_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        path = write_bytes_atomic(self.config.out_dir / TRAINER_CHECKPOINT, buffer.getvalue())
+        save_policy(self.config.out_dir / POLICY_CHECKPOINT, self.policy, self.policy_metadata())
+        return path
+
+    def load_checkpoint(self) -> bool:
+        """Restore the last checkpoint of `out_dir`; False if there is none."""
+        path = self.config.out_dir / TRAINER_CHECKPOINT
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("format") != "mfplan.trainer/1":
+            raise ValueError(f"{path} is not an mfplan trainer checkpoint (format {state.get('format')!r})")
+        self.iteration = int(state["iteration"])
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["estimator"] is not None:
+            self.estimator.load_state_dict(state["estimator"])
+        self.costs = FidelityCosts.from_dict(state["costs"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.torch_generator.set_state(state["torch_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed from %s at iteration %d (%d evaluations on disk)", path, self.iteration, len(self.dataset))
+        return True
+
+    def policy_metadata(self) -> dict[str, Any]:
+        """What the policy checkpoint says about how it was made."""
+        return {
+            "iteration": self.iteration,
+            "train_config": _jsonable_config(self.config),
+            "evaluations": self.dataset.counts(),
+            "command": "mfrl train " + ("--smoke " if self.config.smoke else "") + f"--seed {self.config.seed}",
+        }
+
+    # ----------------------------------------------------------------------------------------
+    # Evaluations
+
+    def evaluate_and_record(
+        self, dispatcher: EvaluationDispatcher, requests: list[tuple[Sample, str]]
+    ) -> list[EvaluationRecord]:
+        """Evaluate (sample, fidelity) pairs and append them to the data set."""
+        results = dispatcher.evaluate([(sample.trajectory, fidelity) for sample, fidelity in requests])
+        records = []
+        for (sample, _), result in zip(requests, results, strict=True):
+            self.costs.record(result.fidelity, result.wall_time_s)
+            records.append(
+                EvaluationRecord.from_result(
+                    sample.features, result, sample.segment_times_s, course_id=sample.course.course_id
+                )
+            )
+        return self.dataset.append(records)
+
+    def initial_design(self, dispatcher: EvaluationDispatcher) -> None:
+        """Heuristic ratios at several time scales on some courses: every one analytically, some simulated."""
+        cfg = self.config
+        picks = self.rng.choice(
+            len(self.courses), size=min(cfg.initial_design_courses, len(self.courses)), replace=False
+        )
+        samples = []
+        for index in picks:
+            course = self.courses[int(index)]
+            ratios = trapezoidal_times(course.waypoints, max_speed_m_s=3.0, max_accel_m_s2=3.0)
+            ratios *= course.reference_time_s / ratios.sum()
+            for scale in cfg.initial_scales:
+                samples.append(self.make_sample(course, np.log(scale * ratios / self._base_times(course))))
+        requests: list[tuple[Sample, str]] = [(s, "analytic") for s in samples]
+        for fidelity, count in cfg.initial_simulated.items():
+            for index in self.rng.choice(len(samples), size=min(count, len(samples)), replace=False):
+                requests.append((samples[int(index)], fidelity))
+        log.info("initial design: %d evaluations (%s)", len(requests), dict(cfg.initial_simulated))
+        self.evaluate_and_record(dispatcher, requests)
+
+    def refit(self) -> None:
+        """Fit the estimator on the whole data set."""
+        X, Y = self.dataset.as_tensors()
+        report = self.estimator.fit(X, Y)
+        self._scalar("estimator/fit_seconds", report.seconds)
+        self._scalar("estimator/points_used", report.num_used)
+        for fidelity, count in self.dataset.counts().items():
+            self._scalar(f"estimator/evaluations_{fidelity}", count)
+
+    def acquire(self, dispatcher: EvaluationDispatcher, samples: list[Sample]) -> None:
+        """Let the cost-aware acquisition pick evaluations among this iteration's samples; evaluate; refit."""
+        from mfplan.acquisition import choose_evaluations
+
+        cfg = self.config
+        candidates = torch.tensor(np.stack([s.features for s in samples]), dtype=torch.float64)
+        picks = choose_evaluations(
+            self.estimator,
+            candidates,
+            self.costs,
+            budget_s=cfg.acquisition_budget_s,
+            max_count=cfg.acquisition_max_count,
+        )
+        requests = [(samples[index], fidelity) for index, fidelity in picks]
+        if requests:
+            chosen = {f: sum(1 for _, g in requests if g == f) for f in FIDELITY_NAMES}
+            log.debug("acquisition picked %s", chosen)
+            for fidelity, count in chosen.items():
+                self._scalar(f"acquisition/picked_{fidelity}", count)
+            self.evaluate_and_record(dispatcher, requests)
+        self.refit()
+
+    # ----------------------------------------------------------------------------------------
+    # Policy
+
+    def _base_times(self, course: TrainingCourse) -> np.ndarray:
+        config = self.policy.config
+        return course.encoding.segment_lengths_m / config.reference_speed_m_s
+
+    def make_sample(self, course: TrainingCourse, action: np.ndarray) -> Sample:
+        """Certify the allocation of one action (per-segment log-time factors) and analyse its trajectory."""
+        times = segment_times_from_log_factors(course.encoding.segment_lengths_m, action, self.policy.config)
+        plan = self.certifier.certify(course.waypoints, times, course.start)
+        if plan.feasible and plan.trajectory is not None:
+            trajectory, certified_times = plan.trajectory, plan.segment_times_s
+        else:  # cannot be certified (e.g. the path dips below the floor): charge the largest scale
+            certified_times = times * self.certifier.max_time_scale
+            trajectory = solve_min_snap(course.waypoints, certified_times, start=course.start)
+        analysis = analyse(trajectory, self.analytic, plan.analytic if plan.feasible else None)
+        return Sample(course, action, times, certified_times, trajectory, analysis.features, plan.feasible)
+
+    def rewards(self, samples: list[Sample]) -> dict[str, float]:
+        """Fill each sample's reward; return batch statistics.
+
+        reward = -certified time / reference time - penalty * max(0, z_min - z), with z the estimator's
+        standardised margin of feasibility at the highest fidelity (no such term with the analytic reward).
+        """
+        cfg = self.config
+        time_ratio = np.array([s.time_ratio for s in samples])
+        if cfg.reward_source == "analytic":
+            z = np.full(len(samples), np.inf)
+        else:
+            features = torch.tensor(np.stack([s.features for s in samples]), dtype=torch.float64)
+            mean, std = self.estimator.predict(features)
+            z = (-mean / std).numpy()
+        shortfall = np.maximum(0.0, self.z_min - z)
+        rewards = -time_ratio - cfg.feasibility_penalty * shortfall
+        for sample, reward in zip(samples, rewards, strict=True):
+            sample.reward = float(reward)
+        return {
+            "train/reward_mean": float(rewards.mean()),
+            "train/time_ratio_mean": float(time_ratio.mean()),
+            "train/prob_feasible_mean": float(norm.cdf(z).mean()),
+            "train/confident_fraction": float((z >= self.z_min).mean()),
+            "train/proposal_certified_as_is": float(
+                np.mean([np.allclose(s.proposed_times_s, s.segment_times_s) for s in samples])
+            ),
+            "train/certifiable_fraction": float(np.mean([s.certified for s in samples])),
+        }
+
+    def rollout(self) -> tuple[CourseBatch, torch.Tensor, torch.Tensor, list[Sample]]:
+        """Sample allocations for a batch of courses."""
+        cfg = self.config
+        picks = self.rng.choice(
+            len(self.courses), size=min(cfg.courses_per_iteration, len(self.courses)), replace=False
+        )
+        courses = [self.courses[int(i)] for i in picks for _ in range(cfg.samples_per_course)]
+        batch = collate([c.encoding for c in courses])
+        with torch.no_grad():
+            dist = self.policy.distribution(batch)
+            noise = torch.randn(dist.mean.shape, generator=self.torch_generator)
+            actions = torch.where(batch.mask, dist.mean + dist.stddev * noise, 0.0)
+            old_log_prob = self.policy.log_prob(batch, actions)
+        samples = [
+            self.make_sample(course, actions[b, : course.encoding.num_segments].numpy().astype(np.float64))
+            for b, course in enumerate(courses)
+        ]
+        return batch, actions, old_log_prob, samples
+
+    def update(
+        self, batch: CourseBatch, actions: torch.Tensor, old_log_prob: torch.Tensor, samples: list[Sample]
+    ) -> dict[str, float]:
+        """PPO update with per-course mean-reward baselines."""
+        cfg = self.config
+        rewards = torch.tensor([s.reward for s in samples], dtype=torch.float32).view(-1, cfg.samples_per_course)
+        advantages = rewards - rewards.mean(dim=1, keepdim=True)
+        advantages = (advantages / (advantages.std() + 1e-8)).view(-1)
+        stats: dict[str, float] = {}
+        for _ in range(cfg.ppo_epochs):
+            log_prob = self.policy.log_prob(batch, actions)
+            ratio = torch.exp(log_prob - old_log_prob)
+            clipped = torch.clamp(ratio, 1.0 - cfg.clip_ratio, 1.0 + cfg.clip_ratio)
+            loss = -torch.min(ratio * advantages, clipped * advantages).mean()
+            self.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            with torch.no_grad():
+                log_ratio = log_prob - old_log_prob
+                stats = {
+                    "losses/policy": float(loss),
+                    "losses/approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
+                    "losses/clipfrac": float(((ratio - 1.0).abs() > cfg.clip_ratio).float().mean()),
+                }
+        stats["policy/std"] = float(self.policy.action_std.detach())
+        return stats
+
+    # ----------------------------------------------------------------------------------------
+    # The loop
+
+    def _scalar(self, name: str, value: float) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar(name, value, self.iteration)
+
+    def train(self) -> dict[str, Any]:
+        """Run the remaining iterations; return a summary (also written to `out_dir/train_summary.json`)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.config
+        resumed = cfg.resume and self.load_checkpoint()
+        started = time.perf_counter()
+        self._writer = SummaryWriter(log_dir=str(cfg.out_dir / "tensorboard"))
+        use_estimator = cfg.reward_source == "estimator"
+        with EvaluationDispatcher(self.spec, cfg.num_workers, cfg.ray_address) as dispatcher:
+            if use_estimator and len(self.dataset) == 0:
+                self.initial_design(dispatcher)
+            if use_estimator and not self.estimator.is_fitted:
+                self.refit()
+            progress = tqdm(
+                range(self.iteration, cfg.iterations),
+                desc="mfrl train",
+                unit="it",
+                initial=self.iteration,
+                total=cfg.iterations,
+            )
+            stats: dict[str, float] = {}
+            for iteration in progress:
+                self.iteration = iteration + 1
+                tick = time.perf_counter()
+                batch, actions, old_log_prob, samples = self.rollout()
+                stats = self.rewards(samples)
+                stats.update(self.update(batch, actions, old_log_prob, samples))
+                stats["charts/samples_per_s"] = len(samples) / max(time.perf_counter() - tick, 1e-9)
+                for name, value in stats.items():
+                    self._scalar(name, value)
+                progress.set_postfix(
+                    time=f"{stats['train/time_ratio_mean']:.3f}",
+                    as_is=f"{stats['train/proposal_certified_as_is']:.2f}",
+                    p_ok=f"{stats['train/prob_feasible_mean']:.2f}",
+                    n=len(self.dataset),
+                )
+                if use_estimator and self.iteration % cfg.refit_every == 0:
+                    self.acquire(dispatcher, samples)
+                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                    self.save_checkpoint()
+        self._writer.close()
+        summary = {
+            "iterations": self.iteration,
+            "resumed": resumed,
+            "wall_time_s": time.perf_counter() - started,
+            "evaluations": self.dataset.counts(),
+            "final_stats": stats,
+            "policy": str(cfg.out_dir / POLICY_CHECKPOINT),
+        }
+        write_json_atomic(cfg.out_dir / "train_summary.json", summary)
+        return summary
+
+
+def _jsonable_config(config: TrainConfig) -> dict[str, Any]:
+    data = asdict(config)
+    data["out_dir"] = str(config.out_dir)
+    return data
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train (or resume) and return the run summary."""
+    return Trainer(config).train()
+
+
+__all__ = ["TrainConfig", "Trainer", "train"]

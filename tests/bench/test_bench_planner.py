@@ -1,0 +1,75 @@
+"""Smoke run of `bench/planner.py`: one JSON object with every latency, the baseline, targets and pass flags.
+
+Timings are reported, never asserted: the machines are noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from mfplan.policy import TimeAllocationPolicy, save_policy
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "bench" / "planner.py"
+
+
+def _run_smoke(*args: str) -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result: dict[str, Any] = json.loads(completed.stdout)  # stdout holds exactly one JSON object
+    return result
+
+
+@pytest.mark.bench
+def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    checkpoint = save_policy(tmp_path / "policy.pt", TimeAllocationPolicy(), {"purpose": "bench smoke test"})
+    result = _run_smoke("--checkpoint", str(checkpoint))
+    assert result["smoke"] is True
+    assert result["policy"]["source"] == "checkpoint"
+    assert result["policy"]["metadata"] == {"purpose": "bench smoke test"}
+    assert result["num_waypoints"] == 10
+    for key in ("policy_inference_ms", "policy_min_snap_ms", "certified_plan_ms", "baseline_ms"):
+        figure = result[key]
+        assert 0 < figure["p50_ms"] <= figure["p99_ms"] < math.inf, key
+    assert result["latency"]["policy_forward"]["p50_ms"] > 0
+    assert result["policy_inference_ms"]["samples"] == result["num_courses"] * result["repeats_per_course"]
+    assert sum(result["latency"]["certified_by"].values()) == result["num_courses"]
+    for key in ("policy_min_snap", "certified_plan"):
+        assert 0 < result["speedup_vs_baseline"][key] < math.inf
+    assert set(result["pass"]) == {
+        "policy_min_snap_p50_ms",
+        "policy_min_snap_p99_ms",
+        "speedup_vs_baseline_policy_min_snap",
+        "speedup_vs_baseline_certified_plan",
+    }
+    assert all(isinstance(flag, bool) for flag in result["pass"].values())
+    assert result["targets"]["policy_min_snap_p50_ms_max"] == 1.0
+
+
+@pytest.mark.bench
+def test_smoke_run_without_a_checkpoint_says_the_policy_is_random(tmp_path: Path) -> None:
+    from mfplan.planner import DEFAULT_CHECKPOINT
+
+    if DEFAULT_CHECKPOINT.is_file():
+        pytest.skip("the package ships a trained checkpoint; the random-init path is not taken")
+    result = _run_smoke()
+    assert result["policy"]["source"] == "random-init"
+    assert "randomly initialised" in result["policy"]["note"]
