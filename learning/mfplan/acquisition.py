@@ -31,6 +31,12 @@ the discrete KG by fantasy models is exact but builds one (n + 1)-point model pe
 `fantasize`). BoTorch still supplies the model, `project_to_target_fidelity` and the cost-aware
 utility (`InverseCostWeightedUtility` over a `GenericDeterministicModel` of the measured costs).
 
+A call has two limits, `budget_s` seconds and `max_count` evaluations, and an evaluation uses one of
+the `max_count` slots as well as its seconds: it is priced at max(cost, budget_s / max_count). Then the
+ratio ranks right at both ends: when the budget binds it is gain per second, and when the count binds
+(40 s for 16 evaluations affords 16 RotorPy flights) a cheap evaluation is no bargain for being cheap,
+and the largest gains win.
+
 A batch is chosen greedily: take the best affordable pair, condition the joint covariance on it (the
 variance update does not depend on the value observed; the mean is kept: "kriging believer"), rescore,
 repeat until the budget or the count is spent or nothing is worth its cost. A pair is never chosen
@@ -55,6 +61,8 @@ from mfplan.fidelities import FIDELITY_NAMES, TARGET_FIDELITY_VALUE, FidelityCos
 
 QUADRATURE_POINTS = 64
 """Gauss-Hermite nodes for the expectation over the observed value."""
+QUADRATURE_ELEMENTS = 4_000_000
+"""Largest (candidates x pairs x nodes) block evaluated at once (32 MB of doubles)."""
 MIN_GAIN = 1e-6
 """A pair whose expected gain in classified fraction is below this is not worth any cost."""
 
@@ -70,9 +78,12 @@ class EvaluationChoice:
     cost_s: float
 
 
-def cost_model(costs: FidelityCosts) -> GenericDeterministicModel:
-    """A BoTorch model of seconds per evaluation from the fidelity column (the last input column)."""
-    return GenericDeterministicModel(lambda X: costs.costs_at(X[..., -1]).unsqueeze(-1), num_outputs=1)
+def cost_model(costs: FidelityCosts, slot_price_s: float = 0.0) -> GenericDeterministicModel:
+    """A BoTorch model of the price of one evaluation from the fidelity column (the last input column):
+    its measured seconds, but at least `slot_price_s`."""
+    return GenericDeterministicModel(
+        lambda X: costs.costs_at(X[..., -1]).clamp_min(slot_price_s).unsqueeze(-1), num_outputs=1
+    )
 
 
 def classified_fraction(mean: Tensor, std: Tensor, threshold: float = 0.0) -> Tensor:
@@ -114,11 +125,15 @@ def boundary_knowledge_gradient(
     weights = torch.as_tensor(weights_np / math.sqrt(2.0 * math.pi), dtype=target_mean.dtype)
     spread = cross_covariance / (pair_variance + pair_noise).clamp_min(1e-12).sqrt()  # m x k
     std_after = (target_variance.unsqueeze(-1) - spread.square()).clamp_min(1e-12).sqrt()  # m x k
-    mean_after = target_mean[:, None, None] + spread.unsqueeze(-1) * nodes  # m x k x Q
-    p = torch.special.ndtr((threshold - mean_after) / std_after.unsqueeze(-1))
-    expected = (torch.maximum(p, 1.0 - p) * weights).sum(dim=-1).mean(dim=0)  # k
+    m = target_mean.shape[0]
+    chunk = max(1, QUADRATURE_ELEMENTS // max(1, m * quadrature_points))
+    expected = []
+    for columns in torch.arange(spread.shape[-1]).split(chunk):  # bounded memory for large candidate sets
+        mean_after = target_mean[:, None, None] + spread[:, columns, None] * nodes  # m x c x Q
+        p = torch.special.ndtr((threshold - mean_after) / std_after[:, columns, None])
+        expected.append((torch.maximum(p, 1.0 - p) * weights).sum(dim=-1).mean(dim=0))  # c
     current = classified_fraction(target_mean, target_variance.clamp_min(1e-12).sqrt(), threshold)
-    return (expected - current).clamp_min(0.0)
+    return (torch.cat(expected) - current).clamp_min(0.0)
 
 
 def plan_evaluations(
@@ -145,9 +160,11 @@ def plan_evaluations(
         The choices in the order chosen.
     """
     candidates = torch.as_tensor(candidates, dtype=torch.double)
+    if candidates.ndim != 2 or candidates.shape[-1] != estimator.num_features:
+        raise ValueError(f"candidates must be m x {estimator.num_features} features, got {tuple(candidates.shape)}")
     m = candidates.shape[0]
     offered = sorted(set(fidelities), key=fidelity_value)
-    if m == 0 or max_count <= 0 or not offered:
+    if m == 0 or max_count <= 0 or budget_s <= 0.0 or not offered:
         return []
     if not estimator.is_fitted:
         return _cold_start(m, costs, budget_s, max_count, offered[0])
@@ -156,7 +173,7 @@ def plan_evaluations(
         _with_fidelity(candidates, 0.0), {candidates.shape[-1]: TARGET_FIDELITY_VALUE}, d=candidates.shape[-1] + 1
     )
     mean, covariance, noise = estimator.joint_posterior(torch.cat([target, pairs]))
-    utility = InverseCostWeightedUtility(cost_model(costs))
+    utility = InverseCostWeightedUtility(cost_model(costs, slot_price_s=budget_s / max_count))
     pair_costs = torch.cat([torch.full((m,), costs.cost_s(name), dtype=torch.double) for name in offered])
     pair_noise = noise[m:]
     chosen: list[EvaluationChoice] = []

@@ -9,39 +9,22 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import tyro
 
 from flightkit import to_jsonable, write_json_atomic
+from mfplan.configs import EvalConfig, PlanConfig, TrainConfig
 from minsnap import EndpointState, TrajectoryInputError
 from minsnap.waypoint_files import load_waypoints
 
 
-@dataclass
-class PlanConfig:
-    """Plan a certified minimum-snap trajectory through a waypoint file with the MFRL policy."""
-
-    waypoints: Path
-    """CSV with a header row x,y,z (optional yaw), or YAML."""
-    checkpoint: Path | None = None
-    """Policy checkpoint (default: the one shipped with the package)."""
-    start_velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Velocity (m/s, ENU) of the vehicle at the first waypoint: a replan from a moving vehicle."""
-    start_acceleration: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Acceleration (m/s^2, ENU) at the first waypoint."""
-    out: Path | None = None
-    """Write the JSON here (atomically) instead of to stdout."""
-
-
 def plan_command(config: PlanConfig) -> int:
     """Plan and print (or write) the JSON result; exit status 0 when a feasible plan was found."""
-    from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner
+    from mfplan.planner import CertifiedPlanner
 
     waypoints = load_waypoints(config.waypoints)
-    planner = CertifiedPlanner.from_checkpoint(config.checkpoint or DEFAULT_CHECKPOINT)
+    planner = CertifiedPlanner.from_checkpoint(config.checkpoint)
     start = EndpointState(
         velocity=np.asarray(config.start_velocity, dtype=float),
         acceleration=np.asarray(config.start_acceleration, dtype=float),
@@ -58,8 +41,6 @@ def plan_command(config: PlanConfig) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`mfrl`)."""
-    from mfplan.evaluation import EvalConfig, run_evaluation
-    from mfplan.trainer import TrainConfig, train
 
     command = tyro.extras.subcommand_cli_from_dict(
         {"train": TrainConfig, "eval": EvalConfig, "plan": PlanConfig},
@@ -68,10 +49,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         if isinstance(command, TrainConfig):
+            from mfplan.trainer import train
+
             summary = train(command)
             print(json.dumps(to_jsonable(summary), indent=2))
             status = 0
         elif isinstance(command, EvalConfig):
+            from mfplan.evaluation import run_evaluation
+
             run_evaluation(command)
             status = 0
         else:

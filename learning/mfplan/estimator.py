@@ -13,11 +13,17 @@ Choices, each a line of `EstimatorConfig`:
   the tails: a wild early proposal needs a rotor at 500x its limit, and min-max bounds would crush
   every sensible trajectory into a corner of the cube), then the squashed range padded by
   `bounds_margin` on each side to the unit cube. The fidelity column is already in [0, 1].
-- Scores are standardised (BoTorch's `Standardize`); the noise variance has a floor
-  (`min_noise_variance`, standardised units), which keeps duplicate inputs well-posed.
-- The training set is capped at `max_train_points` (exact GP fit is cubic in it). The rule: higher
-  fidelity first (each evaluation there cost more and says more about the target), and within a
-  fidelity the newest first (the policy's recent proposals are where its decisions are made).
+- Scores are standardised (BoTorch's `Standardize`); one noise variance serves every fidelity (the
+  analytic check is deterministic, RotorPy's wind is not: a per-fidelity noise would be the next
+  refinement), with a floor (`min_noise_variance`, standardised units) that keeps duplicate inputs
+  well-posed.
+- Two caps keep a fit's time bounded while the data grow. The posterior conditions on at most
+  `max_train_points` evaluations (one Cholesky factorisation, a fraction of a second at 1500), and the
+  hyper-parameters are fitted on at most `max_fit_points` of them (every L-BFGS-B step factorises the
+  kernel matrix again: a cold fit on 1000 points of real features took 60 s on 2 busy cores, on 500
+  about 13 s). Both choose by the same rule: higher fidelity first (each evaluation there cost more and
+  says more about the target), and within a fidelity the newest first (the policy's recent proposals
+  are where its decisions are made).
 - A refit starts from the previous fit's hyper-parameters (warm start) and runs at most
   `max_fit_iterations` L-BFGS-B iterations within `fit_timeout_s`.
 - Torch runs the fit and predictions on `num_threads` intra-op threads (1 by default): on 2 cores
@@ -72,10 +78,10 @@ class EstimatorNotFittedError(RuntimeError):
 class EstimatorConfig:
     """How the reward estimator is fitted."""
 
-    max_train_points: int = 1000
-    """Largest training set; beyond it keep higher fidelities first, newest first within a fidelity.
-
-    On 2 cores a cold fit of 1000 points takes ~15 s and a warm refit ~1.5 s; 1500 points take ~60 s cold."""
+    max_train_points: int = 1500
+    """Most evaluations the posterior conditions on (higher fidelities first, newest first within one)."""
+    max_fit_points: int = 500
+    """Most evaluations the hyper-parameters are fitted on (chosen by the same rule among the above)."""
     bounds_margin: float = 0.1
     """Padding of the fixed (squashed) feature bounds on each side, as a fraction of the first data's range."""
     min_noise_variance: float = 1e-4
@@ -92,8 +98,10 @@ class EstimatorConfig:
     """Torch intra-op threads while fitting and predicting (None: leave torch's setting alone)."""
 
     def __post_init__(self) -> None:
-        if self.max_train_points < 1:
-            raise ValueError(f"max_train_points must be >= 1, got {self.max_train_points}")
+        if not 1 <= self.max_fit_points <= self.max_train_points:
+            raise ValueError(
+                f"need 1 <= max_fit_points <= max_train_points, got {self.max_fit_points}, {self.max_train_points}"
+            )
         if self.bounds_margin < 0.0:
             raise ValueError(f"bounds_margin must be >= 0, got {self.bounds_margin}")
         if not self.min_noise_variance > 0.0:
@@ -107,7 +115,9 @@ class FitReport:
     num_points: int
     """Evaluations offered."""
     num_used: int
-    """Evaluations kept under the cap."""
+    """Evaluations the posterior conditions on (`max_train_points` cap)."""
+    num_fitted: int
+    """Evaluations the hyper-parameters were fitted on (`max_fit_points` cap)."""
     seconds: float
     warm_started: bool
     converged: bool
@@ -269,16 +279,17 @@ class FeasibilityEstimator:
             self._encoding = FeatureEncoding.from_features(X[:, : self.num_features], self.config.bounds_margin)
         rows = training_rows(X[:, -1], self.config.max_train_points)
         train_X, train_Y = X[rows], Y[rows]
+        fit_rows = training_rows(train_X[:, -1], self.config.max_fit_points)
         with self._threads():
-            model = self._build(train_X, train_Y)
+            model = self._build(train_X[fit_rows], train_Y[fit_rows])
             previous = self._model
             warm = self.config.warm_start and previous is not None
             if warm and previous is not None:
-                model.load_state_dict(_hyperparameters(previous), strict=False)
+                model.load_state_dict(_hyperparameters(previous.state_dict()), strict=False)
             converged = self._optimise(model)
-            # Rebuild from the fitted state as load_state_dict does: a restored checkpoint predicts bit for bit alike.
+            # Condition on the whole training set, built as load_state_dict builds it (bit-identical restores).
             self._install(train_X, train_Y, model.state_dict())
-        report = FitReport(len(X), len(rows), time.perf_counter() - start, warm, converged)
+        report = FitReport(len(X), len(rows), len(fit_rows), time.perf_counter() - start, warm, converged)
         log.debug("fit %s", report)
         return report
 
@@ -362,9 +373,17 @@ class FeasibilityEstimator:
         self._install(train_X, train_Y, state["model"])
 
     def _install(self, train_X: Tensor, train_Y: Tensor, model_state: Mapping[str, Tensor]) -> None:
-        """Make a model on this training set with these hyper-parameters the current one."""
+        """Make a model on this training set with these hyper-parameters the current one.
+
+        The transforms' buffers are not loaded: the encoding is the estimator's, and the outcome
+        standardisation is recomputed from `train_Y` (the same numbers when restoring a checkpoint).
+        """
         model = self._build(train_X, train_Y)
-        model.load_state_dict({k: v.detach().clone() for k, v in model_state.items()})
+        state = {k: v.detach().clone() for k, v in _hyperparameters(model_state).items()}
+        expected = set(_hyperparameters(model.state_dict()))
+        if set(state) != expected:
+            raise ValueError(f"model state does not fit the model: keys differ by {sorted(set(state) ^ expected)}")
+        model.load_state_dict(state, strict=False)
         model.eval()
         self._model, self._train_X, self._train_Y = model, train_X, train_Y
 
@@ -435,9 +454,9 @@ class FeasibilityEstimator:
         return _torch_threads(self.config.num_threads)
 
 
-def _hyperparameters(model: SingleTaskMultiFidelityGP) -> dict[str, Tensor]:
-    """A model's state without its transforms' data-dependent buffers (for a warm start)."""
-    return {k: v for k, v in model.state_dict().items() if not k.startswith(("outcome_transform.", "input_transform."))}
+def _hyperparameters(model_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A model's state without its transforms' data-dependent buffers."""
+    return {k: v for k, v in model_state.items() if not k.startswith(("outcome_transform.", "input_transform."))}
 
 
 def _exact_linear_algebra() -> gpytorch.settings.max_cholesky_size:

@@ -29,9 +29,10 @@ import numpy as np
 from tqdm import tqdm
 
 from flightkit import format_table, get_logger, write_bytes_atomic, write_json_atomic, write_text_atomic
+from mfplan.configs import EvalConfig
 from mfplan.courses import held_out_courses, replanning_set
 from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
-from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner
+from mfplan.planner import CertifiedPlanner
 from minsnap import Trajectory, solve_min_snap
 from minsnap.allocation import optimise_segment_times, scale_to_feasibility_boundary, trapezoidal_times
 from quadsim.analytic import AnalyticEvaluator
@@ -39,51 +40,7 @@ from quadsim.evaluation import EvaluationResult
 
 log = get_logger("mfplan.evaluation")
 
-DISPLACEMENTS_M = (0.0, 1.0, 2.0, 3.0)
 REPLAN_SEED = 7
-
-
-@dataclass
-class EvalConfig:
-    """Compare MFRL with the heuristic and the baseline on held-out courses."""
-
-    checkpoint: Path = DEFAULT_CHECKPOINT
-    """Policy checkpoint (default: the one shipped with the package)."""
-    out_dir: Path = Path("runs/mfrl_eval")
-    """Where report.md, report.json and report.png are written."""
-    courses: int = 20
-    """Held-out courses per set."""
-    displacements_m: tuple[float, ...] = DISPLACEMENTS_M
-    """Replanning sets: waypoints displaced by these distances (0 = the nominal courses)."""
-    fidelities: tuple[str, ...] = ("mujoco", "rotorpy")
-    """Simulated fidelities every plan is flown at."""
-    hifi_baseline_courses: int = 10
-    """Nominal courses on which the baseline's time scale is also searched with RotorPy flights (0: skip)."""
-    num_workers: int = 2
-    """Worker processes for flights."""
-    ray_address: str | None = None
-    """Fly on a Ray cluster instead of local workers."""
-    rotorpy_seed: int = 0
-    """Seed of RotorPy's wind and noise (the same for every method)."""
-    smoke: bool = False
-    """Three courses, two sets, no RotorPy baseline search: seconds, for tests."""
-
-    def resolved(self) -> EvalConfig:
-        """The configuration actually run."""
-        if not self.smoke:
-            return self
-        return EvalConfig(
-            checkpoint=self.checkpoint,
-            out_dir=self.out_dir,
-            courses=3,
-            displacements_m=(0.0, 2.0),
-            fidelities=self.fidelities,
-            hifi_baseline_courses=0,
-            num_workers=self.num_workers,
-            ray_address=self.ray_address,
-            rotorpy_seed=self.rotorpy_seed,
-            smoke=True,
-        )
 
 
 @dataclass

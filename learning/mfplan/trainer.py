@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from flightkit import get_logger, write_bytes_atomic, write_json_atomic
 from mfplan.analysis import analyse
+from mfplan.configs import TrainConfig
 from mfplan.courses import course_set
 from mfplan.dataset import EvaluationDataset, EvaluationRecord
 from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
@@ -41,7 +42,6 @@ from mfplan.planner import CertifiedPlanner
 from mfplan.policy import (
     CourseBatch,
     CourseEncoding,
-    PolicyConfig,
     TimeAllocationPolicy,
     collate,
     encode_course,
@@ -58,92 +58,8 @@ TRAINER_CHECKPOINT = "trainer_state.pt"
 POLICY_CHECKPOINT = "policy.pt"
 DATASET_FILE = "evaluations.jsonl"
 TRAIN_COURSE_SEED_OFFSET = 1_000
-
-
-@dataclass
-class TrainConfig:
-    """Co-training of the MFRL planning policy and its multi-fidelity reward estimator."""
-
-    out_dir: Path = Path("runs/mfrl")
-    """Run folder: checkpoints, the evaluation data set, TensorBoard logs, the final policy."""
-    seed: int = 0
-    """Seed of courses, sampling and network initialisation."""
-    iterations: int = 300
-    """Policy updates."""
-    train_courses: int = 400
-    """Size of the pool of training courses (drawn once from the seed; never the held-out test set)."""
-    courses_per_iteration: int = 32
-    """Courses in one policy update."""
-    samples_per_course: int = 8
-    """Sampled allocations per course (their mean reward is the course's baseline)."""
-    moving_start_fraction: float = 0.3
-    """Fraction of courses that start from a moving vehicle (a replan in the air)."""
-    ppo_epochs: int = 4
-    """Gradient passes over each batch."""
-    clip_ratio: float = 0.2
-    """PPO's clipping of the probability ratio."""
-    learning_rate: float = 1e-3
-    """Adam learning rate."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping."""
-    reward_source: str = "estimator"
-    """"estimator": the multi-fidelity reward estimator (MFRL); "analytic": the analytic check alone
-    (single-fidelity ablation: no estimator, no simulated evaluations)."""
-    feasibility_probability: float = 0.9
-    """The estimator's probability of feasibility at the highest fidelity that the policy must reach."""
-    feasibility_penalty: float = 0.5
-    """Reward lost per unit of standardised margin short of that probability (and per unit of analytic score)."""
-    initial_design_courses: int = 40
-    """Training courses evaluated before the first fit, with heuristic ratios at several time scales."""
-    initial_scales: tuple[float, ...] = (1.0, 1.1, 1.25, 1.4, 1.6, 1.8, 2.0)
-    """Time scales of the initial design, relative to the analytic feasibility boundary."""
-    initial_simulated: dict[str, int] = field(default_factory=lambda: {"mujoco": 60, "rotorpy": 40})
-    """Evaluations of the initial design at the simulated fidelities (the analytic one evaluates all)."""
-    refit_every: int = 10
-    """Iterations between acquisition rounds (evaluate, append, refit)."""
-    acquisition_budget_s: float = 40.0
-    """Expected evaluation seconds spent per acquisition round."""
-    acquisition_max_count: int = 16
-    """Evaluations per acquisition round at most."""
-    checkpoint_every: int = 10
-    """Iterations between checkpoints (a kill -9 loses at most this many iterations)."""
-    resume: bool = False
-    """Continue from `out_dir`'s last checkpoint (the data set is append-only and kept in any case)."""
-    smoke: bool = False
-    """Shrink everything to finish in about two minutes (for tests)."""
-    num_workers: int = 2
-    """Local worker processes for simulated evaluations."""
-    ray_address: str | None = None
-    """Dispatch simulated evaluations as Ray tasks on this cluster (e.g. "auto") instead of local workers."""
-    rotorpy_seed: int = 0
-    """Seed of the high-fidelity simulator's wind and noise."""
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    """The policy network."""
-
-    def __post_init__(self) -> None:
-        if self.reward_source not in ("estimator", "analytic"):
-            raise ValueError(f"reward_source must be 'estimator' or 'analytic', got {self.reward_source!r}")
-        if not 0.5 <= self.feasibility_probability < 1.0:
-            raise ValueError(f"feasibility_probability must be in [0.5, 1), got {self.feasibility_probability}")
-
-    def resolved(self) -> TrainConfig:
-        """The configuration actually run (`smoke` shrinks every size)."""
-        if not self.smoke:
-            return self
-        return replace(
-            self,
-            iterations=6,
-            train_courses=16,
-            courses_per_iteration=8,
-            samples_per_course=4,
-            initial_design_courses=6,
-            initial_scales=(1.0, 1.3, 1.7),
-            initial_simulated={"mujoco": 4, "rotorpy": 2},
-            refit_every=3,
-            acquisition_budget_s=4.0,
-            acquisition_max_count=3,
-            checkpoint_every=2,
-        )
+UNCERTIFIABLE_TIME_RATIO = 3.0
+"""An allocation the planner cannot certify is charged this multiple of the course's reference time."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +127,7 @@ class Trainer:
         self.config = config.resolved()
         cfg = self.config
         cfg.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.torch_generator = torch.Generator().manual_seed(cfg.seed)
@@ -362,8 +279,8 @@ class Trainer:
         plan = self.certifier.certify(course.waypoints, times, course.start)
         if plan.feasible and plan.trajectory is not None:
             trajectory, certified_times = plan.trajectory, plan.segment_times_s
-        else:  # cannot be certified (e.g. the path dips below the floor): charge the largest scale
-            certified_times = times * self.certifier.max_time_scale
+        else:  # cannot be certified (e.g. the path dips below the floor): charge a fixed multiple of the reference
+            certified_times = times * (UNCERTIFIABLE_TIME_RATIO * course.reference_time_s / times.sum())
             trajectory = solve_min_snap(course.waypoints, certified_times, start=course.start)
         analysis = analyse(trajectory, self.analytic, plan.analytic if plan.feasible else None)
         return Sample(course, action, times, certified_times, trajectory, analysis.features, plan.feasible)

@@ -45,6 +45,15 @@ class FlatState:
     singular: NDArray[np.bool_]
 
 
+def _cross(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Row-wise cross product of `K x 3` arrays (np.cross has a large per-call overhead)."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape))
+    out[:, 0] = a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1]
+    out[:, 1] = a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2]
+    out[:, 2] = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    return out
+
+
 def _dot(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.einsum("ki,ki->k", a, b)[:, None]
 
@@ -82,13 +91,13 @@ def flat_state(derivatives: NDArray[np.float64], vehicle: VehicleParams) -> Flat
     x_c_dot = yaw_rate * y_c
     x_c_ddot = yaw_accel * y_c - yaw_rate**2 * x_c
 
-    u = np.cross(z_b, x_c)
+    u = _cross(z_b, x_c)
     norm_u = np.linalg.norm(u, axis=1, keepdims=True)
     safe_norm = np.maximum(norm_u, _MIN_HEADING_NORM)
     y_b = u / safe_norm
-    x_b = np.cross(y_b, z_b)
-    u_dot = np.cross(z_dot, x_c) + np.cross(z_b, x_c_dot)
-    u_ddot = np.cross(z_ddot, x_c) + 2.0 * np.cross(z_dot, x_c_dot) + np.cross(z_b, x_c_ddot)
+    x_b = _cross(y_b, z_b)
+    u_dot = _cross(z_dot, x_c) + _cross(z_b, x_c_dot)
+    u_ddot = _cross(z_ddot, x_c) + 2.0 * _cross(z_dot, x_c_dot) + _cross(z_b, x_c_ddot)
 
     p = -_dot(z_dot, y_b)
     q = _dot(z_dot, x_b)
@@ -103,7 +112,7 @@ def flat_state(derivatives: NDArray[np.float64], vehicle: VehicleParams) -> Flat
     rates = np.hstack([p, q, r])
     accel = np.hstack([p_dot, q_dot, r_dot])
     inertia = np.asarray(vehicle.inertia_kg_m2)
-    torque = accel * inertia + np.cross(rates, rates * inertia)
+    torque = accel * inertia + _cross(rates, rates * inertia)
     wrench = np.hstack([thrust, torque])
     rotor_thrusts = wrench @ vehicle.mixer_matrix.T
     rotation = np.stack([x_b, y_b, z_b], axis=2)

@@ -23,7 +23,7 @@ from mfplan.acquisition import (
     cost_model,
     plan_evaluations,
 )
-from mfplan.estimator import FeasibilityEstimator
+from mfplan.estimator import EstimatorConfig, FeasibilityEstimator
 from mfplan.fidelities import FIDELITY_NAMES, FIDELITY_VALUES, FidelityCosts, fidelity_name
 
 D = 2
@@ -134,10 +134,20 @@ def test_closed_form_gain_equals_botorch_fantasy_models(sparse: FeasibilityEstim
 
 def test_cheap_fidelity_is_chosen_where_the_model_knows_little(sparse: FeasibilityEstimator) -> None:
     candidates = uniform(16, 6)
-    choices = plan_evaluations(sparse, candidates, FidelityCosts(), budget_s=3.0, max_count=6)
+    choices = plan_evaluations(sparse, candidates, FidelityCosts(), budget_s=1.0, max_count=50)
     assert choices
     assert choices[0].fidelity == "analytic"
     assert sum(c.fidelity == "analytic" for c in choices) >= len(choices) / 2
+
+
+def test_when_the_count_binds_not_the_budget_cheapness_is_no_reason_to_choose(
+    sparse: FeasibilityEstimator,
+) -> None:
+    candidates = uniform(16, 6)
+    loose = plan_evaluations(sparse, candidates, FidelityCosts(), budget_s=100.0, max_count=3)
+    tight = plan_evaluations(sparse, candidates, FidelityCosts(), budget_s=1.0, max_count=3)
+    assert loose[0].fidelity == "rotorpy"
+    assert loose[0].gain > max(c.gain for c in tight)
 
 
 def test_expensive_fidelity_is_chosen_near_the_boundary_once_cheap_data_is_plentiful(
@@ -206,6 +216,8 @@ def test_cost_model_interpolates_the_measured_costs_over_the_fidelity_column() -
     X[:, -1] = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.double)
     seconds = cost_model(costs).posterior(X.unsqueeze(-2)).mean.reshape(-1)
     assert seconds.tolist() == pytest.approx([0.01, 0.105, 0.2, 1.1, 2.0])
+    priced = cost_model(costs, slot_price_s=0.5).posterior(X.unsqueeze(-2)).mean.reshape(-1)
+    assert priced.tolist() == pytest.approx([0.5, 0.5, 0.5, 1.1, 2.0])
 
 
 @pytest.mark.slow
@@ -215,7 +227,7 @@ def test_one_call_on_64_candidates_and_three_fidelities_is_fast() -> None:
     fidelity = torch.tensor([0.0, 0.5, 1.0], dtype=torch.double)[torch.arange(400) % 3]
     X = torch.cat([data, fidelity.unsqueeze(-1)], dim=-1)
     Y = data[:, :1] + data[:, 1:2] - 1.0 - 0.2 * (1.0 - fidelity.unsqueeze(-1))
-    estimator = FeasibilityEstimator(num_features=d)
+    estimator = FeasibilityEstimator(num_features=d, config=EstimatorConfig(max_fit_iterations=30))
     estimator.fit(X, Y)
     candidates = uniform(64, 12, d=d)
     start = time.perf_counter()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from minsnap import solve_min_snap
 
 from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
+from minsnap import solve_min_snap
 from quadsim.analytic import AnalyticEvaluator
 from quadsim.mujoco_flight import MujocoEvaluator
 

@@ -79,6 +79,8 @@ def test_std_is_lower_where_there_is_data() -> None:
     far[:, 1] += 1.0  # x1 in [1, 2]: no data there
     _, std_far = estimator.predict(far)
     assert std_far.median() > 3.0 * std_near.median()
+    _, std_noisy = estimator.predict(far, observation_noise=True)
+    assert (std_noisy >= std_far).all()
 
 
 def test_low_fidelity_data_alone_moves_the_target_prediction_the_right_way() -> None:
@@ -149,10 +151,12 @@ def test_fit_survives_duplicate_inputs_with_different_scores() -> None:
 
 
 def test_refit_warm_starts_keeps_the_first_encoding_and_caps_the_training_set() -> None:
-    estimator = FeasibilityEstimator(num_features=D, config=EstimatorConfig(max_train_points=40))
+    config = EstimatorConfig(max_train_points=40, max_fit_points=25)
+    estimator = FeasibilityEstimator(num_features=D, config=config)
     first = estimator.fit(*stack(observe(uniform(20, 19), "analytic"), observe(uniform(10, 20), "rotorpy")))
     assert not first.warm_started
     assert first.num_used == 30
+    assert first.num_fitted == 25
     encoding = estimator.encoding
     assert encoding is not None
     encoded = encoding.encode(uniform(20, 19))
@@ -168,6 +172,7 @@ def test_refit_warm_starts_keeps_the_first_encoding_and_caps_the_training_set() 
     assert second.warm_started
     assert second.num_points == 70
     assert second.num_used == 40
+    assert second.num_fitted == 25
     assert estimator.encoding is encoding
     kept = estimator.state_dict()["train_X"]
     assert int((kept[:, -1] == 1.0).sum()) == 10  # every target-fidelity point is kept
