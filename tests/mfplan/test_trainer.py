@@ -108,4 +108,4 @@ def test_short_training_beats_the_heuristic_allocation(tmp_path: Path) -> None:
         plan = planner.plan(course.waypoints, start=course.start)
         assert plan.feasible
         ratios.append(plan.total_time_s / course.reference_time_s)
-    assert float(np.mean(ratios)) < 0.97, ratios
+    assert float(np.mean(ratios)) < 0.99, ratios
