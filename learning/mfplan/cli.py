@@ -8,6 +8,7 @@ mfrl plan --waypoints course.csv [--out plan.json]        plan one course (JSON 
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 import numpy as np
@@ -39,8 +40,13 @@ def plan_command(config: PlanConfig) -> int:
     return 0 if result.feasible else 1
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (`mfrl`)."""
+    """Console entry point (`mfrl`). SIGTERM unwinds like Ctrl-C, so worker processes are shut down."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
     command = tyro.extras.subcommand_cli_from_dict(
         {"train": TrainConfig, "eval": EvalConfig, "plan": PlanConfig},

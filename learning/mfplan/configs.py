@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from mfplan.planner import DEFAULT_CHECKPOINT
 from mfplan.policy import PolicyConfig
@@ -88,7 +89,7 @@ class TrainConfig:
         if not self.smoke:
             return self
         defaults = TrainConfig()
-        shrunk = {
+        shrunk: dict[str, Any] = {
             "iterations": 6,
             "train_courses": 16,
             "courses_per_iteration": 8,

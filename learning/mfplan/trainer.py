@@ -194,7 +194,7 @@ class Trainer:
             "iteration": self.iteration,
             "train_config": _jsonable_config(self.config),
             "evaluations": self.dataset.counts(),
-            "command": "mfrl train " + ("--smoke " if self.config.smoke else "") + f"--seed {self.config.seed}",
+            "command": reproduce_command(self.config),
         }
 
     # ----------------------------------------------------------------------------------------
@@ -420,6 +420,26 @@ class Trainer:
         }
         write_json_atomic(cfg.out_dir / "train_summary.json", summary)
         return summary
+
+
+def reproduce_command(config: TrainConfig) -> str:
+    """The `mfrl train` command line that makes this configuration (flags for the non-default fields)."""
+    defaults = TrainConfig()
+    flags = []
+    for name in ("out_dir", *(f for f in asdict(config) if f not in ("out_dir", "policy"))):
+        value = getattr(config, name)
+        if name != "out_dir" and value == getattr(defaults, name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{name.replace('_', '-')}")
+        elif isinstance(value, tuple):
+            flags.append(flag + " " + " ".join(str(v) for v in value))
+        else:
+            flags.append(f"{flag} {value}")
+    if config.policy != defaults.policy:
+        flags.append("# with a non-default PolicyConfig (see train_config)")
+    return "mfrl train " + " ".join(flags)
 
 
 def _jsonable_config(config: TrainConfig) -> dict[str, Any]:

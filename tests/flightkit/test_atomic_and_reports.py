@@ -49,3 +49,13 @@ def test_format_table_aligns_columns() -> None:
     assert "1.235" in lines[2]
     assert "2.000" in lines[3]
     assert len({line.index(line.split()[-1]) for line in lines[2:]}) == 1
+
+
+def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    target = write_text_atomic(tmp_path / "shared.txt", "x")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
