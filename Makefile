@@ -36,6 +36,7 @@ lint: setup
 bench: setup
 	$(PY) bench/minsnap.py
 	$(PY) bench/fidelity.py
+	$(PY) bench/planner.py
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache .hypothesis

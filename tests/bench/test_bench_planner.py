@@ -65,11 +65,9 @@ def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
 
 
 @pytest.mark.bench
-def test_smoke_run_without_a_checkpoint_says_the_policy_is_random(tmp_path: Path) -> None:
+def test_smoke_run_times_the_shipped_checkpoint_by_default() -> None:
     from mfplan.planner import DEFAULT_CHECKPOINT
 
-    if DEFAULT_CHECKPOINT.is_file():
-        pytest.skip("the package ships a trained checkpoint; the random-init path is not taken")
     result = _run_smoke()
-    assert result["policy"]["source"] == "random-init"
-    assert "randomly initialised" in result["policy"]["note"]
+    assert result["policy"]["source"] == "checkpoint"
+    assert result["policy"]["path"] == str(DEFAULT_CHECKPOINT)
