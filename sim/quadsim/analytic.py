@@ -61,9 +61,7 @@ class AnalyticEvaluator(FidelityEvaluator):
         speeds = state.rotor_speeds_rad_s
         # Refine around the highest and the lowest sample: the extremes decide feasibility.
         extremes = {int(np.argmax(speeds.max(axis=1))), int(np.argmin(speeds.min(axis=1)))}
-        refined = [
-            np.linspace(times[max(i - 1, 0)], times[min(i + 1, len(times) - 1)], 33) for i in sorted(extremes)
-        ]
+        refined = [np.linspace(times[max(i - 1, 0)], times[min(i + 1, len(times) - 1)], 33) for i in sorted(extremes)]
         extra = np.setdiff1d(np.concatenate(refined), times)
         if extra.size:
             extra_derivatives = trajectory.derivatives(extra, max_order=4)
