@@ -100,17 +100,10 @@ def feasibility_score(
 
 
 def _analytic_usage(result: EvaluationResult, vehicle: VehicleParams) -> float:
-    """Largest used fraction of the rotors' thrust margin around hover (continuous through negative speeds).
-
-    With h the hover speed, the margin above is w_max^2 - h^2 and below h^2 - w_min^2 (signed squares,
-    as thrust goes with w |w|): the usage is <= 1 exactly when every rotor speed is inside [w_min, w_max].
-    """
+    """The analytic check's usage of the rotors' thrust margin (see `VehicleParams.thrust_margin_usage`)."""
     if not result.feasible and ("free fall" in result.reason or "ground" in result.reason):
         return math.exp(SCORE_FAILED)
     top, bottom = result.max_rotor_speed_rad_s, result.min_rotor_speed_rad_s
     if not (math.isfinite(top) and math.isfinite(bottom)):
         return math.exp(SCORE_FAILED)
-    hover_sq = vehicle.hover_rotor_speed_rad_s**2
-    above = (math.copysign(top**2, top) - hover_sq) / (vehicle.rotor_speed_max_rad_s**2 - hover_sq)
-    below = (hover_sq - math.copysign(bottom**2, bottom)) / max(hover_sq - vehicle.rotor_speed_min_rad_s**2, 1e-9)
-    return max(above, below)
+    return vehicle.thrust_margin_usage(top, bottom)

@@ -24,7 +24,7 @@ from minsnap import EndpointState, Trajectory, TrajectoryInputError, solve_min_s
 from minsnap.validation import as_waypoints
 from quadsim.analytic import AnalyticEvaluator
 from quadsim.evaluation import EvaluationResult, FeasibilityCriteria
-from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
+from quadsim.vehicle import VehicleParams
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mfrl_policy.pt"
 """Where the package's trained policy lives (written by `mfrl train`)."""
@@ -268,19 +268,11 @@ class CertifiedPlanner:
         return min(low.x + max(step, 2.0 * math.log1p(self.scale_tolerance)) * 1.05, x_max)
 
     def _excess(self, result: EvaluationResult) -> float:
-        """log of the largest used fraction of the rotors' thrust margin around hover (> 0: over a limit; NaN: unknown).
-
-        With h the hover speed, the margin above is w_max^2 - h^2 and below h^2 - w_min^2 (signed squares, as
-        thrust goes with w |w|); the excess is <= 0 exactly when every rotor speed is inside [w_min, w_max].
-        """
-        vehicle = self.vehicle
-        hover_sq = vehicle.mass_kg * GRAVITY_M_S2 / (4.0 * vehicle.thrust_coeff_n_per_rad2_s2)
+        """log of the rotors' thrust-margin usage (> 0: over a limit; NaN: unknown)."""
         top, bottom = result.max_rotor_speed_rad_s, result.min_rotor_speed_rad_s
         if not (math.isfinite(top) and math.isfinite(bottom)):
             return math.nan
-        above = (math.copysign(top**2, top) - hover_sq) / (vehicle.rotor_speed_max_rad_s**2 - hover_sq)
-        below = (hover_sq - math.copysign(bottom**2, bottom)) / max(hover_sq - vehicle.rotor_speed_min_rad_s**2, 1e-9)
-        return math.log(max(above, below, 1e-12))
+        return math.log(max(self.vehicle.thrust_margin_usage(top, bottom), 1e-12))
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,18 @@ class VehicleParams:
         """`4 x 4` inverse of `allocation_matrix`: collective thrust and torques -> rotor thrusts."""
         return np.asarray(np.linalg.inv(self.allocation_matrix), dtype=np.float64)
 
+    def thrust_margin_usage(self, max_rotor_speed_rad_s: float, min_rotor_speed_rad_s: float) -> float:
+        """Largest used fraction of the rotors' thrust margin around hover, continuous through negative speeds.
+
+        With h the hover speed, the margin above is w_max^2 - h^2 and below h^2 - w_min^2 (signed squares,
+        as thrust goes with w |w|): the usage is <= 1 exactly when every rotor speed is inside [w_min, w_max].
+        """
+        hover_sq = self.hover_rotor_speed_rad_s**2
+        top, bottom = max_rotor_speed_rad_s, min_rotor_speed_rad_s
+        above = (np.copysign(top**2, top) - hover_sq) / (self.rotor_speed_max_rad_s**2 - hover_sq)
+        below = (hover_sq - np.copysign(bottom**2, bottom)) / max(hover_sq - self.rotor_speed_min_rad_s**2, 1e-9)
+        return float(max(above, below))
+
     def rotor_speeds_from_thrusts(self, thrusts_n: NDArray[np.float64]) -> NDArray[np.float64]:
         """Rotor speeds (rad/s) that give the rotor thrusts; negative thrust maps to a negative speed."""
         return np.sign(thrusts_n) * np.sqrt(np.abs(thrusts_n) / self.thrust_coeff_n_per_rad2_s2)
