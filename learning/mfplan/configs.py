@@ -14,6 +14,10 @@ from mfplan.planner import DEFAULT_CHECKPOINT
 from mfplan.policy import PolicyConfig
 
 DISPLACEMENTS_M = (0.0, 1.0, 2.0, 3.0)
+TRAIN_WIND_SEED_STRIDE = 100_000
+"""Training runs draw RotorPy wind seeds from [seed * stride, (seed + 1) * stride)."""
+EVAL_WIND_SEEDS = (900_001, 900_002)
+"""RotorPy wind realisations of the evaluation: outside every training run's range (seeds < 9)."""
 
 
 @dataclass
@@ -72,7 +76,19 @@ class TrainConfig:
     ray_address: str | None = None
     """Dispatch simulated evaluations as Ray tasks on this cluster (e.g. "auto") instead of local workers."""
     rotorpy_seed: int = 0
-    """Seed of the high-fidelity simulator's wind and noise."""
+    """Seed of the high-fidelity simulator's wind and noise: with `vary_wind`, the n-th high-fidelity
+    evaluation of the run flies in realisation `rotorpy_seed * TRAIN_WIND_SEED_STRIDE + n`."""
+    vary_wind: bool = True
+    """Fly every high-fidelity evaluation in a fresh realisation of wind and sensor noise, so the
+    estimator learns the spread the wind causes (False: one realisation for the whole run)."""
+    count_wind_spread: bool = True
+    """Judge P(feasible) on the predicted score of a new flight (the estimator's uncertainty plus the
+    fitted spread between flights), not on the mean score alone."""
+    initial_action_std: float = 0.3
+    """Exploration: standard deviation of the per-segment log-time actions at the first iteration."""
+    final_action_std: float = 0.05
+    """...and at the last: it falls log-linearly in between, so that the mean action the planner uses is
+    tuned to its own neighbourhood rather than kept back from the feasibility boundary by exploration noise."""
     torch_threads: int = 1
     """Threads of the trainer's own torch work (small networks: more threads only add contention)."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -83,6 +99,16 @@ class TrainConfig:
             raise ValueError(f"reward_source must be 'estimator' or 'analytic', got {self.reward_source!r}")
         if not 0.5 <= self.feasibility_probability < 1.0:
             raise ValueError(f"feasibility_probability must be in [0.5, 1), got {self.feasibility_probability}")
+        if not (0.0 < self.final_action_std <= self.initial_action_std):
+            raise ValueError(
+                "need 0 < final_action_std <= initial_action_std, "
+                f"got {self.final_action_std}, {self.initial_action_std}"
+            )
+
+    def action_std(self, iteration: int) -> float:
+        """Exploration standard deviation at `iteration` (1-based): log-linear from initial to final."""
+        fraction = min(max((iteration - 1) / max(self.iterations - 1, 1), 0.0), 1.0)
+        return float(self.initial_action_std * (self.final_action_std / self.initial_action_std) ** fraction)
 
     def resolved(self) -> TrainConfig:
         """The configuration actually run: `smoke` shrinks every size left at its default."""
@@ -107,7 +133,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Compare MFRL with the heuristic and the baseline on held-out courses."""
+    """Compare MFRL with the heuristic and the baseline on held-out courses, in held-out wind."""
 
     checkpoint: Path = DEFAULT_CHECKPOINT
     """Policy checkpoint (default: the one shipped with the package)."""
@@ -118,33 +144,44 @@ class EvalConfig:
     displacements_m: tuple[float, ...] = DISPLACEMENTS_M
     """Replanning sets: waypoints displaced by these distances (0 = the nominal courses)."""
     fidelities: tuple[str, ...] = ("mujoco", "rotorpy")
-    """Simulated fidelities every plan is flown at."""
-    hifi_baseline_courses: int = 10
-    """Nominal courses on which the baseline's time scale is also searched with RotorPy flights (0: skip)."""
+    """Simulated fidelities every plan is flown at (the last one is the highest)."""
+    wind_seeds: tuple[int, ...] = EVAL_WIND_SEEDS
+    """RotorPy realisations of wind and sensor noise every plan is flown in (none of them seen in training)."""
+    hifi_baseline_courses: int = 8
+    """Nominal courses on which the baseline's time scale is also searched with RotorPy flights in the
+    training wind (`rotorpy_seed`), then flown in the held-out wind like every plan (0: skip)."""
+    max_margin: float = 3.0
+    """Largest slow-down of the baseline searched when matching MFRL's feasibility."""
+    margin_tolerance: float = 0.02
+    """Relative tolerance of every searched time scale."""
     num_workers: int = 2
     """Worker processes for flights."""
     ray_address: str | None = None
     """Fly on a Ray cluster instead of local workers."""
     rotorpy_seed: int = 0
-    """Seed of RotorPy's wind and noise (the same for every method)."""
+    """The training wind (the seed `mfrl train` used): the wind the `baseline-rotorpy` search flies in."""
     smoke: bool = False
-    """Three courses, two sets, no RotorPy baseline search: seconds, for tests."""
+    """Three courses, two sets, one wind, no RotorPy-searched baseline, coarse searches: for tests."""
+
+    def __post_init__(self) -> None:
+        if not self.wind_seeds:
+            raise ValueError("wind_seeds must name at least one RotorPy wind realisation")
+        if not (self.max_margin > 1.0 and 0.0 < self.margin_tolerance < 0.5):
+            raise ValueError(
+                f"need max_margin > 1 and 0 < margin_tolerance < 0.5, got {self.max_margin}, {self.margin_tolerance}"
+            )
 
     def resolved(self) -> EvalConfig:
         """The configuration actually run."""
         if not self.smoke:
             return self
-        return EvalConfig(
-            checkpoint=self.checkpoint,
-            out_dir=self.out_dir,
+        return replace(
+            self,
             courses=3,
             displacements_m=(0.0, 2.0),
-            fidelities=self.fidelities,
+            wind_seeds=self.wind_seeds[:1],
             hifi_baseline_courses=0,
-            num_workers=self.num_workers,
-            ray_address=self.ray_address,
-            rotorpy_seed=self.rotorpy_seed,
-            smoke=True,
+            margin_tolerance=0.1,
         )
 
 

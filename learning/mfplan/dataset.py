@@ -56,6 +56,8 @@ class EvaluationRecord:
     segment_times_s: tuple[float, ...] = ()
     reason: str = ""
     """Why infeasible (the evaluator's first violation), empty when feasible."""
+    wind_seed: int | None = None
+    """The realisation of wind and sensor noise of a RotorPy flight (None: the evaluator's own, or not RotorPy)."""
     index: int | None = None
     timestamp: float | None = None
     """Unix time (s) the record was appended."""
@@ -80,6 +82,7 @@ class EvaluationRecord:
         course_id: str = "",
         course_seed: int | None = None,
         score: float | None = None,
+        wind_seed: int | None = None,
     ) -> EvaluationRecord:
         """A record of an evaluator's result (the score defaults to `feasibility_score(result)`)."""
         return cls(
@@ -92,6 +95,7 @@ class EvaluationRecord:
             course_seed=course_seed,
             segment_times_s=tuple(np.asarray(segment_times_s, dtype=float).tolist()),
             reason=result.reason,
+            wind_seed=wind_seed,
         )
 
     def to_json(self) -> str:
@@ -108,13 +112,14 @@ class EvaluationRecord:
             "segment_times_s": list(self.segment_times_s),
             "features": list(self.features),
             "reason": self.reason,
+            "wind_seed": self.wind_seed,
         }
         return json.dumps(payload, allow_nan=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, payload: Mapping[str, Any]) -> EvaluationRecord:
         """The record of one parsed JSON line (unknown keys are ignored)."""
-        seed = payload.get("course_seed")
+        seed, wind = payload.get("course_seed"), payload.get("wind_seed")
         return cls(
             features=tuple(payload["features"]),
             fidelity=str(payload["fidelity"]),
@@ -125,6 +130,7 @@ class EvaluationRecord:
             course_seed=None if seed is None else int(seed),
             segment_times_s=tuple(payload.get("segment_times_s", ())),
             reason=str(payload.get("reason", "")),
+            wind_seed=None if wind is None else int(wind),
             index=int(payload["index"]),
             timestamp=float(payload["timestamp"]),
         )

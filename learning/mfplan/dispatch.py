@@ -7,6 +7,7 @@ Ray task on that cluster. Either way a failed flight comes back as an infeasible
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -47,15 +48,22 @@ class EvaluatorSpec:
 _WORKER_EVALUATORS: dict[tuple[EvaluatorSpec, str], FidelityEvaluator] = {}
 
 
-def evaluate_request(spec: EvaluatorSpec, fidelity: str, trajectory_json: dict[str, Any]) -> EvaluationResult:
+def evaluate_request(
+    spec: EvaluatorSpec, fidelity: str, trajectory_json: dict[str, Any], wind_seed: int | None = None
+) -> EvaluationResult:
     """Evaluate one trajectory (given as its JSON dict) at one fidelity.
 
-    Runs in a worker process or a Ray task; evaluators are cached per process.
+    `wind_seed` (RotorPy only) flies this one flight in another realisation of wind and sensor noise
+    than `spec.rotorpy_seed`'s. Runs in a worker process or a Ray task; evaluators are cached per process.
     """
     key = (spec, fidelity)
     if key not in _WORKER_EVALUATORS:
         _WORKER_EVALUATORS[key] = spec.build(fidelity)
-    return _WORKER_EVALUATORS[key].safe_evaluate_one(Trajectory.from_dict(trajectory_json))
+    evaluator = _WORKER_EVALUATORS[key]
+    if wind_seed is not None and isinstance(evaluator, RotorPyEvaluator):
+        evaluator = copy.copy(evaluator)
+        evaluator.seed = int(wind_seed)
+    return evaluator.safe_evaluate_one(Trajectory.from_dict(trajectory_json))
 
 
 class EvaluationDispatcher:
@@ -87,29 +95,39 @@ class EvaluationDispatcher:
             context = multiprocessing.get_context("spawn")  # no fork after torch threads exist
             self._pool = ProcessPoolExecutor(max_workers=self.num_workers, mp_context=context)
 
-    def evaluate(self, requests: Sequence[tuple[Trajectory, str]]) -> list[EvaluationResult]:
-        """Results in the order of the requests."""
+    def evaluate(
+        self, requests: Sequence[tuple[Trajectory, str]], wind_seeds: Sequence[int | None] | None = None
+    ) -> list[EvaluationResult]:
+        """Results in the order of the requests.
+
+        Args:
+            requests: (trajectory, fidelity) pairs.
+            wind_seeds: one per request: the RotorPy flight's wind and noise seed (None: the spec's).
+        """
+        if wind_seeds is not None and len(wind_seeds) != len(requests):
+            raise ValueError(f"got {len(wind_seeds)} wind seeds for {len(requests)} requests")
+        seeds = list(wind_seeds) if wind_seeds is not None else [None] * len(requests)
         results: list[EvaluationResult | None] = [None] * len(requests)
-        remote: list[tuple[int, str, dict[str, Any]]] = []
+        remote: list[tuple[int, str, dict[str, Any], int | None]] = []
         for i, (trajectory, fidelity) in enumerate(requests):
             if fidelity not in FIDELITY_NAMES:
                 raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {FIDELITY_NAMES}")
             if fidelity == "analytic":
                 results[i] = self._analytic.safe_evaluate_one(trajectory)
             else:
-                remote.append((i, fidelity, trajectory.to_dict()))
+                remote.append((i, fidelity, trajectory.to_dict(), seeds[i]))
         if remote:
             self._ensure_backend()
             if self._ray_task is not None:
                 import ray
 
-                refs = [self._ray_task.remote(self.spec, fidelity, data) for _, fidelity, data in remote]
+                refs = [self._ray_task.remote(self.spec, f, d, seed) for _, f, d, seed in remote]
                 outputs = ray.get(refs)
             else:
                 assert self._pool is not None
-                futures = [self._pool.submit(evaluate_request, self.spec, f, d) for _, f, d in remote]
+                futures = [self._pool.submit(evaluate_request, self.spec, f, d, seed) for _, f, d, seed in remote]
                 outputs = [future.result() for future in futures]
-            for (i, _, _), output in zip(remote, outputs, strict=True):
+            for (i, _, _, _), output in zip(remote, outputs, strict=True):
                 results[i] = output
         return [r for r in results if r is not None]
 

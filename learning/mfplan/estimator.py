@@ -53,6 +53,7 @@ from botorch.models.transforms.outcome import Standardize
 from botorch.posteriors import GPyTorchPosterior
 from gpytorch.constraints import GreaterThan
 from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.means import LinearMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 from torch import Tensor
@@ -96,6 +97,9 @@ class EstimatorConfig:
     """Smoothness of the Matern kernels (0.5, 1.5 or 2.5)."""
     num_threads: int | None = 1
     """Torch intra-op threads while fitting and predicting (None: leave torch's setting alone)."""
+    prior_mean: str = "constant"
+    """The GP's prior mean: "constant", or "linear" in the encoded inputs (a trend that carries past the
+    data, e.g. a score that keeps falling as a trajectory slows down, instead of reverting to a constant)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_fit_points <= self.max_train_points:
@@ -106,6 +110,8 @@ class EstimatorConfig:
             raise ValueError(f"bounds_margin must be >= 0, got {self.bounds_margin}")
         if not self.min_noise_variance > 0.0:
             raise ValueError(f"min_noise_variance must be > 0, got {self.min_noise_variance}")
+        if self.prior_mean not in ("constant", "linear"):
+            raise ValueError(f"prior_mean must be 'constant' or 'linear', got {self.prior_mean!r}")
 
 
 @dataclass(frozen=True)
@@ -399,7 +405,7 @@ class FeasibilityEstimator:
                 initial_value=max(float(noise_prior.mode), self.config.min_noise_variance * 2),
             ),
         )
-        return SingleTaskMultiFidelityGP(
+        model = SingleTaskMultiFidelityGP(
             X,
             Y,
             data_fidelities=[d],
@@ -408,6 +414,9 @@ class FeasibilityEstimator:
             outcome_transform=Standardize(m=1),
             input_transform=self._encoding.input_transform(),
         )
+        if self.config.prior_mean == "linear":
+            model.mean_module = LinearMean(input_size=d + 1).to(X)
+        return model
 
     def _optimise(self, model: SingleTaskMultiFidelityGP) -> bool:
         mll = ExactMarginalLogLikelihood(model.likelihood, model)

@@ -5,9 +5,13 @@ minimum-snap trajectories, and rewards them with the estimator's view of the hig
 
     reward = -total_time / reference_time - penalty * max(0, z_min - z) - penalty * max(0, analytic_score)
 
-where z = -mean / std of the predicted feasibility score at the target fidelity (P(feasible) = Phi(z))
-and z_min = Phi^-1(`feasibility_probability`). The policy is updated by PPO (clipped ratio) with a
+where z = -mean / std of the predicted feasibility score of a new flight at the target fidelity
+(P(feasible) = Phi(z); the std counts the estimator's uncertainty and the fitted spread between flights,
+which the wind causes: every RotorPy evaluation flies in a fresh realisation of it) and
+z_min = Phi^-1(`feasibility_probability`). The policy is updated by PPO (clipped ratio) with a
 per-course baseline: the mean reward of that course's samples (each course is a one-step episode).
+Exploration follows a schedule, not a learned parameter: the actions' standard deviation falls
+log-linearly over the run, so the mean action (what the planner flies) ends up tuned where it acts.
 Every `refit_every` iterations a cost-aware multi-fidelity acquisition picks which of the current
 proposals to evaluate at which fidelity, the evaluations are appended to the data set (append-only,
 on disk), and the estimator is refitted on it: it improves where the policy proposes.
@@ -20,6 +24,7 @@ on disk), and the estimator is refitted on it: it improves where the policy prop
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +37,7 @@ from tqdm import tqdm
 
 from flightkit import get_logger, write_bytes_atomic, write_json_atomic
 from mfplan.analysis import analyse
-from mfplan.configs import TrainConfig
+from mfplan.configs import TRAIN_WIND_SEED_STRIDE, TrainConfig
 from mfplan.courses import course_set
 from mfplan.dataset import EvaluationDataset, EvaluationRecord
 from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
@@ -135,7 +140,10 @@ class Trainer:
         self.analytic = AnalyticEvaluator(self.spec.vehicle, self.spec.criteria)
         self.policy = TimeAllocationPolicy(cfg.policy)
         self.certifier = CertifiedPlanner(self.policy, self.spec.vehicle, self.spec.criteria)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
+        self.policy.log_std.requires_grad_(False)  # exploration follows `TrainConfig.action_std`'s schedule
+        self.optimizer = torch.optim.Adam(
+            [p for p in self.policy.parameters() if p.requires_grad], lr=cfg.learning_rate
+        )
         self.estimator = FeasibilityEstimator()
         self.costs = FidelityCosts()
         self.dataset = EvaluationDataset(cfg.out_dir / DATASET_FILE)
@@ -204,16 +212,42 @@ class Trainer:
         self, dispatcher: EvaluationDispatcher, requests: list[tuple[Sample, str]]
     ) -> list[EvaluationRecord]:
         """Evaluate (sample, fidelity) pairs and append them to the data set."""
-        results = dispatcher.evaluate([(sample.trajectory, fidelity) for sample, fidelity in requests])
+        seeds = self.wind_seeds([fidelity for _, fidelity in requests])
+        results = dispatcher.evaluate([(sample.trajectory, fidelity) for sample, fidelity in requests], seeds)
         records = []
-        for (sample, _), result in zip(requests, results, strict=True):
+        for (sample, _), result, seed in zip(requests, results, seeds, strict=True):
             self.costs.record(result.fidelity, result.wall_time_s)
             records.append(
                 EvaluationRecord.from_result(
-                    sample.features, result, sample.segment_times_s, course_id=sample.course.course_id
+                    sample.features,
+                    result,
+                    sample.segment_times_s,
+                    course_id=sample.course.course_id,
+                    wind_seed=seed,
                 )
             )
         return self.dataset.append(records)
+
+    def wind_seeds(self, fidelities: list[str]) -> list[int | None]:
+        """RotorPy wind seeds for a batch of evaluations: the next unused ones of this run (`vary_wind`).
+
+        Numbered by the RotorPy evaluations already in the data set, so a resumed run goes on where the
+        killed one stopped instead of flying the same wind again.
+        """
+        cfg = self.config
+        if not cfg.vary_wind:
+            return [None] * len(fidelities)
+        done = self.dataset.counts().get("rotorpy", 0)
+        seeds: list[int | None] = []
+        for fidelity in fidelities:
+            if fidelity == "rotorpy":
+                if done >= TRAIN_WIND_SEED_STRIDE:
+                    raise RuntimeError(f"more than {TRAIN_WIND_SEED_STRIDE} RotorPy evaluations in one run")
+                seeds.append(cfg.rotorpy_seed * TRAIN_WIND_SEED_STRIDE + done)
+                done += 1
+            else:
+                seeds.append(None)
+        return seeds
 
     def initial_design(self, dispatcher: EvaluationDispatcher) -> None:
         """Heuristic ratios at several time scales on some courses: every one analytically, some simulated."""
@@ -297,7 +331,7 @@ class Trainer:
             z = np.full(len(samples), np.inf)
         else:
             features = torch.tensor(np.stack([s.features for s in samples]), dtype=torch.float64)
-            mean, std = self.estimator.predict(features)
+            mean, std = self.estimator.predict(features, observation_noise=cfg.count_wind_spread)
             z = (-mean / std).numpy()
         shortfall = np.maximum(0.0, self.z_min - z)
         rewards = -time_ratio - cfg.feasibility_penalty * shortfall
@@ -392,6 +426,8 @@ class Trainer:
             stats: dict[str, float] = {}
             for iteration in progress:
                 self.iteration = iteration + 1
+                with torch.no_grad():
+                    self.policy.log_std.fill_(math.log(cfg.action_std(self.iteration)))
                 tick = time.perf_counter()
                 batch, actions, old_log_prob, samples = self.rollout()
                 stats = self.rewards(samples)

@@ -53,3 +53,21 @@ def test_ray_tasks_match_local_workers() -> None:
     with EvaluationDispatcher(EvaluatorSpec(), num_workers=1) as dispatcher:
         local = dispatcher.evaluate(requests)
     assert [_comparable(r) for r in remote] == [_comparable(r) for r in local]
+
+
+def test_a_wind_seed_picks_the_rotorpy_realisation_of_one_flight() -> None:
+    from quadsim.rotorpy_flight import RotorPyEvaluator
+
+    short = solve_min_snap(COURSE[:2], np.array([1.5]))
+    with EvaluationDispatcher(EvaluatorSpec(rotorpy_seed=0), num_workers=2) as dispatcher:
+        results = dispatcher.evaluate([(short, "rotorpy")] * 3 + [(short, "mujoco")], [None, 5, 6, 5])
+    default, five, six, mujoco = (round(r.max_position_error_m, 9) for r in results)
+    assert default == round(RotorPyEvaluator(seed=0).evaluate_one(short).max_position_error_m, 9)
+    assert five == round(RotorPyEvaluator(seed=5).evaluate_one(short).max_position_error_m, 9)
+    assert len({default, five, six}) == 3  # three realisations of the wind, three different flights
+    assert mujoco == round(MujocoEvaluator().evaluate_one(short).max_position_error_m, 9)  # no wind there
+
+
+def test_wind_seeds_must_match_the_requests() -> None:
+    with EvaluationDispatcher(num_workers=1) as dispatcher, pytest.raises(ValueError, match="wind seeds"):
+        dispatcher.evaluate([(_trajectories()[0], "analytic")], [1, 2])

@@ -45,6 +45,11 @@ def test_smoke_training_writes_a_usable_policy_and_multi_fidelity_data(tmp_path:
     assert counts.get("analytic", 0) > 0
     assert counts.get("mujoco", 0) > 0
     assert counts.get("rotorpy", 0) > 0
+    # Every RotorPy flight of the run had its own wind, numbered from the run's seed; other fidelities have none.
+    records = EvaluationDataset(tmp_path / DATASET_FILE, read_only=True).records
+    winds = [r.wind_seed for r in records if r.fidelity == "rotorpy"]
+    assert winds == list(range(len(winds)))
+    assert all(r.wind_seed is None for r in records if r.fidelity != "rotorpy")
     assert any((tmp_path / "tensorboard").iterdir())
     planner = CertifiedPlanner.from_checkpoint(tmp_path / POLICY_CHECKPOINT)
     plan = planner.plan(np.array([[0, 0, 1, 0], [3, 1, 1.5, 0.3], [5, 4, 2, 0.6], [2, 6, 1.2, 1.0]]))
