@@ -1,0 +1,156 @@
+"""The node graphs of the stack, declared once: which executables run, under what names, with which parameters.
+
+A graph is plain data (`GraphSpec`). The ROS 2 launch file turns each `NodeSpec` into a
+`launch_ros.actions.Node`; the pip-only runner turns it into a process `python -m mfrl.<executable>`
+with the same `--ros-args`. Parameters come from the package's YAML file first, then the values
+given here (launch arguments), as in `ros2 launch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROS_PACKAGE = "mfrl"
+PARAMS_FILE_NAME = "replanner.yaml"
+SOURCE_PACKAGE_DIR = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / ROS_PACKAGE
+"""The ROS package in this repository (the runner reads its config from here when it is not installed)."""
+
+GRAPH_NAMES = ("replanner", "demo")
+
+ParameterValue = bool | int | float | str | list[float] | list[str]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a graph.
+
+    Attributes:
+        name: the node's name in the graph.
+        executable: the executable of the `mfrl` package (also the module `mfrl.<executable>`).
+        parameters: parameter values set on top of the YAML file.
+        remappings: (from, to) topic remappings.
+        ends_graph: when this node exits on its own, the graph is done (the runner stops the others).
+    """
+
+    name: str
+    executable: str
+    parameters: dict[str, ParameterValue] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+    ends_graph: bool = False
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A graph: its nodes and the parameter file every node reads."""
+
+    name: str
+    nodes: tuple[NodeSpec, ...]
+    params_file: Path
+
+    def node(self, name: str) -> NodeSpec:
+        """The node called `name`."""
+        for spec in self.nodes:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"graph {self.name!r} has no node {name!r}; it has {[n.name for n in self.nodes]}")
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """What a user chooses when starting a graph (the launch file's arguments).
+
+    Attributes:
+        sim: simulation in the loop (MuJoCo quadrotor and tracker); False: a real vehicle supplies `odom`.
+        checkpoint: policy checkpoint of the replanner (empty: the shipped one).
+        params_file: YAML parameter file (empty: the package's `config/replanner.yaml`).
+        viewer: publish the viewer topics (nav_msgs/Path, markers).
+        real_time_factor: pace of the simulation (0: as fast as the controller answers).
+        course: demo only: the mission's waypoints, flat x, y, z list.
+        replan_count: demo only: how many times waypoints move in flight.
+        bag_dir: demo only: where the bag recorder writes (empty: no recorder).
+        results_file: demo only: the mission's JSON results.
+        mission_timeout_s: demo only: wall-clock limit of the mission.
+    """
+
+    sim: bool = True
+    checkpoint: str = ""
+    params_file: str = ""
+    viewer: bool = True
+    real_time_factor: float = 1.0
+    course: tuple[float, ...] = ()
+    replan_count: int = 3
+    bag_dir: str = ""
+    results_file: str = ""
+    mission_timeout_s: float = 180.0
+
+
+def default_params_file() -> Path:
+    """The package's parameter file: in this repository's ROS package, else where ROS's index installed it."""
+    source = SOURCE_PACKAGE_DIR / "config" / PARAMS_FILE_NAME
+    if source.is_file():
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory(ROS_PACKAGE)) / "config" / PARAMS_FILE_NAME
+    except (ImportError, LookupError, OSError, ValueError):
+        return source
+
+
+def build_graph(name: str, options: GraphOptions | None = None) -> GraphSpec:
+    """The graph `name` ("replanner" or "demo") for the given options."""
+    options = options or GraphOptions()
+    if name not in GRAPH_NAMES:
+        raise ValueError(f"unknown graph {name!r}; the graphs are {', '.join(GRAPH_NAMES)}")
+    sim_time: dict[str, ParameterValue] = {"use_sim_time": options.sim}
+    replanner_params: dict[str, ParameterValue] = {**sim_time, "publish_viewer_topics": options.viewer}
+    if options.checkpoint:
+        replanner_params["checkpoint"] = options.checkpoint
+    nodes = [NodeSpec("replanner", "replanner", replanner_params)]
+    if options.sim:
+        nodes.append(NodeSpec("quadrotor_sim", "quadrotor_sim", {"real_time_factor": options.real_time_factor}))
+        nodes.append(NodeSpec("tracker", "tracker", dict(sim_time)))
+    if name == "demo":
+        if not options.sim:
+            raise ValueError("the demo graph flies the simulated vehicle: it needs sim=True")
+        if len(options.course) < 6:
+            raise ValueError("the demo graph needs a course of at least two waypoints")
+        mission: dict[str, Any] = {
+            **sim_time,
+            "course": [float(v) for v in options.course],
+            "replan_count": options.replan_count,
+            "results_file": options.results_file,
+            "timeout_s": options.mission_timeout_s,
+        }
+        nodes.append(
+            NodeSpec(
+                "waypoint_mission", "waypoint_mission", mission, (("replanner_status", "/replanner/status"),), True
+            )
+        )
+        if options.bag_dir:
+            nodes.append(NodeSpec("bag_recorder", "bag_recorder", {**sim_time, "output_dir": options.bag_dir}))
+    params_file = Path(options.params_file) if options.params_file else default_params_file()
+    return GraphSpec(name=name, nodes=tuple(nodes), params_file=params_file)
+
+
+def ros_arguments(spec: NodeSpec, params_file: Path) -> list[str]:
+    """The `--ros-args` of a node, as the runner passes them (the launch file passes the same through launch_ros)."""
+    args = ["--ros-args", "-r", f"__node:={spec.name}", "--params-file", str(params_file)]
+    for key, value in spec.parameters.items():
+        args += ["-p", f"{key}:={_yaml_value(value)}"]
+    for source, target in spec.remappings:
+        args += ["-r", f"{source}:={target}"]
+    return args
+
+
+def _yaml_value(value: ParameterValue) -> str:
+    """A parameter value as `-p` reads it (YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return repr(value)

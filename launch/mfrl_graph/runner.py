@@ -1,0 +1,174 @@
+"""Start a graph without ROS 2's `launch`: one process per node, Ctrl-C forwarded, a node that dies reported.
+
+    mfrl-launch replanner                 # replanner + MuJoCo quadrotor + tracker, sim time
+    mfrl-launch replanner --no-sim        # replanner only, odometry from a real vehicle
+    mfrl-launch demo --course 0 0 1 2 1 1.5 4 0 1   # with the demo's mission
+
+Each node runs as `python -m mfrl.<executable> --ros-args ...` (the same arguments `ros2 launch`
+gives it). The runner stops every node (SIGINT, then SIGTERM, then SIGKILL) when it gets Ctrl-C or
+SIGTERM, when a node marked `ends_graph` finishes, or when any node dies, and says which and how.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Annotated, Literal
+
+import tyro
+
+from flightkit import get_logger
+from mfrl_graph.graph import GraphOptions, GraphSpec, NodeSpec, build_graph, ros_arguments
+
+LOG = get_logger("mfrl_graph.runner")
+STOP_GRACE_S = 5.0
+
+
+@dataclass
+class Outcome:
+    """How a graph run ended: exit code 0 (finished or stopped) or 1 (a node died), and why."""
+
+    code: int
+    reason: str
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+
+
+def node_command(spec: NodeSpec, params_file: Path) -> list[str]:
+    """The command line of one node process."""
+    return [sys.executable, "-m", f"mfrl.{spec.executable}", *ros_arguments(spec, params_file)]
+
+
+class GraphProcesses:
+    """The processes of a running graph.
+
+    Args:
+        graph: what to start.
+        env: environment of the node processes (default: this process's).
+        log_dir: write each node's output to `<log_dir>/<node>.log` instead of this terminal.
+    """
+
+    def __init__(self, graph: GraphSpec, env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+        self.graph = graph
+        self.env = dict(os.environ if env is None else env)
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+        self._stop_requested = ""
+
+    def start(self) -> None:
+        """Start every node, each in its own process group (Ctrl-C reaches them through the runner only)."""
+        if not self.graph.params_file.is_file():
+            raise FileNotFoundError(f"parameter file {self.graph.params_file} does not exist")
+        for spec in self.graph.nodes:
+            output: IO[bytes] | None = None
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                output = open(self.log_dir / f"{spec.name}.log", "wb")  # noqa: SIM115 - closed in stop()
+                self._logs.append(output)
+            self.processes[spec.name] = subprocess.Popen(
+                node_command(spec, self.graph.params_file),
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT if output is not None else None,
+                start_new_session=True,
+            )
+            LOG.info("started %s (pid %d)", spec.name, self.processes[spec.name].pid)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask `wait` to stop the graph (safe to call from a signal handler)."""
+        self._stop_requested = reason
+
+    def wait(self, timeout_s: float | None = None) -> Outcome:
+        """Watch the nodes until the graph ends, a node dies, a stop is asked for or `timeout_s` passes; stop all."""
+        began = time.monotonic()
+        outcome: Outcome | None = None
+        while outcome is None:
+            if self._stop_requested:
+                outcome = Outcome(0, f"stopped: {self._stop_requested}")
+                break
+            for spec in self.graph.nodes:
+                code = self.processes[spec.name].poll()
+                if code is None:
+                    continue
+                if spec.ends_graph and code == 0:
+                    outcome = Outcome(0, f"{spec.name} finished")
+                else:
+                    outcome = Outcome(1, f"node {spec.name} died with exit code {code}")
+                break
+            if outcome is None and timeout_s is not None and time.monotonic() - began > timeout_s:
+                outcome = Outcome(1, f"timed out after {timeout_s} s")
+            if outcome is None:
+                time.sleep(0.05)
+        outcome.exit_codes = self.stop()
+        return outcome
+
+    def stop(self) -> dict[str, int | None]:
+        """Stop every node still running: SIGINT, then SIGTERM, then SIGKILL; return their exit codes."""
+        for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            alive = [p for p in self.processes.values() if p.poll() is None]
+            if not alive:
+                break
+            for process in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(p.poll() is None for p in alive):
+                time.sleep(0.05)
+        for log in self._logs:
+            log.close()
+        return {name: p.poll() for name, p in self.processes.items()}
+
+
+def run_graph(
+    graph: GraphSpec, env: dict[str, str] | None = None, log_dir: Path | None = None, timeout_s: float | None = None
+) -> Outcome:
+    """Start a graph, forward SIGINT/SIGTERM to it, and return how it ended."""
+    processes = GraphProcesses(graph, env, log_dir)
+    previous = {
+        sig: signal.signal(sig, lambda signum, _frame: processes.request_stop(signal.Signals(signum).name))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        processes.start()
+        outcome = processes.wait(timeout_s)
+    finally:
+        processes.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    (LOG.info if outcome.code == 0 else LOG.error)(
+        "graph %s: %s; exit codes %s", graph.name, outcome.reason, outcome.exit_codes
+    )
+    return outcome
+
+
+@dataclass(frozen=True)
+class LaunchArgs:
+    """Start one of the stack's graphs (`replanner` or `demo`) with one process per node."""
+
+    graph: Annotated[Literal["replanner", "demo"], tyro.conf.Positional]
+    """Which graph."""
+    options: Annotated[GraphOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=GraphOptions)
+    """The launch arguments."""
+    log_dir: Path | None = None
+    """Write each node's output to <log_dir>/<node>.log (default: this terminal)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `mfrl-launch`."""
+    args = tyro.cli(LaunchArgs, args=argv)
+    try:
+        graph = build_graph(args.graph, args.options)
+        return run_graph(graph, log_dir=args.log_dir).code
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"mfrl-launch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

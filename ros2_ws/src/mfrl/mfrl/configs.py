@@ -1,0 +1,279 @@
+"""Every node's tunables as one typed, validated dataclass per node.
+
+The ROS parameters (declared by `mfrl.parameters.declare_config`), the YAML file in `config/` and the
+graph declaration in the top-level `launch/` are views of these classes. This module does not import
+rclpy, so the graph declaration and the tests can read it without a ROS graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A parameter value that the node cannot use; the message names the parameter and what is allowed."""
+
+
+def _require(condition: bool, name: str, value: Any, allowed: str) -> None:
+    if not condition:
+        raise ConfigError(f"parameter {name}={value!r} is invalid: it must be {allowed}")
+
+
+def _finite(values: list[float]) -> bool:
+    return all(math.isfinite(v) for v in values)
+
+
+def _hover_start() -> list[float]:
+    return [0.0, 0.0, 1.0]
+
+
+def _kp_position() -> list[float]:
+    return [16.0, 16.0, 20.0]
+
+
+def _kd_position() -> list[float]:
+    return [8.0, 8.0, 9.0]
+
+
+def _recorded_topics() -> list[str]:
+    return [
+        "/odom",
+        "/waypoints",
+        "/trajectory",
+        "/planned_path",
+        "/tracker/reference",
+        "/replanner/status",
+        "/diagnostics",
+    ]
+
+
+@dataclass(frozen=True)
+class ReplannerConfig:
+    """Parameters of the `replanner` node.
+
+    Attributes:
+        checkpoint: policy checkpoint file; empty: the one shipped with mfplan.
+        frame_id: the world frame every waypoint path must be given in.
+        max_waypoints: longest path accepted (a longer one gets an error status).
+        min_waypoint_spacing_m: waypoints this close to the vehicle are taken as reached and dropped.
+        samples_per_segment: trajectory samples per segment in the MultiDOFJointTrajectory.
+        viewer_sample_rate_hz: sampling of the nav_msgs/Path and markers for viewers.
+        publish_viewer_topics: publish the nav_msgs/Path and MarkerArray (viewer on/off).
+        max_marker_speed_m_s: speed shown in the colour map's hottest colour (0: the plan's top speed).
+        accel_filter_time_constant_s: low-pass of the acceleration estimated from odometry velocities.
+        max_odometry_age_s: older odometry is not used as the start state (the path's first pose is).
+        max_time_scale: slowest time scale the planner's certification may search.
+        autostart: configure and activate the lifecycle node on start-up.
+        diagnostics_period_s: period of the /diagnostics message.
+    """
+
+    checkpoint: str = ""
+    frame_id: str = "world"
+    max_waypoints: int = 200
+    min_waypoint_spacing_m: float = 0.05
+    samples_per_segment: int = 4
+    viewer_sample_rate_hz: float = 20.0
+    publish_viewer_topics: bool = True
+    max_marker_speed_m_s: float = 0.0
+    accel_filter_time_constant_s: float = 0.02
+    max_odometry_age_s: float = 0.5
+    max_time_scale: float = 16.0
+    autostart: bool = True
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(bool(self.frame_id), "frame_id", self.frame_id, "a non-empty frame name")
+        _require(2 <= self.max_waypoints <= 100_000, "max_waypoints", self.max_waypoints, "in 2..100000")
+        _require(
+            0.0 <= self.min_waypoint_spacing_m < 10.0,
+            "min_waypoint_spacing_m",
+            self.min_waypoint_spacing_m,
+            "in [0, 10)",
+        )
+        _require(1 <= self.samples_per_segment <= 100, "samples_per_segment", self.samples_per_segment, "in 1..100")
+        _require(
+            0.0 < self.viewer_sample_rate_hz <= 1000.0,
+            "viewer_sample_rate_hz",
+            self.viewer_sample_rate_hz,
+            "in (0, 1000]",
+        )
+        _require(self.max_marker_speed_m_s >= 0.0, "max_marker_speed_m_s", self.max_marker_speed_m_s, ">= 0")
+        _require(
+            self.accel_filter_time_constant_s >= 0.0,
+            "accel_filter_time_constant_s",
+            self.accel_filter_time_constant_s,
+            ">= 0",
+        )
+        _require(self.max_odometry_age_s > 0.0, "max_odometry_age_s", self.max_odometry_age_s, "> 0")
+        _require(1.0 < self.max_time_scale <= 1000.0, "max_time_scale", self.max_time_scale, "in (1, 1000]")
+        _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
+
+
+@dataclass(frozen=True)
+class QuadrotorSimConfig:
+    """Parameters of the `quadrotor_sim` node.
+
+    Attributes:
+        control_rate_hz: odometry (and command) rate; the physics runs at 500 Hz.
+        real_time_factor: simulated seconds per wall second (0: as fast as the controller answers).
+        command_timeout_s: wall time to wait for the controller's command before stepping with the last one.
+        initial_position_m: where the vehicle starts, hovering.
+        initial_yaw_rad: its heading there.
+        frame_id: world frame of the odometry.
+        child_frame_id: body frame of the odometry (its twist is given in it).
+        diagnostics_period_s: period of the /diagnostics message (wall time).
+    """
+
+    control_rate_hz: float = 250.0
+    real_time_factor: float = 1.0
+    command_timeout_s: float = 0.1
+    initial_position_m: list[float] = field(default_factory=_hover_start)
+    initial_yaw_rad: float = 0.0
+    frame_id: str = "world"
+    child_frame_id: str = "base_link"
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(10.0 <= self.control_rate_hz <= 500.0, "control_rate_hz", self.control_rate_hz, "in [10, 500]")
+        _require(0.0 <= self.real_time_factor <= 100.0, "real_time_factor", self.real_time_factor, "in [0, 100]")
+        _require(0.0 < self.command_timeout_s <= 10.0, "command_timeout_s", self.command_timeout_s, "in (0, 10]")
+        _require(
+            len(self.initial_position_m) == 3
+            and _finite(self.initial_position_m)
+            and self.initial_position_m[2] > 0.05,
+            "initial_position_m",
+            self.initial_position_m,
+            "three finite numbers [x, y, z] with z > 0.05 m (in the air)",
+        )
+        _require(math.isfinite(self.initial_yaw_rad), "initial_yaw_rad", self.initial_yaw_rad, "finite")
+        _require(bool(self.frame_id and self.child_frame_id), "frame_id", self.frame_id, "non-empty (both frames)")
+        _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Parameters of the `tracker` node.
+
+    Attributes:
+        switch_blend_s: the jump between the old and the new plan's reference decays over this time.
+        max_plan_delay_s: a plan starting longer ago than this on arrival is stale: refused, the vehicle holds.
+        kp_position: position gains (1/s^2) for x, y, z.
+        kd_position: velocity gains (1/s) for x, y, z.
+        kp_attitude: attitude gain (1/s^2, scaled by the inertia).
+        kd_attitude: body-rate gain (1/s, scaled by the inertia).
+        frame_id: world frame of odometry and trajectories.
+        publish_reference: publish the reference followed at each step on ~/reference.
+        diagnostics_period_s: period of the /diagnostics message.
+    """
+
+    switch_blend_s: float = 0.5
+    max_plan_delay_s: float = 0.5
+    kp_position: list[float] = field(default_factory=_kp_position)
+    kd_position: list[float] = field(default_factory=_kd_position)
+    kp_attitude: float = 544.0
+    kd_attitude: float = 46.64
+    frame_id: str = "world"
+    publish_reference: bool = True
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(0.0 <= self.switch_blend_s <= 10.0, "switch_blend_s", self.switch_blend_s, "in [0, 10]")
+        _require(0.0 < self.max_plan_delay_s <= 60.0, "max_plan_delay_s", self.max_plan_delay_s, "in (0, 60]")
+        for name in ("kp_position", "kd_position"):
+            gains = getattr(self, name)
+            _require(
+                len(gains) == 3 and _finite(gains) and min(gains) > 0, name, gains, "three positive numbers (x, y, z)"
+            )
+        _require(self.kp_attitude > 0.0, "kp_attitude", self.kp_attitude, "> 0")
+        _require(self.kd_attitude > 0.0, "kd_attitude", self.kd_attitude, "> 0")
+        _require(bool(self.frame_id), "frame_id", self.frame_id, "a non-empty frame name")
+        _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
+
+
+@dataclass(frozen=True)
+class WaypointMissionConfig:
+    """Parameters of the `waypoint_mission` node (the demo's operator: sends a course, moves it mid-flight).
+
+    Attributes:
+        course: the course as a flat list x0, y0, z0, x1, ... (m, world frame); the first point is the start.
+        frame_id: frame of the paths it sends.
+        reached_radius_m: a waypoint counts as passed when the vehicle comes this close.
+        goal_tolerance_m: the mission ends when the vehicle is this close to the last waypoint ...
+        settle_speed_m_s: ... and slower than this.
+        replan_count: how many times the waypoints ahead (beyond the next one, before the goal) move in flight.
+        replan_interval_s: sim time between two moves (the first is this long after the first plan).
+        displacement_m: how far each moved waypoint goes (horizontally).
+        seed: seed of the displacement directions.
+        timeout_s: wall-clock limit of the mission (fails after it).
+        results_file: JSON file the mission's events and figures are written to (empty: none).
+    """
+
+    course: list[float] = field(default_factory=list)
+    frame_id: str = "world"
+    reached_radius_m: float = 0.3
+    goal_tolerance_m: float = 0.15
+    settle_speed_m_s: float = 0.2
+    replan_count: int = 3
+    replan_interval_s: float = 1.5
+    displacement_m: float = 1.0
+    seed: int = 0
+    timeout_s: float = 180.0
+    results_file: str = ""
+
+    def __post_init__(self) -> None:
+        _require(
+            len(self.course) % 3 == 0 and _finite(self.course),
+            "course",
+            self.course,
+            "finite numbers, three per waypoint (x, y, z)",
+        )
+        _require(bool(self.frame_id), "frame_id", self.frame_id, "a non-empty frame name")
+        _require(self.reached_radius_m > 0.0, "reached_radius_m", self.reached_radius_m, "> 0")
+        _require(self.goal_tolerance_m > 0.0, "goal_tolerance_m", self.goal_tolerance_m, "> 0")
+        _require(self.settle_speed_m_s > 0.0, "settle_speed_m_s", self.settle_speed_m_s, "> 0")
+        _require(0 <= self.replan_count <= 1000, "replan_count", self.replan_count, "in 0..1000")
+        _require(self.replan_interval_s > 0.0, "replan_interval_s", self.replan_interval_s, "> 0")
+        _require(0.0 <= self.displacement_m <= 10.0, "displacement_m", self.displacement_m, "in [0, 10]")
+        _require(self.timeout_s > 0.0, "timeout_s", self.timeout_s, "> 0")
+
+
+@dataclass(frozen=True)
+class BagRecorderConfig:
+    """Parameters of the `bag_recorder` node.
+
+    Attributes:
+        output_dir: the bag directory to create (must not exist yet).
+        topics: topics to record (each is subscribed once it appears in the graph, with its type).
+        storage: "mcap" or "sqlite3".
+    """
+
+    output_dir: str = "runs/bag"
+    topics: list[str] = field(default_factory=_recorded_topics)
+    storage: str = "mcap"
+
+    def __post_init__(self) -> None:
+        _require(bool(self.output_dir), "output_dir", self.output_dir, "a directory path")
+        _require(
+            bool(self.topics) and all(t.startswith("/") for t in self.topics),
+            "topics",
+            self.topics,
+            "a non-empty list of absolute topic names",
+        )
+        _require(self.storage in ("mcap", "sqlite3"), "storage", self.storage, '"mcap" or "sqlite3"')
+
+
+NODE_CONFIGS: dict[str, type[Any]] = {
+    "replanner": ReplannerConfig,
+    "quadrotor_sim": QuadrotorSimConfig,
+    "tracker": TrackerConfig,
+    "waypoint_mission": WaypointMissionConfig,
+    "bag_recorder": BagRecorderConfig,
+}
+"""Each executable of the package and the dataclass of its parameters."""
+
+
+def parameter_names(executable: str) -> set[str]:
+    """The parameters that an executable declares (besides ROS's own `use_sim_time`)."""
+    return {f.name for f in fields(NODE_CONFIGS[executable])}

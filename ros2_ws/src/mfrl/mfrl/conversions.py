@@ -1,0 +1,268 @@
+"""Messages to and from the libraries' arrays: waypoint paths, sampled trajectories, odometry, markers, status.
+
+Pure functions of messages; no node, no I/O. Frames: ENU world, FLU body (REP 103); odometry twist in
+the body frame (REP 105). A MultiDOFJointTrajectory point holds one transform (position, yaw as a
+quaternion about z), one twist (world-frame velocity, yaw rate in angular.z) and one acceleration
+(world-frame acceleration, yaw acceleration in angular.z).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from builtin_interfaces.msg import Duration as DurationMsg
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point, PoseStamped, Transform, Twist
+from nav_msgs.msg import Odometry, Path
+from numpy.typing import NDArray
+from std_msgs.msg import ColorRGBA
+from trajectory_msgs.msg import MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
+from visualization_msgs.msg import Marker, MarkerArray
+
+from minsnap import TrajectoryInputError
+from quadsim.mujoco_vehicle import VehicleState
+from quadsim.sampled_trajectory import SampledTrajectory
+
+
+class CourseError(TrajectoryInputError):
+    """A waypoint path that cannot be planned; the message says what was wrong."""
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """Nanoseconds of a stamp."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    """A stamp from nanoseconds."""
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def s_to_duration(seconds: float) -> DurationMsg:
+    """A duration message from seconds (>= 0)."""
+    ns = round(seconds * 1e9)
+    return DurationMsg(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def yaw_from_quaternion(w: float, x: float, y: float, z: float) -> float:
+    """Heading (rad) of a quaternion (ZYX yaw)."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+@dataclass(frozen=True)
+class Course:
+    """A validated waypoint path: `N x 4` waypoints (x, y, z, yaw) and the path's stamp (ns, 0 if unset)."""
+
+    waypoints: NDArray[np.float64]
+    stamp_ns: int
+
+
+def course_from_path(msg: Path, frame_id: str, max_waypoints: int, previous_stamp_ns: int) -> Course:
+    """Read and check a waypoint path.
+
+    The first pose is the course's start (the replanner replaces it with the vehicle's position).
+
+    Raises:
+        CourseError: no poses, one pose, more than `max_waypoints`, a frame other than `frame_id`,
+            a stamp older than `previous_stamp_ns` or pose stamps out of order, or non-finite numbers.
+    """
+    count = len(msg.poses)
+    if count == 0:
+        raise CourseError("empty path: a course needs at least 2 poses (the start and a goal)")
+    if count == 1:
+        raise CourseError("path with 1 pose: a course needs at least 2 poses (the start and a goal)")
+    if count > max_waypoints:
+        raise CourseError(f"path with {count} poses: at most max_waypoints={max_waypoints} are accepted")
+    if msg.header.frame_id != frame_id:
+        raise CourseError(f"path in frame {msg.header.frame_id!r}: waypoints must be given in frame {frame_id!r}")
+    stamp_ns = stamp_to_ns(msg.header.stamp)
+    if stamp_ns and previous_stamp_ns and stamp_ns < previous_stamp_ns:
+        raise CourseError(
+            f"path stamped {stamp_ns * 1e-9:.6f} s is older than the last accepted one "
+            f"({previous_stamp_ns * 1e-9:.6f} s): out-of-order path refused"
+        )
+    waypoints = np.empty((count, 4))
+    last_pose_ns = 0
+    for i, pose in enumerate(msg.poses):
+        if pose.header.frame_id not in ("", frame_id):
+            raise CourseError(f"pose {i} in frame {pose.header.frame_id!r}: every pose must be in frame {frame_id!r}")
+        pose_ns = stamp_to_ns(pose.header.stamp)
+        if pose_ns and pose_ns < last_pose_ns:
+            raise CourseError(f"pose {i} is stamped before pose {i - 1}: pose stamps must not go back in time")
+        last_pose_ns = max(last_pose_ns, pose_ns)
+        p, q = pose.pose.position, pose.pose.orientation
+        waypoints[i] = (p.x, p.y, p.z, yaw_from_quaternion(q.w, q.x, q.y, q.z))
+    if not np.isfinite(waypoints).all():
+        row = int(np.argwhere(~np.isfinite(waypoints))[0, 0])
+        raise CourseError(f"pose {row} has a non-finite coordinate or orientation; every number must be finite")
+    return Course(waypoints=waypoints, stamp_ns=stamp_ns)
+
+
+def path_from_points(points: NDArray[np.float64], frame_id: str, stamp: Time) -> Path:
+    """A nav_msgs/Path through `N x 3` (or `N x 4` with yaw) points."""
+    msg = Path()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = stamp
+    poses = []
+    for row in points:
+        pose = PoseStamped()
+        pose.header.frame_id = frame_id
+        pose.header.stamp = stamp
+        position = pose.pose.position
+        position.x, position.y, position.z = float(row[0]), float(row[1]), float(row[2])
+        if len(row) > 3:
+            pose.pose.orientation.z = math.sin(0.5 * float(row[3]))
+            pose.pose.orientation.w = math.cos(0.5 * float(row[3]))
+        poses.append(pose)
+    msg.poses = poses
+    return msg
+
+
+def trajectory_message(sampled: SampledTrajectory, frame_id: str, stamp: Time) -> MultiDOFJointTrajectory:
+    """The sampled trajectory as a MultiDOFJointTrajectory (one joint, `base_link`) starting at `stamp`."""
+    msg = MultiDOFJointTrajectory()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = stamp
+    msg.joint_names = ["base_link"]
+    values = sampled.values.tolist()
+    points = []
+    for k, t in enumerate(sampled.times_s.tolist()):
+        point = MultiDOFJointTrajectoryPoint()
+        (x, y, z, yaw), (vx, vy, vz, yaw_rate), (ax, ay, az, yaw_accel) = values[0][k], values[1][k], values[2][k]
+        transform = Transform()
+        translation = transform.translation
+        translation.x, translation.y, translation.z = x, y, z
+        transform.rotation.z, transform.rotation.w = math.sin(0.5 * yaw), math.cos(0.5 * yaw)
+        velocity = Twist()
+        linear = velocity.linear
+        linear.x, linear.y, linear.z = vx, vy, vz
+        velocity.angular.z = yaw_rate
+        acceleration = Twist()
+        linear = acceleration.linear
+        linear.x, linear.y, linear.z = ax, ay, az
+        acceleration.angular.z = yaw_accel
+        point.transforms, point.velocities, point.accelerations = [transform], [velocity], [acceleration]
+        ns = round(t * 1e9)
+        point.time_from_start.sec, point.time_from_start.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
+        points.append(point)
+    msg.points = points
+    return msg
+
+
+def sampled_from_message(msg: MultiDOFJointTrajectory) -> SampledTrajectory:
+    """Read a MultiDOFJointTrajectory back (yaw unwrapped along the samples).
+
+    Raises:
+        ValueError: fewer than 2 points, a point without transform/velocity/acceleration, or bad times.
+    """
+    count = len(msg.points)
+    if count < 2:
+        raise ValueError(f"a trajectory needs at least 2 points, got {count}")
+    times = np.empty(count)
+    values = np.empty((3, count, 4))
+    for k, point in enumerate(msg.points):
+        if not (point.transforms and point.velocities and point.accelerations):
+            raise ValueError(f"trajectory point {k} lacks a transform, velocity or acceleration")
+        times[k] = point.time_from_start.sec + 1e-9 * point.time_from_start.nanosec
+        tr, vel, acc = point.transforms[0], point.velocities[0], point.accelerations[0]
+        q = tr.rotation
+        values[0, k] = (tr.translation.x, tr.translation.y, tr.translation.z, yaw_from_quaternion(q.w, q.x, q.y, q.z))
+        values[1, k] = (vel.linear.x, vel.linear.y, vel.linear.z, vel.angular.z)
+        values[2, k] = (acc.linear.x, acc.linear.y, acc.linear.z, acc.angular.z)
+    values[0, :, 3] = np.unwrap(values[0, :, 3])
+    return SampledTrajectory(times_s=times - times[0], values=values)
+
+
+def odometry_message(state: VehicleState, frame_id: str, child_frame_id: str, stamp: Time) -> Odometry:
+    """Odometry of a vehicle state: pose in `frame_id`, twist in the body frame `child_frame_id`."""
+    msg = Odometry()
+    msg.header.frame_id = frame_id
+    msg.header.stamp = stamp
+    msg.child_frame_id = child_frame_id
+    position = msg.pose.pose.position
+    position.x, position.y, position.z = (float(v) for v in state.position_m)
+    orientation = msg.pose.pose.orientation
+    orientation.w, orientation.x, orientation.y, orientation.z = (float(v) for v in state.quaternion_wxyz)
+    body_velocity = state.rotation.T @ state.velocity_m_s
+    linear, angular = msg.twist.twist.linear, msg.twist.twist.angular
+    linear.x, linear.y, linear.z = (float(v) for v in body_velocity)
+    angular.x, angular.y, angular.z = (float(v) for v in state.body_rates_rad_s)
+    return msg
+
+
+@dataclass(frozen=True)
+class OdometryState:
+    """What odometry says: time (ns), position, world-frame velocity, attitude matrix, body rates."""
+
+    stamp_ns: int
+    position_m: NDArray[np.float64]
+    velocity_m_s: NDArray[np.float64]
+    rotation: NDArray[np.float64]
+    body_rates_rad_s: NDArray[np.float64]
+
+
+def odometry_state(msg: Odometry) -> OdometryState:
+    """Read odometry (twist in the body frame, as `odometry_message` writes it)."""
+    p, q = msg.pose.pose.position, msg.pose.pose.orientation
+    w, x, y, z = q.w, q.x, q.y, q.z
+    norm = math.sqrt(w * w + x * x + y * y + z * z) or 1.0
+    w, x, y, z = w / norm, x / norm, y / norm, z / norm
+    rotation = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    linear, angular = msg.twist.twist.linear, msg.twist.twist.angular
+    return OdometryState(
+        stamp_ns=stamp_to_ns(msg.header.stamp),
+        position_m=np.array([p.x, p.y, p.z]),
+        velocity_m_s=rotation @ np.array([linear.x, linear.y, linear.z]),
+        rotation=rotation,
+        body_rates_rad_s=np.array([angular.x, angular.y, angular.z]),
+    )
+
+
+def speed_colour(speed_m_s: float, max_speed_m_s: float) -> ColorRGBA:
+    """Blue (still) through green to red (at `max_speed_m_s` and above)."""
+    u = min(max(speed_m_s / max_speed_m_s, 0.0), 1.0) if max_speed_m_s > 0 else 0.0
+    red, green, blue = min(1.0, 2.0 * u), 1.0 - abs(2.0 * u - 1.0), max(0.0, 1.0 - 2.0 * u)
+    return ColorRGBA(r=red, g=green, b=blue, a=1.0)
+
+
+def plan_markers(
+    waypoints: NDArray[np.float64],
+    positions: NDArray[np.float64],
+    speeds_m_s: NDArray[np.float64],
+    frame_id: str,
+    stamp: Time,
+    max_speed_m_s: float,
+) -> MarkerArray:
+    """Waypoints as spheres and the trajectory as a line strip coloured by speed."""
+    spheres = Marker(ns="waypoints", id=0, type=Marker.SPHERE_LIST, action=Marker.ADD)
+    spheres.header.frame_id, spheres.header.stamp = frame_id, stamp
+    spheres.scale.x = spheres.scale.y = spheres.scale.z = 0.15
+    spheres.color = ColorRGBA(r=1.0, g=0.6, b=0.0, a=1.0)
+    spheres.pose.orientation.w = 1.0
+    spheres.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in waypoints]
+    line = Marker(ns="trajectory", id=1, type=Marker.LINE_STRIP, action=Marker.ADD)
+    line.header.frame_id, line.header.stamp = frame_id, stamp
+    line.scale.x = 0.04
+    line.pose.orientation.w = 1.0
+    top = max_speed_m_s if max_speed_m_s > 0 else float(np.max(speeds_m_s, initial=0.0))
+    line.points = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in positions]
+    line.colors = [speed_colour(float(s), top) for s in speeds_m_s]
+    return MarkerArray(markers=[spheres, line])
+
+
+def diagnostic_status(
+    name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, object]
+) -> DiagnosticStatus:
+    """A DiagnosticStatus (level: DiagnosticStatus.OK, WARN or ERROR) with key-value pairs."""
+    pairs = [KeyValue(key=k, value=f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+    return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id, values=pairs)

@@ -1,0 +1,44 @@
+"""Run one node in its own process: init, spin a single-threaded executor, shut down cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+
+
+def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
+    """Spin the node until shutdown (Ctrl-C, SIGTERM or the node's own request); return the exit code.
+
+    A node asks to end with `request_exit(code)` (the executor stops and this returns `code`).
+    """
+    rclpy.init(args=list(args) if args is not None else sys.argv)
+    node: Node | None = None
+    code = 0
+    try:
+        node = make_node()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok() and getattr(node, "exit_code", None) is None:
+            executor.spin_once(timeout_sec=0.1)
+        code = int(getattr(node, "exit_code", None) or 0)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        code = 0
+    except ValueError as exc:  # invalid parameters: the node has logged which one
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        code = 0  # a take interrupted by the shutdown itself (rclpy raises from the middleware then)
+    finally:
+        if node is not None:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code

@@ -1,0 +1,71 @@
+"""The QoS profile of every topic of the graph, in one place.
+
+Sensor data (odometry) is best-effort and keeps only the latest; commands are reliable with a
+deadline; plans are reliable and transient-local (latched), so a late subscriber or a restarted
+controller gets the last one; /clock is what rclpy's time source expects.
+"""
+
+from __future__ import annotations
+
+from rclpy.duration import Duration
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+SENSOR = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""Odometry: the newest sample is the only one worth having."""
+
+COMMAND = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+    deadline=Duration(seconds=0.5),
+)
+"""Controller commands: reliable, and a missed deadline is an event the simulator can see."""
+
+LATCHED = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+"""The last plan (trajectory, path, markers): reliable, kept for late subscribers."""
+
+REQUEST = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""Waypoint paths and status reports: reliable, a few queued, none replayed to late joiners."""
+
+CLOCK = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""/clock from the simulator."""
+
+TOPICS: dict[str, QoSProfile] = {
+    "/odom": SENSOR,
+    "/cmd_wrench": COMMAND,
+    "/clock": CLOCK,
+    "/waypoints": REQUEST,
+    "/trajectory": LATCHED,
+    "/planned_path": LATCHED,
+    "/trajectory_markers": LATCHED,
+    "/replanner/status": REQUEST,
+    "/tracker/reference": REQUEST,
+    "/diagnostics": REQUEST,
+}
+"""Each topic of the graph (by its default name) and its profile; a recorder subscribes with the same."""
+
+
+def for_topic(name: str) -> QoSProfile:
+    """The profile of a graph topic (a topic not in the graph: reliable, volatile)."""
+    return TOPICS.get(name, REQUEST)

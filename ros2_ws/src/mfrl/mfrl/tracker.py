@@ -1,0 +1,158 @@
+"""The `tracker` node: the geometric SE(3) controller following the latest trajectory.
+
+On each `odom` message it computes the reference at the odometry's time (`quadsim.follower`: the
+latest plan, a new one blended in without a jump, a hold at the end or when a plan arrives stale)
+and answers with a `cmd_wrench` (collective thrust and body torques) stamped like the odometry.
+The reference it followed goes out on `~/reference` (nav_msgs/Odometry, twist in the world frame).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from geometry_msgs.msg import WrenchStamped
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from trajectory_msgs.msg import MultiDOFJointTrajectory
+
+from mfrl import qos
+from mfrl.configs import TrackerConfig
+from mfrl.conversions import diagnostic_status, odometry_state, sampled_from_message, stamp_to_ns
+from mfrl.node_main import run_node
+from mfrl.parameters import ConfigParameters
+from quadsim.controller import SE3Controller, SE3Gains
+from quadsim.follower import FollowerConfig, TrajectoryFollower
+from quadsim.rotations import yaw_of
+from quadsim.sampled_trajectory import SampledTrajectory
+from quadsim.vehicle import VehicleParams
+
+
+class Tracker(Node):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__("tracker")
+        self.exit_code: int | None = None
+        self.params = ConfigParameters(self, TrackerConfig, on_change=self.apply_config)
+        self.vehicle = VehicleParams()
+        self.apply_config(self.params.config)
+        self.follower = TrajectoryFollower(self.vehicle, self.follower_config)
+        self.pending: tuple[SampledTrajectory, int] | None = None
+        self.now_ns = 0
+        self.tracking_error_m = 0.0
+        self.max_tracking_error_m = 0.0
+        self.plans = 0
+        self.refused = 0
+        self.command_pub = self.create_publisher(WrenchStamped, "cmd_wrench", qos.COMMAND)
+        self.reference_pub = self.create_publisher(Odometry, "~/reference", qos.REQUEST)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.REQUEST)
+        self.create_subscription(Odometry, "odom", self.on_odometry, qos.SENSOR)
+        self.create_subscription(MultiDOFJointTrajectory, "trajectory", self.on_trajectory, qos.LATCHED)
+        self.create_timer(self.params.config.diagnostics_period_s, self.publish_diagnostics)
+
+    def apply_config(self, config: TrackerConfig) -> None:
+        """Rebuild the controller and the follower's settings from the parameters."""
+        gains = SE3Gains(
+            kp_position=(config.kp_position[0], config.kp_position[1], config.kp_position[2]),
+            kd_position=(config.kd_position[0], config.kd_position[1], config.kd_position[2]),
+            kp_attitude=config.kp_attitude,
+            kd_attitude=config.kd_attitude,
+        )
+        self.controller = SE3Controller(self.vehicle, gains)
+        self.allocation = self.vehicle.allocation_matrix
+        self.follower_config = FollowerConfig(config.switch_blend_s, config.max_plan_delay_s)
+        if hasattr(self, "follower"):
+            self.follower.config = self.follower_config
+
+    def on_trajectory(self, msg: MultiDOFJointTrajectory) -> None:
+        """Switch to a new plan (or keep it until the first odometry gives the time)."""
+        try:
+            plan = sampled_from_message(msg)
+        except ValueError as exc:
+            self.get_logger().error(f"trajectory refused: {exc}")
+            self.refused += 1
+            return
+        self.pending = (plan, stamp_to_ns(msg.header.stamp))
+        if self.now_ns:
+            self.take_pending()
+
+    def take_pending(self) -> None:
+        """Hand the pending plan to the follower; a stale one is refused and the vehicle holds."""
+        if self.pending is None:
+            return
+        plan, start_ns = self.pending
+        self.pending = None
+        reason = self.follower.accept(plan, start_ns * 1e-9, self.now_ns * 1e-9)
+        if reason:
+            self.refused += 1
+            self.get_logger().warning(reason)
+        else:
+            self.plans += 1
+
+    def on_odometry(self, msg: Odometry) -> None:
+        """Answer the odometry with the controller's command for the reference at its time."""
+        state = odometry_state(msg)
+        self.now_ns = state.stamp_ns
+        if self.follower.mode(self.now_ns * 1e-9) == "idle":
+            self.follower.hold_at(state.position_m, yaw_of(state.rotation))
+        self.take_pending()
+        now_s = self.now_ns * 1e-9
+        ref = self.follower.reference(now_s)
+        thrusts = self.controller.rotor_thrusts(
+            state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, ref
+        )
+        wrench = self.allocation @ thrusts
+        command = WrenchStamped()
+        command.header.stamp = msg.header.stamp
+        command.header.frame_id = msg.child_frame_id
+        command.wrench.force.z = float(wrench[0])
+        command.wrench.torque.x, command.wrench.torque.y, command.wrench.torque.z = (float(v) for v in wrench[1:])
+        self.command_pub.publish(command)
+        self.tracking_error_m = float(np.linalg.norm(state.position_m - ref.position))
+        self.max_tracking_error_m = max(self.max_tracking_error_m, self.tracking_error_m)
+        if self.params.config.publish_reference:
+            self.publish_reference(msg, ref.position, ref.velocity, ref.yaw_rad)
+
+    def publish_reference(self, odom: Odometry, position: np.ndarray, velocity: np.ndarray, yaw_rad: float) -> None:
+        """The reference followed at this step (pose and world-frame velocity)."""
+        msg = Odometry()
+        msg.header.stamp = odom.header.stamp
+        msg.header.frame_id = self.params.config.frame_id
+        msg.child_frame_id = self.params.config.frame_id
+        p = msg.pose.pose.position
+        p.x, p.y, p.z = (float(v) for v in position)
+        msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = (
+            float(np.sin(0.5 * yaw_rad)),
+            float(np.cos(0.5 * yaw_rad)),
+        )
+        v = msg.twist.twist.linear
+        v.x, v.y, v.z = (float(x) for x in velocity)
+        self.reference_pub.publish(msg)
+
+    def publish_diagnostics(self) -> None:
+        """Mode, plan age and tracking error on /diagnostics."""
+        now_s = self.now_ns * 1e-9
+        start = self.follower.plan_start_s
+        values: dict[str, object] = {
+            "mode": self.follower.mode(now_s),
+            "plan_age_s": now_s - start if start is not None else "no plan",
+            "tracking_error_m": self.tracking_error_m,
+            "max_tracking_error_m": self.max_tracking_error_m,
+            "plans": self.plans,
+            "refused_plans": self.refused,
+        }
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        level = DiagnosticStatus.OK if self.now_ns else DiagnosticStatus.WARN
+        message = "tracking" if self.now_ns else "no odometry yet"
+        msg.status = [diagnostic_status(f"mfrl: {self.get_name()}", "mfrl", level, message, values)]
+        self.diagnostics_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the `tracker` executable."""
+    return run_node(Tracker, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""The `waypoint_mission` node: the demo's operator. Sends a course, moves waypoints in flight, waits for the goal.
+
+It sends the course on `waypoints` once the vehicle's odometry is in, counts a waypoint as passed when
+the vehicle comes within `reached_radius_m`, and every `replan_interval_s` of simulated time (up to
+`replan_count` times) moves the intermediate waypoints beyond the one being approached by
+`displacement_m` in a seeded horizontal direction and sends the rest of the course again, so the
+vehicle replans in the air. It
+times each path from sending to the trajectory's arrival (wall clock), and ends (exit code 0) when the
+vehicle rests at the last waypoint, or fails (exit code 1) after `timeout_s`. Its figures go to
+`results_file` (JSON).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from nav_msgs.msg import Odometry, Path
+from numpy.typing import NDArray
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from trajectory_msgs.msg import MultiDOFJointTrajectory
+
+from flightkit import write_json_atomic
+from mfrl import qos
+from mfrl.configs import WaypointMissionConfig
+from mfrl.conversions import ns_to_stamp, odometry_state, path_from_points, stamp_to_ns
+from mfrl.node_main import run_node
+from mfrl.parameters import ConfigParameters
+
+RESEND_AFTER_S = 2.0
+"""A path that got neither a trajectory nor a status in this long (wall) is sent again."""
+
+
+class WaypointMission(Node):
+    """See the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__("waypoint_mission")
+        self.exit_code: int | None = None
+        self.params = ConfigParameters(self, WaypointMissionConfig)
+        config: WaypointMissionConfig = self.params.config
+        self.config = config
+        if len(config.course) < 6:
+            raise ValueError("parameter course needs at least two waypoints (six numbers)")
+        self.course = np.asarray(config.course, dtype=np.float64).reshape(-1, 3)
+        self.rng = np.random.default_rng(config.seed)
+        self.position: NDArray[np.float64] | None = None
+        self.speed_m_s = 0.0
+        self.now_ns = 0
+        self.next_index = 1
+        self.first_plan_ns = 0
+        self.moves = 0
+        self.awaiting: dict[str, Any] | None = None
+        self.events: list[dict[str, Any]] = []
+        self.began = time.monotonic()
+        self.path_pub = self.create_publisher(Path, "waypoints", qos.REQUEST)
+        self.create_subscription(Odometry, "odom", self.on_odometry, qos.SENSOR)
+        self.create_subscription(MultiDOFJointTrajectory, "trajectory", self.on_trajectory, qos.LATCHED)
+        self.create_subscription(DiagnosticStatus, "replanner_status", self.on_status, qos.REQUEST)
+        self.create_timer(0.02, self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def on_odometry(self, msg: Odometry) -> None:
+        """Track the vehicle and the waypoints it has passed."""
+        state = odometry_state(msg)
+        self.position, self.now_ns = state.position_m, state.stamp_ns
+        self.speed_m_s = float(np.linalg.norm(state.velocity_m_s))
+        last = self.course.shape[0] - 1
+        while self.next_index < last and np.linalg.norm(self.position - self.course[self.next_index]) < (
+            self.config.reached_radius_m
+        ):
+            self.next_index += 1
+
+    def on_trajectory(self, msg: MultiDOFJointTrajectory) -> None:
+        """A plan arrived: time the path that asked for it."""
+        if self.awaiting is None:
+            return
+        event = self.awaiting
+        self.awaiting = None
+        event["latency_ms"] = 1e3 * (time.perf_counter() - event.pop("sent"))
+        event["plan_stamp_s"] = stamp_to_ns(msg.header.stamp) * 1e-9
+        event["result"] = "planned"
+        self.events.append(event)
+        if not self.first_plan_ns:
+            self.first_plan_ns = stamp_to_ns(msg.header.stamp)
+        self.get_logger().info(f"{event['kind']} planned in {event['latency_ms']:.2f} ms (path sent to trajectory)")
+
+    def on_status(self, msg: DiagnosticStatus) -> None:
+        """An error status answers the path in flight: record it."""
+        if self.awaiting is not None and msg.level == DiagnosticStatus.ERROR:
+            event = self.awaiting
+            self.awaiting = None
+            event.pop("sent")
+            event["result"] = f"error: {msg.message}"
+            self.events.append(event)
+            self.get_logger().warning(f"{event['kind']} refused by the replanner: {msg.message}")
+
+    def send(self, kind: str, waypoints: NDArray[np.float64]) -> None:
+        """Send the vehicle's position followed by `waypoints` as a path."""
+        assert self.position is not None
+        points = np.vstack([self.position, waypoints])
+        self.path_pub.publish(path_from_points(points, self.config.frame_id, ns_to_stamp(self.now_ns)))
+        self.awaiting = {
+            "kind": kind,
+            "sim_time_s": self.now_ns * 1e-9,
+            "sent": time.perf_counter(),
+            "sent_wall": time.monotonic(),
+            "waypoints": waypoints.tolist(),
+        }
+
+    def on_timer(self) -> None:
+        """Send, move, finish or time out."""
+        config = self.config
+        if time.monotonic() - self.began > config.timeout_s:
+            self.finish(False, f"timed out after {config.timeout_s} s (wall)")
+            return
+        if self.position is None or self.path_pub.get_subscription_count() == 0:
+            return
+        if self.awaiting is not None:
+            if time.monotonic() - self.awaiting["sent_wall"] > RESEND_AFTER_S:
+                self.get_logger().warning("no answer to the path: sending it again")
+                self.send(self.awaiting["kind"], np.asarray(self.awaiting["waypoints"]))
+            return
+        if not self.first_plan_ns:
+            self.send("course", self.course[1:])
+            return
+        due_ns = self.first_plan_ns + round((self.moves + 1) * config.replan_interval_s * 1e9)
+        ahead = self.course[self.next_index + 1 : -1]  # the waypoint being approached and the goal stay put
+        if self.moves < config.replan_count and self.now_ns >= due_ns and ahead.shape[0] > 0:
+            self.moves += 1
+            angles = self.rng.uniform(0.0, 2.0 * np.pi, ahead.shape[0])
+            shift = config.displacement_m * np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], axis=1)
+            self.course[self.next_index + 1 : -1] += shift
+            self.send("moved waypoints", self.course[self.next_index :])
+            return
+        goal = self.course[-1]
+        assert self.position is not None
+        error = float(np.linalg.norm(self.position - goal))
+        at_goal = self.next_index == self.course.shape[0] - 1 and error < config.goal_tolerance_m
+        if at_goal and self.speed_m_s < config.settle_speed_m_s:
+            self.finish(True, f"goal reached ({error:.3f} m away)")
+
+    def finish(self, success: bool, message: str) -> None:
+        """Write the results and end the node."""
+        final_error = float(np.linalg.norm(self.position - self.course[-1])) if self.position is not None else None
+        latencies = [e["latency_ms"] for e in self.events if "latency_ms" in e]
+        results = {
+            "success": success,
+            "message": message,
+            "flight_time_s": (self.now_ns - self.first_plan_ns) * 1e-9 if self.first_plan_ns else None,
+            "final_error_m": final_error,
+            "events": [{k: v for k, v in e.items() if k != "sent_wall"} for e in self.events],
+            "replan_latency_ms": latencies,
+            "initial_course": np.asarray(self.config.course).reshape(-1, 3).tolist(),
+            "final_course": self.course.tolist(),
+            "wall_time_s": time.monotonic() - self.began,
+        }
+        if self.config.results_file:
+            write_json_atomic(self.config.results_file, results)
+        log = self.get_logger().info if success else self.get_logger().error
+        log(f"mission {'complete' if success else 'failed'}: {message}")
+        self.exit_code = 0 if success else 1
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the `waypoint_mission` executable."""
+    return run_node(WaypointMission, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
