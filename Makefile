@@ -5,7 +5,7 @@ STAMP     := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo demo-fidelity ros-build test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -13,13 +13,22 @@ $(STAMP): pyproject.toml scripts/install.sh
 	bash scripts/install.sh $(VENV)
 	touch $(STAMP)
 
-## The main job: plan through the built-in course and fly it at three fidelities.
+## The main job: the ROS 2 graph flies the built-in course with MuJoCo in the loop, replanning in the air
+## (bag, PNG and JSON summary in runs/ros_demo/).
 demo: setup
+	$(VENV)/bin/mfrl-demo
+
+## Step 1's demo: plan the built-in course with the baseline and fly it at three fidelities.
+demo-fidelity: setup
 	$(VENV)/bin/quadsim-demo
+
+## colcon build of ros2_ws/ against the ROS wheels in the venv (the layout `ros2 run` and `ros2 launch` use).
+ros-build: setup
+	cd ros2_ws && AMENT_PREFIX_PATH="$(abspath $(VENV))" "$(abspath $(VENV))/bin/colcon" build --event-handlers console_direct-
 
 ## Lint, type-check, then the whole test suite (unit, property, sim-in-the-loop, benchmarks in smoke mode).
 # pytest exits 5 when it collected no tests: that is a failure here, said out loud.
-test: setup lint
+test: setup lint ros-build
 	@$(PY) -m pytest -n $(PYTEST_WORKERS) -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; failing" >&2; exit 1; fi; \
 	exit $$status
@@ -37,6 +46,7 @@ bench: setup
 	$(PY) bench/minsnap.py
 	$(PY) bench/fidelity.py
 	$(PY) bench/planner.py
+	$(PY) bench/ros_latency.py
 
 clean:
-	rm -rf runs .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache .hypothesis ros2_ws/build ros2_ws/install ros2_ws/log

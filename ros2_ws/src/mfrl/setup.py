@@ -5,7 +5,7 @@ from glob import glob
 from setuptools import setup
 
 PACKAGE = "mfrl"
-EXECUTABLES = ("replanner", "quadrotor_sim", "tracker", "waypoint_mission", "bag_recorder")
+EXECUTABLES = ("replanner", "quadrotor_sim", "tracker", "waypoint_mission", "bag_recorder", "latency_probe")
 
 setup(
     name=PACKAGE,

@@ -264,12 +264,46 @@ class BagRecorderConfig:
         _require(self.storage in ("mcap", "sqlite3"), "storage", self.storage, '"mcap" or "sqlite3"')
 
 
+@dataclass(frozen=True)
+class LatencyProbeConfig:
+    """Parameters of the `latency_probe` node (bench/ros_latency.py: waypoints in -> trajectory out).
+
+    Attributes:
+        messages: timed paths (after the warm-up ones).
+        warmup: untimed paths sent first.
+        waypoints: waypoints per random course.
+        seed: seed of the courses.
+        frame_id: frame of the paths.
+        answer_timeout_s: wall time to wait for each trajectory.
+        send_period_s: a path goes out no sooner than this after the previous one (20 Hz replanning).
+        results_file: JSON file with every latency and the planner's own time of each plan.
+    """
+
+    messages: int = 200
+    warmup: int = 5
+    waypoints: int = 10
+    seed: int = 0
+    frame_id: str = "world"
+    answer_timeout_s: float = 5.0
+    send_period_s: float = 0.05
+    results_file: str = ""
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.messages <= 100_000, "messages", self.messages, "in 1..100000")
+        _require(0 <= self.warmup <= 1000, "warmup", self.warmup, "in 0..1000")
+        _require(2 <= self.waypoints <= 100, "waypoints", self.waypoints, "in 2..100")
+        _require(bool(self.frame_id), "frame_id", self.frame_id, "a non-empty frame name")
+        _require(self.answer_timeout_s > 0.0, "answer_timeout_s", self.answer_timeout_s, "> 0")
+        _require(0.0 <= self.send_period_s <= 10.0, "send_period_s", self.send_period_s, "in [0, 10]")
+
+
 NODE_CONFIGS: dict[str, type[Any]] = {
     "replanner": ReplannerConfig,
     "quadrotor_sim": QuadrotorSimConfig,
     "tracker": TrackerConfig,
     "waypoint_mission": WaypointMissionConfig,
     "bag_recorder": BagRecorderConfig,
+    "latency_probe": LatencyProbeConfig,
 }
 """Each executable of the package and the dataclass of its parameters."""
 

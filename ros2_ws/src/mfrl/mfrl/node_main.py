@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -13,7 +14,7 @@ from rclpy.node import Node
 def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -> int:
     """Spin the node until shutdown (Ctrl-C, SIGTERM or the node's own request); return the exit code.
 
-    A node asks to end with `request_exit(code)` (the executor stops and this returns `code`).
+    A node asks to end by setting its `exit_code` attribute (the loop stops and this returns it).
     """
     rclpy.init(args=list(args) if args is not None else sys.argv)
     node: Node | None = None
@@ -35,6 +36,9 @@ def run_node(make_node: Callable[[], Node], args: Sequence[str] | None = None) -
             raise
         code = 0  # a take interrupted by the shutdown itself (rclpy raises from the middleware then)
     finally:
+        # A terminal's Ctrl-C reaches the node twice under `ros2 launch` (the process group, then launch
+        # forwarding it): the second one must not interrupt the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):

@@ -21,6 +21,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry, Path
 from numpy.typing import NDArray
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import MultiDOFJointTrajectory
@@ -43,6 +44,9 @@ from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
 from minsnap import EndpointState, Trajectory, TrajectoryInputError
 from quadsim.sampled_trajectory import SampledTrajectory
+
+VIEWER_DELAY_S = 0.02
+"""The viewer topics of a plan go out up to this long after its trajectory (which must not wait for them)."""
 
 
 class StartState:
@@ -89,6 +93,8 @@ class Replanner(LifecycleNode):
         self.create_subscription(Path, "waypoints", self.on_waypoints, qos.REQUEST)
         self.create_service(Trigger, "~/replan", self.on_replan)
         self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
+        self.viewer_pending: tuple[Trajectory, NDArray[np.float64], Time] | None = None
+        self.create_timer(VIEWER_DELAY_S, self.flush_viewer_topics, clock=Clock(clock_type=ClockType.STEADY_TIME))
         if self.config.autostart:
             self._autostart = self.create_timer(0.0, self._run_autostart)
 
@@ -202,8 +208,8 @@ class Replanner(LifecycleNode):
         self.trajectory_pub.publish(trajectory_message(sampled, config.frame_id, stamp))
         latency_ms = 1e3 * (time.perf_counter() - received)
         self.waypoints, self.trajectory, self.plan_stamp_ns = points, result.trajectory, plan_ns
-        if config.publish_viewer_topics:
-            self.publish_viewer_topics(result.trajectory, points, stamp)
+        if config.publish_viewer_topics:  # after this callback: the trajectory goes out first, alone
+            self.viewer_pending = (result.trajectory, points, stamp)
         self.latencies_ms.append(latency_ms)
         self.planning_ms.append(result.planning_time_ms)
         values = {
@@ -218,6 +224,12 @@ class Replanner(LifecycleNode):
         }
         self.status_pub.publish(diagnostic_status(self.get_name(), "mfrl", DiagnosticStatus.OK, "planned", values))
         return result
+
+    def flush_viewer_topics(self) -> None:
+        """Publish the viewer topics of the last plan, if not done yet."""
+        if self.viewer_pending is not None and self.active:
+            pending, self.viewer_pending = self.viewer_pending, None
+            self.publish_viewer_topics(*pending)
 
     def publish_viewer_topics(self, trajectory: Trajectory, points: NDArray[np.float64], stamp: Time) -> None:
         """The plan as a nav_msgs/Path and as markers coloured by speed."""

@@ -1,0 +1,68 @@
+"""ros2 launch mfrl replanner.launch.py [sim:=true|false] [checkpoint:=FILE] [params_file:=FILE] [viewer:=true|false]
+
+The replanning graph: the replanner, and with `sim:=true` the MuJoCo quadrotor and the tracker in
+simulated time. The nodes, their names, parameters and remappings come from the graph declared once
+in `mfrl_graph.graph` (the top-level `launch/` of the repository), which the pip-only runner
+(`mfrl-launch replanner`) reads as well.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from mfrl_graph.graph import GraphOptions, build_graph
+
+ARGUMENTS = {
+    "sim": ("true", "true: MuJoCo quadrotor and tracker in the loop (sim time); false: a vehicle supplies odom"),
+    "checkpoint": ("", "policy checkpoint of the replanner (empty: the one shipped with mfplan)"),
+    "params_file": ("", "YAML parameter file (empty: this package's config/replanner.yaml)"),
+    "viewer": ("true", "publish the planned path and speed-coloured markers for viewers"),
+    "real_time_factor": ("1.0", "simulation pace (0: as fast as the controller answers)"),
+}
+
+
+def _flag(context: LaunchContext, name: str) -> bool:
+    value = LaunchConfiguration(name).perform(context).strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ValueError(f"launch argument {name}:={value!r} must be true or false")
+    return value in ("true", "1")
+
+
+def _nodes(context: LaunchContext) -> list[Node]:
+    params_file = LaunchConfiguration("params_file").perform(context) or str(
+        Path(get_package_share_directory("mfrl")) / "config" / "replanner.yaml"
+    )
+    options = GraphOptions(
+        sim=_flag(context, "sim"),
+        checkpoint=LaunchConfiguration("checkpoint").perform(context),
+        params_file=params_file,
+        viewer=_flag(context, "viewer"),
+        real_time_factor=float(LaunchConfiguration("real_time_factor").perform(context)),
+    )
+    graph = build_graph("replanner", options)
+    return [
+        Node(
+            package="mfrl",
+            executable=spec.executable,
+            name=spec.name,
+            parameters=[str(graph.params_file), dict(spec.parameters)],
+            remappings=list(spec.remappings),
+            output="screen",
+        )
+        for spec in graph.nodes
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    """The launch arguments, then the graph's nodes (built once the arguments are known)."""
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=text)
+        for name, (default, text) in ARGUMENTS.items()
+    ]
+    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])

@@ -1,0 +1,77 @@
+"""Fixtures for tests with a real ROS 2 graph: localhost discovery and a distinct domain id per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="the ROS 2 wheels (extra `ros`) are not installed")
+
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+
+_COUNTER = itertools.count()
+
+
+def next_domain() -> int:
+    """A domain id no other test of this run uses (xdist workers get disjoint ranges; ids stay <= 232)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    return 110 + (index % 4) * 30 + next(_COUNTER) % 30
+
+
+@pytest.fixture
+def ros_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for this test's graph: localhost discovery, its own domain id (also set in this process)."""
+    domain = str(next_domain())
+    monkeypatch.setenv("ROS_DOMAIN_ID", domain)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return dict(os.environ)
+
+
+class RosPeer:
+    """A test node on its own context and single-threaded executor, with helpers that wait on events."""
+
+    def __init__(self, name: str) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+        self.node = Node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        """Spin until `condition()` holds or the timeout passes; return whether it held."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def close(self) -> None:
+        """Stop the executor before shutting the context down (else the process may abort at exit)."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+@pytest.fixture
+def ros_peer(ros_env: dict[str, str]) -> Iterator[RosPeer]:
+    """A test node in this test's domain."""
+    peer = RosPeer("test_peer")
+    try:
+        yield peer
+    finally:
+        peer.close()
+
+
+@pytest.fixture
+def graph_logs(tmp_path: Path) -> Path:
+    """Where the nodes of a test's graph write their output."""
+    return tmp_path / "logs"
