@@ -36,6 +36,7 @@ class FlightRecord:
         plans: every trajectory published.
         planning_time_ms, latency_ms: the replanner's status figures of each plan.
         errors: error statuses of the replanner.
+        diagnostics: for each /diagnostics status name, the keys it reported.
         counts: messages per topic.
     """
 
@@ -49,6 +50,7 @@ class FlightRecord:
     planning_time_ms: list[float] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    diagnostics: dict[str, set[str]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
     def tracking_error_m(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -78,10 +80,13 @@ def read_flight(bag_dir: str | Path) -> FlightRecord:
         for connection, _, raw in reader.messages():
             topic = connection.topic
             record.counts[topic] = record.counts.get(topic, 0) + 1
-            if topic not in ("/odom", "/tracker/reference", "/trajectory", "/replanner/status"):
+            if topic not in ("/odom", "/tracker/reference", "/trajectory", "/replanner/status", "/diagnostics"):
                 continue
             msg: Any = reader.deserialize(raw, connection.msgtype)
-            if topic == "/odom":
+            if topic == "/diagnostics":
+                for status in msg.status:
+                    record.diagnostics.setdefault(status.name, set()).update(kv.key for kv in status.values)
+            elif topic == "/odom":
                 p, twist = msg.pose.pose.position, msg.twist.twist.linear
                 velocity = _rotation(msg.pose.pose.orientation) @ np.array([twist.x, twist.y, twist.z])
                 odom.append((_stamp_s(msg.header), [p.x, p.y, p.z], velocity.tolist()))

@@ -98,6 +98,12 @@ def test_each_bad_path_gets_an_error_and_the_next_good_one_is_served(
         assert ros_peer.spin_until(lambda: any(s.message == "planned" for s in statuses), 10.0)
         assert replanner.processes["replanner"].poll() is None, f"replanner died after {name}"
 
+    # The last plan is latched: a subscriber that comes late (a restarted controller) still gets it.
+    late: list[MultiDOFJointTrajectory] = []
+    node.create_subscription(MultiDOFJointTrajectory, "/trajectory", late.append, qos.LATCHED)
+    assert ros_peer.spin_until(lambda: bool(late), 10.0), "the last plan was not latched"
+    assert late[-1].header.stamp == trajectories[-1].header.stamp
+
     log = (graph_logs / "replanner.log").read_text()
     for name, (_, expected) in _bad_paths().items():
         assert expected in log, f"{name}: no log line containing {expected!r}"

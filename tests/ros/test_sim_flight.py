@@ -80,3 +80,17 @@ def test_replans_in_flight_keep_position_and_velocity_continuous(flight: tuple[d
         window = (record.odom_t > plan.start_s - 0.1) & (record.odom_t < plan.start_s + 0.5)
         dv = np.linalg.norm(np.diff(record.odom_velocity[window], axis=0), axis=1)
         assert (dv <= MAX_ACCELERATION_M_S2 * np.diff(record.odom_t[window])).all()
+
+
+@pytest.mark.ros
+@pytest.mark.sim
+@pytest.mark.slow
+def test_every_node_reports_its_figures_on_diagnostics(flight: tuple[dict[str, Any], FlightRecord]) -> None:
+    _, record = flight
+    expected = {
+        "mfrl: replanner": {"latency_p50_ms", "plan_age_s", "planning_last_ms"},
+        "mfrl: quadrotor_sim": {"real_time_factor", "missed_commands"},
+        "mfrl: tracker": {"plan_age_s", "tracking_error_m", "mode"},
+    }
+    for name, keys in expected.items():
+        assert keys <= record.diagnostics.get(name, set()), (name, record.diagnostics)
