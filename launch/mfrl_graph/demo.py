@@ -2,6 +2,7 @@
 
     mfrl-demo                       # built-in course, 3 in-flight replans, writes runs/ros_demo/
     mfrl-demo --replan-count 5 --real-time-factor 2
+    mfrl-demo --foxglove            # also stream the scene to Foxglove (ws://127.0.0.1:8765)
 
 It starts the demo graph (replanner, quadrotor_sim, tracker, waypoint_mission, bag_recorder) with
 the pip-only runner, lets the mission send the course and move the waypoints ahead of the vehicle
@@ -51,6 +52,8 @@ class DemoArgs:
     """Pace of the simulation (0: as fast as the controller answers)."""
     timeout_s: float = 180.0
     """Wall-clock limit of the mission."""
+    foxglove: bool = False
+    """Stream the scene to Foxglove (foxglove-sdk) on ws://127.0.0.1:8765 while flying."""
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -176,6 +179,7 @@ def run(args: DemoArgs) -> dict[str, Any]:
         bag_dir=str(bag_dir),
         results_file=str(results_file),
         mission_timeout_s=args.timeout_s,
+        foxglove=args.foxglove,
     )
     outcome = run_graph(build_graph("demo", options), env=env, log_dir=out / "logs", timeout_s=args.timeout_s + 30.0)
     if not results_file.is_file():

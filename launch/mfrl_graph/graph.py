@@ -67,6 +67,8 @@ class GraphOptions:
         params_file: YAML parameter file (empty: the package's `config/replanner.yaml`).
         viewer: publish the viewer topics (nav_msgs/Path, markers).
         real_time_factor: pace of the simulation (0: as fast as the controller answers).
+        foxglove: stream the scene to Foxglove (foxglove-sdk) on ws://127.0.0.1:`foxglove_port`.
+        foxglove_port: its port.
         course: demo only: the mission's waypoints, flat x, y, z list.
         replan_count: demo only: how many times waypoints move in flight.
         bag_dir: demo only: where the bag recorder writes (empty: no recorder).
@@ -79,6 +81,8 @@ class GraphOptions:
     params_file: str = ""
     viewer: bool = True
     real_time_factor: float = 1.0
+    foxglove: bool = False
+    foxglove_port: int = 8765
     course: tuple[float, ...] = ()
     replan_count: int = 3
     bag_dir: str = ""
@@ -112,6 +116,8 @@ def build_graph(name: str, options: GraphOptions | None = None) -> GraphSpec:
     if options.sim:
         nodes.append(NodeSpec("quadrotor_sim", "quadrotor_sim", {"real_time_factor": options.real_time_factor}))
         nodes.append(NodeSpec("tracker", "tracker", dict(sim_time)))
+    if options.foxglove:
+        nodes.append(NodeSpec("foxglove_view", "foxglove_view", {**sim_time, "port": options.foxglove_port}))
     if name == "demo":
         if not options.sim:
             raise ValueError("the demo graph flies the simulated vehicle: it needs sim=True")

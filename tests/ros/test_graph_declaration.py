@@ -21,7 +21,7 @@ LAUNCH_FILE = SOURCE_PACKAGE_DIR / "launch" / "replanner.launch.py"
 ROS_OWN_PARAMETERS = {"use_sim_time"}
 OPTIONS = [
     GraphOptions(),
-    GraphOptions(sim=False, checkpoint="policy.pt", viewer=False),
+    GraphOptions(sim=False, checkpoint="policy.pt", viewer=False, foxglove=True),
     GraphOptions(course=(0, 0, 1, 2, 0, 1), bag_dir="bag", results_file="r.json"),
 ]
 

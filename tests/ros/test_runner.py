@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -40,3 +42,40 @@ def test_a_stop_request_ends_every_node(ros_env: dict[str, str], graph_logs: Pat
     assert outcome.code == 0
     assert outcome.reason == "stopped: test"
     assert outcome.exit_codes == {"replanner": 0, "quadrotor_sim": 0, "tracker": 0}
+
+
+@pytest.mark.ros
+def test_foxglove_flag_serves_a_websocket(ros_env: dict[str, str], graph_logs: Path) -> None:
+    pytest.importorskip("foxglove", reason="foxglove-sdk is not installed")
+    from websockets.sync.client import connect
+    from websockets.typing import Subprotocol
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = GraphProcesses(
+        build_graph("replanner", GraphOptions(sim=False, foxglove=True, foxglove_port=port)),
+        env=ros_env,
+        log_dir=graph_logs,
+    )
+    processes.start()
+    try:
+        deadline = time.monotonic() + 60.0
+        connected = False
+        while time.monotonic() < deadline and not connected:
+            with socket.socket() as client:
+                connected = client.connect_ex(("127.0.0.1", port)) == 0
+            time.sleep(0.2)
+        assert connected, (graph_logs / "foxglove_view.log").read_text()[-2000:]
+        # A Foxglove client is told of the scene's channels.
+        advertised: set[str] = set()
+        with connect(f"ws://127.0.0.1:{port}", subprotocols=[Subprotocol("foxglove.sdk.v1")]) as client:
+            end = time.monotonic() + 10.0
+            while time.monotonic() < end and not {"/vehicle", "/flown", "/plan"} <= advertised:
+                message = client.recv(timeout=5.0)
+                if isinstance(message, str) and json.loads(message).get("op") == "advertise":
+                    advertised.update(channel["topic"] for channel in json.loads(message)["channels"])
+        assert {"/vehicle", "/flown", "/plan"} <= advertised
+        assert processes.processes["foxglove_view"].poll() is None
+    finally:
+        processes.stop()

@@ -5,7 +5,15 @@ from glob import glob
 from setuptools import setup
 
 PACKAGE = "mfrl"
-EXECUTABLES = ("replanner", "quadrotor_sim", "tracker", "waypoint_mission", "bag_recorder", "latency_probe")
+EXECUTABLES = (
+    "replanner",
+    "quadrotor_sim",
+    "tracker",
+    "waypoint_mission",
+    "bag_recorder",
+    "latency_probe",
+    "foxglove_view",
+)
 
 setup(
     name=PACKAGE,

@@ -24,6 +24,7 @@ ARGUMENTS = {
     "params_file": ("", "YAML parameter file (empty: this package's config/replanner.yaml)"),
     "viewer": ("true", "publish the planned path and speed-coloured markers for viewers"),
     "real_time_factor": ("1.0", "simulation pace (0: as fast as the controller answers)"),
+    "foxglove": ("false", "stream the scene to Foxglove (foxglove-sdk) on ws://127.0.0.1:8765"),
 }
 
 
@@ -44,6 +45,7 @@ def _nodes(context: LaunchContext) -> list[Node]:
         params_file=params_file,
         viewer=_flag(context, "viewer"),
         real_time_factor=float(LaunchConfiguration("real_time_factor").perform(context)),
+        foxglove=_flag(context, "foxglove"),
     )
     graph = build_graph("replanner", options)
     return [

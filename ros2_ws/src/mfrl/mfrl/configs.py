@@ -297,6 +297,32 @@ class LatencyProbeConfig:
         _require(0.0 <= self.send_period_s <= 10.0, "send_period_s", self.send_period_s, "in [0, 10]")
 
 
+@dataclass(frozen=True)
+class FoxgloveViewConfig:
+    """Parameters of the `foxglove_view` node (streams the scene to Foxglove over a WebSocket).
+
+    Attributes:
+        host: address the Foxglove WebSocket server binds to.
+        port: its port (connect Foxglove to ws://host:port).
+        frame_id: the world frame shown.
+        pose_rate_hz: rate of the vehicle pose and its trail (simulated time).
+        trail_length: poses kept in the flown trail.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    frame_id: str = "world"
+    pose_rate_hz: float = 25.0
+    trail_length: int = 2000
+
+    def __post_init__(self) -> None:
+        _require(bool(self.host), "host", self.host, "an address")
+        _require(0 <= self.port <= 65535, "port", self.port, "in 0..65535")
+        _require(bool(self.frame_id), "frame_id", self.frame_id, "a non-empty frame name")
+        _require(0.0 < self.pose_rate_hz <= 250.0, "pose_rate_hz", self.pose_rate_hz, "in (0, 250]")
+        _require(1 <= self.trail_length <= 100_000, "trail_length", self.trail_length, "in 1..100000")
+
+
 NODE_CONFIGS: dict[str, type[Any]] = {
     "replanner": ReplannerConfig,
     "quadrotor_sim": QuadrotorSimConfig,
@@ -304,6 +330,7 @@ NODE_CONFIGS: dict[str, type[Any]] = {
     "waypoint_mission": WaypointMissionConfig,
     "bag_recorder": BagRecorderConfig,
     "latency_probe": LatencyProbeConfig,
+    "foxglove_view": FoxgloveViewConfig,
 }
 """Each executable of the package and the dataclass of its parameters."""
 
