@@ -65,6 +65,7 @@ class ReplannerConfig:
         accel_filter_time_constant_s: low-pass of the acceleration estimated from odometry velocities.
         max_odometry_age_s: older odometry is not used as the start state (the path's first pose is).
         max_time_scale: slowest time scale the planner's certification may search.
+        torch_threads: threads of the policy's forward pass (1: no thread hand-offs for a tiny network).
         autostart: configure and activate the lifecycle node on start-up.
         diagnostics_period_s: period of the /diagnostics message.
     """
@@ -80,6 +81,7 @@ class ReplannerConfig:
     accel_filter_time_constant_s: float = 0.02
     max_odometry_age_s: float = 0.5
     max_time_scale: float = 16.0
+    torch_threads: int = 1
     autostart: bool = True
     diagnostics_period_s: float = 1.0
 
@@ -108,6 +110,7 @@ class ReplannerConfig:
         )
         _require(self.max_odometry_age_s > 0.0, "max_odometry_age_s", self.max_odometry_age_s, "> 0")
         _require(1.0 < self.max_time_scale <= 1000.0, "max_time_scale", self.max_time_scale, "in (1, 1000]")
+        _require(1 <= self.torch_threads <= 256, "torch_threads", self.torch_threads, "in 1..256")
         _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
 
 

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path as FilePath
 
 import numpy as np
+import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry, Path
@@ -114,6 +115,7 @@ class Replanner(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the policy (the checkpoint parameter, or the shipped one)."""
         path = FilePath(self.config.checkpoint) if self.config.checkpoint else DEFAULT_CHECKPOINT
+        torch.set_num_threads(self.config.torch_threads)
         try:
             self.planner = CertifiedPlanner.from_checkpoint(path, max_time_scale=self.config.max_time_scale)
         except Exception as exc:
