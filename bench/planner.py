@@ -167,7 +167,8 @@ def run(config: BenchConfig, checkpoint: Path | None) -> dict[str, Any]:
     """Run every part and assemble the result with targets and pass flags."""
     torch.set_num_threads(1)
     policy, policy_info = load_or_initialise(checkpoint)
-    planner = CertifiedPlanner(policy)
+    margin = float(policy_info.get("metadata", {}).get("calibration", {}).get("safety_margin", 1.0))
+    planner = CertifiedPlanner(policy, safety_margin=margin)  # as `CertifiedPlanner.from_checkpoint` builds it
     rng = np.random.default_rng(config.seed)
     courses = [random_course(rng, num_waypoints=NUM_WAYPOINTS) for _ in range(config.num_courses)]
     latency = bench_latency(planner, courses, config.repeats)

@@ -1,6 +1,7 @@
 """The `mfrl` command: train, eval and plan.
 
 mfrl train [--smoke] [--out-dir runs/mfrl] [--resume]     co-train policy and reward estimator
+mfrl calibrate --checkpoint P                             safety margin for 99 % feasibility at RotorPy
 mfrl eval [--checkpoint P] [--smoke]                      compare with heuristic and baseline
 mfrl plan --waypoints course.csv [--out plan.json]        plan one course (JSON out)
 """
@@ -15,7 +16,7 @@ import numpy as np
 import tyro
 
 from flightkit import to_jsonable, write_json_atomic
-from mfplan.configs import EvalConfig, PlanConfig, TrainConfig
+from mfplan.configs import CalibrateConfig, EvalConfig, PlanConfig, TrainConfig
 from minsnap import EndpointState, TrajectoryInputError
 from minsnap.waypoint_files import load_waypoints
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
     command = tyro.extras.subcommand_cli_from_dict(
-        {"train": TrainConfig, "eval": EvalConfig, "plan": PlanConfig},
+        {"train": TrainConfig, "calibrate": CalibrateConfig, "eval": EvalConfig, "plan": PlanConfig},
         args=argv,
         description=__doc__,
     )
@@ -59,6 +60,12 @@ def main(argv: list[str] | None = None) -> None:
 
             summary = train(command)
             print(json.dumps(to_jsonable(summary), indent=2))
+            status = 0
+        elif isinstance(command, CalibrateConfig):
+            from mfplan.calibration import calibrate
+
+            calibration = calibrate(command)
+            print(json.dumps(to_jsonable({k: v for k, v in calibration.items() if k != "boundaries"}), indent=2))
             status = 0
         elif isinstance(command, EvalConfig):
             from mfplan.evaluation import run_evaluation
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     except TrajectoryInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = 2
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = 2
     raise SystemExit(status)

@@ -16,6 +16,8 @@ from mfplan.policy import PolicyConfig
 DISPLACEMENTS_M = (0.0, 1.0, 2.0, 3.0)
 TRAIN_WIND_SEED_STRIDE = 100_000
 """Training runs draw RotorPy wind seeds from [seed * stride, (seed + 1) * stride)."""
+CALIBRATION_WIND_OFFSET = 90_000
+"""Calibration flights use the top of the training run's range: seeds `seed * stride + offset + i`."""
 EVAL_WIND_SEEDS = (900_001, 900_002)
 """RotorPy wind realisations of the evaluation: outside every training run's range (seeds < 9)."""
 
@@ -150,7 +152,7 @@ class EvalConfig:
     hifi_baseline_courses: int = 8
     """Nominal courses on which the baseline's time scale is also searched with RotorPy flights in the
     training wind (`rotorpy_seed`), then flown in the held-out wind like every plan (0: skip)."""
-    max_margin: float = 3.0
+    max_margin: float = 2.5
     """Largest slow-down of the baseline searched when matching MFRL's feasibility."""
     margin_tolerance: float = 0.02
     """Relative tolerance of every searched time scale."""
@@ -183,6 +185,45 @@ class EvalConfig:
             hifi_baseline_courses=0,
             margin_tolerance=0.1,
         )
+
+
+@dataclass
+class CalibrateConfig:
+    """Calibrate a policy's safety margin at the highest fidelity (split conformal) and store it in the checkpoint."""
+
+    checkpoint: Path
+    """Policy checkpoint to calibrate: its metadata gains `calibration` (rewritten atomically)."""
+    courses: int = 50
+    """Calibration courses: random courses of the training distribution, neither training nor held-out ones."""
+    winds: int = 2
+    """Wind realisations per course (from the training run's range, never the evaluation's)."""
+    miss_rate: float = 0.01
+    """Fraction of flights allowed to fail at the highest fidelity: the margin is the conformal
+    (1 - miss_rate) quantile, which needs at least (1 - miss_rate) / miss_rate flights."""
+    seed: int = 0
+    """The training run's seed: picks the wind range and the calibration courses."""
+    max_margin: float = 2.5
+    """Largest slow-down searched."""
+    tolerance: float = 0.02
+    """Relative tolerance of each flight's searched boundary."""
+    num_workers: int = 2
+    """Worker processes for flights."""
+    ray_address: str | None = None
+    """Fly on a Ray cluster instead of local workers."""
+    smoke: bool = False
+    """Four courses, one wind, miss rate 0.2, coarse searches: seconds, for tests."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.miss_rate < 0.5:
+            raise ValueError(f"miss_rate must be in (0, 0.5), got {self.miss_rate}")
+        if self.courses < 1 or self.winds < 1:
+            raise ValueError(f"need at least one course and one wind, got {self.courses}, {self.winds}")
+
+    def resolved(self) -> CalibrateConfig:
+        """The configuration actually run."""
+        if not self.smoke:
+            return self
+        return replace(self, courses=4, winds=1, miss_rate=0.2, tolerance=0.1)
 
 
 @dataclass

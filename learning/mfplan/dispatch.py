@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,13 +96,17 @@ class EvaluationDispatcher:
             self._pool = ProcessPoolExecutor(max_workers=self.num_workers, mp_context=context)
 
     def evaluate(
-        self, requests: Sequence[tuple[Trajectory, str]], wind_seeds: Sequence[int | None] | None = None
+        self,
+        requests: Sequence[tuple[Trajectory, str]],
+        wind_seeds: Sequence[int | None] | None = None,
+        progress: str | None = None,
     ) -> list[EvaluationResult]:
         """Results in the order of the requests.
 
         Args:
             requests: (trajectory, fidelity) pairs.
             wind_seeds: one per request: the RotorPy flight's wind and noise seed (None: the spec's).
+            progress: show a progress bar of the simulated evaluations with this label (None: no bar).
         """
         if wind_seeds is not None and len(wind_seeds) != len(requests):
             raise ValueError(f"got {len(wind_seeds)} wind seeds for {len(requests)} requests")
@@ -122,11 +126,11 @@ class EvaluationDispatcher:
                 import ray
 
                 refs = [self._ray_task.remote(self.spec, f, d, seed) for _, f, d, seed in remote]
-                outputs = ray.get(refs)
+                outputs = [ray.get(ref) for ref in _bar(refs, progress)]
             else:
                 assert self._pool is not None
                 futures = [self._pool.submit(evaluate_request, self.spec, f, d, seed) for _, f, d, seed in remote]
-                outputs = [future.result() for future in futures]
+                outputs = [future.result() for future in _bar(futures, progress)]
             for (i, _, _, _), output in zip(remote, outputs, strict=True):
                 results[i] = output
         return [r for r in results if r is not None]
@@ -142,3 +146,12 @@ class EvaluationDispatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _bar(items: list[Any], label: str | None) -> Iterable[Any]:
+    """`items` in order, with a progress bar (advanced as each one is collected) when `label` is given."""
+    if label is None:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=label, unit="flight")

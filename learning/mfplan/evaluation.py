@@ -38,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from flightkit import format_table, get_logger, to_jsonable, write_bytes_atomic, write_json_atomic, write_text_atomic
+from mfplan.boundaries import BoundarySearch, search_boundaries
 from mfplan.configs import EvalConfig
 from mfplan.courses import held_out_courses, replanning_set
 from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
@@ -99,68 +100,6 @@ def make_methods(planner: CertifiedPlanner, analytic: AnalyticEvaluator) -> dict
         return (result.trajectory if result.feasible else None), result.feasible
 
     return {"heuristic": heuristic, "baseline": baseline, "mfrl": mfrl}
-
-
-@dataclass
-class BoundarySearch:
-    """One search for the smallest slow-down `k` of `times_s` that flies feasibly in one wind."""
-
-    waypoints: np.ndarray
-    times_s: np.ndarray
-    wind_seed: int
-    low: float = 1.0
-    high: float = float("nan")
-    boundary: float = float("nan")
-    """The smallest feasible factor found (to the tolerance): 1 when `times_s` itself flies, inf when not
-    even `max_margin` does."""
-    flight_seconds: float = 0.0
-    """Wall time of this search's flights: what it costs when run on its own."""
-
-
-def search_boundaries(
-    dispatcher: EvaluationDispatcher,
-    searches: list[BoundarySearch],
-    fidelity: str,
-    max_margin: float,
-    tolerance: float,
-) -> None:
-    """Fill every search's `boundary` by bisection in log space, all searches in lockstep (parallel flights).
-
-    Assumes feasibility is monotone in the slow-down, as it is for a trajectory that starts and ends at rest.
-    """
-
-    def fly(pairs: list[tuple[BoundarySearch, float]]) -> list[bool]:
-        trajectories = [solve_min_snap(s.waypoints, k * s.times_s) for s, k in pairs]
-        results = dispatcher.evaluate([(t, fidelity) for t in trajectories], [s.wind_seed for s, _ in pairs])
-        for (search, _), result in zip(pairs, results, strict=True):
-            search.flight_seconds += result.wall_time_s
-        return [r.feasible for r in results]
-
-    ends = fly([(s, 1.0) for s in searches] + [(s, max_margin) for s in searches])
-    count = len(searches)
-    open_searches = []
-    for search, at_one, at_max in zip(searches, ends[:count], ends[count:], strict=True):
-        if at_one:
-            search.boundary = 1.0
-        elif not at_max:
-            search.boundary = math.inf
-        else:
-            search.low, search.high = 1.0, max_margin
-            open_searches.append(search)
-    while open_searches:
-        mids = [math.sqrt(s.low * s.high) for s in open_searches]
-        for search, mid, ok in zip(open_searches, mids, fly(list(zip(open_searches, mids, strict=True))), strict=True):
-            if ok:
-                search.high = mid
-            else:
-                search.low = mid
-        still = []
-        for search in open_searches:
-            if search.high / search.low <= 1.0 + tolerance:
-                search.boundary = search.high
-            else:
-                still.append(search)
-        open_searches = still
 
 
 def matching_margin(boundaries: np.ndarray, target: float) -> float:
@@ -265,7 +204,9 @@ def fly_plans(
                 requests.append((plan, fidelity, seed))
     log.info("flying %d flights (%s)", len(requests), ", ".join(fidelities))
     results = dispatcher.evaluate(
-        [(p.trajectory, f) for p, f, _ in requests if p.trajectory is not None], [s for _, _, s in requests]
+        [(p.trajectory, f) for p, f, _ in requests if p.trajectory is not None],
+        [s for _, _, s in requests],
+        progress="fly",
     )
     for (plan, fidelity, _), result in zip(requests, results, strict=True):
         plan.flights.setdefault(fidelity, []).append(result)

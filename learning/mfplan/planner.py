@@ -6,6 +6,11 @@ fails is slowed down: every segment time is multiplied by one factor `s >= 1`, f
 bisection (in log space) to the smallest factor that passes, within a relative tolerance. Nothing is
 ever returned as feasible without passing the check; when no factor up to `max_time_scale` passes, the
 result says so (`feasible=False`, `trajectory=None`) and why.
+
+A checkpoint may carry a `safety_margin` (written by `mfrl calibrate`): the policy's times are slowed
+down by it before they are certified. It is the conformal quantile of how much slower the policy's plans
+had to be to fly at the highest fidelity in wind never seen before, so that a chosen fraction of flights
+(99 % by default) passes there too, not only the analytic check.
 """
 
 from __future__ import annotations
@@ -103,6 +108,7 @@ class CertifiedPlanner:
         max_time_scale: the slowest factor the search tries before it gives up.
         scale_tolerance: relative tolerance of the searched factor.
         max_checks: analytic checks per plan at most (the search stops early with the smallest passing factor).
+        safety_margin: factor (>= 1) applied to the policy's times before they are certified.
     """
 
     def __init__(
@@ -113,7 +119,10 @@ class CertifiedPlanner:
         max_time_scale: float = 16.0,
         scale_tolerance: float = 1e-2,
         max_checks: int = 12,
+        safety_margin: float = 1.0,
     ) -> None:
+        if not (math.isfinite(safety_margin) and safety_margin >= 1.0):
+            raise ValueError(f"safety_margin must be a finite factor >= 1, got {safety_margin}")
         if not (max_time_scale > 1.0 and 0.0 < scale_tolerance < 1.0 and max_checks >= 2):
             raise ValueError(
                 "need max_time_scale > 1, 0 < scale_tolerance < 1 and max_checks >= 2, got "
@@ -124,6 +133,7 @@ class CertifiedPlanner:
         self.max_time_scale = float(max_time_scale)
         self.scale_tolerance = float(scale_tolerance)
         self.max_checks = int(max_checks)
+        self.safety_margin = float(safety_margin)
 
     @classmethod
     def from_checkpoint(
@@ -133,8 +143,10 @@ class CertifiedPlanner:
         criteria: FeasibilityCriteria | None = None,
         **options: Any,
     ) -> CertifiedPlanner:
-        """A planner with the policy of a checkpoint (`mfplan.policy.MissingCheckpointError` if there is none)."""
-        policy, _ = load_policy(path)
+        """A planner with the policy of a checkpoint (`mfplan.policy.MissingCheckpointError` if there is none),
+        and the checkpoint's calibrated `safety_margin` unless one is given."""
+        policy, metadata = load_policy(path)
+        options.setdefault("safety_margin", float(metadata.get("calibration", {}).get("safety_margin", 1.0)))
         return cls(policy, vehicle, criteria, **options)
 
     @property
@@ -156,7 +168,7 @@ class CertifiedPlanner:
         points = as_waypoints(waypoints)
         start_array = np.zeros((3, 4)) if start is None else start.as_array("start")
         encoding = encode_validated_course(points, start_array[0, :3], start_array[1, :3])
-        proposal = self.policy.act(encoding, deterministic=True)
+        proposal = self.policy.act(encoding, deterministic=True) * self.safety_margin
         policy_ms = 1e3 * (time.perf_counter() - began)
 
         return self._certify(points, proposal, start, began, policy_ms)

@@ -173,3 +173,24 @@ def test_missing_checkpoint_says_to_train(tmp_path: Path) -> None:
         CertifiedPlanner.from_checkpoint(tmp_path / "absent.pt")
     assert DEFAULT_CHECKPOINT.name == "mfrl_policy.pt"
     assert DEFAULT_CHECKPOINT.parent.name == "checkpoints"
+
+
+def test_a_calibrated_margin_slows_the_policy_down_and_stays_certified(tmp_path: Path) -> None:
+    policy = _policy(global_bias=0.5)
+    plain = CertifiedPlanner(policy).plan(COURSES[0])
+    assert plain.certified_by == "policy"
+    path = save_policy(tmp_path / "policy.pt", policy, {"calibration": {"safety_margin": 1.25}})
+    planner = CertifiedPlanner.from_checkpoint(path)
+    assert planner.safety_margin == 1.25
+    result = planner.plan(COURSES[0])
+    np.testing.assert_allclose(result.segment_times_s, 1.25 * plain.segment_times_s)
+    _assert_certified(planner, COURSES[0])
+    assert CertifiedPlanner.from_checkpoint(path, safety_margin=1.0).plan(COURSES[0]).total_time_s == pytest.approx(
+        plain.total_time_s
+    )
+
+
+@pytest.mark.parametrize("margin", [0.9, math.inf, math.nan])
+def test_a_margin_that_would_speed_up_or_is_not_a_number_is_refused(margin: float) -> None:
+    with pytest.raises(ValueError, match="safety_margin"):
+        CertifiedPlanner(_policy(), safety_margin=margin)

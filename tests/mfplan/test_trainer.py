@@ -88,6 +88,8 @@ def test_killed_run_resumes_and_keeps_every_evaluation(tmp_path: Path) -> None:
     after = EvaluationDataset(tmp_path / DATASET_FILE).records
     assert [r.index for r in after[: len(before)]] == [r.index for r in before]
     assert [r.index for r in after] == list(range(len(after)))
+    winds = [r.wind_seed for r in after if r.fidelity == "rotorpy"]
+    assert len(set(winds)) == len(winds), "a resumed run must not fly the same wind again"
 
 
 @pytest.mark.learning
