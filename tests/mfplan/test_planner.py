@@ -194,3 +194,13 @@ def test_a_calibrated_margin_slows_the_policy_down_and_stays_certified(tmp_path:
 def test_a_margin_that_would_speed_up_or_is_not_a_number_is_refused(margin: float) -> None:
     with pytest.raises(ValueError, match="safety_margin"):
         CertifiedPlanner(_policy(), safety_margin=margin)
+
+
+def test_the_margin_is_for_plans_from_rest_only(tmp_path: Path) -> None:
+    """Stretching a plan that starts moving changes its path (the start velocity stays): it gets the policy's times."""
+    policy = _policy(global_bias=0.5)
+    path = save_policy(tmp_path / "policy.pt", policy, {"calibration": {"safety_margin": 1.25}})
+    moving = EndpointState(velocity=np.array([1.0, 0.5, 0.0]), acceleration=np.zeros(3))
+    calibrated = CertifiedPlanner.from_checkpoint(path).plan(COURSES[1], moving)
+    plain = CertifiedPlanner(policy).plan(COURSES[1], moving)
+    np.testing.assert_allclose(calibrated.segment_times_s, plain.segment_times_s)
