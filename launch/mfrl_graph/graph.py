@@ -129,6 +129,7 @@ def build_graph(name: str, options: GraphOptions | None = None) -> GraphSpec:
             "replan_count": options.replan_count,
             "results_file": options.results_file,
             "timeout_s": options.mission_timeout_s,
+            "path_subscribers": 2 if options.bag_dir else 1,  # the recorder must not miss the first plan
         }
         nodes.append(
             NodeSpec(

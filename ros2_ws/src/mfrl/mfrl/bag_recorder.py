@@ -6,6 +6,7 @@ written as received (serialised CDR, no decoding). The bag is closed on shutdown
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from mfrl import qos
 from mfrl.configs import BagRecorderConfig
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
+
+PATH_TOPIC = "/waypoints"
+PATH_TOPIC_WAIT_S = 10.0
 
 
 def message_class(type_name: str) -> Any:
@@ -43,12 +47,23 @@ class BagRecorder(Node):
         self.writer.open()
         self.connections: dict[str, Any] = {}
         self.counts: dict[str, int] = {}
+        self.started = time.monotonic()
         self.create_timer(0.2, self.discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(f"recording {len(config.topics)} topics to {config.output_dir}")
 
     def discover(self) -> None:
-        """Subscribe to listed topics that have appeared."""
-        for name, types in self.get_topic_names_and_types():
+        """Subscribe to listed topics that have appeared.
+
+        The operator's path topic (`PATH_TOPIC`) is joined last, once every other listed topic is recorded
+        (or `PATH_TOPIC_WAIT_S` has passed): an operator that waits for this subscriber before sending a
+        course then knows that nothing of the flight is missed.
+        """
+        found = dict(self.get_topic_names_and_types())
+        others = [t for t in self.config.topics if t != PATH_TOPIC]
+        waited = time.monotonic() - self.started > PATH_TOPIC_WAIT_S
+        for name, types in found.items():
+            if name == PATH_TOPIC and not (waited or all(t in self.connections for t in others)):
+                continue
             if name in self.config.topics and name not in self.connections and types:
                 self.connections[name] = self.writer.add_connection(name, types[0], typestore=self.typestore)  # type: ignore[union-attr]
                 self.counts[name] = 0

@@ -211,6 +211,8 @@ class WaypointMissionConfig:
         seed: seed of the displacement directions.
         timeout_s: wall-clock limit of the mission (fails after it).
         results_file: JSON file the mission's events and figures are written to (empty: none).
+        path_subscribers: subscribers of its path topic to wait for before the first path (the replanner,
+            plus a recorder that must not miss the first plan).
     """
 
     course: list[float] = field(default_factory=list)
@@ -224,8 +226,10 @@ class WaypointMissionConfig:
     seed: int = 0
     timeout_s: float = 180.0
     results_file: str = ""
+    path_subscribers: int = 1
 
     def __post_init__(self) -> None:
+        _require(1 <= self.path_subscribers <= 100, "path_subscribers", self.path_subscribers, "in 1..100")
         _require(
             len(self.course) % 3 == 0 and _finite(self.course),
             "course",

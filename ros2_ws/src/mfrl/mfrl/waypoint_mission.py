@@ -116,7 +116,7 @@ class WaypointMission(Node):
         if time.monotonic() - self.began > config.timeout_s:
             self.finish(False, f"timed out after {config.timeout_s} s (wall)")
             return
-        if self.position is None or self.path_pub.get_subscription_count() == 0:
+        if self.position is None or self.path_pub.get_subscription_count() < config.path_subscribers:
             return
         if self.awaiting is not None:
             if time.monotonic() - self.awaiting["sent_wall"] > RESEND_AFTER_S:
