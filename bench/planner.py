@@ -34,7 +34,7 @@ import torch
 from numpy.typing import NDArray
 
 from mfplan.courses import random_course
-from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner
+from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner, calibrated_margin
 from mfplan.policy import TimeAllocationPolicy, encode_course, load_policy
 from minsnap import solve_min_snap
 from minsnap.allocation import optimise_segment_times, trapezoidal_times
@@ -167,7 +167,7 @@ def run(config: BenchConfig, checkpoint: Path | None) -> dict[str, Any]:
     """Run every part and assemble the result with targets and pass flags."""
     torch.set_num_threads(1)
     policy, policy_info = load_or_initialise(checkpoint)
-    margin = float(policy_info.get("metadata", {}).get("calibration", {}).get("safety_margin", 1.0))
+    margin = calibrated_margin(policy_info.get("metadata", {}))
     planner = CertifiedPlanner(policy, safety_margin=margin)  # as `CertifiedPlanner.from_checkpoint` builds it
     rng = np.random.default_rng(config.seed)
     courses = [random_course(rng, num_waypoints=NUM_WAYPOINTS) for _ in range(config.num_courses)]

@@ -11,6 +11,8 @@ from numpy.typing import NDArray
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
+from quadsim.rotations import quat_wxyz_to_matrix
+
 
 def _stamp_s(header: object) -> float:
     stamp = header.stamp  # type: ignore[attr-defined]
@@ -59,15 +61,9 @@ class FlightRecord:
         return common, np.linalg.norm(self.odom_position[odom_i] - self.ref_position[ref_i], axis=1)
 
 
-def _rotation(q: object) -> NDArray[np.float64]:
-    w, x, y, z = q.w, q.x, q.y, q.z  # type: ignore[attr-defined]
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+def _rotation(q: Any) -> NDArray[np.float64]:
+    """Body-to-world rotation of a geometry_msgs/Quaternion."""
+    return quat_wxyz_to_matrix(np.array([q.w, q.x, q.y, q.z], dtype=np.float64))
 
 
 def read_flight(bag_dir: str | Path) -> FlightRecord:

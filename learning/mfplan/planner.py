@@ -149,7 +149,7 @@ class CertifiedPlanner:
         """A planner with the policy of a checkpoint (`mfplan.policy.MissingCheckpointError` if there is none),
         and the checkpoint's calibrated `safety_margin` unless one is given."""
         policy, metadata = load_policy(path)
-        options.setdefault("safety_margin", float(metadata.get("calibration", {}).get("safety_margin", 1.0)))
+        options.setdefault("safety_margin", calibrated_margin(metadata))
         return cls(policy, vehicle, criteria, **options)
 
     @property
@@ -305,6 +305,11 @@ def _false_position(low: _Bracket, high: _Bracket) -> float:
     if math.isfinite(low.excess) and math.isfinite(high.excess) and low.excess > 0 >= high.excess:
         return low.x + low.excess * (high.x - low.x) / (low.excess - high.excess)
     return 0.5 * (low.x + high.x)
+
+
+def calibrated_margin(metadata: dict[str, Any]) -> float:
+    """The safety margin `mfrl calibrate` stored in a checkpoint's metadata (1 when it was never calibrated)."""
+    return float(metadata.get("calibration", {}).get("safety_margin", 1.0))
 
 
 def _path_is_scale_invariant(start: EndpointState | None) -> bool:
