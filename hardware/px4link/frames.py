@@ -1,0 +1,104 @@
+"""The one place where the project's frames meet PX4's.
+
+The project (and ROS, REP 103/105) uses world ENU (x east, y north, z up) and body FLU (x forward,
+y left, z up). PX4 and MAVLink use world NED (x north, y east, z down) and body FRD (x forward,
+y right, z down). Quaternions are scalar-first [w, x, y, z] and rotate body vectors into the world.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+# ENU <-> NED swaps x and y and negates z; the same matrix both ways (it is its own inverse).
+_ENU_NED = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+# FLU <-> FRD negates y and z (a rotation by pi about x); its own inverse too.
+_FLU_FRD = np.diag([1.0, -1.0, -1.0])
+
+
+def enu_to_ned(v: ArrayLike) -> NDArray[np.float64]:
+    """A world vector (position, velocity, acceleration) from ENU to NED; works on (..., 3) arrays."""
+    a = np.asarray(v, dtype=np.float64)
+    return np.stack([a[..., 1], a[..., 0], -a[..., 2]], axis=-1)
+
+
+def ned_to_enu(v: ArrayLike) -> NDArray[np.float64]:
+    """A world vector from NED to ENU; works on (..., 3) arrays."""
+    a = np.asarray(v, dtype=np.float64)
+    return np.stack([a[..., 1], a[..., 0], -a[..., 2]], axis=-1)
+
+
+def flu_to_frd(v: ArrayLike) -> NDArray[np.float64]:
+    """A body vector (angular rate, body velocity) from FLU to FRD; works on (..., 3) arrays."""
+    a = np.asarray(v, dtype=np.float64)
+    return np.stack([a[..., 0], -a[..., 1], -a[..., 2]], axis=-1)
+
+
+def frd_to_flu(v: ArrayLike) -> NDArray[np.float64]:
+    """A body vector from FRD to FLU; works on (..., 3) arrays."""
+    return flu_to_frd(v)
+
+
+def yaw_enu_to_ned(yaw_enu: float) -> float:
+    """Heading from ENU (0 = east, counter-clockwise) to NED (0 = north, clockwise), wrapped to (-pi, pi]."""
+    return wrap_angle(math.pi / 2.0 - yaw_enu)
+
+
+def yaw_ned_to_enu(yaw_ned: float) -> float:
+    """Heading from NED to ENU, wrapped to (-pi, pi]."""
+    return wrap_angle(math.pi / 2.0 - yaw_ned)
+
+
+def yaw_rate_enu_to_ned(rate_enu: float) -> float:
+    """A yaw rate about world up (ENU) as a rate about world down (NED)."""
+    return -rate_enu
+
+
+def wrap_angle(a: float) -> float:
+    """An angle wrapped to (-pi, pi]."""
+    w = math.remainder(a, 2.0 * math.pi)
+    return math.pi if w == -math.pi else w
+
+
+def _quat_to_matrix(q: NDArray[np.float64]) -> NDArray[np.float64]:
+    w, x, y, z = q / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
+def _matrix_to_quat(r: NDArray[np.float64]) -> NDArray[np.float64]:
+    # Shepperd's method; scalar part made non-negative.
+    trace = float(np.trace(r))
+    if trace > 0.0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = np.array([0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s])
+    else:
+        i = int(np.argmax(np.diag(r)))
+        j, k = (i + 1) % 3, (i + 2) % 3
+        s = 2.0 * math.sqrt(max(1.0 + r[i, i] - r[j, j] - r[k, k], 1e-300))
+        q = np.empty(4)
+        q[0] = (r[k, j] - r[j, k]) / s
+        q[1 + i] = 0.25 * s
+        q[1 + j] = (r[j, i] + r[i, j]) / s
+        q[1 + k] = (r[k, i] + r[i, k]) / s
+    q /= np.linalg.norm(q)
+    return q if q[0] >= 0 else -q
+
+
+def quat_enu_flu_to_ned_frd(q_wxyz: ArrayLike) -> NDArray[np.float64]:
+    """Attitude (body FLU -> world ENU) as PX4's attitude (body FRD -> world NED), [w, x, y, z]."""
+    r = _quat_to_matrix(np.asarray(q_wxyz, dtype=np.float64))
+    return _matrix_to_quat(_ENU_NED @ r @ _FLU_FRD)
+
+
+def quat_ned_frd_to_enu_flu(q_wxyz: ArrayLike) -> NDArray[np.float64]:
+    """PX4's attitude (body FRD -> world NED) as the project's (body FLU -> world ENU), [w, x, y, z]."""
+    r = _quat_to_matrix(np.asarray(q_wxyz, dtype=np.float64))
+    return _matrix_to_quat(_ENU_NED @ r @ _FLU_FRD)
