@@ -109,8 +109,16 @@ def mode_from_set_mode_params(param1: float, param2: float, param3: float) -> Px
 def mode_by_name(name: str) -> Px4Mode:
     """A mode by PX4's name ("OFFBOARD", "AUTO.LOITER", "HOLD" as an alias of AUTO.LOITER, ...)."""
     key = name.strip().upper()
-    aliases = {"HOLD": "AUTO.LOITER", "LOITER": "AUTO.LOITER", "LAND": "AUTO.LAND", "TAKEOFF": "AUTO.TAKEOFF",
-               "RTL": "AUTO.RTL", "MISSION": "AUTO.MISSION", "POSITION": "POSCTL", "ALTITUDE": "ALTCTL"}
+    aliases = {
+        "HOLD": "AUTO.LOITER",
+        "LOITER": "AUTO.LOITER",
+        "LAND": "AUTO.LAND",
+        "TAKEOFF": "AUTO.TAKEOFF",
+        "RTL": "AUTO.RTL",
+        "MISSION": "AUTO.MISSION",
+        "POSITION": "POSCTL",
+        "ALTITUDE": "ALTCTL",
+    }
     key = aliases.get(key, key)
     if key not in _BY_NAME:
         raise ValueError(f"unknown PX4 mode {name!r}; known: {sorted(_BY_NAME)}")
