@@ -1,0 +1,217 @@
+"""Byte transports under the MAVLink connection: UDP (listen or send), TCP client, serial (termios, no pyserial).
+
+Each reads with a timeout and writes without blocking for long; a write that cannot go out is counted, not raised,
+because a flight link must never stall the setpoint stream. UDP keeps datagram boundaries (`datagram = True`):
+the parser restarts at each datagram, so a truncated frame costs only itself.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import time
+from typing import Protocol
+
+from px4link.link_url import LinkUrl
+
+
+class LinkError(OSError):
+    """A link could not be opened (port in use, device missing, TCP peer down)."""
+
+
+class Transport(Protocol):
+    """What the connection needs from a link."""
+
+    datagram: bool
+    write_failures: int
+
+    def read(self, timeout_s: float) -> bytes:
+        """Bytes received within `timeout_s` (b"" when none)."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send bytes; failures are counted in `write_failures`."""
+        ...
+
+    def close(self) -> None:
+        """Release the link."""
+        ...
+
+
+class UdpTransport:
+    """UDP: `udpin` binds and replies to the last sender; `udpout` sends to a fixed address from an ephemeral port."""
+
+    datagram = True
+
+    def __init__(self, url: LinkUrl) -> None:
+        self.write_failures = 0
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self._listen = url.kind == "udpin"
+        self._remote: tuple[str, int] | None = None
+        try:
+            if self._listen:
+                self._sock.bind((url.host, url.port))
+            else:
+                self._remote = (socket.gethostbyname(url.host), url.port)
+                self._sock.bind(("0.0.0.0", 0))
+        except OSError as exc:
+            self._sock.close()
+            raise LinkError(f"cannot open UDP link {url}: {exc}") from exc
+        self._sock.setblocking(False)
+
+    @property
+    def local_port(self) -> int:
+        """The bound local port (useful with udpout, whose port is ephemeral)."""
+        return int(self._sock.getsockname()[1])
+
+    def read(self, timeout_s: float) -> bytes:
+        ready, _, _ = select.select([self._sock], [], [], timeout_s)
+        if not ready:
+            return b""
+        try:
+            data, address = self._sock.recvfrom(65535)
+        except (BlockingIOError, ConnectionRefusedError, InterruptedError):
+            return b""
+        except OSError:
+            return b""
+        if self._listen:
+            self._remote = address
+        return data
+
+    def write(self, data: bytes) -> None:
+        if self._remote is None:
+            self.write_failures += 1  # udpin before the vehicle has spoken: nowhere to send
+            return
+        try:
+            self._sock.sendto(data, self._remote)
+        except OSError:
+            self.write_failures += 1
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class TcpTransport:
+    """TCP client; a lost connection is re-opened on the next read (at most once a second)."""
+
+    datagram = False
+
+    def __init__(self, url: LinkUrl) -> None:
+        self.write_failures = 0
+        self._address = (url.host, url.port)
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._next_retry_s = 0.0
+        try:
+            self._sock = socket.create_connection(self._address, timeout=2.0)
+        except OSError as exc:
+            raise LinkError(f"cannot connect to TCP {url}: {exc}") from exc
+        self._sock.setblocking(False)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _reconnect(self) -> None:
+        now = time.monotonic()
+        if now < self._next_retry_s:
+            time.sleep(0.05)
+            return
+        self._next_retry_s = now + 1.0
+        try:
+            sock = socket.create_connection(self._address, timeout=0.5)
+        except OSError:
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self._sock = sock
+
+    def read(self, timeout_s: float) -> bytes:
+        sock = self._sock
+        if sock is None:
+            self._reconnect()
+            return b""
+        ready, _, _ = select.select([sock], [], [], timeout_s)
+        if not ready:
+            return b""
+        try:
+            data = sock.recv(65535)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError:
+            data = b""
+        if not data:
+            with self._lock:
+                self._sock = None
+            sock.close()
+        return data
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            sock = self._sock
+        if sock is None:
+            self.write_failures += 1
+            return
+        try:
+            sock.sendall(data)
+        except OSError:
+            self.write_failures += 1
+
+    def close(self) -> None:
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+
+class SerialTransport:
+    """A serial device in raw mode at the URL's baud rate (termios; Linux and macOS)."""
+
+    datagram = False
+
+    def __init__(self, url: LinkUrl) -> None:
+        import termios
+        import tty
+
+        self.write_failures = 0
+        try:
+            self._fd = os.open(url.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise LinkError(f"cannot open serial device {url.device}: {exc}") from exc
+        try:
+            tty.setraw(self._fd)
+            attrs = termios.tcgetattr(self._fd)
+            speed = getattr(termios, f"B{url.baud}")
+            attrs[4] = attrs[5] = speed
+            termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
+        except (termios.error, AttributeError) as exc:
+            os.close(self._fd)
+            raise LinkError(f"cannot set {url.device} to {url.baud} baud: {exc}") from exc
+
+    def read(self, timeout_s: float) -> bytes:
+        ready, _, _ = select.select([self._fd], [], [], timeout_s)
+        if not ready:
+            return b""
+        try:
+            return os.read(self._fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            return b""
+
+    def write(self, data: bytes) -> None:
+        try:
+            os.write(self._fd, data)
+        except OSError:
+            self.write_failures += 1
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def open_transport(url: LinkUrl) -> Transport:
+    """Open the transport a parsed URL names; raises LinkError when it cannot."""
+    if url.kind in ("udpin", "udpout"):
+        return UdpTransport(url)
+    if url.kind == "tcp":
+        return TcpTransport(url)
+    return SerialTransport(url)
