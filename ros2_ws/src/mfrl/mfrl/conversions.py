@@ -1,9 +1,7 @@
 """Messages to and from the libraries' arrays: waypoint paths, sampled trajectories, odometry, markers, status.
 
 Pure functions of messages; no node, no I/O. Frames: ENU world, FLU body (REP 103); odometry twist in
-the body frame (REP 105). A MultiDOFJointTrajectory point holds one transform (position, yaw as a
-quaternion about z), one twist (world-frame velocity, yaw rate in angular.z) and one acceleration
-(world-frame acceleration, yaw acceleration in angular.z).
+the body frame (REP 105). The trajectory message is written and read as bytes by `mfrl.trajectory_wire`.
 """
 
 from __future__ import annotations
@@ -16,16 +14,14 @@ import numpy as np
 from builtin_interfaces.msg import Duration as DurationMsg
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, PoseStamped, Transform, Twist
+from geometry_msgs.msg import Point, PoseStamped
 from nav_msgs.msg import Odometry, Path
 from numpy.typing import NDArray
 from std_msgs.msg import ColorRGBA
-from trajectory_msgs.msg import MultiDOFJointTrajectory, MultiDOFJointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from minsnap import TrajectoryInputError
 from quadsim.mujoco_vehicle import VehicleState
-from quadsim.sampled_trajectory import SampledTrajectory
 
 
 class CourseError(TrajectoryInputError):
@@ -120,61 +116,6 @@ def path_from_points(points: NDArray[np.float64], frame_id: str, stamp: Time) ->
         poses.append(pose)
     msg.poses = poses
     return msg
-
-
-def trajectory_message(sampled: SampledTrajectory, frame_id: str, stamp: Time) -> MultiDOFJointTrajectory:
-    """The sampled trajectory as a MultiDOFJointTrajectory (one joint, `base_link`) starting at `stamp`."""
-    msg = MultiDOFJointTrajectory()
-    msg.header.frame_id = frame_id
-    msg.header.stamp = stamp
-    msg.joint_names = ["base_link"]
-    values = sampled.values.tolist()
-    points = []
-    for k, t in enumerate(sampled.times_s.tolist()):
-        point = MultiDOFJointTrajectoryPoint()
-        (x, y, z, yaw), (vx, vy, vz, yaw_rate), (ax, ay, az, yaw_accel) = values[0][k], values[1][k], values[2][k]
-        transform = Transform()
-        translation = transform.translation
-        translation.x, translation.y, translation.z = x, y, z
-        transform.rotation.z, transform.rotation.w = math.sin(0.5 * yaw), math.cos(0.5 * yaw)
-        velocity = Twist()
-        linear = velocity.linear
-        linear.x, linear.y, linear.z = vx, vy, vz
-        velocity.angular.z = yaw_rate
-        acceleration = Twist()
-        linear = acceleration.linear
-        linear.x, linear.y, linear.z = ax, ay, az
-        acceleration.angular.z = yaw_accel
-        point.transforms, point.velocities, point.accelerations = [transform], [velocity], [acceleration]
-        ns = round(t * 1e9)
-        point.time_from_start.sec, point.time_from_start.nanosec = ns // 1_000_000_000, ns % 1_000_000_000
-        points.append(point)
-    msg.points = points
-    return msg
-
-
-def sampled_from_message(msg: MultiDOFJointTrajectory) -> SampledTrajectory:
-    """Read a MultiDOFJointTrajectory back (yaw unwrapped along the samples).
-
-    Raises:
-        ValueError: fewer than 2 points, a point without transform/velocity/acceleration, or bad times.
-    """
-    count = len(msg.points)
-    if count < 2:
-        raise ValueError(f"a trajectory needs at least 2 points, got {count}")
-    times = np.empty(count)
-    values = np.empty((3, count, 4))
-    for k, point in enumerate(msg.points):
-        if not (point.transforms and point.velocities and point.accelerations):
-            raise ValueError(f"trajectory point {k} lacks a transform, velocity or acceleration")
-        times[k] = point.time_from_start.sec + 1e-9 * point.time_from_start.nanosec
-        tr, vel, acc = point.transforms[0], point.velocities[0], point.accelerations[0]
-        q = tr.rotation
-        values[0, k] = (tr.translation.x, tr.translation.y, tr.translation.z, yaw_from_quaternion(q.w, q.x, q.y, q.z))
-        values[1, k] = (vel.linear.x, vel.linear.y, vel.linear.z, vel.angular.z)
-        values[2, k] = (acc.linear.x, acc.linear.y, acc.linear.z, acc.angular.z)
-    values[0, :, 3] = np.unwrap(values[0, :, 3])
-    return SampledTrajectory(times_s=times - times[0], values=values)
 
 
 def odometry_message(state: VehicleState, frame_id: str, child_frame_id: str, stamp: Time) -> Odometry:

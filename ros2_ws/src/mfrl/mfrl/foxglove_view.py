@@ -16,9 +16,10 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from mfrl import qos
 from mfrl.configs import FoxgloveViewConfig
-from mfrl.conversions import sampled_from_message, speed_colour, stamp_to_ns
+from mfrl.conversions import speed_colour, stamp_to_ns
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
+from mfrl.trajectory_wire import WireFormatError, read_trajectory
 
 try:
     import foxglove
@@ -48,7 +49,7 @@ class FoxgloveView(Node):
         self.trail: deque[fox.Pose] = deque(maxlen=config.trail_length)
         self.next_pose_ns = 0
         self.create_subscription(Odometry, "odom", self.on_odometry, qos.SENSOR)
-        self.create_subscription(MultiDOFJointTrajectory, "trajectory", self.on_trajectory, qos.LATCHED)
+        self.create_subscription(MultiDOFJointTrajectory, "trajectory", self.on_trajectory, qos.LATCHED, raw=True)
         self.get_logger().info(f"Foxglove: connect to ws://{config.host}:{self.server.port}")
 
     def on_odometry(self, msg: Odometry) -> None:
@@ -66,10 +67,14 @@ class FoxgloveView(Node):
         self.vehicle.log(fox.PoseInFrame(timestamp=stamp, frame_id=self.config.frame_id, pose=pose))
         self.flown.log(fox.PosesInFrame(timestamp=stamp, frame_id=self.config.frame_id, poses=list(self.trail)))
 
-    def on_trajectory(self, msg: MultiDOFJointTrajectory) -> None:
+    def on_trajectory(self, data: bytes) -> None:
         """The plan as a line coloured by speed."""
-        plan = sampled_from_message(msg)
-        positions, speeds = plan.positions(), plan.speeds_m_s()
+        try:
+            wire = read_trajectory(data)
+        except (WireFormatError, ValueError) as exc:
+            self.get_logger().error(f"trajectory not shown: {exc}")
+            return
+        positions, speeds = wire.sampled.positions(), wire.sampled.speeds_m_s()
         top = float(np.max(speeds, initial=0.0))
         colours = [speed_colour(float(s), top) for s in speeds]
         line = fox.LinePrimitive(
@@ -79,7 +84,7 @@ class FoxgloveView(Node):
             colors=[fox.Color(r=c.r, g=c.g, b=c.b, a=1.0) for c in colours],
         )
         entity = fox.SceneEntity(
-            timestamp=_timestamp(stamp_to_ns(msg.header.stamp)), frame_id=self.config.frame_id, id="plan", lines=[line]
+            timestamp=_timestamp(wire.stamp_ns), frame_id=self.config.frame_id, id="plan", lines=[line]
         )
         self.plan.log(fox.SceneUpdate(entities=[entity]))
 

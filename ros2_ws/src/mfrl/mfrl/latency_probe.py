@@ -26,6 +26,7 @@ from mfrl.configs import LatencyProbeConfig
 from mfrl.conversions import path_from_points, stamp_to_ns
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
+from mfrl.trajectory_wire import read_trajectory
 
 FIRST_STAMP_S = 1000
 
@@ -50,14 +51,14 @@ class LatencyProbe(Node):
         self.replanner_ms: dict[int, float] = {}
         self.errors: list[str] = []
         self.publisher = self.create_publisher(Path, "waypoints", qos.REQUEST)
-        self.create_subscription(MultiDOFJointTrajectory, "trajectory", self.on_trajectory, qos.LATCHED)
+        self.create_subscription(MultiDOFJointTrajectory, "trajectory", self.on_trajectory, qos.LATCHED, raw=True)
         self.create_subscription(DiagnosticStatus, "replanner_status", self.on_status, qos.REQUEST)
         self.create_timer(0.002, self.on_timer, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
-    def on_trajectory(self, msg: MultiDOFJointTrajectory) -> None:
-        """Time the path this trajectory answers."""
+    def on_trajectory(self, data: bytes) -> None:
+        """Time the path this trajectory answers, read in full as a follower reads it."""
+        stamp_ns = read_trajectory(data).stamp_ns
         received = time.perf_counter()
-        stamp_ns = stamp_to_ns(msg.header.stamp)
         if stamp_ns == self.awaiting_ns:
             self.latencies_ms[stamp_ns] = 1e3 * (received - self.sent_at)
             self.awaiting_ns = None

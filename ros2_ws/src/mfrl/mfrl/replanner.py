@@ -39,10 +39,10 @@ from mfrl.conversions import (
     odometry_state,
     path_from_points,
     plan_markers,
-    trajectory_message,
 )
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
+from mfrl.trajectory_wire import write_trajectory
 from minsnap import EndpointState, Trajectory, TrajectoryInputError
 from quadsim.sampled_trajectory import SampledTrajectory
 
@@ -205,9 +205,9 @@ class Replanner(LifecycleNode):
         result = self.planner.plan(points, start)
         if not result.feasible or result.trajectory is None:
             raise CourseError(f"no feasible trajectory: {result.reason}")
-        stamp = ns_to_stamp(plan_ns)
         sampled = SampledTrajectory.from_trajectory(result.trajectory, config.samples_per_segment)
-        self.trajectory_pub.publish(trajectory_message(sampled, config.frame_id, stamp))
+        self.trajectory_pub.publish(write_trajectory(sampled, config.frame_id, plan_ns))  # CDR bytes, built directly
+        stamp = ns_to_stamp(plan_ns)
         latency_ms = 1e3 * (time.perf_counter() - received)
         self.waypoints, self.trajectory, self.plan_stamp_ns = points, result.trajectory, plan_ns
         if config.publish_viewer_topics:  # after this callback: the trajectory goes out first, alone

@@ -17,9 +17,10 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from mfrl import qos
 from mfrl.configs import TrackerConfig
-from mfrl.conversions import diagnostic_status, odometry_state, sampled_from_message, stamp_to_ns
+from mfrl.conversions import diagnostic_status, odometry_state
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
+from mfrl.trajectory_wire import WireFormatError, read_trajectory
 from quadsim.controller import SE3Controller, SE3Gains
 from quadsim.follower import FollowerConfig, TrajectoryFollower
 from quadsim.rotations import yaw_of
@@ -47,7 +48,8 @@ class Tracker(Node):
         self.reference_pub = self.create_publisher(Odometry, "~/reference", qos.REQUEST)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.REQUEST)
         self.create_subscription(Odometry, "odom", self.on_odometry, qos.SENSOR)
-        self.create_subscription(MultiDOFJointTrajectory, "trajectory", self.on_trajectory, qos.LATCHED)
+        # Raw: the trajectory is read straight from its CDR bytes (see mfrl.trajectory_wire).
+        self.create_subscription(MultiDOFJointTrajectory, "trajectory", self.on_trajectory, qos.LATCHED, raw=True)
         self.create_timer(self.params.config.diagnostics_period_s, self.publish_diagnostics)
 
     def apply_config(self, config: TrackerConfig) -> None:
@@ -64,15 +66,15 @@ class Tracker(Node):
         if hasattr(self, "follower"):
             self.follower.config = self.follower_config
 
-    def on_trajectory(self, msg: MultiDOFJointTrajectory) -> None:
+    def on_trajectory(self, data: bytes) -> None:
         """Switch to a new plan (or keep it until the first odometry gives the time)."""
         try:
-            plan = sampled_from_message(msg)
-        except ValueError as exc:
+            wire = read_trajectory(data)
+        except (WireFormatError, ValueError) as exc:
             self.get_logger().error(f"trajectory refused: {exc}")
             self.refused += 1
             return
-        self.pending = (plan, stamp_to_ns(msg.header.stamp))
+        self.pending = (wire.sampled, wire.stamp_ns)
         if self.now_ns:
             self.take_pending()
 
