@@ -1,0 +1,376 @@
+"""`Px4Bridge`: one object that flies a PX4 vehicle from a companion computer (no ROS imports; a node wraps it).
+
+Threads: the link's receive and heartbeat threads, the setpoint streamer, a supervisor that runs the failsafe
+monitor at `check_rate_hz`, and an action worker that sends the commands failsafes call for (so a slow ACK never
+delays failsafe detection). Every method is safe to call from any thread. Events (failsafes, offboard state changes,
+failsafe actions) go to listeners added with `add_listener`, and the last few are kept (`recent_events`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from flightkit.logs import get_logger
+from px4link import px4_modes
+from px4link.commands import CommandError, CommandResult, CommandSender
+from px4link.config import BridgeConfig
+from px4link.connection import LinkCounters, MavlinkConnection
+from px4link.failsafes import FailsafeEvent, FailsafeInputs, FailsafeKind, FailsafeMonitor
+from px4link.offboard import OffboardState, OffboardStateMachine, OffboardTransition, SetpointStreamer
+from px4link.params import ParamClient
+from px4link.preflight import PreflightFailed, PreflightReport, run_preflight
+from px4link.setpoints import PositionTargetNed, TrajectoryLike, hold_target, target_from_derivatives
+from px4link.telemetry import TelemetrySnapshot, TelemetryStore, parse_status
+
+_LOG = get_logger("px4link.bridge")
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    """A command the bridge sent on its own (a failsafe's hold or land) and how it went."""
+
+    action: str
+    ok: bool
+    detail: str
+    time_s: float
+    cause: FailsafeKind | None
+
+
+BridgeEvent = FailsafeEvent | OffboardTransition | ActionEvent
+BridgeListener = Callable[[BridgeEvent], None]
+
+
+class OffboardError(RuntimeError):
+    """Offboard could not be started (no position to hold, mode refused, never confirmed)."""
+
+
+@dataclass(frozen=True)
+class BridgeCounters:
+    """Counters a person looks at when something is off."""
+
+    link: LinkCounters
+    command_retries: int
+    command_timeouts: int
+    command_rejections: int
+    param_retries: int
+    setpoints_sent: int
+    streamer_overruns: int
+    failsafe_events: int
+    listener_errors: int
+
+
+class Px4Bridge:
+    """The bridge (see the module docstring). `start()`, fly, `stop()`; or use it as a context manager."""
+
+    def __init__(self, config: BridgeConfig | None = None) -> None:
+        self.config = config or BridgeConfig()
+        link = self.config.link
+        self.connection = MavlinkConnection(link)
+        self.telemetry_store = TelemetryStore(link.vehicle_system_id, link.vehicle_component_id)
+        self.connection.subscribe(self.telemetry_store.update)
+        self.connection.subscribe(self._on_heartbeat, "HEARTBEAT")
+        self.commands = CommandSender(self.connection, self.config.commands)
+        self.params = ParamClient(self.connection, self.config.commands)
+        offboard = self.config.offboard
+        self.offboard = OffboardStateMachine(offboard.priming_s, offboard.rate_hz)
+        self.offboard.add_listener(self._emit)
+        self.streamer = SetpointStreamer(
+            self.connection,
+            self._setpoint,
+            offboard.rate_hz,
+            enabled=lambda: self.offboard.streaming,
+            on_sent=self._on_setpoint_sent,
+        )
+        self.monitor = FailsafeMonitor(self.config.failsafes)
+        self._plan_lock = threading.Lock()
+        self._trajectory: TrajectoryLike | None = None
+        self._trajectory_start_s = 0.0
+        self._trajectory_end_s: float | None = None
+        self._hold: PositionTargetNed | None = None
+        self._last_safe: PositionTargetNed | None = None
+        self._last_setpoint_enu: tuple[float, float, float] | None = None
+        self._setpoints_sent = 0
+        self._listeners: list[BridgeListener] = []
+        self._recent: deque[BridgeEvent] = deque(maxlen=200)
+        self._failsafe_events = 0
+        self._lost_in_flight = False
+        self._listener_errors = 0
+        self._actions: queue.Queue[tuple[str, FailsafeKind | None] | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ---- life cycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> Px4Bridge:
+        """Open the link and start the threads; raises LinkError when the link cannot open."""
+        self.connection.start()
+        self._stop.clear()
+        self.streamer.start()
+        for target, name in ((self._supervise, "px4link-failsafes"), (self._act, "px4link-actions")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Stop streaming and every thread, and close the link (idempotent)."""
+        self.offboard.stop(time.monotonic(), "bridge stopped")
+        self._stop.set()
+        self._actions.put(None)
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        self._threads.clear()
+        self.streamer.stop()
+        self.connection.close()
+
+    def __enter__(self) -> Px4Bridge:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def wait_vehicle(self, timeout_s: float = 5.0) -> bool:
+        """Wait for the vehicle's first heartbeat."""
+        return self.connection.wait_vehicle(timeout_s)
+
+    # ---- events -----------------------------------------------------------------------------------------------
+
+    def add_listener(self, callback: BridgeListener) -> None:
+        """Call `callback(event)` for each failsafe, offboard state change and failsafe action (bridge threads)."""
+        self._listeners.append(callback)
+
+    def recent_events(self) -> list[BridgeEvent]:
+        """The last events (up to 200), oldest first."""
+        return list(self._recent)
+
+    def _emit(self, event: BridgeEvent) -> None:
+        self._recent.append(event)
+        for callback in list(self._listeners):
+            try:
+                callback(event)
+            except Exception as exc:
+                self._listener_errors += 1
+                _LOG.warning("bridge listener raised %s: %s", type(exc).__name__, exc)
+
+    # ---- telemetry and checks ---------------------------------------------------------------------------------
+
+    def telemetry(self) -> TelemetrySnapshot:
+        """The latest telemetry (ENU/FLU)."""
+        return self.telemetry_store.snapshot()
+
+    def preflight(self) -> PreflightReport:
+        """Run the pre-flight check (reads parameters: takes up to a few seconds on a bad link)."""
+        timeout = self.config.preflight.param_timeout_s
+        return run_preflight(
+            self.telemetry(),
+            self.connection.vehicle_heartbeat_age_s(),
+            lambda name: self.params.read(name, timeout_s=timeout, retries=2),
+            self.config.preflight,
+            self.config.failsafes,
+        )
+
+    def counters(self) -> BridgeCounters:
+        """A snapshot of every counter."""
+        return BridgeCounters(
+            link=self.connection.counters(),
+            command_retries=self.commands.retries_sent,
+            command_timeouts=self.commands.timeouts,
+            command_rejections=self.commands.rejections,
+            param_retries=self.params.retries_sent,
+            setpoints_sent=self._setpoints_sent,
+            streamer_overruns=self.streamer.overruns,
+            failsafe_events=self._failsafe_events,
+            listener_errors=self._listener_errors,
+        )
+
+    # ---- commands ---------------------------------------------------------------------------------------------
+
+    def arm(self, force: bool = False) -> CommandResult:
+        """Arm after a passing pre-flight check (raises PreflightFailed with the reasons); `force` skips both checks."""
+        if not force:
+            report = self.preflight()
+            if not report.ok:
+                _LOG.warning("arming refused:\n%s", report.summary())
+                raise PreflightFailed(report)
+        return self.commands.arm(force=force)
+
+    def disarm(self, force: bool = False) -> CommandResult:
+        """Disarm (`force` also in flight: the vehicle falls)."""
+        self.offboard.stop(time.monotonic(), "disarm")
+        return self.commands.disarm(force=force)
+
+    def takeoff(self, altitude_m: float | None = None) -> CommandResult:
+        """Take off to `altitude_m` (default: config.takeoff_altitude_m) in PX4's takeoff mode."""
+        return self.commands.takeoff(self.config.takeoff_altitude_m if altitude_m is None else altitude_m)
+
+    def land(self) -> CommandResult:
+        """Land where the vehicle is; the setpoint stream stops once PX4 accepted."""
+        result = self.commands.land()
+        self.offboard.stop(time.monotonic(), "land commanded")
+        return result
+
+    def hold(self) -> CommandResult:
+        """Hold position (AUTO.LOITER); the setpoint stream stops once PX4 accepted."""
+        result = self.commands.hold()
+        self.offboard.stop(time.monotonic(), "hold commanded")
+        return result
+
+    def set_mode(self, mode: px4_modes.Px4Mode | str) -> CommandResult:
+        """Switch to a PX4 mode by value or name (OFFBOARD: use start_offboard, which primes the stream first)."""
+        target = px4_modes.mode_by_name(mode) if isinstance(mode, str) else mode
+        if target == px4_modes.OFFBOARD:
+            raise OffboardError("use start_offboard(): PX4 needs a setpoint stream before OFFBOARD")
+        return self.commands.set_mode(target)
+
+    # ---- offboard ---------------------------------------------------------------------------------------------
+
+    def follow(self, trajectory: TrajectoryLike, start_monotonic_s: float) -> None:
+        """Follow `trajectory` (ENU, `derivatives(t_s)`), its t = 0 at `start_monotonic_s` (time.monotonic())."""
+        probe = np.asarray(trajectory.derivatives(0.0))
+        if probe.ndim != 2 or probe.shape[0] < 3 or probe.shape[1] != 4:
+            raise ValueError(f"trajectory.derivatives(t) must return (>=3) x 4, got shape {probe.shape}")
+        duration = getattr(trajectory, "duration_s", None)
+        with self._plan_lock:
+            self._trajectory = trajectory
+            self._trajectory_start_s = float(start_monotonic_s)
+            self._trajectory_end_s = None if duration is None else float(start_monotonic_s) + float(duration)
+        self.monitor.reset(FailsafeKind.TRAJECTORY_STALE)
+        self.monitor.reset(FailsafeKind.GEOFENCE_SETPOINT)
+
+    def hold_here(self) -> None:
+        """Stream a hold at the vehicle's current position and heading (drops the trajectory)."""
+        snapshot = self.telemetry()
+        if snapshot.local_position is None:
+            raise OffboardError("no LOCAL_POSITION_NED from the vehicle: no position to hold")
+        yaw = snapshot.attitude.yaw_enu_rad if snapshot.attitude is not None else 0.0
+        with self._plan_lock:
+            self._trajectory = None
+            self._trajectory_end_s = None
+            self._hold = hold_target(snapshot.local_position.position_enu_m, yaw)
+
+    def start_offboard(self, timeout_s: float = 5.0) -> None:
+        """Stream setpoints for `priming_s`, then ask for OFFBOARD and wait until the heartbeat confirms it.
+
+        Without a trajectory (follow) the stream holds the current position. Raises OffboardError or CommandError.
+        """
+        with self._plan_lock:
+            need_hold = self._trajectory is None
+        if need_hold:
+            self.hold_here()
+        now = time.monotonic()
+        self.offboard.start(now)
+        deadline = now + self.config.offboard.priming_s + timeout_s
+        while not self.offboard.primed(time.monotonic()):
+            if time.monotonic() > deadline or not self.offboard.streaming:
+                raise OffboardError(f"setpoint stream did not prime (state {self.offboard.state.value})")
+            time.sleep(0.01)
+        self.offboard.begin_request(time.monotonic())
+        try:
+            self.commands.set_mode(px4_modes.OFFBOARD)
+        except CommandError as exc:
+            self.offboard.request_refused(time.monotonic(), str(exc))
+            raise
+        confirm_by = time.monotonic() + self.config.offboard.mode_confirm_timeout_s
+        while self.offboard.state == OffboardState.REQUESTING and time.monotonic() < confirm_by:
+            time.sleep(0.01)
+        if self.offboard.state != OffboardState.ACTIVE:
+            self.offboard.request_refused(time.monotonic(), "OFFBOARD accepted but never shown in the heartbeat")
+            raise OffboardError("the vehicle accepted OFFBOARD but its heartbeat never showed it")
+
+    def stop_offboard(self) -> None:
+        """Stop streaming (PX4 then applies its offboard-loss action after COM_OF_LOSS_T: prefer hold() or land())."""
+        self.offboard.stop(time.monotonic(), "stop_offboard")
+
+    # ---- internals --------------------------------------------------------------------------------------------
+
+    def _on_heartbeat(self, msg: Any) -> None:
+        link = self.config.link
+        if msg.get_srcSystem() != link.vehicle_system_id or msg.get_srcComponent() != link.vehicle_component_id:
+            return
+        status = parse_status(msg)
+        self.offboard.on_vehicle_mode(status.mode == px4_modes.OFFBOARD, time.monotonic())
+
+    def _on_setpoint_sent(self, now_s: float) -> None:
+        self._setpoints_sent += 1
+        self.offboard.on_setpoint_sent(now_s)
+
+    def _setpoint(self, now_s: float) -> PositionTargetNed | None:
+        with self._plan_lock:
+            trajectory, start, hold = self._trajectory, self._trajectory_start_s, self._hold
+        if trajectory is None:
+            target = hold
+        else:
+            target = target_from_derivatives(trajectory.derivatives(now_s - start), self.config.offboard.send_yaw_rate)
+        if target is None:
+            return None
+        position = target.position_enu_m
+        self._last_setpoint_enu = position
+        fence = self.config.failsafes.geofence
+        if fence is not None and not fence.contains(position):
+            return self._last_safe  # never command a point outside the fence; the monitor calls for a hold
+        self._last_safe = target
+        return target
+
+    def _inputs(self, now_s: float) -> FailsafeInputs:
+        snapshot = self.telemetry()
+        with self._plan_lock:
+            end = self._trajectory_end_s
+        streaming = self.offboard.streaming
+        return FailsafeInputs(
+            now_s=now_s,
+            link_age_s=self.connection.vehicle_message_age_s(now_s),
+            position_enu_m=snapshot.local_position.position_enu_m if snapshot.local_position is not None else None,
+            setpoint_enu_m=self._last_setpoint_enu if streaming else None,
+            battery_fraction=snapshot.battery.remaining_fraction if snapshot.battery is not None else None,
+            trajectory_end_age_s=None if end is None else now_s - end,
+            offboard=streaming,
+            armed=bool(snapshot.status is not None and snapshot.status.armed),
+        )
+
+    def _supervise(self) -> None:
+        period = 1.0 / self.config.failsafes.check_rate_hz
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for event in self.monitor.evaluate(self._inputs(now)):
+                self._handle(event)
+            deadline += period
+            if deadline < now:
+                deadline = now + period
+            self._stop.wait(max(0.0, deadline - time.monotonic()))
+
+    def _handle(self, event: FailsafeEvent) -> None:
+        self._failsafe_events += 1
+        _LOG.warning("failsafe %s: %s -> %s", event.kind.value, event.detail, event.action)
+        act = event.action in ("hold", "land")
+        if event.kind == FailsafeKind.LINK_LOST:
+            status = self.telemetry().status
+            self._lost_in_flight = self.offboard.streaming or bool(status is not None and status.armed)
+            self.offboard.link_lost(event.time_s)
+        elif event.kind == FailsafeKind.LINK_RESTORED:
+            act = act and self._lost_in_flight  # a vehicle idle on the ground is left alone
+        self._emit(event)
+        if act:
+            self._actions.put((event.action, event.kind))
+
+    def _act(self) -> None:
+        while True:
+            item = self._actions.get()
+            if item is None or self._stop.is_set():
+                return
+            action, cause = item
+            try:
+                result = self.commands.land() if action == "land" else self.commands.hold()
+                ok, detail = True, f"{action} accepted after {result.attempts} attempt(s)"
+            except CommandError as exc:
+                ok, detail = False, str(exc)
+            self.offboard.stop(time.monotonic(), f"failsafe {cause.value if cause else ''}: {action}")
+            self._emit(ActionEvent(action, ok, detail, time.monotonic(), cause))
