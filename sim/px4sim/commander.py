@@ -1,0 +1,389 @@
+"""PX4's commander and navigator as the simulated vehicle follows them: arming, modes, failsafes, auto flight.
+
+Time is passed in (`now_s`, the vehicle's clock); nothing here touches a socket. Events go out as
+(severity, text) through `emit`, which the MAVLink side sends as STATUSTEXT.
+
+Rules kept from PX4's documentation:
+- Arming checks: estimator healthy, battery above BAT_LOW_THR, inside the geofence, no failsafe
+  active, and in OFFBOARD a live setpoint stream. Force (param2 = 21196) skips them. Disarming in
+  the air is refused unless forced.
+- OFFBOARD is only entered while setpoints arrive (the last within COM_OF_LOSS_T and at least two in
+  the last second, i.e. > 2 Hz). With none for COM_OF_LOSS_T, armed, the COM_OBL_RC_ACT action runs
+  (0 position, 1 altitude, 2 manual: these need RC, which this vehicle lacks, so it holds; 3 return,
+  4 land, 5 hold, 6 terminate, 7 disarm). The vehicle never goes back to OFFBOARD by itself.
+- Data link (heartbeats from a ground station or companion) silent for COM_DL_LOSS_T while armed:
+  NAV_DLL_ACT (0 off, 1 hold, 2 return, 3 land, 5 terminate, 6 disarm).
+- Geofence breach (GF_MAX_HOR_DIST / GF_MAX_VER_DIST from home, 0 = off): GF_ACTION (0 none,
+  1 warning, 2 hold, 3 return, 4 terminate, 5 land).
+- Battery below BAT_LOW_THR / BAT_CRIT_THR / BAT_EMERGEN_THR: warnings; COM_LOW_BAT_ACT 2 lands at
+  critical, 3 returns at critical and lands at emergency.
+- Takeoff climbs to MIS_TAKEOFF_ALT (or the command's altitude) then holds (AUTO.LOITER); land
+  descends at MPC_LAND_SPEED; landed for COM_DISARM_LAND s disarms; armed without taking off for
+  COM_DISARM_PRFLT s disarms. Return climbs to RTL_RETURN_ALT, flies home, lands.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from px4link import px4_modes
+from px4link.px4_modes import MainMode, Px4Mode
+from px4sim.battery import Battery
+from px4sim.flight import FlightModel
+from px4sim.navigator import Carrot
+from px4sim.params import ParamStore
+from px4sim.setpoints import OffboardSetpoint, OffboardTracker
+from quadsim.controller import Reference
+from quadsim.rotations import yaw_of
+
+# MAV_RESULT and MAV_SEVERITY values.
+ACCEPTED, TEMPORARILY_REJECTED, DENIED, UNSUPPORTED, FAILED = 0, 1, 2, 3, 4
+CRITICAL, WARNING, NOTICE, INFO = 2, 4, 5, 6
+FORCE_MAGIC = 21196
+
+TERMINATION = Px4Mode(MainMode.TERMINATION)
+_NEEDS_RC = {
+    MainMode.MANUAL,
+    MainMode.ALTCTL,
+    MainMode.POSCTL,
+    MainMode.ACRO,
+    MainMode.STABILIZED,
+    MainMode.RATTITUDE_LEGACY,
+    MainMode.SIMPLE,
+}
+_USER_MODES = {px4_modes.OFFBOARD, px4_modes.HOLD, px4_modes.TAKEOFF, px4_modes.LAND, px4_modes.RTL}
+
+Emit = Callable[[int, str], None]
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    """The outcome of an arm or disarm request: MAV_RESULT and, when refused, why."""
+
+    result: int
+    reason: str = ""
+
+
+class Commander:
+    """Arming state, flight mode, failsafes and the reference each mode flies (see the module docstring)."""
+
+    def __init__(
+        self,
+        params: ParamStore,
+        flight: FlightModel,
+        battery: Battery,
+        home_enu: NDArray[np.float64],
+        default_mode: Px4Mode,
+        emit: Emit,
+    ) -> None:
+        self.params = params
+        self.flight = flight
+        self.battery = battery
+        self.home_enu = np.asarray(home_enu, dtype=np.float64)
+        self.default_mode = default_mode
+        self.emit = emit
+        self.estimator_ok = True
+        self.reset(0.0)
+
+    def reset(self, now_s: float) -> None:
+        """Boot state: disarmed on the ground at home, default mode, no failsafe."""
+        self.armed = False
+        self.mode = self.default_mode
+        self.failsafes: set[str] = set()
+        self.setpoint: OffboardSetpoint | None = None
+        self._setpoint_times: collections.deque[float] = collections.deque(maxlen=64)
+        self._last_gcs_heartbeat_s: float | None = None
+        self._datalink_lost = False
+        self._armed_at_s = now_s
+        self._has_flown = False
+        self._landed_at_s: float | None = now_s
+        self._battery_level = 0
+        self._rtl_phase = ""
+        self._takeoff_height_m = 0.0
+        self._offboard = OffboardTracker()
+        self._carrot = Carrot()
+        self.flight.reset(self.home_enu, 0.0)
+        self._carrot.start(self.flight.state().position_m, 0.0)
+
+    # ---- inputs ---------------------------------------------------------------------------------
+
+    def on_setpoint(self, sp: OffboardSetpoint, now_s: float) -> None:
+        """A SET_POSITION_TARGET_LOCAL_NED arrived."""
+        self.setpoint = sp
+        self._setpoint_times.append(now_s)
+        self.failsafes.discard("offboard_loss")
+
+    def on_gcs_heartbeat(self, now_s: float) -> None:
+        """A heartbeat from a ground station or companion computer arrived."""
+        self._last_gcs_heartbeat_s = now_s
+        if self._datalink_lost:
+            self._datalink_lost = False
+            self.failsafes.discard("datalink_loss")
+            self.emit(INFO, "Data link regained")
+
+    def offboard_signal_ok(self, now_s: float) -> bool:
+        """Setpoints arrive as PX4 needs them for OFFBOARD: the last within COM_OF_LOSS_T, > 2 Hz."""
+        if not self._setpoint_times:
+            return False
+        timeout = self.params.get("COM_OF_LOSS_T")
+        if now_s - self._setpoint_times[-1] > max(timeout, 0.5):
+            return False
+        return sum(1 for t in self._setpoint_times if now_s - t <= 1.0) >= 2
+
+    # ---- arming ---------------------------------------------------------------------------------
+
+    def arming_refusal(self, now_s: float) -> str:
+        """Why arming would be refused now ("" when every check passes)."""
+        if not self.estimator_ok:
+            return "Preflight Fail: ekf2 not ready (estimator unhealthy)"
+        if self.battery.remaining < self.params.get("BAT_LOW_THR"):
+            return f"Preflight Fail: low battery ({self.battery.remaining * 100:.0f} % remaining)"
+        if self.geofence_breached():
+            return "Preflight Fail: vehicle outside geofence"
+        if self.failsafes:
+            return f"Arming denied: failsafe active ({', '.join(sorted(self.failsafes))})"
+        if self.mode == px4_modes.OFFBOARD and not self.offboard_signal_ok(now_s):
+            return "Arming denied: no offboard signal"
+        if self.mode.main in _NEEDS_RC or self.mode == TERMINATION:
+            return f"Arming denied: {self.mode.name} needs manual control, which is not available"
+        return ""
+
+    def arm(self, force: bool, now_s: float) -> ArmResult:
+        """MAV_CMD_COMPONENT_ARM_DISARM with param1 = 1."""
+        if self.armed:
+            return ArmResult(ACCEPTED)
+        reason = "" if force else self.arming_refusal(now_s)
+        if reason:
+            self.emit(CRITICAL, reason)
+            return ArmResult(TEMPORARILY_REJECTED, reason)
+        self.armed = True
+        self._armed_at_s = now_s
+        self._has_flown = False
+        self._landed_at_s = now_s if self.flight.landed else None
+        self._enter_mode(self.mode, now_s)
+        self.emit(INFO, "Armed by external command")
+        return ArmResult(ACCEPTED)
+
+    def disarm(self, force: bool, now_s: float, why: str = "external command") -> ArmResult:
+        """MAV_CMD_COMPONENT_ARM_DISARM with param1 = 0 (refused in the air unless forced)."""
+        if not self.armed:
+            return ArmResult(ACCEPTED)
+        if not force and not self.flight.landed:
+            reason = "Disarming denied: not landed"
+            self.emit(CRITICAL, reason)
+            return ArmResult(TEMPORARILY_REJECTED, reason)
+        self.armed = False
+        self.emit(INFO, f"Disarmed by {why}")
+        return ArmResult(ACCEPTED)
+
+    # ---- modes ----------------------------------------------------------------------------------
+
+    def request_mode(self, mode: Px4Mode, now_s: float) -> tuple[int, str]:
+        """MAV_CMD_DO_SET_MODE: switch when PX4 would, else (MAV_RESULT, reason)."""
+        if mode == self.mode:
+            return ACCEPTED, ""
+        if mode.main in _NEEDS_RC:
+            reason = f"Switching to {mode.name} is currently not possible: no manual control input"
+        elif mode == px4_modes.OFFBOARD and not self.offboard_signal_ok(now_s):
+            reason = "Switching to Offboard is currently not possible: no offboard signal"
+        elif mode not in _USER_MODES:
+            reason = f"Switching to {mode.name} is currently not possible"
+        else:
+            self._enter_mode(mode, now_s)
+            self.emit(INFO, f"Mode: {mode.name}")
+            return ACCEPTED, ""
+        self.emit(CRITICAL, reason)
+        return TEMPORARILY_REJECTED, reason
+
+    def takeoff(self, altitude_above_home_m: float | None, now_s: float) -> tuple[int, str]:
+        """MAV_CMD_NAV_TAKEOFF: AUTO.TAKEOFF to the altitude (MIS_TAKEOFF_ALT when None)."""
+        if self.failsafes:
+            reason = f"Takeoff denied: failsafe active ({', '.join(sorted(self.failsafes))})"
+            self.emit(CRITICAL, reason)
+            return TEMPORARILY_REJECTED, reason
+        height = self.params.get("MIS_TAKEOFF_ALT") if altitude_above_home_m is None else altitude_above_home_m
+        self._takeoff_height_m = max(float(height), 0.5)
+        self._enter_mode(px4_modes.TAKEOFF, now_s)
+        self.emit(INFO, f"Takeoff to {self._takeoff_height_m:.1f} m above home")
+        return ACCEPTED, ""
+
+    def _enter_mode(self, mode: Px4Mode, now_s: float) -> None:
+        state = self.flight.state()
+        yaw = yaw_of(state.rotation)
+        here = state.position_m.copy()
+        if self.flight.landed:
+            here[2] = self.flight.ground_z_m
+        self.mode = mode
+        if mode == px4_modes.OFFBOARD:
+            self._offboard.reset(state, yaw)
+        elif mode == px4_modes.TAKEOFF:
+            if not self._takeoff_height_m:
+                self._takeoff_height_m = self.params.get("MIS_TAKEOFF_ALT")
+            target = np.array([here[0], here[1], self.home_enu[2] + self._takeoff_height_m])
+            self._carrot.start(here, yaw, target)
+        elif mode == px4_modes.LAND:
+            self._carrot.start(here, yaw, np.array([here[0], here[1], self.flight.ground_z_m - 1.0]))
+        elif mode == px4_modes.RTL:
+            self._rtl_phase = "climb"
+            climb_to = max(here[2], self.home_enu[2] + self.params.get("RTL_RETURN_ALT"))
+            self._carrot.start(here, yaw, np.array([here[0], here[1], climb_to]))
+        else:
+            self._carrot.start(here, yaw)
+
+    # ---- failsafes ------------------------------------------------------------------------------
+
+    def geofence_breached(self) -> bool:
+        """Outside GF_MAX_HOR_DIST or above GF_MAX_VER_DIST from home (a zero limit is off)."""
+        offset = self.flight.state().position_m - self.home_enu
+        horizontal, vertical = self.params.get("GF_MAX_HOR_DIST"), self.params.get("GF_MAX_VER_DIST")
+        return bool(
+            (horizontal > 0.0 and math.hypot(offset[0], offset[1]) > horizontal)
+            or (vertical > 0.0 and offset[2] > vertical)
+        )
+
+    def _failsafe(self, reason: str, action: str, text: str, now_s: float) -> None:
+        self.failsafes.add(reason)
+        if action in ("none", "warning") or not self.armed:
+            self.emit(WARNING, f"Failsafe warning: {text}")
+            return
+        self.emit(CRITICAL, f"Failsafe activated: {text}, activating {action}")
+        if action == "hold":
+            self._enter_mode(px4_modes.HOLD, now_s)
+        elif action == "return":
+            self._enter_mode(px4_modes.RTL, now_s)
+        elif action == "land":
+            self._enter_mode(px4_modes.LAND, now_s)
+        elif action == "terminate":
+            self.mode = TERMINATION
+            self.armed = False
+        elif action == "disarm":
+            self.armed = False
+
+    def _check_failsafes(self, now_s: float) -> None:
+        p = self.params.get
+        if (
+            self.armed
+            and self.mode == px4_modes.OFFBOARD
+            and "offboard_loss" not in self.failsafes
+            and self._setpoint_times
+            and now_s - self._setpoint_times[-1] > p("COM_OF_LOSS_T")
+        ):
+            action = ("hold", "hold", "hold", "return", "land", "hold", "terminate", "disarm")[int(p("COM_OBL_RC_ACT"))]
+            self._failsafe("offboard_loss", action, "no offboard signal", now_s)
+        if (
+            not self._datalink_lost
+            and self._last_gcs_heartbeat_s is not None
+            and now_s - self._last_gcs_heartbeat_s > p("COM_DL_LOSS_T")
+        ):
+            self._datalink_lost = True
+            dll = int(p("NAV_DLL_ACT"))
+            if dll != 0:
+                action = {1: "hold", 2: "return", 3: "land", 5: "terminate", 6: "disarm"}.get(dll, "warning")
+                self._failsafe("datalink_loss", action, "no connection to the ground control station", now_s)
+            else:
+                self.emit(WARNING, "Data link lost")
+        breached = self.geofence_breached()
+        if breached and "geofence" not in self.failsafes and self.armed:
+            action = ("none", "warning", "hold", "return", "terminate", "land")[int(p("GF_ACTION"))]
+            self._failsafe("geofence", action, "geofence breached", now_s)
+        elif not breached:
+            self.failsafes.discard("geofence")
+        self._check_battery(now_s)
+
+    def _check_battery(self, now_s: float) -> None:
+        p = self.params.get
+        remaining = self.battery.remaining
+        level = (
+            3
+            if remaining < p("BAT_EMERGEN_THR")
+            else 2
+            if remaining < p("BAT_CRIT_THR")
+            else (1 if remaining < p("BAT_LOW_THR") else 0)
+        )
+        if level <= self._battery_level:
+            return
+        self._battery_level = level
+        names = {1: "battery_low", 2: "battery_critical", 3: "battery_emergency"}
+        texts = {1: "low battery", 2: "critical battery", 3: "emergency battery level"}
+        act = int(p("COM_LOW_BAT_ACT"))
+        action = "warning"
+        if act == 2 and level >= 2:
+            action = "land"
+        elif act == 3:
+            action = "return" if level == 2 else "land" if level == 3 else "warning"
+        self._failsafe(names[level], action, f"{texts[level]} ({remaining * 100:.0f} % remaining)", now_s)
+
+    # ---- the control period ---------------------------------------------------------------------
+
+    def tick(self, now_s: float, dt_s: float) -> None:
+        """One control period: failsafes, the reference of the mode, physics, land detection, auto-disarm."""
+        self._check_failsafes(now_s)
+        ref = self._reference(now_s, dt_s) if self.armed else None
+        was_landed = self.flight.landed
+        self.flight.step(dt_s, self.armed, ref)
+        self.battery.step(dt_s, self.armed, self.flight.total_thrust_n, self.flight.hover_thrust_n())
+        if was_landed and not self.flight.landed:
+            self._has_flown = True
+            self._landed_at_s = None
+            if self.armed:
+                self.emit(INFO, "Takeoff detected")
+        elif not was_landed and self.flight.landed:
+            self._landed_at_s = now_s
+            if self.armed:
+                self.emit(INFO, "Landing detected")
+        self._auto_disarm(now_s)
+
+    def _auto_disarm(self, now_s: float) -> None:
+        if not self.armed or not self.flight.landed or self._landed_at_s is None:
+            return
+        if self._has_flown:
+            delay, why = self.params.get("COM_DISARM_LAND"), "landing"
+        else:
+            delay, why = self.params.get("COM_DISARM_PRFLT"), "auto preflight disarming"
+        if delay > 0.0 and now_s - self._landed_at_s >= delay:
+            self.disarm(True, now_s, why)
+
+    def _speeds(self) -> tuple[float, float, float]:
+        p = self.params.get
+        return p("MPC_XY_CRUISE"), p("MPC_Z_VEL_MAX_UP"), p("MPC_Z_VEL_MAX_DN")
+
+    def _reference(self, now_s: float, dt_s: float) -> Reference | None:
+        state = self.flight.state()
+        p = self.params.get
+        xy, up, down = self._speeds()
+        if self.mode == px4_modes.OFFBOARD:
+            if self.setpoint is None:
+                return None
+            ref = self._offboard.reference(self.setpoint, state, dt_s)
+            return self.flight.limit_reference(ref, state, p("MPC_XY_VEL_MAX"), up, down)
+        if self.mode == px4_modes.TAKEOFF:
+            ref = self._carrot.step(dt_s, xy, p("MPC_TKO_SPEED"), down)
+            if self._carrot.reached() and abs(state.position_m[2] - self._carrot.target[2]) < 0.15:
+                self.emit(INFO, "Takeoff complete, holding")
+                self._takeoff_height_m = 0.0
+                self._enter_mode(px4_modes.HOLD, now_s)
+            return ref
+        if self.mode == px4_modes.LAND or (self.mode == px4_modes.RTL and self._rtl_phase == "land"):
+            return self._carrot.step(dt_s, xy, up, p("MPC_LAND_SPEED"))
+        if self.mode == px4_modes.RTL:
+            ref = self._carrot.step(dt_s, xy, up, down)
+            if self._carrot.reached() and self._rtl_phase == "climb":
+                self._rtl_phase = "return"
+                target = np.array([self.home_enu[0], self.home_enu[1], self._carrot.position[2]])
+                self._carrot.start(self._carrot.position, self._carrot.yaw_rad, target)
+            elif self._carrot.reached() and self._rtl_phase == "return":
+                self._rtl_phase = "land"
+                target = np.array([self.home_enu[0], self.home_enu[1], self.flight.ground_z_m - 1.0])
+                self._carrot.start(self._carrot.position, self._carrot.yaw_rad, target)
+            return ref
+        if self.mode == TERMINATION:
+            return None
+        if self.flight.landed:
+            return None
+        return self._carrot.step(dt_s, xy, up, down)
