@@ -52,7 +52,11 @@ def encode_param_value(value: float | int, param_type: int, encoding: IntEncodin
     if encoding == "cast":
         return float(int(value))
     raw = struct.pack(fmt, int(value)).ljust(4, b"\x00")
-    return float(struct.unpack("<f", raw)[0])
+    carried = float(struct.unpack("<f", raw)[0])
+    if struct.pack("<f", carried) != raw:
+        # The bits form a signalling NaN, which a Python float (pymavlink packs from one) cannot carry unchanged.
+        raise ValueError(f"{value} cannot be sent bytewise through pymavlink's float field (signalling-NaN bits)")
+    return carried
 
 
 def decode_param_value(carried: float, param_type: int, encoding: IntEncoding = "bytewise") -> float | int:
