@@ -366,8 +366,11 @@ class SimulatedPx4:
     # ---- incoming -------------------------------------------------------------------------------
 
     def _on_datagram(self, data: bytes) -> None:
+        # A datagram holds whole frames: a truncated one must not swallow the start of the next datagram.
+        rx = self._rx
+        rx.buf, rx.buf_index, rx.expected_length = bytearray(), 0, mavlink.HEADER_LEN_V1 + 2
         try:
-            messages = self._rx.parse_buffer(data) or []
+            messages = rx.parse_buffer(data) or []
         except Exception:  # pymavlink raises on some malformed input even when parsing robustly
             self.counters.parse_errors += 1
             return
@@ -430,7 +433,7 @@ class SimulatedPx4:
             if self._for_me(msg.target_system):
                 self._on_param_set(msg)
         elif kind == "TIMESYNC" and msg.tc1 == 0:
-            self._send(self.mav.timesync_encode(round(self._time_s * 1e9), msg.ts1))
+            self._send(self.mav.timesync_encode(max(1, time.monotonic_ns() - round(self._boot_wall * 1e9)), msg.ts1))
 
     def _on_setpoint(self, msg: mavlink.MAVLink_message) -> None:
         if not self._for_me(msg.target_system) or msg.coordinate_frame != MAV_FRAME_LOCAL_NED:

@@ -306,10 +306,13 @@ class Commander:
             if remaining < p("BAT_CRIT_THR")
             else (1 if remaining < p("BAT_LOW_THR") else 0)
         )
+        names = {1: "battery_low", 2: "battery_critical", 3: "battery_emergency"}
+        if level < self._battery_level:  # a fresh pack (or an injected charge): the warnings clear
+            self.failsafes.difference_update(names[k] for k in range(level + 1, 4))
+            self._battery_level = level
         if level <= self._battery_level:
             return
         self._battery_level = level
-        names = {1: "battery_low", 2: "battery_critical", 3: "battery_emergency"}
         texts = {1: "low battery", 2: "critical battery", 3: "emergency battery level"}
         act = int(p("COM_LOW_BAT_ACT"))
         action = "warning"
