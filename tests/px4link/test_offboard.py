@@ -1,0 +1,192 @@
+"""Offboard: the state machine's order, setpoints in NED with the right type mask, and, against the peer, no
+OFFBOARD request before a second of setpoints; the stream keeps its rate."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pymavlink.dialects.v20 import common as mavlink2
+
+from px4link import frames, px4_modes
+from px4link.config import BridgeConfig, FailsafeConfig, OffboardConfig
+from px4link.offboard import OffboardOrderError, OffboardState, OffboardStateMachine, period_jitter_ms
+from px4link.setpoints import TYPE_MASK_FULL, hold_target, target_from_derivatives
+
+finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False)
+
+
+@given(st.lists(finite, min_size=3, max_size=3))
+def test_enu_ned_round_trip(v: list[float]) -> None:
+    assert np.allclose(frames.ned_to_enu(frames.enu_to_ned(v)), v)
+
+
+@given(st.floats(min_value=-10.0, max_value=10.0))
+def test_yaw_round_trip(yaw: float) -> None:
+    back = frames.yaw_ned_to_enu(frames.yaw_enu_to_ned(yaw))
+    assert math.isclose(math.cos(back), math.cos(yaw), abs_tol=1e-9)
+    assert math.isclose(math.sin(back), math.sin(yaw), abs_tol=1e-9)
+
+
+@given(
+    st.lists(st.floats(min_value=-1.0, max_value=1.0), min_size=4, max_size=4).filter(lambda q: np.linalg.norm(q) > 0.1)
+)
+def test_quaternion_round_trip(q: list[float]) -> None:
+    q_enu = np.asarray(q) / np.linalg.norm(q)
+    back = frames.quat_ned_frd_to_enu_flu(frames.quat_enu_flu_to_ned_frd(q_enu))
+    assert min(np.linalg.norm(back - q_enu), np.linalg.norm(back + q_enu)) < 1e-9
+
+
+@pytest.mark.parametrize("mode", [px4_modes.OFFBOARD, px4_modes.HOLD, px4_modes.LAND, px4_modes.POSCTL, px4_modes.RTL])
+def test_mode_encoding_round_trip(mode: px4_modes.Px4Mode) -> None:
+    assert px4_modes.decode_custom_mode(px4_modes.encode_custom_mode(mode)) == mode
+    assert px4_modes.mode_from_set_mode_params(*px4_modes.set_mode_params(mode)) == mode
+
+
+def test_setpoint_converts_enu_trajectory_to_ned() -> None:
+    d = np.zeros((5, 4))
+    d[0] = [1.0, 2.0, 3.0, 0.0]  # 1 m east, 2 m north, 3 m up, facing east
+    d[1] = [0.5, 0.0, 1.0, 0.2]
+    d[2] = [0.0, -1.0, 0.0, 0.0]
+    target = target_from_derivatives(d)
+    assert target.position_ned_m == (2.0, 1.0, -3.0)
+    assert target.velocity_ned_m_s == (0.0, 0.5, -1.0)
+    assert target.acceleration_ned_m_s2 == (-1.0, 0.0, -0.0)
+    assert target.yaw_ned_rad == pytest.approx(math.pi / 2)  # east is +90 deg from north
+    assert target.yaw_rate_ned_rad_s == pytest.approx(-0.2)
+    assert target.type_mask == TYPE_MASK_FULL
+    assert (
+        target_from_derivatives(d, send_yaw_rate=False).type_mask == mavlink2.POSITION_TARGET_TYPEMASK_YAW_RATE_IGNORE
+    )
+    with pytest.raises(ValueError, match="not finite"):
+        target_from_derivatives(np.full((3, 4), np.nan))
+
+
+def test_state_machine_refuses_offboard_before_a_second_of_setpoints() -> None:
+    sm = OffboardStateMachine(priming_s=1.0, rate_hz=50.0)
+    sm.start(0.0)
+    for k in range(40):
+        sm.on_setpoint_sent(k * 0.02)
+    with pytest.raises(OffboardOrderError, match=r"PX4 needs >= 1\.0 s"):
+        sm.begin_request(0.8)
+    for k in range(40, 60):
+        sm.on_setpoint_sent(k * 0.02)
+    assert sm.primed(1.2)
+    sm.begin_request(1.2)
+    assert sm.state == OffboardState.REQUESTING
+    sm.on_vehicle_mode(True, 1.3)
+    assert sm.claims_offboard
+    sm.link_lost(2.0)
+    assert sm.state == OffboardState.LINK_LOST
+    assert not sm.streaming
+    assert not sm.claims_offboard
+    assert [t.after for t in sm.transitions] == [
+        OffboardState.PRIMING,
+        OffboardState.REQUESTING,
+        OffboardState.ACTIVE,
+        OffboardState.LINK_LOST,
+    ]
+
+
+def test_vehicle_leaving_offboard_drops_the_claim() -> None:
+    sm = OffboardStateMachine()
+    sm.start(0.0)
+    for k in range(60):
+        sm.on_setpoint_sent(k * 0.02)
+    sm.begin_request(1.2)
+    sm.on_vehicle_mode(True, 1.3)
+    sm.on_vehicle_mode(False, 1.4)
+    assert sm.state == OffboardState.PRIMING
+
+
+def test_jitter_of_a_perfect_stream_is_zero() -> None:
+    times = np.arange(100) * 0.02
+    assert period_jitter_ms(times, 0.02).max() < 1e-9
+
+
+def bridge_config(port: int, **failsafes: Any) -> BridgeConfig:
+    from px4link.config import LinkConfig
+
+    return BridgeConfig(
+        link=LinkConfig(url=f"udpout:127.0.0.1:{port}", heartbeat_period_s=0.2),
+        offboard=OffboardConfig(rate_hz=50.0),
+        failsafes=FailsafeConfig(**failsafes),
+    )
+
+
+class _Line:
+    """A straight line east at 1 m/s from (0, 0, 2), heading east: an object with derivatives(t) and duration_s."""
+
+    duration_s = 2.0
+
+    def derivatives(self, t_s: float) -> np.ndarray:
+        t = min(max(t_s, 0.0), self.duration_s)
+        d = np.zeros((5, 4))
+        d[0] = [t, 0.0, 2.0, 0.0]
+        d[1] = [1.0 if t_s < self.duration_s else 0.0, 0.0, 0.0, 0.0]
+        return d
+
+
+@pytest.mark.mavlink
+def test_bridge_streams_a_second_before_asking_for_offboard_and_follows(peer: Any) -> None:
+    from px4link.bridge import Px4Bridge
+
+    with Px4Bridge(bridge_config(peer.port)) as bridge:
+        assert bridge.wait_vehicle(3.0)
+        assert _wait(lambda: bridge.telemetry().local_position is not None, 2.0)
+        bridge.arm(force=True)
+        start = time.monotonic() + 1.5
+        bridge.follow(_Line(), start)
+        bridge.start_offboard()
+        assert bridge.offboard.claims_offboard
+        request_s = peer.first_command_time(mavlink2.MAV_CMD_DO_SET_MODE, p2=6)
+        assert request_s is not None
+        before = [t for t, _ in peer.setpoints if t < request_s]
+        assert before, "no setpoints before the OFFBOARD request"
+        assert request_s - before[0] >= 1.0, "OFFBOARD was asked for before a second of setpoints"
+        assert len(before) >= 45
+        time.sleep(max(0.0, start + 2.2 - time.monotonic()))
+        last = peer.setpoints[-1][1]
+        assert last.coordinate_frame == mavlink2.MAV_FRAME_LOCAL_NED
+        assert last.type_mask == TYPE_MASK_FULL
+        assert (last.x, last.y, last.z) == pytest.approx((0.0, 2.0, -2.0), abs=1e-5)  # (2 E, 0 N, 2 U) in NED
+        assert last.yaw == pytest.approx(math.pi / 2)
+        times = np.array([t for t, _ in peer.setpoints])
+        rate = (len(times) - 1) / (times[-1] - times[0])
+        assert 40.0 < rate < 60.0
+        assert bridge.telemetry().status.mode_name == "OFFBOARD"  # type: ignore[union-attr]
+
+
+@pytest.mark.mavlink
+def test_refused_offboard_raises_and_keeps_streaming(peer: Any) -> None:
+    from px4link.bridge import Px4Bridge
+    from px4link.commands import CommandRejected
+
+    peer.behaviour.policy[mavlink2.MAV_CMD_DO_SET_MODE] = "deny"
+    with Px4Bridge(bridge_config(peer.port)) as bridge:
+        assert bridge.wait_vehicle(3.0)
+        assert _wait(lambda: bridge.telemetry().local_position is not None, 2.0)
+        with pytest.raises(CommandRejected, match="mode OFFBOARD"):
+            bridge.start_offboard()
+        assert bridge.offboard.state == OffboardState.PRIMING
+        assert not bridge.offboard.claims_offboard
+
+
+def test_hold_target_is_at_rest() -> None:
+    t = hold_target((1.0, 2.0, 3.0), 0.0)
+    assert t.velocity_ned_m_s == (0.0, 0.0, 0.0)
+    assert t.position_enu_m == (1.0, 2.0, 3.0)
+
+
+def _wait(predicate: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
