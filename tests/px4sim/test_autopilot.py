@@ -20,7 +20,7 @@ ARM = mavlink.MAV_CMD_COMPONENT_ARM_DISARM
 
 
 def test_heartbeat_identifies_px4_quadrotor_and_encodes_mode(make_vehicle: VehicleFactory) -> None:
-    vehicle, ground = make_vehicle()
+    _, ground = make_vehicle()
     hb = ground.heartbeat()
     assert hb.type == mavlink.MAV_TYPE_QUADROTOR
     assert hb.autopilot == mavlink.MAV_AUTOPILOT_PX4
@@ -83,7 +83,7 @@ def test_arming_refused_with_reason_then_accepted(make_vehicle: VehicleFactory) 
 
 
 def test_offboard_needs_the_setpoint_stream_first(make_vehicle: VehicleFactory) -> None:
-    vehicle, ground = make_vehicle()
+    _, ground = make_vehicle()
     since = time.monotonic()
     assert ground.set_mode(px4_modes.OFFBOARD) == TEMPORARILY_REJECTED
     ground.wait("STATUSTEXT", lambda m: "Offboard" in m.text, since=since)
@@ -125,7 +125,7 @@ def test_commands_unknown_duplicate_and_message_requests(make_vehicle: VehicleFa
 
 
 def test_timesync_is_answered(make_vehicle: VehicleFactory) -> None:
-    vehicle, ground = make_vehicle()
+    _, ground = make_vehicle()
     since = time.monotonic()
     ground.send(ground.mav.timesync_encode(0, 123456789))
     reply = ground.wait("TIMESYNC", lambda m: m.ts1 == 123456789, since=since)
