@@ -345,3 +345,37 @@ NODE_CONFIGS: dict[str, type[Any]] = {
 def parameter_names(executable: str) -> set[str]:
     """The parameters that an executable declares (besides ROS's own `use_sim_time`)."""
     return {f.name for f in fields(NODE_CONFIGS[executable])}
+
+
+@dataclass(frozen=True)
+class PolicyControllerConfig:
+    """Parameters of the `policy_controller` node (a learned CTBR policy as the tracker; drop-in for `tracker`).
+
+    Attributes:
+        checkpoint: policy checkpoint (policyopt format); "geometric": the geometric CTBR baseline, no model.
+        policy_rate_hz: rate of the policy's actions (the tracking env's policy_rate_hz it was trained at).
+        switch_blend_s: the jump between the old and the new plan's reference decays over this time.
+        max_plan_delay_s: a plan starting longer ago than this on arrival is stale: refused, the vehicle holds.
+        torch_threads: threads of the policy's forward pass.
+        autostart: configure (load the policy) and activate the lifecycle node on start-up.
+        diagnostics_period_s: period of the /diagnostics message.
+    """
+
+    checkpoint: str = "geometric"
+    policy_rate_hz: float = 50.0
+    switch_blend_s: float = 0.5
+    max_plan_delay_s: float = 0.5
+    torch_threads: int = 1
+    autostart: bool = True
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(bool(self.checkpoint), "checkpoint", self.checkpoint, 'a checkpoint file or "geometric"')
+        _require(0.0 < self.policy_rate_hz <= 250.0, "policy_rate_hz", self.policy_rate_hz, "in (0, 250]")
+        _require(0.0 <= self.switch_blend_s <= 10.0, "switch_blend_s", self.switch_blend_s, "in [0, 10]")
+        _require(0.0 < self.max_plan_delay_s <= 60.0, "max_plan_delay_s", self.max_plan_delay_s, "in (0, 60]")
+        _require(1 <= self.torch_threads <= 256, "torch_threads", self.torch_threads, "in 1..256")
+        _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
+
+
+NODE_CONFIGS["policy_controller"] = PolicyControllerConfig
