@@ -88,6 +88,7 @@ class Px4Bridge:
             offboard.rate_hz,
             enabled=lambda: self.offboard.streaming,
             on_sent=self._on_setpoint_sent,
+            realtime_priority=offboard.realtime_priority,
         )
         self.monitor = FailsafeMonitor(self.config.failsafes)
         self._plan_lock = threading.Lock()

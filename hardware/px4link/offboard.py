@@ -14,6 +14,7 @@ and its jitter stays near the scheduler's wake-up latency; it records every send
 from __future__ import annotations
 
 import enum
+import os
 import threading
 import time
 from collections import deque
@@ -193,6 +194,7 @@ class SetpointStreamer:
         enabled: Callable[[], bool] = lambda: True,
         on_sent: Callable[[float], None] | None = None,
         history: int = 100_000,
+        realtime_priority: int = 0,
     ) -> None:
         if rate_hz < 20.0:
             raise ValueError(f"rate_hz must be >= 20 (PX4 offboard needs a steady stream), got {rate_hz}")
@@ -208,6 +210,8 @@ class SetpointStreamer:
         self.overruns = 0
         self.source_errors = 0
         self.thread_cpu_s = 0.0
+        self.realtime_priority = realtime_priority
+        self.realtime = False
 
     def start(self) -> None:
         """Start the thread (idempotent)."""
@@ -224,7 +228,17 @@ class SetpointStreamer:
             self._thread.join(timeout=2.0)
             self._thread = None
 
+    def _make_realtime(self) -> None:
+        if self.realtime_priority <= 0 or not hasattr(os, "sched_setscheduler"):
+            return
+        try:  # Linux: pid 0 is the calling thread
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
+            self.realtime = True
+        except (OSError, PermissionError) as exc:
+            _LOG.warning("SCHED_FIFO %d refused (%s): streaming at normal priority", self.realtime_priority, exc)
+
     def _run(self) -> None:
+        self._make_realtime()
         cpu_start = time.thread_time()
         link = self.connection.config
         period = self.period_s

@@ -1,0 +1,40 @@
+"""Smoke run of `bench/mavlink.py`: one JSON object with the stream's jitter, rate and CPU, and the naive baseline.
+
+Timings are reported, not held to the targets here (the machines are shared and noisy); bounds are generous.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "bench" / "mavlink.py"
+
+
+@pytest.mark.bench
+@pytest.mark.mavlink
+def test_reports_jitter_rate_and_cpu_with_a_baseline_from_the_same_run() -> None:
+    pytest.importorskip("psutil")
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke"],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ), cwd=REPO_ROOT, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout)
+    assert result["smoke"] is True
+    assert 40.0 < result["rate_hz"] < 60.0
+    assert result["setpoints_received"] >= 0.9 * result["setpoints_sent"], "the peer must receive the stream"
+    assert 0.0 <= result["jitter_p50_ms"] <= result["jitter_p99_ms"]
+    assert 0.0 < result["cpu_percent_of_core"] < 50.0
+    baseline = result["baseline_naive_sleep"]
+    # The naive loop drifts: sleep(period) after the work runs slower than 50 Hz; the deadline-paced stream does not.
+    assert abs(result["rate_error_bridge_percent"]) < abs(result["rate_error_baseline_percent"])
+    assert baseline["rate_hz"] < 50.0
+    assert result["target_jitter_p99_ms"] == 2.0
+    assert result["target_cpu_percent_of_core"] == 5.0
