@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pymavlink.dialects.v20 import common as mavlink2
 
 from flightkit.logs import get_logger
 from px4link import px4_modes
@@ -209,8 +210,13 @@ class Px4Bridge:
         return self.commands.disarm(force=force)
 
     def takeoff(self, altitude_m: float | None = None) -> CommandResult:
-        """Take off to `altitude_m` (default: config.takeoff_altitude_m) in PX4's takeoff mode."""
-        return self.commands.takeoff(self.config.takeoff_altitude_m if altitude_m is None else altitude_m)
+        """Take off to `altitude_m` above home (default: config.takeoff_altitude_m) in PX4's takeoff mode.
+
+        Sets MIS_TAKEOFF_ALT, then sends MAV_CMD_NAV_TAKEOFF without an altitude (PX4 reads one as AMSL).
+        """
+        altitude = self.config.takeoff_altitude_m if altitude_m is None else float(altitude_m)
+        self.params.write("MIS_TAKEOFF_ALT", altitude, param_type=mavlink2.MAV_PARAM_TYPE_REAL32)
+        return self.commands.takeoff()
 
     def land(self) -> CommandResult:
         """Land where the vehicle is; the setpoint stream stops once PX4 accepted."""

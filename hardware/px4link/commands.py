@@ -203,14 +203,13 @@ class CommandSender:
             mavlink2.MAV_CMD_COMPONENT_ARM_DISARM, (0.0, FORCE_ARM_DISARM_MAGIC if force else 0.0), "disarm"
         )
 
-    def takeoff(self, altitude_m: float) -> CommandResult:
-        """MAV_CMD_NAV_TAKEOFF to `altitude_m` above home (lat/lon NaN: here; yaw NaN: keep)."""
+    def takeoff(self, altitude_amsl_m: float | None = None) -> CommandResult:
+        """MAV_CMD_NAV_TAKEOFF here, keeping yaw. PX4 reads param7 as altitude above mean sea level; None (NaN)
+        climbs to MIS_TAKEOFF_ALT above home (what `Px4Bridge.takeoff` sets first)."""
         nan = float("nan")
-        return self.send_long(
-            mavlink2.MAV_CMD_NAV_TAKEOFF,
-            (nan, 0.0, 0.0, nan, nan, nan, float(altitude_m)),
-            f"takeoff to {altitude_m:.1f} m",
-        )
+        altitude = nan if altitude_amsl_m is None else float(altitude_amsl_m)
+        what = "takeoff to MIS_TAKEOFF_ALT" if altitude_amsl_m is None else f"takeoff to {altitude:.1f} m AMSL"
+        return self.send_long(mavlink2.MAV_CMD_NAV_TAKEOFF, (nan, 0.0, 0.0, nan, nan, nan, altitude), what)
 
     def land(self) -> CommandResult:
         """MAV_CMD_NAV_LAND where the vehicle is."""

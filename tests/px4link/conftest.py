@@ -79,6 +79,7 @@ class PeerVehicle:
             "COM_OBL_RC_ACT": (5, mavlink2.MAV_PARAM_TYPE_INT32),
             "NAV_DLL_ACT": (0, mavlink2.MAV_PARAM_TYPE_INT32),
             "COM_DL_LOSS_T": (10, mavlink2.MAV_PARAM_TYPE_INT32),
+            "MIS_TAKEOFF_ALT": (2.5, mavlink2.MAV_PARAM_TYPE_REAL32),
         }
         self.commands: list[ReceivedCommand] = []
         self.setpoints: list[tuple[float, Any]] = []
@@ -252,7 +253,7 @@ class PeerVehicle:
             return mavlink2.MAV_RESULT_ACCEPTED
         if command == mavlink2.MAV_CMD_NAV_TAKEOFF:
             self.main_mode, self.sub_mode = AUTO_MAIN_MODE, TAKEOFF_SUB
-            self.position_ned[2] = -float(params[6])
+            self.position_ned[2] = -float(self.params["MIS_TAKEOFF_ALT"][0])
             return mavlink2.MAV_RESULT_ACCEPTED
         if command == mavlink2.MAV_CMD_NAV_LAND:
             self.main_mode, self.sub_mode = AUTO_MAIN_MODE, LAND_SUB

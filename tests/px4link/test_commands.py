@@ -109,7 +109,7 @@ def test_mavsdk_action_server_accepts_arm_takeoff_disarm(
     assert conn.wait_vehicle(5.0), "no heartbeat from MAVSDK"
     sender = CommandSender(conn, CommandConfig(ack_timeout_s=0.5, retries=3))
     assert sender.arm().attempts >= 1
-    sender.takeoff(2.0)
+    sender.takeoff()
     sender.disarm()
     assert seen.count("arm_disarm") == 2
 
