@@ -1,0 +1,564 @@
+"""Soft Actor-Critic for continuous actions (Haarnoja et al., 2018; CleanRL's `sac_continuous_action.py` design).
+
+Twin soft Q-networks with Polyak-averaged targets, a tanh-squashed Gaussian actor, and automatic tuning
+of the entropy temperature alpha towards a target entropy of -dim(A). Per vector-environment step, after
+`learning_starts` uniformly random steps:
+
+    critic:  y = r + gamma (1 - terminated) (min_j Q'_j(s', a') - alpha log pi(a'|s')),  a' ~ pi(.|s')
+             L_Q = mse(Q_1(s, a), y) + mse(Q_2(s, a), y)
+    actor:   L_pi = E_{s~D, a~pi}[alpha log pi(a|s) - min_j Q_j(s, a)]   (every `policy_frequency` steps,
+             `policy_frequency` times, as in CleanRL)
+    alpha:   L_alpha = E[-alpha (log pi(a|s) + target_entropy)]
+    targets: theta' <- tau theta + (1 - tau) theta'  (every `target_network_frequency` steps)
+
+Only `terminated` stops the bootstrap; a time-limit truncation bootstraps (see `replay.py`, which also
+drops Gymnasium 1.x's autoreset steps). The losses are pure functions (`soft_td_target`, `critic_loss`,
+`sac_actor_loss`, `temperature_loss`) tested against hand-computed values. `SoftActorCritic` holds the
+networks and the update; off-policy MDPO (`mdpo_offpolicy.py`) is the same agent with another actor
+objective, so it subclasses it and reuses `train`.
+
+    python -m policyopt.sac --env-id Pendulum-v1 --total-timesteps 15000 --learning-starts 1000
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import tyro
+from gymnasium.vector import VectorEnv
+from torch import nn
+from torch.nn import functional
+
+from flightkit import to_jsonable, write_bytes_atomic, write_json_atomic
+from policyopt.configs import RunConfig
+from policyopt.envs import capture_env_state, episode_returns, make_vector_env, restore_env_state
+from policyopt.replay import ReplayBatch, ReplayBuffer
+from policyopt.runlog import RunLogger
+
+LOG_STD_MIN = -5.0
+LOG_STD_MAX = 2.0
+EVAL_SEED_OFFSET = 10_000
+"""The final evaluation's episodes are seeded from seed + 10_000 on (never a training episode's seed)."""
+TRAINING_STATE_FILE = "training_state.pt"
+
+
+@dataclass
+class SACConfig(RunConfig):
+    """Soft Actor-Critic (continuous actions) with CleanRL's defaults for MuJoCo."""
+
+    env_id: str = "Hopper-v5"
+    """Gymnasium id of a task with a Box action space ("Pendulum-v1", "Hopper-v5"), or "module:EnvId"."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak coefficient of the target Q-networks (target <- tau * online + (1 - tau) * target)."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    learning_starts: int = 5_000
+    """Environment steps of uniformly random actions before learning starts."""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    q_lr: float = 1e-3
+    """Adam learning rate of the Q-networks (and of the temperature)."""
+    policy_frequency: int = 2
+    """Critic steps between actor updates; each actor update takes this many actor steps (TD3's delay)."""
+    target_network_frequency: int = 1
+    """Critic steps between Polyak updates of the targets."""
+    gradient_steps: int = 1
+    """Critic steps per vector-environment step."""
+    alpha: float = 0.2
+    """Entropy temperature (its initial value when `autotune`)."""
+    autotune: bool = True
+    """Tune the temperature towards `target_entropy`."""
+    target_entropy: float | None = None
+    """Target entropy of automatic tuning (None: -dim(A))."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and Q MLPs (ReLU)."""
+    eval_episodes: int = 10
+    """Episodes of the deterministic (mean-action) policy evaluated at the end of the run."""
+    log_every_updates: int = 100
+    """Gradient steps between logged losses."""
+
+    def __post_init__(self) -> None:
+        for name in ("buffer_size", "batch_size", "policy_frequency", "target_network_frequency", "gradient_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.alpha <= 0.0:
+            raise ValueError(f"alpha must be positive, got {self.alpha}")
+
+    def smoke_sizes(self) -> dict[str, Any]:
+        """Smoke sizes: a few hundred steps with small networks, learning after 128 steps."""
+        return {
+            **super().smoke_sizes(),
+            "buffer_size": 10_000,
+            "batch_size": 32,
+            "learning_starts": 128,
+            "hidden_sizes": (32, 32),
+            "eval_episodes": 1,
+            "log_every_updates": 20,
+        }
+
+
+# ----------------------------------------------------------------------------------------------- losses
+
+
+def soft_td_target(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    next_q_min: torch.Tensor,
+    next_log_prob: torch.Tensor,
+    alpha: float | torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """Soft Bellman target ``r + gamma (1 - terminated) (min Q'(s', a') - alpha log pi(a'|s'))``; all `batch`."""
+    return rewards + gamma * (1.0 - terminated) * (next_q_min - alpha * next_log_prob)
+
+
+def critic_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum of both Q-networks' mean squared errors to the (detached) target; all inputs `batch`."""
+    target = target.detach()
+    return functional.mse_loss(q1, target) + functional.mse_loss(q2, target)
+
+
+def sac_actor_loss(log_prob: torch.Tensor, q_min: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """SAC's actor loss ``mean(alpha log pi(a|s) - min Q(s, a))`` for reparameterised `a ~ pi`; inputs `batch`."""
+    return (alpha * log_prob - q_min).mean()
+
+
+def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """Loss of the entropy temperature ``mean(-alpha (log pi + target_entropy))``, log pi detached.
+
+    Its gradient raises alpha when the policy's entropy (-log pi) is below `target_entropy`.
+    """
+    return (-log_alpha.exp() * (log_prob.detach() + target_entropy)).mean()
+
+
+# ---------------------------------------------------------------------------------------------- networks
+
+
+def mlp(in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    """A ReLU MLP `in_dim -> hidden_sizes -> out_dim` with a linear output."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for hidden in hidden_sizes:
+        layers += [nn.Linear(width, hidden), nn.ReLU()]
+        width = hidden
+    layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class SoftQNetwork(nn.Module):
+    """Q(s, a): an MLP on the concatenated observation and action."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim + action_dim, hidden_sizes, 1)
+
+    def forward(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q-values `batch` of observations `batch x obs_dim` and actions `batch x action_dim`."""
+        return self.net(torch.cat([observations, actions], dim=-1)).squeeze(-1)
+
+
+def gaussian_log_prob(mean: torch.Tensor, log_std: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+    """Log-density `batch` of pre-squash samples `batch x d` under a diagonal Gaussian (summed over d)."""
+    z = (pre_tanh - mean) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2.0 * math.pi)).sum(-1)
+
+
+def tanh_log_det(pre_tanh: torch.Tensor, action_scale: torch.Tensor) -> torch.Tensor:
+    """``sum log |d a / d u|`` `batch` of the squash ``a = scale * tanh(u) + bias`` (numerically stable form)."""
+    # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))
+    log_one_minus_tanh2 = 2.0 * (math.log(2.0) - pre_tanh - functional.softplus(-2.0 * pre_tanh))
+    return (log_one_minus_tanh2 + torch.log(action_scale)).sum(-1)
+
+
+class SquashedGaussianActor(nn.Module):
+    """pi(a|s): ``a = scale * tanh(u) + bias`` with ``u ~ N(mean(s), std(s))``; the log-std is bounded by a tanh.
+
+    `scale` and `bias` map (-1, 1) onto the action space's bounds, so actions always lie inside them.
+    """
+
+    action_scale: torch.Tensor
+    action_bias: torch.Tensor
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: tuple[int, ...],
+        action_low: np.ndarray,
+        action_high: np.ndarray,
+    ) -> None:
+        super().__init__()
+        self.trunk = mlp(obs_dim, hidden_sizes[:-1], hidden_sizes[-1])
+        self.mean_head = nn.Linear(hidden_sizes[-1], action_dim)
+        self.log_std_head = nn.Linear(hidden_sizes[-1], action_dim)
+        low = torch.as_tensor(action_low, dtype=torch.float32)
+        high = torch.as_tensor(action_high, dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2.0)
+        self.register_buffer("action_bias", (high + low) / 2.0)
+
+    def forward(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-std `batch x action_dim` of the Gaussian before the squash."""
+        features = functional.relu(self.trunk(observations))
+        log_std = torch.tanh(self.log_std_head(features))
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (log_std + 1.0)
+        return self.mean_head(features), log_std
+
+    def sample(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reparameterised actions `batch x action_dim`, their log-probabilities `batch` and pre-squash samples."""
+        mean, log_std = self(observations)
+        pre_tanh = mean + torch.exp(log_std) * torch.randn_like(mean)
+        log_prob = gaussian_log_prob(mean, log_std, pre_tanh) - tanh_log_det(pre_tanh, self.action_scale)
+        return self.squash(pre_tanh), log_prob, pre_tanh
+
+    def squash(self, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """Actions in the action space's bounds from pre-squash values."""
+        return torch.tanh(pre_tanh) * self.action_scale + self.action_bias
+
+    def log_prob_of(self, observations: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """Log-probability `batch` of the actions ``squash(pre_tanh)`` under this policy."""
+        mean, log_std = self(observations)
+        return gaussian_log_prob(mean, log_std, pre_tanh) - tanh_log_det(pre_tanh, self.action_scale)
+
+    def deterministic(self, observations: torch.Tensor) -> torch.Tensor:
+        """The mean action ``scale * tanh(mean) + bias`` (for evaluation and deployment)."""
+        mean, _ = self(observations)
+        return self.squash(mean)
+
+
+# ------------------------------------------------------------------------------------------------ agent
+
+
+def polyak_update(source: nn.Module, target: nn.Module, tau: float) -> None:
+    """``target <- tau * source + (1 - tau) * target``, parameter by parameter."""
+    with torch.no_grad():
+        for param, target_param in zip(source.parameters(), target.parameters(), strict=True):
+            target_param.mul_(1.0 - tau).add_(param, alpha=tau)
+
+
+class SoftActorCritic:
+    """SAC's networks, optimisers and update (`update`); subclasses change the actor's objective.
+
+    Args:
+        config: the run's settings (network sizes, learning rates, discount, temperature).
+        obs_dim: length of a flat observation.
+        action_low, action_high: bounds of the (box) action space, `action_dim` each.
+    """
+
+    algo = "sac"
+
+    def __init__(self, config: SACConfig, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray) -> None:
+        self.config = config
+        action_dim = int(np.prod(action_low.shape))
+        hidden = tuple(config.hidden_sizes)
+        self.actor = SquashedGaussianActor(obs_dim, action_dim, hidden, action_low, action_high)
+        self.qf1 = SoftQNetwork(obs_dim, action_dim, hidden)
+        self.qf2 = SoftQNetwork(obs_dim, action_dim, hidden)
+        self.qf1_target = SoftQNetwork(obs_dim, action_dim, hidden)
+        self.qf2_target = SoftQNetwork(obs_dim, action_dim, hidden)
+        self.qf1_target.load_state_dict(self.qf1.state_dict())
+        self.qf2_target.load_state_dict(self.qf2.state_dict())
+        self.q_optimizer = torch.optim.Adam([*self.qf1.parameters(), *self.qf2.parameters()], lr=config.q_lr)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.policy_lr)
+        self.target_entropy = -float(action_dim) if config.target_entropy is None else config.target_entropy
+        self.log_alpha = torch.tensor(math.log(config.alpha), requires_grad=True)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.q_lr)
+        self.updates = 0
+        """Calls of `update` so far (the critic's gradient steps)."""
+
+    @property
+    def alpha(self) -> float:
+        """The entropy temperature now."""
+        return float(self.log_alpha.exp().item())
+
+    @torch.no_grad()
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Sampled actions `num_envs x action_dim` for observations `num_envs x obs_dim` (exploration)."""
+        actions, _, _ = self.actor.sample(torch.as_tensor(observations, dtype=torch.float32))
+        return actions.numpy()
+
+    def update(self, batch: ReplayBatch) -> dict[str, float]:
+        """One critic step, then (every `policy_frequency` updates) actor and temperature steps, then targets."""
+        cfg = self.config
+        with torch.no_grad():
+            next_actions, next_log_prob, _ = self.actor.sample(batch.next_observations)
+            next_q_min = torch.min(
+                self.qf1_target(batch.next_observations, next_actions),
+                self.qf2_target(batch.next_observations, next_actions),
+            )
+            target = soft_td_target(batch.rewards, batch.terminated, next_q_min, next_log_prob, self.alpha, cfg.gamma)
+        q1 = self.qf1(batch.observations, batch.actions)
+        q2 = self.qf2(batch.observations, batch.actions)
+        q_loss = critic_loss(q1, q2, target)
+        self.q_optimizer.zero_grad()
+        q_loss.backward()
+        self.q_optimizer.step()
+        stats = {
+            "losses/qf_loss": float(q_loss.item()) / 2.0,
+            "losses/qf1_values": float(q1.mean().item()),
+            "losses/qf2_values": float(q2.mean().item()),
+        }
+
+        if self.updates % cfg.policy_frequency == 0:
+            # As CleanRL (after TD3): delayed, but as many actor steps as critic steps on average.
+            for _ in range(cfg.policy_frequency):
+                stats.update(self.actor_step(batch.observations))
+
+        if self.updates % cfg.target_network_frequency == 0:
+            polyak_update(self.qf1, self.qf1_target, cfg.tau)
+            polyak_update(self.qf2, self.qf2_target, cfg.tau)
+        self.updates += 1
+        return stats
+
+    def q_min(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``min(Q_1, Q_2)`` `batch` of the online critics."""
+        return torch.min(self.qf1(observations, actions), self.qf2(observations, actions))
+
+    def actor_objective(self, observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """The actor's loss, the log-probabilities of its sampled actions (`batch`) and extra scalars."""
+        actions, log_prob, _ = self.actor.sample(observations)
+        return sac_actor_loss(log_prob, self.q_min(observations, actions), self.alpha), log_prob, {}
+
+    def after_actor_step(self) -> dict[str, float]:
+        """Hook after each actor step (off-policy MDPO refreshes its anchor policy here)."""
+        return {}
+
+    def actor_step(self, observations: torch.Tensor) -> dict[str, float]:
+        """One step of the actor and (with `autotune`) of the temperature."""
+        loss, log_prob, extra = self.actor_objective(observations)
+        self.actor_optimizer.zero_grad()
+        loss.backward()
+        self.actor_optimizer.step()
+        stats = {"losses/actor_loss": float(loss.item()), "losses/entropy": float(-log_prob.mean().item()), **extra}
+        if self.config.autotune:
+            alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
+            self.alpha_optimizer.zero_grad()
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
+            stats["losses/alpha_loss"] = float(alpha_loss.item())
+        stats["losses/alpha"] = self.alpha
+        stats.update(self.after_actor_step())
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimisers, temperature and counters (for checkpoints)."""
+        return {
+            "actor": self.actor.state_dict(),
+            "qf1": self.qf1.state_dict(),
+            "qf2": self.qf2.state_dict(),
+            "qf1_target": self.qf1_target.state_dict(),
+            "qf2_target": self.qf2_target.state_dict(),
+            "q_optimizer": self.q_optimizer.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict`."""
+        for name in ("actor", "qf1", "qf2", "qf1_target", "qf2_target"):
+            getattr(self, name).load_state_dict(state[name])
+        self.q_optimizer.load_state_dict(state["q_optimizer"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+        self.updates = int(state["updates"])
+
+
+# ------------------------------------------------------------------------------------------------- loop
+
+
+@torch.no_grad()
+def evaluate(actor: SquashedGaussianActor, env_id: str, episodes: int, seed: int) -> list[float]:
+    """Returns of `episodes` episodes of the deterministic (mean-action) policy, seeds seed, seed + 1, ..."""
+    env = gym.make(env_id)
+    returns: list[float] = []
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            total, done = 0.0, False
+            while not done:
+                action = actor.deterministic(torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1))
+                obs, reward, terminated, truncated, _ = env.step(action.numpy()[0])
+                total += float(reward)
+                done = bool(terminated or truncated)
+            returns.append(total)
+    finally:
+        env.close()
+    return returns
+
+
+def _seed_everything(config: RunConfig) -> None:
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.torch_threads)
+    torch.use_deterministic_algorithms(config.torch_deterministic)
+
+
+def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic) -> dict[str, Any]:
+    """Run SAC (or a subclass's algorithm) as `config` says; return the run's summary (also written to the run folder).
+
+    Resumes from the run folder's checkpoint with `config.resume` (the environments' state included, so
+    the continuation is the one an uninterrupted run would have taken).
+    """
+    cfg = config.resolved()
+    _seed_everything(cfg)
+    run_dir = cfg.run_path(agent_type.algo)
+    # The squashed actor's and the warm-up's actions lie inside the bounds already: no ClipAction.
+    envs = make_vector_env(cfg.env_id, cfg.num_envs, cfg.seed, clip_action=False)
+    action_space = envs.single_action_space
+    if not isinstance(action_space, gym.spaces.Box) or not np.all(np.isfinite([action_space.low, action_space.high])):
+        envs.close()
+        raise ValueError(f"{agent_type.algo} needs a bounded Box action space; {cfg.env_id} has {action_space}")
+    obs_shape = envs.single_observation_space.shape
+    assert obs_shape is not None
+    obs_dim = int(np.prod(obs_shape))
+    low = np.asarray(action_space.low, dtype=np.float32)
+    high = np.asarray(action_space.high, dtype=np.float32)
+    agent = agent_type(cfg, obs_dim, low, high)
+    buffer = ReplayBuffer(cfg.buffer_size, (obs_dim,), action_space.shape, cfg.num_envs, seed=cfg.seed)
+    warmup_rng = np.random.default_rng(cfg.seed + 1)
+    """Uniform actions before `learning_starts` (its own generator: saved and restored on resume)."""
+    num_iterations = cfg.total_timesteps // cfg.num_envs
+    iteration = 0
+    obs, _ = envs.reset(seed=cfg.seed)
+
+    state: dict[str, Any] | None = None
+    if cfg.resume:
+        state = load_training_state(run_dir)
+        agent.load_state_dict(state["agent"])
+        buffer.load_state_dict(state["buffer"])
+        warmup_rng.bit_generator.state = state["warmup_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        restore_env_state(envs, state["envs"])
+        obs = state["obs"]
+        iteration = int(state["iteration"])
+
+    resume_step = iteration * cfg.num_envs if state is not None else None
+    logger = RunLogger(
+        run_dir,
+        num_iterations * cfg.num_envs,
+        desc=agent_type.algo,
+        tensorboard=cfg.tensorboard,
+        progress=cfg.progress,
+        resume_step=resume_step,
+    )
+    logger.text("config", repr(cfg))
+    start_time, start_step = time.perf_counter(), iteration * cfg.num_envs
+    next_checkpoint = _next_checkpoint(iteration * cfg.num_envs, cfg.checkpoint_every_steps)
+    try:
+        while iteration < num_iterations:
+            global_step = iteration * cfg.num_envs
+            if global_step < cfg.learning_starts:
+                actions = warmup_rng.uniform(low, high, size=(cfg.num_envs, *low.shape)).astype(np.float32)
+            else:
+                actions = agent.act(obs)
+            next_obs, rewards, terminated, truncated, info = envs.step(actions)
+            buffer.add(obs, actions, rewards, next_obs, terminated, truncated)
+            obs = next_obs
+            iteration += 1
+            global_step = iteration * cfg.num_envs
+            for episode_return, episode_length in episode_returns(info):
+                logger.scalar("charts/episodic_return", episode_return, global_step)
+                logger.scalar("charts/episodic_length", episode_length, global_step)
+
+            if global_step > cfg.learning_starts:
+                for _ in range(cfg.gradient_steps):
+                    stats = agent.update(buffer.sample(cfg.batch_size))
+                    if agent.updates % cfg.log_every_updates == 0:
+                        logger.scalars(stats, global_step)
+                        sps = (global_step - start_step) / max(time.perf_counter() - start_time, 1e-9)
+                        logger.scalar("charts/SPS", sps, global_step)
+            logger.advance(cfg.num_envs)
+
+            if next_checkpoint is not None and global_step >= next_checkpoint and iteration < num_iterations:
+                _checkpoint(run_dir, cfg, agent, buffer, warmup_rng, envs, obs, iteration)
+                logger.flush()
+                next_checkpoint = _next_checkpoint(global_step, cfg.checkpoint_every_steps)
+
+        _checkpoint(run_dir, cfg, agent, buffer, warmup_rng, envs, obs, iteration)
+        eval_returns = evaluate(agent.actor, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + EVAL_SEED_OFFSET)
+        mean_return = float(np.mean(eval_returns)) if eval_returns else float("nan")
+        logger.scalar("eval/mean_return", mean_return, iteration * cfg.num_envs)
+    finally:
+        logger.close()
+        envs.close()
+    summary = {
+        "algo": agent_type.algo,
+        "env_id": cfg.env_id,
+        "seed": cfg.seed,
+        "total_timesteps": iteration * cfg.num_envs,
+        "eval_returns": eval_returns,
+        "eval_mean_return": mean_return,
+        "run_dir": str(run_dir),
+    }
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary
+
+
+def _next_checkpoint(global_step: int, every: int) -> int | None:
+    return None if every <= 0 else (global_step // every + 1) * every
+
+
+def _checkpoint(
+    run_dir: Path,
+    config: SACConfig,
+    agent: SoftActorCritic,
+    buffer: ReplayBuffer,
+    warmup_rng: np.random.Generator,
+    envs: VectorEnv,
+    obs: np.ndarray,
+    iteration: int,
+) -> Path:
+    """Write everything a bit-identical resume needs, atomically."""
+    payload = {
+        "config": to_jsonable(asdict(config)),
+        "agent": agent.state_dict(),
+        "buffer": buffer.state_dict(),
+        "warmup_rng": warmup_rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "envs": capture_env_state(envs),
+        "obs": np.array(obs, copy=True),
+        "iteration": iteration,
+        "global_step": iteration * config.num_envs,
+    }
+    data = io.BytesIO()
+    torch.save(payload, data)
+    return write_bytes_atomic(Path(run_dir) / TRAINING_STATE_FILE, data.getvalue())
+
+
+def load_training_state(run_dir: Path) -> dict[str, Any]:
+    """The training state of `run_dir` written by `_checkpoint` (a trusted local file: full unpickling)."""
+    path = Path(run_dir) / TRAINING_STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no training state at {path}: nothing to resume (run without --resume first)")
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    return state
+
+
+def main(config: SACConfig | None = None) -> dict[str, Any]:
+    """Train SAC (`python -m policyopt.sac --help`); the summary is printed and returned."""
+    import json
+
+    cfg = tyro.cli(SACConfig) if config is None else config
+    summary = train(cfg, SoftActorCritic)
+    print(json.dumps(to_jsonable(summary), indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
