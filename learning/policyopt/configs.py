@@ -104,6 +104,10 @@ class OnPolicyConfig(RunConfig):
     """Scale rewards by the running standard deviation of the discounted return."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the policy and value MLPs (tanh)."""
+    sampling_error_every: int = 1
+    """Updates between measurements of the sampling error of the training data (0: never)."""
+    sampling_error_epochs: int = 200
+    """Fitting steps of the empirical policy when the sampling error is estimated (continuous states)."""
 
     def smoke_sizes(self) -> dict[str, Any]:
         """Smoke sizes: two updates of two short rollouts."""
@@ -146,10 +150,12 @@ class PropsConfig(OnPolicyConfig):
     """Passes of the behaviour update over the buffer."""
     props_num_minibatches: int = 16
     """Minibatches per behaviour epoch."""
-    props_target_kl: float | None = 0.03
+    props_target_kl: float | None = 0.05
     """Stop the behaviour epochs once KL(pi_theta || pi_b) exceeds this (None: never)."""
     props_update_every: int = 256
     """Environment steps per environment between behaviour updates (divides num_steps)."""
+    props_enabled: bool = True
+    """False: the behaviour policy stays equal to the target policy (the paper's PPO-BUFFER ablation)."""
 
     def __post_init__(self) -> None:
         if self.buffer_batches < 1:
