@@ -125,7 +125,11 @@ class PolicyCommander:
         if self._ctbr is None or now_s - self._last_policy_s >= period_s - 1e-6 or now_s < self._last_policy_s:
             obs = self.observation(state, now_s)
             started = time.perf_counter()
-            action = np.asarray(self.policy.act(obs), dtype=np.float64).reshape(-1)
+            try:
+                action = np.asarray(self.policy.act(obs), dtype=np.float64).reshape(-1)
+            except ValueError as exc:  # e.g. policyopt's PolicyInputError on an observation it cannot take
+                self.reset()
+                return self.hold(state, f"policy refused the observation: {exc}")
             self.policy_ms = 1e3 * (time.perf_counter() - started)
             if action.shape != (4,) or not np.isfinite(action).all():
                 self.reset()
