@@ -359,8 +359,10 @@ class Px4Bridge:
         _LOG.warning("failsafe %s: %s -> %s", event.kind.value, event.detail, event.action)
         act = event.action in ("hold", "land")
         if event.kind == FailsafeKind.LINK_LOST:
-            status = self.telemetry().status
-            self._lost_in_flight = self.offboard.streaming or bool(status is not None and status.armed)
+            snapshot = self.telemetry()
+            armed = snapshot.status is not None and snapshot.status.armed
+            on_ground = snapshot.landed is not None and snapshot.landed.on_ground
+            self._lost_in_flight = self.offboard.streaming or (armed and not on_ground)
             self.offboard.link_lost(event.time_s)
         elif event.kind == FailsafeKind.LINK_RESTORED:
             act = act and self._lost_in_flight  # a vehicle idle on the ground is left alone

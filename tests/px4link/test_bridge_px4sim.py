@@ -114,6 +114,7 @@ def test_link_cut_in_offboard_and_vehicle_reboot(udp_port: int) -> None:
             bridge.land()
             assert _wait(lambda: vehicle.snapshot().landed, 20.0)
             bridge.disarm()
+            assert _wait(lambda: not bridge.telemetry().status.armed, 3.0)  # type: ignore[union-attr]
             events.clear()
             vehicle.reboot(1.0)
             assert _wait(
