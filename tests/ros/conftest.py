@@ -20,10 +20,16 @@ _COUNTER = itertools.count()
 
 
 def next_domain() -> int:
-    """A domain id no other test of this run uses (xdist workers get disjoint ranges; ids stay <= 232)."""
+    """A domain id no other test of this run uses, and that another run on the machine is unlikely to use.
+
+    xdist workers get disjoint blocks of ids (100..231); inside a block the start depends on the process id,
+    so two test runs at once (say, two people's) do not share a graph: nodes of one would take the
+    other's latched plans.
+    """
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
     index = int(worker[2:]) if worker[2:].isdigit() else 0
-    return 110 + (index % 4) * 30 + next(_COUNTER) % 30
+    block = 33
+    return 100 + (index % 4) * block + (os.getpid() + next(_COUNTER)) % block
 
 
 @pytest.fixture
