@@ -379,3 +379,78 @@ class PolicyControllerConfig:
 
 
 NODE_CONFIGS["policy_controller"] = PolicyControllerConfig
+
+
+def _geofence_min() -> list[float]:
+    return [-50.0, -50.0, -1.0]
+
+
+def _geofence_max() -> list[float]:
+    return [50.0, 50.0, 30.0]
+
+
+@dataclass(frozen=True)
+class Px4BridgeNodeConfig:
+    """Parameters of the `px4_bridge` node (the main fields of `px4link.config.BridgeConfig`).
+
+    Attributes:
+        vehicle_url: MAVLink link: "/dev/ttyTHS1:921600" (serial at a baud rate), "udpin:0.0.0.0:14540", "tcp:H:P".
+        signing_key_file: file holding the MAVLink 2 signing key as 64 hex digits; empty: no signing.
+        require_signing: with a key, refuse unsigned, wrongly signed and replayed packets.
+        setpoint_rate_hz: offboard setpoint stream rate (20..250 Hz).
+        link_loss_s: no vehicle telemetry for this long is a lost link (failsafe).
+        link_loss_action: what the vehicle is told when the link returns after a loss: hold or land.
+        geofence_min_enu_m: the geofence box's lower corner (x, y, z, m, ENU); empty with max: no geofence.
+        geofence_max_enu_m: its upper corner.
+        battery_low_fraction: below this remaining charge: hold (failsafe).
+        battery_critical_fraction: below this: land.
+        trajectory_stale_s: a trajectory that ended this long ago is stale: hold (0: hold its end forever).
+        takeoff_altitude_m: takeoff altitude above home.
+        require_gps: the pre-flight check demands a 3D GPS fix (off indoors).
+        offboard_on_trajectory: when a trajectory arrives while the vehicle is armed and in the air, switch to
+            OFFBOARD (after the stream PX4 needs); off: an operator calls ~/offboard.
+        frame_id: the world frame of odometry and trajectories (ENU).
+        child_frame_id: the body frame of odometry (FLU).
+        diagnostics_period_s: period of /diagnostics.
+    """
+
+    vehicle_url: str = "udpin:0.0.0.0:14540"
+    signing_key_file: str = ""
+    require_signing: bool = True
+    setpoint_rate_hz: float = 50.0
+    link_loss_s: float = 0.5
+    link_loss_action: str = "hold"
+    geofence_min_enu_m: list[float] = field(default_factory=_geofence_min)
+    geofence_max_enu_m: list[float] = field(default_factory=_geofence_max)
+    battery_low_fraction: float = 0.25
+    battery_critical_fraction: float = 0.12
+    trajectory_stale_s: float = 5.0
+    takeoff_altitude_m: float = 2.0
+    require_gps: bool = False
+    offboard_on_trajectory: bool = False
+    frame_id: str = "map"
+    child_frame_id: str = "base_link"
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(bool(self.vehicle_url), "vehicle_url", self.vehicle_url, "a MAVLink link URL")
+        _require(20.0 <= self.setpoint_rate_hz <= 250.0, "setpoint_rate_hz", self.setpoint_rate_hz, "in [20, 250]")
+        _require(0.05 <= self.link_loss_s <= 10.0, "link_loss_s", self.link_loss_s, "in [0.05, 10]")
+        _require(self.link_loss_action in ("hold", "land"), "link_loss_action", self.link_loss_action, "hold or land")
+        fence = (self.geofence_min_enu_m, self.geofence_max_enu_m)
+        _require(
+            fence == ([], []) or (len(fence[0]) == 3 and len(fence[1]) == 3 and _finite(fence[0] + fence[1])),
+            "geofence_min_enu_m/geofence_max_enu_m",
+            fence,
+            "two finite (x, y, z) corners, or both empty",
+        )
+        _require(
+            0.0 <= self.battery_critical_fraction <= self.battery_low_fraction <= 1.0,
+            "battery_low_fraction/battery_critical_fraction",
+            (self.battery_low_fraction, self.battery_critical_fraction),
+            "0 <= critical <= low <= 1",
+        )
+        _require(self.trajectory_stale_s >= 0.0, "trajectory_stale_s", self.trajectory_stale_s, ">= 0")
+        _require(0.5 <= self.takeoff_altitude_m <= 100.0, "takeoff_altitude_m", self.takeoff_altitude_m, "in [0.5, 100]")
+        _require(bool(self.frame_id), "frame_id", self.frame_id, "non-empty")
+        _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
