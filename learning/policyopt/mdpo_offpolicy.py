@@ -154,19 +154,17 @@ class OffPolicyMDPO(SoftActorCritic):
             self.iteration += 1
         return {}
 
-    def state_dict(self) -> dict[str, Any]:
-        """SAC's state plus the anchor and the iteration counters."""
-        return {
-            **super().state_dict(),
-            "old_actor": self.old_actor.state_dict(),
-            "actor_steps": self.actor_steps,
-            "iteration": self.iteration,
-        }
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """SAC's networks plus the anchor policy."""
+        return {**super().modules(), "old_actor": self.old_actor}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a `state_dict`."""
-        super().load_state_dict(state)
-        self.old_actor.load_state_dict(state["old_actor"])
+    def extra_state(self) -> dict[str, Any]:
+        """SAC's extra state plus the iteration counters."""
+        return {**super().extra_state(), "actor_steps": self.actor_steps, "iteration": self.iteration}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore `extra_state`."""
+        super().load_extra_state(state)
         self.actor_steps = int(state["actor_steps"])
         self.iteration = int(state["iteration"])
 

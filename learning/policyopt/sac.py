@@ -22,10 +22,9 @@ objective, so it subclasses it and reuses `train`.
 
 from __future__ import annotations
 
-import io
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +36,18 @@ from gymnasium.vector import VectorEnv
 from torch import nn
 from torch.nn import functional
 
-from flightkit import to_jsonable, write_bytes_atomic, write_json_atomic
+from flightkit import to_jsonable, write_json_atomic
+from policyopt.checkpoint import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    load_checkpoint,
+    restore_training,
+    save_checkpoint,
+    seed_everything,
+)
 from policyopt.configs import RunConfig
-from policyopt.envs import capture_env_state, episode_returns, make_vector_env, restore_env_state
+from policyopt.envs import episode_returns, make_vector_env
+from policyopt.networks import PolicySpec
 from policyopt.replay import ReplayBatch, ReplayBuffer
 from policyopt.runlog import RunLogger
 
@@ -47,7 +55,6 @@ LOG_STD_MIN = -5.0
 LOG_STD_MAX = 2.0
 EVAL_SEED_OFFSET = 10_000
 """The final evaluation's episodes are seeded from seed + 10_000 on (never a training episode's seed)."""
-TRAINING_STATE_FILE = "training_state.pt"
 
 
 @dataclass
@@ -353,30 +360,28 @@ class SoftActorCritic:
         stats.update(self.after_actor_step())
         return stats
 
-    def state_dict(self) -> dict[str, Any]:
-        """Networks, optimisers, temperature and counters (for checkpoints)."""
+    def modules(self) -> dict[str, nn.Module]:
+        """The networks, by name (what a checkpoint stores and restores)."""
         return {
-            "actor": self.actor.state_dict(),
-            "qf1": self.qf1.state_dict(),
-            "qf2": self.qf2.state_dict(),
-            "qf1_target": self.qf1_target.state_dict(),
-            "qf2_target": self.qf2_target.state_dict(),
-            "q_optimizer": self.q_optimizer.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "log_alpha": self.log_alpha.detach().clone(),
-            "alpha_optimizer": self.alpha_optimizer.state_dict(),
-            "updates": self.updates,
+            "actor": self.actor,
+            "qf1": self.qf1,
+            "qf2": self.qf2,
+            "qf1_target": self.qf1_target,
+            "qf2_target": self.qf2_target,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a `state_dict`."""
-        for name in ("actor", "qf1", "qf2", "qf1_target", "qf2_target"):
-            getattr(self, name).load_state_dict(state[name])
-        self.q_optimizer.load_state_dict(state["q_optimizer"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimisers, by name."""
+        return {"q": self.q_optimizer, "actor": self.actor_optimizer, "alpha": self.alpha_optimizer}
+
+    def extra_state(self) -> dict[str, Any]:
+        """State that is neither a network nor an optimiser: the temperature and the counters."""
+        return {"log_alpha": self.log_alpha.detach().clone(), "updates": self.updates}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore `extra_state`."""
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"])
-        self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         self.updates = int(state["updates"])
 
 
@@ -403,12 +408,6 @@ def evaluate(actor: SquashedGaussianActor, env_id: str, episodes: int, seed: int
     return returns
 
 
-def _seed_everything(config: RunConfig) -> None:
-    torch.manual_seed(config.seed)
-    torch.set_num_threads(config.torch_threads)
-    torch.use_deterministic_algorithms(config.torch_deterministic)
-
-
 def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic) -> dict[str, Any]:
     """Run SAC (or a subclass's algorithm) as `config` says; return the run's summary (also written to the run folder).
 
@@ -416,7 +415,8 @@ def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic
     the continuation is the one an uninterrupted run would have taken).
     """
     cfg = config.resolved()
-    _seed_everything(cfg)
+    seed_everything(cfg.seed, cfg.torch_deterministic)
+    torch.set_num_threads(cfg.torch_threads)
     run_dir = cfg.run_path(agent_type.algo)
     # The squashed actor's and the warm-up's actions lie inside the bounds already: no ClipAction.
     envs = make_vector_env(cfg.env_id, cfg.num_envs, cfg.seed, clip_action=False)
@@ -439,14 +439,24 @@ def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic
 
     state: dict[str, Any] | None = None
     if cfg.resume:
-        state = load_training_state(run_dir)
-        agent.load_state_dict(state["agent"])
-        buffer.load_state_dict(state["buffer"])
-        warmup_rng.bit_generator.state = state["warmup_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        restore_env_state(envs, state["envs"])
-        obs = state["obs"]
-        iteration = int(state["iteration"])
+        path = run_dir / CHECKPOINT_FILE
+        if not path.is_file():
+            envs.close()
+            raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume (run without --resume first)")
+        state = load_checkpoint(path)
+        if state["algo"] != agent_type.algo:
+            envs.close()
+            raise CheckpointError(f"{path} is a {state['algo']} checkpoint, not {agent_type.algo}")
+        env_restored = restore_training(state, modules=agent.modules(), optimizers=agent.optimizers(), envs=envs)
+        extra = state["extra"]
+        agent.load_extra_state(extra["agent"])
+        buffer.load_state_dict(extra["buffer"])
+        warmup_rng.bit_generator.state = extra["warmup_rng"]
+        iteration = int(extra["iteration"])
+        obs = extra["obs"]
+        if not env_restored:  # fresh episodes: the continuation is valid but not bit-identical
+            obs, _ = envs.reset(seed=cfg.seed + iteration)
+            buffer.resetting[:] = False
 
     resume_step = iteration * cfg.num_envs if state is not None else None
     logger = RunLogger(
@@ -524,30 +534,28 @@ def _checkpoint(
     obs: np.ndarray,
     iteration: int,
 ) -> Path:
-    """Write everything a bit-identical resume needs, atomically."""
-    payload = {
-        "config": to_jsonable(asdict(config)),
-        "agent": agent.state_dict(),
-        "buffer": buffer.state_dict(),
-        "warmup_rng": warmup_rng.bit_generator.state,
-        "torch_rng": torch.get_rng_state(),
-        "envs": capture_env_state(envs),
-        "obs": np.array(obs, copy=True),
-        "iteration": iteration,
-        "global_step": iteration * config.num_envs,
-    }
-    data = io.BytesIO()
-    torch.save(payload, data)
-    return write_bytes_atomic(Path(run_dir) / TRAINING_STATE_FILE, data.getvalue())
-
-
-def load_training_state(run_dir: Path) -> dict[str, Any]:
-    """The training state of `run_dir` written by `_checkpoint` (a trusted local file: full unpickling)."""
-    path = Path(run_dir) / TRAINING_STATE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no training state at {path}: nothing to resume (run without --resume first)")
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    return state
+    """Write everything a bit-identical resume needs (the shared checkpoint format), atomically."""
+    spec = PolicySpec.from_spaces(envs.single_observation_space, envs.single_action_space, tuple(config.hidden_sizes))
+    return save_checkpoint(
+        Path(run_dir) / CHECKPOINT_FILE,
+        algo=agent.algo,
+        config=config,
+        global_step=iteration * config.num_envs,
+        update=agent.updates,
+        spec=spec,
+        actor=agent.actor,
+        modules=agent.modules(),
+        optimizers=agent.optimizers(),
+        envs=envs,
+        extra={
+            "actor_kind": "squashed_gaussian",
+            "agent": agent.extra_state(),
+            "buffer": buffer.state_dict(),
+            "warmup_rng": warmup_rng.bit_generator.state,
+            "obs": np.array(obs, copy=True),
+            "iteration": iteration,
+        },
+    )
 
 
 def main(config: SACConfig | None = None) -> dict[str, Any]:
