@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from px4link import px4_modes
 from px4link.px4_modes import MainMode, Px4Mode
 from px4sim.battery import Battery
-from px4sim.flight import FlightModel
+from px4sim.flight import FlightModel, MotionLimits
 from px4sim.navigator import Carrot
 from px4sim.params import ParamStore
 from px4sim.setpoints import OffboardSetpoint, OffboardTracker
@@ -234,6 +234,11 @@ class Commander:
             climb_to = max(here[2], self.home_enu[2] + self.params.get("RTL_RETURN_ALT"))
             self._carrot.start(here, yaw, np.array([here[0], here[1], climb_to]))
         else:
+            if not self.flight.landed:  # hold where braking at MPC_ACC_HOR_MAX stops, as PX4's hold does
+                velocity = state.velocity_m_s
+                here[:2] += (
+                    velocity[:2] * np.hypot(velocity[0], velocity[1]) / (2.0 * self.params.get("MPC_ACC_HOR_MAX"))
+                )
             self._carrot.start(here, yaw)
 
     # ---- failsafes ------------------------------------------------------------------------------
@@ -357,14 +362,29 @@ class Commander:
         return p("MPC_XY_CRUISE"), p("MPC_Z_VEL_MAX_UP"), p("MPC_Z_VEL_MAX_DN")
 
     def _reference(self, now_s: float, dt_s: float) -> Reference | None:
+        ref = self._mode_reference(now_s, dt_s)
+        if ref is None:
+            return None
+        p = self.params.get
+        xy_max = p("MPC_XY_VEL_MAX") if self.mode == px4_modes.OFFBOARD else p("MPC_XY_CRUISE")
+        limits = MotionLimits(
+            xy_max,
+            p("MPC_Z_VEL_MAX_UP"),
+            p("MPC_Z_VEL_MAX_DN"),
+            p("MPC_ACC_HOR_MAX"),
+            p("MPC_ACC_UP_MAX"),
+            p("MPC_ACC_DOWN_MAX"),
+        )
+        return self.flight.limit_reference(ref, self.flight.state(), limits)
+
+    def _mode_reference(self, now_s: float, dt_s: float) -> Reference | None:
         state = self.flight.state()
         p = self.params.get
         xy, up, down = self._speeds()
         if self.mode == px4_modes.OFFBOARD:
             if self.setpoint is None:
                 return None
-            ref = self._offboard.reference(self.setpoint, state, dt_s)
-            return self.flight.limit_reference(ref, state, p("MPC_XY_VEL_MAX"), up, down)
+            return self._offboard.reference(self.setpoint, state, dt_s)
         if self.mode == px4_modes.TAKEOFF:
             ref = self._carrot.step(dt_s, xy, p("MPC_TKO_SPEED"), down)
             if self._carrot.reached() and abs(state.position_m[2] - self._carrot.target[2]) < 0.15:

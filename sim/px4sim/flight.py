@@ -21,6 +21,7 @@ _LANDED_HEIGHT_M = 0.08
 _AIRBORNE_HEIGHT_M = 0.2
 _LANDED_SPEED_M_S = 0.3
 _LANDED_CONFIRM_S = 0.5
+_CLIMB_ACCEL_M_S2 = 0.3  # landed, a reference that asks for less upward acceleration keeps the motors at idle
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,18 @@ class LandDetectorConfig:
     airborne_height_m: float = _AIRBORNE_HEIGHT_M
     landed_speed_m_s: float = _LANDED_SPEED_M_S
     confirm_s: float = _LANDED_CONFIRM_S
+
+
+@dataclass(frozen=True)
+class MotionLimits:
+    """Speed and acceleration limits (PX4's MPC_XY_VEL_MAX, MPC_Z_VEL_MAX_*, MPC_ACC_HOR_MAX, MPC_ACC_*_MAX)."""
+
+    xy_speed_m_s: float
+    up_speed_m_s: float
+    down_speed_m_s: float
+    xy_accel_m_s2: float
+    up_accel_m_s2: float
+    down_accel_m_s2: float
 
 
 class FlightModel:
@@ -73,34 +86,42 @@ class FlightModel:
         """Height of the body origin above its rest height on the ground."""
         return float(self.quad.data.qpos[2]) - self.ground_z_m - REST_HEIGHT_M
 
-    def limit_reference(
-        self, ref: Reference, state: VehicleState, xy_speed_m_s: float, z_up_m_s: float, z_down_m_s: float
-    ) -> Reference:
-        """Clip the position error so that the PD law asks for no more than the given speeds."""
+    def limit_reference(self, ref: Reference, state: VehicleState, limits: MotionLimits) -> Reference:
+        """The reference with PX4-like limits: speeds (by clipping the position error) and accelerations.
+
+        The PD law's acceleration (with the feed-forward) is computed here and clipped; the returned reference
+        sits at the present state and carries that acceleration, so the controller asks for exactly it.
+        """
+        kp = np.asarray(self.controller.gains.kp_position)
+        kd = np.asarray(self.controller.gains.kd_position)
         error = np.asarray(ref.position, dtype=np.float64) - state.position_m
-        cap_xy = xy_speed_m_s * float(self._error_per_speed_s[0])
+        cap_xy = limits.xy_speed_m_s * float(self._error_per_speed_s[0])
         horizontal = float(np.hypot(error[0], error[1]))
         if horizontal > cap_xy > 0.0:
             error[:2] *= cap_xy / horizontal
-        cap_up, cap_down = z_up_m_s * float(self._error_per_speed_s[2]), z_down_m_s * float(self._error_per_speed_s[2])
-        error[2] = float(np.clip(error[2], -cap_down, cap_up))
+        per_speed_z = float(self._error_per_speed_s[2])
+        error[2] = float(np.clip(error[2], -limits.down_speed_m_s * per_speed_z, limits.up_speed_m_s * per_speed_z))
+        accel = kp * error + kd * (np.asarray(ref.velocity) - state.velocity_m_s) + np.asarray(ref.acceleration)
+        accel_xy = float(np.hypot(accel[0], accel[1]))
+        if accel_xy > limits.xy_accel_m_s2 > 0.0:
+            accel[:2] *= limits.xy_accel_m_s2 / accel_xy
+        accel[2] = float(np.clip(accel[2], -limits.down_accel_m_s2, limits.up_accel_m_s2))
         return Reference(
-            position=state.position_m + error,
-            velocity=ref.velocity,
-            acceleration=ref.acceleration,
+            position=state.position_m.copy(),
+            velocity=state.velocity_m_s.copy(),
+            acceleration=accel,
             yaw_rad=ref.yaw_rad,
             body_rates_rad_s=ref.body_rates_rad_s,
             body_angular_accel_rad_s2=ref.body_angular_accel_rad_s2,
         )
 
     def step(self, dt_s: float, armed: bool, ref: Reference | None) -> None:
-        """Advance by `dt_s`: motors off when disarmed, idle when `ref` is None, else track `ref`."""
+        """Advance by `dt_s`: motors off when disarmed, idle when `ref` is None or asks a landed vehicle for no
+        climb, else track `ref`."""
         state = self.quad.state()
         if not armed:
             thrusts = np.zeros(4)
-        elif ref is None or (
-            self.landed and float(ref.position[2]) <= state.position_m[2] + 0.05 and float(ref.velocity[2]) <= 0.0
-        ):
+        elif ref is None or (self.landed and float(ref.acceleration[2]) <= _CLIMB_ACCEL_M_S2):
             thrusts = np.full(4, self.vehicle.rotor_thrust_min_n)
         else:
             thrusts = self.controller.rotor_thrusts(

@@ -5,7 +5,9 @@ The type mask's bits say what to ignore (bit set = ignored): 0-2 position x, y, 
 10 yaw; 11 yaw rate. A NaN value is "not set" as well. Only MAV_FRAME_LOCAL_NED is taken.
 Per axis, the reference is: the position where one is given (velocity and acceleration as
 feed-forward); a point moving with the velocity where only a velocity is given; the present state
-plus the acceleration where only that is given; a fixed hold point where nothing is given.
+plus the acceleration where only that is given; a fixed hold point where nothing is given. The heading
+turns towards the yaw setpoint at no more than `max_yaw_rate_rad_s` (PX4 limits yaw rate too), which keeps
+a large yaw step from tilting the vehicle off its track.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from px4link.frames import ned_to_enu, yaw_ned_to_enu, yaw_rate_enu_to_ned
+from px4link.frames import ned_to_enu, wrap_angle, yaw_ned_to_enu, yaw_rate_enu_to_ned
 from quadsim.controller import Reference
 from quadsim.mujoco_vehicle import VehicleState
 
@@ -73,7 +75,8 @@ def setpoint_from_local_ned(
 class OffboardTracker:
     """Turns the latest offboard setpoint into a controller reference each control period."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_yaw_rate_rad_s: float = math.radians(60.0)) -> None:
+        self.max_yaw_rate_rad_s = max_yaw_rate_rad_s
         self._point: NDArray[np.float64] | None = None
         self._yaw = 0.0
 
@@ -103,7 +106,10 @@ class OffboardTracker:
                 velocity[axis] = state.velocity_m_s[axis]
             position[axis] = point[axis]
         if sp.yaw_enu_rad is not None:
-            self._yaw = sp.yaw_enu_rad
+            step = wrap_angle(sp.yaw_enu_rad - self._yaw)
+            limit = self.max_yaw_rate_rad_s * dt_s
+            self._yaw = wrap_angle(self._yaw + max(-limit, min(limit, step)))
         elif sp.yaw_rate_enu_rad_s is not None:
-            self._yaw += sp.yaw_rate_enu_rad_s * dt_s
+            rate = max(-self.max_yaw_rate_rad_s, min(self.max_yaw_rate_rad_s, sp.yaw_rate_enu_rad_s))
+            self._yaw = wrap_angle(self._yaw + rate * dt_s)
         return Reference(position, velocity, acceleration, self._yaw, _ZERO3, _ZERO3)

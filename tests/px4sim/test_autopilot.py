@@ -67,7 +67,8 @@ def test_arming_refused_with_reason_then_accepted(make_vehicle: VehicleFactory) 
     vehicle.set_battery_remaining(0.10)
     since = time.monotonic()
     assert ground.command(ARM, 1.0) == TEMPORARILY_REJECTED
-    text = ground.wait("STATUSTEXT", lambda m: "battery" in m.text.lower(), since=since)
+    text = ground.wait("STATUSTEXT", lambda m: "Preflight Fail" in m.text, since=since)
+    assert "battery" in text.text
     assert text.severity <= mavlink.MAV_SEVERITY_CRITICAL
     assert not vehicle.snapshot().armed
 
