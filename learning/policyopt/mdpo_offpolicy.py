@@ -45,7 +45,8 @@ import torch
 import tyro
 
 from flightkit import to_jsonable
-from policyopt.sac import SACConfig, SoftActorCritic, train
+from policyopt import sac
+from policyopt.sac import SACConfig, SoftActorCritic
 
 
 def mdpo_actor_loss(
@@ -169,10 +170,15 @@ class OffPolicyMDPO(SoftActorCritic):
         self.iteration = int(state["iteration"])
 
 
+def train(config: MDPOOffPolicyConfig) -> dict[str, Any]:
+    """Run off-policy MDPO as `config` says (SAC's loop with `OffPolicyMDPO`); return the run's summary."""
+    return sac.train(config, OffPolicyMDPO)
+
+
 def main(config: MDPOOffPolicyConfig | None = None) -> dict[str, Any]:
     """Train off-policy MDPO (`python -m policyopt.mdpo_offpolicy --help`); the summary is printed and returned."""
     cfg = tyro.cli(MDPOOffPolicyConfig) if config is None else config
-    summary = train(cfg, OffPolicyMDPO)
+    summary = train(cfg)
     print(json.dumps(to_jsonable(summary), indent=2))
     return summary
 

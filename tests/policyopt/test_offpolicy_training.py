@@ -162,3 +162,12 @@ def test_learns_pendulum_swing_up(algo: str, tmp_path: Path) -> None:
         overrides["sgd_steps"] = 250
     summary = train(tiny_config(algo, tmp_path, **overrides), ALGOS[algo][1])
     assert summary["eval_mean_return"] > -400.0, summary["eval_returns"]
+
+
+def test_policyopt_cli_runs_mdpo_offpolicy_not_sac(tmp_path: Path) -> None:
+    """`policyopt mdpo-offpolicy` (cli.py calls the module's `train(config)`) trains the MDPO agent."""
+    from policyopt import mdpo_offpolicy
+
+    summary = mdpo_offpolicy.train(tiny_config("mdpo-offpolicy", tmp_path, total_timesteps=200))  # type: ignore[arg-type]
+    assert summary["algo"] == "mdpo-offpolicy"
+    assert "old_actor" in parameters(tmp_path)
