@@ -21,7 +21,6 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,6 +41,7 @@ from px4sim.commander import (
     Commander,
 )
 from px4sim.flight import FlightModel
+from px4sim.flight_log import FlightLog
 from px4sim.params import ParamError, ParamStore
 from px4sim.setpoints import MAV_FRAME_LOCAL_NED, setpoint_from_local_ned
 from px4sim.signing import SignatureCounters, SignatureVerifier, signing_timestamp_now
@@ -52,6 +52,7 @@ from quadsim.rotations import yaw_of
 _log = get_logger("px4sim")
 _DUPLICATE_WINDOW_S = 3.0
 _MAX_CATCH_UP_S = 0.25
+_ULOG_DECIMATION = 5  # log every 5th control period (50 Hz at 250 Hz)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ class SimulatedPx4:
         self._statustexts: list[str] = []
         self._reboot_until: float | None = None
         self._reboot_at: float | None = None
-        self._ulog: Any = None
+        self._ulog: FlightLog | None = None
+        self._ulog_samples = 0
         self._after_ack: list[int] = []
         self.flight = FlightModel()
         self.battery = Battery(cfg.battery)
@@ -312,10 +314,9 @@ class SimulatedPx4:
         return self._boot_wall + self._time_s + self.dt_s
 
     def _tick(self) -> None:
-        was_armed = self.commander.armed
         self.commander.tick(self._time_s, self.dt_s)
         self._time_s += self.dt_s
-        self._log_ulog(was_armed)
+        self._log_ulog()
 
     def _view(self) -> VehicleView:
         c, state, p = self.commander, self.flight.state(), self.params.get
@@ -349,6 +350,8 @@ class SimulatedPx4:
 
     def _emit(self, severity: int, text: str) -> None:
         self._statustexts.append(text)
+        if self._ulog is not None:
+            self._ulog.log_message(severity, self._time_s, text)
         _log.info("statustext: %s", text)
         if self._reboot_until is not None:
             return
@@ -578,11 +581,32 @@ class SimulatedPx4:
 
     # ---- ULog -----------------------------------------------------------------------------------
 
-    def _log_ulog(self, was_armed: bool) -> None:
-        """A ULog per arm-to-disarm cycle (when `ulog_dir` is set and px4sim.ulog_writer is there)."""
+    def _log_ulog(self) -> None:
+        """A ULog per arm-to-disarm cycle, as PX4 logs by default (when `ulog_dir` is set)."""
+        if self.config.ulog_dir is None:
+            return
+        armed, was_armed = self.commander.armed, self._ulog is not None
+        if armed and not was_armed:
+            self._open_ulog()
+        if self._ulog is not None:
+            self._ulog_samples += 1
+            if self._ulog_samples % _ULOG_DECIMATION == 0:
+                self._ulog.write_sample(self._time_s, self.commander, self.flight, self.battery, self.params)
+        if was_armed and not armed:
+            self._close_ulog()
+
+    def _open_ulog(self) -> None:
+        assert self.config.ulog_dir is not None
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        path = Path(self.config.ulog_dir) / f"px4sim_{stamp}_{self.counters.ulogs_written + 1:03d}.ulg"
+        self._ulog = FlightLog(path, self._time_s)
+        self._ulog_samples = 0
 
     def _close_ulog(self) -> None:
-        self._ulog = None
+        if self._ulog is not None:
+            self._ulog.close()
+            self._ulog = None
+            self.counters.ulogs_written += 1
 
 
 def _param_name(raw: object) -> str:

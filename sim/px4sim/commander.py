@@ -97,6 +97,7 @@ class Commander:
         self.mode = self.default_mode
         self.failsafes: set[str] = set()
         self.setpoint: OffboardSetpoint | None = None
+        self.last_reference: Reference | None = None
         self._setpoint_times: collections.deque[float] = collections.deque(maxlen=64)
         self._last_gcs_heartbeat_s: float | None = None
         self._datalink_lost = False
@@ -363,6 +364,7 @@ class Commander:
 
     def _reference(self, now_s: float, dt_s: float) -> Reference | None:
         ref = self._mode_reference(now_s, dt_s)
+        self.last_reference = ref
         if ref is None:
             return None
         p = self.params.get

@@ -67,7 +67,7 @@ class Ground:
     def send_raw(self, data: bytes) -> None:
         """Send bytes to the vehicle (once it has been heard from)."""
         self.raw_sent.append(data)
-        if self.peer is not None:
+        if self.peer is not None and not self._stop.is_set():
             self.sock.sendto(data, self.peer)
 
     def send(self, msg: Any) -> None:

@@ -127,8 +127,9 @@ def test_offboard_loss_runs_the_configured_action_after_the_timeout(make_vehicle
     assert vehicle.snapshot().mode == px4_modes.LAND
     assert "offboard_loss" in vehicle.snapshot().failsafes
     # PX4 does not go back to offboard by itself when setpoints return.
-    SetpointStream(ground, rate_hz=50.0).start()
+    again = SetpointStream(ground, rate_hz=50.0).start()
     time.sleep(1.0)
+    again.stop()
     assert vehicle.snapshot().mode == px4_modes.LAND
 
 
@@ -153,3 +154,34 @@ def test_geofence_breach_holds(make_vehicle: VehicleFactory) -> None:
         assert np.linalg.norm(vehicle.snapshot().position_enu - snap.position_enu) < 0.1, "holding still"
     finally:
         stream.stop()
+
+
+def test_ulog_per_arm_cycle(make_vehicle: VehicleFactory, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from pyulog import ULog
+
+    log_dir = Path(str(tmp_path))
+    vehicle, ground = make_vehicle(ulog_dir=log_dir)
+    stream = SetpointStream(ground, rate_hz=50.0)
+    stream.position_ned = (0.0, 0.0, -1.0)
+    stream.start()
+    try:
+        time.sleep(1.0)
+        assert ground.set_mode(px4_modes.OFFBOARD) == 0
+        assert ground.command(ARM, 1.0) == 0
+        time.sleep(2.0)
+        assert ground.command(ARM, 0.0, 21196.0) == 0  # forced disarm in the air ends the log
+    finally:
+        stream.stop()
+    logs = sorted(log_dir.glob("*.ulg"))
+    assert len(logs) == 1
+    ulog = ULog(str(logs[0]))
+    data = {d.name: d.data for d in ulog.data_list}
+    assert {"vehicle_local_position", "trajectory_setpoint", "vehicle_status"} <= set(data)
+    z = data["vehicle_local_position"]["z"]
+    assert len(z) > 50
+    assert z.min() < -0.8, "the climb to 1 m (NED z = -1) is in the log"
+    np.testing.assert_allclose(data["trajectory_setpoint"]["position[2]"], -1.0, atol=1e-6)
+    assert any("Disarmed" in m.message for m in ulog.logged_messages)
+    assert vehicle.snapshot().counters.ulogs_written == 1
