@@ -47,6 +47,7 @@ bench: setup
 	$(PY) bench/fidelity.py
 	$(PY) bench/planner.py
 	$(PY) bench/ros_latency.py
+	$(PY) bench/mavlink.py
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache .hypothesis ros2_ws/build ros2_ws/install ros2_ws/log

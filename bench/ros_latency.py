@@ -44,7 +44,7 @@ def run(messages: int, warmup: int, waypoints: int, domain_id: int, viewer: bool
     """Run the replanner and the probe; return the figures."""
     with tempfile.TemporaryDirectory(prefix="ros_latency_") as scratch:
         results_file = Path(scratch) / "latency.json"
-        base = build_graph("replanner", GraphOptions(sim=False, viewer=viewer))
+        base = build_graph("replanner", GraphOptions(mode="external", viewer=viewer))
         probe = NodeSpec(
             "latency_probe",
             "latency_probe",

@@ -171,7 +171,7 @@ def run(args: DemoArgs) -> dict[str, Any]:
     env.setdefault("ROS_DOMAIN_ID", "42")
     course = load_course(args.course)[:, :3]
     options = GraphOptions(
-        sim=True,
+        mode="sim",
         viewer=True,
         real_time_factor=args.real_time_factor,
         course=tuple(float(v) for v in course.reshape(-1)),

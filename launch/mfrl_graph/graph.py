@@ -18,6 +18,8 @@ SOURCE_PACKAGE_DIR = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / R
 """The ROS package in this repository (the runner reads its config from here when it is not installed)."""
 
 GRAPH_NAMES = ("replanner", "demo")
+MODES = ("sim", "vehicle", "external")
+"""Where odometry comes from: the MuJoCo simulator, a PX4 vehicle through `px4_bridge`, or another node."""
 
 ParameterValue = bool | int | float | str | list[float] | list[str]
 
@@ -62,7 +64,9 @@ class GraphOptions:
     """What a user chooses when starting a graph (the launch file's arguments).
 
     Attributes:
-        sim: simulation in the loop (MuJoCo quadrotor and tracker); False: a real vehicle supplies `odom`.
+        mode: "sim": MuJoCo quadrotor and tracker in the loop (sim time); "vehicle": a PX4 vehicle over MAVLink
+            through `px4_bridge` (wall time); "external": only the replanner (something else supplies `odom`).
+        vehicle_url: vehicle mode: the MAVLink link URL of the PX4 vehicle (empty: the bridge's parameter).
         checkpoint: policy checkpoint of the replanner (empty: the shipped one).
         params_file: YAML parameter file (empty: the package's `config/replanner.yaml`).
         viewer: publish the viewer topics (nav_msgs/Path, markers).
@@ -76,7 +80,8 @@ class GraphOptions:
         mission_timeout_s: demo only: wall-clock limit of the mission.
     """
 
-    sim: bool = True
+    mode: str = "sim"
+    vehicle_url: str = ""
     checkpoint: str = ""
     params_file: str = ""
     viewer: bool = True
@@ -88,6 +93,15 @@ class GraphOptions:
     bag_dir: str = ""
     results_file: str = ""
     mission_timeout_s: float = 180.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}: the modes are {', '.join(MODES)}")
+
+    @property
+    def sim(self) -> bool:
+        """Simulation in the loop (sim time)."""
+        return self.mode == "sim"
 
 
 def default_params_file() -> Path:
@@ -116,11 +130,17 @@ def build_graph(name: str, options: GraphOptions | None = None) -> GraphSpec:
     if options.sim:
         nodes.append(NodeSpec("quadrotor_sim", "quadrotor_sim", {"real_time_factor": options.real_time_factor}))
         nodes.append(NodeSpec("tracker", "tracker", dict(sim_time)))
+    if options.mode == "vehicle":
+        # An operator arms and takes off (px4_bridge's services); a plan that arrives in the air is then flown.
+        bridge: dict[str, ParameterValue] = {"offboard_on_trajectory": True}
+        if options.vehicle_url:
+            bridge["vehicle_url"] = options.vehicle_url
+        nodes.append(NodeSpec("px4_bridge", "px4_bridge", bridge))
     if options.foxglove:
         nodes.append(NodeSpec("foxglove_view", "foxglove_view", {**sim_time, "port": options.foxglove_port}))
     if name == "demo":
-        if not options.sim:
-            raise ValueError("the demo graph flies the simulated vehicle: it needs sim=True")
+        if options.mode == "external":
+            raise ValueError("the demo graph needs a vehicle: mode sim or vehicle")
         if len(options.course) < 6:
             raise ValueError("the demo graph needs a course of at least two waypoints")
         mission: dict[str, Any] = {

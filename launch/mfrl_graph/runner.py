@@ -1,7 +1,8 @@
 """Start a graph without ROS 2's `launch`: one process per node, Ctrl-C forwarded, a node that dies reported.
 
     mfrl-launch replanner                 # replanner + MuJoCo quadrotor + tracker, sim time
-    mfrl-launch replanner --no-sim        # replanner only, odometry from a real vehicle
+    mfrl-launch replanner --mode vehicle --vehicle-url /dev/ttyTHS1:921600   # PX4 over MAVLink
+    mfrl-launch replanner --mode external # replanner only, odometry from another node
     mfrl-launch demo --course 0 0 1 2 1 1.5 4 0 1   # with the demo's mission
 
 Each node runs as `python -m mfrl.<executable> --ros-args ...` (the same arguments `ros2 launch`

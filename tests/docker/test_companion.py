@@ -167,7 +167,6 @@ def test_entrypoint_runs_a_command_instead_when_given_one(tmp_path: Path) -> Non
     assert result.stdout.strip() == "preflight"
 
 
-@pytest.mark.xfail(reason="the launch file's vehicle mode (mode:=vehicle, vehicle_url:=) is being added", strict=False)
 def test_the_launch_file_declares_the_arguments_the_entrypoint_passes() -> None:
     launch_file = (ROOT / "ros2_ws" / "src" / "mfrl" / "launch" / "replanner.launch.py").read_text()
     assert '"mode"' in launch_file

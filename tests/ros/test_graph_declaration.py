@@ -21,8 +21,9 @@ LAUNCH_FILE = SOURCE_PACKAGE_DIR / "launch" / "replanner.launch.py"
 ROS_OWN_PARAMETERS = {"use_sim_time"}
 OPTIONS = [
     GraphOptions(),
-    GraphOptions(sim=False, checkpoint="policy.pt", viewer=False, foxglove=True),
+    GraphOptions(mode="external", checkpoint="policy.pt", viewer=False, foxglove=True),
     GraphOptions(course=(0, 0, 1, 2, 0, 1), bag_dir="bag", results_file="r.json"),
+    GraphOptions(mode="vehicle", vehicle_url="udpin:0.0.0.0:14540"),
 ]
 
 
@@ -71,7 +72,7 @@ def test_launch_file_arguments_are_graph_options_and_it_reads_the_declaration() 
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets)
     )
     option_fields = {f.name for f in dataclasses.fields(GraphOptions)}
-    assert {"sim", "checkpoint", "params_file", "viewer"} <= set(arguments)
+    assert {"mode", "vehicle_url", "checkpoint", "params_file", "viewer"} <= set(arguments)
     assert set(arguments) <= option_fields
     assert 'build_graph("replanner"' in source
     assert "launch_ros.actions import Node" in source

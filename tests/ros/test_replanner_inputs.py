@@ -47,7 +47,7 @@ def _bad_paths() -> dict[str, tuple[PathMsg, str]]:
 @pytest.fixture
 def replanner(ros_env: dict[str, str], graph_logs: Path) -> Iterator[GraphProcesses]:
     """The replanner alone (no simulator: plans start from the path's first pose, at rest)."""
-    graph = build_graph("replanner", GraphOptions(sim=False))
+    graph = build_graph("replanner", GraphOptions(mode="external"))
     processes = GraphProcesses(graph, env=ros_env, log_dir=graph_logs)
     processes.start()
     try:

@@ -54,7 +54,7 @@ def test_foxglove_flag_serves_a_websocket(ros_env: dict[str, str], graph_logs: P
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     processes = GraphProcesses(
-        build_graph("replanner", GraphOptions(sim=False, foxglove=True, foxglove_port=port)),
+        build_graph("replanner", GraphOptions(mode="external", foxglove=True, foxglove_port=port)),
         env=ros_env,
         log_dir=graph_logs,
     )

@@ -26,7 +26,7 @@ def flight(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Fl
     env = {**os.environ, "ROS_DOMAIN_ID": str(next_domain()), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     out = tmp_path_factory.mktemp("flight")
     options = GraphOptions(
-        sim=True,
+        mode="sim",
         real_time_factor=0.0,
         course=COURSE,
         replan_count=2,

@@ -13,6 +13,8 @@ EXECUTABLES = (
     "bag_recorder",
     "latency_probe",
     "foxglove_view",
+    "px4_bridge",
+    "policy_controller",
 )
 
 setup(

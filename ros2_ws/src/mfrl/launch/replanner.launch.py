@@ -1,8 +1,10 @@
-"""ros2 launch mfrl replanner.launch.py [sim:=true|false] [checkpoint:=FILE] [params_file:=FILE] [viewer:=true|false]
+"""ros2 launch mfrl replanner.launch.py [mode:=sim|vehicle|external] [vehicle_url:=URL] [checkpoint:=FILE] ...
 
-The replanning graph: the replanner, and with `sim:=true` the MuJoCo quadrotor and the tracker in
-simulated time. The nodes, their names, parameters and remappings come from the graph declared once
-in `mfrl_graph.graph` (the top-level `launch/` of the repository), which the pip-only runner
+The replanning graph: the replanner, and with `mode:=sim` the MuJoCo quadrotor and the tracker in
+simulated time; with `mode:=vehicle` the `px4_bridge` node flies the trajectory on a PX4 vehicle over
+MAVLink (`vehicle_url`, e.g. /dev/ttyTHS1:921600 or udpin:0.0.0.0:14540). The nodes, their names,
+parameters and remappings come from the graph declared once in `mfrl_graph.graph` (the top-level
+`launch/` of the repository), which the pip-only runner
 (`mfrl-launch replanner`) reads as well.
 """
 
@@ -19,7 +21,11 @@ from launch_ros.actions import Node
 from mfrl_graph.graph import GraphOptions, build_graph
 
 ARGUMENTS = {
-    "sim": ("true", "true: MuJoCo quadrotor and tracker in the loop (sim time); false: a vehicle supplies odom"),
+    "mode": (
+        "sim",
+        "sim: MuJoCo quadrotor + tracker (sim time); vehicle: PX4 over MAVLink; external: odom comes from elsewhere",
+    ),
+    "vehicle_url": ("", "mode:=vehicle: MAVLink URL of the PX4 vehicle (empty: px4_bridge's vehicle_url parameter)"),
     "checkpoint": ("", "policy checkpoint of the replanner (empty: the one shipped with mfplan)"),
     "params_file": ("", "YAML parameter file (empty: this package's config/replanner.yaml)"),
     "viewer": ("true", "publish the planned path and speed-coloured markers for viewers"),
@@ -40,7 +46,8 @@ def _nodes(context: LaunchContext) -> list[Node]:
         Path(get_package_share_directory("mfrl")) / "config" / "replanner.yaml"
     )
     options = GraphOptions(
-        sim=_flag(context, "sim"),
+        mode=LaunchConfiguration("mode").perform(context).strip().lower(),
+        vehicle_url=LaunchConfiguration("vehicle_url").perform(context),
         checkpoint=LaunchConfiguration("checkpoint").perform(context),
         params_file=params_file,
         viewer=_flag(context, "viewer"),
