@@ -12,7 +12,7 @@ Controllers:
   `RotorPyEvaluator` of the MFRL fidelities, i.e. the baseline the learned controllers replace;
 * `geometric_ctbr`: the same position and attitude loops as a CTBR policy of the tracking env's
   interface (`quadsim.tracking_env.GeometricCTBRPolicy`), flown exactly like the learned ones;
-* each policy checkpoint given (default: every `*.pt` in learning/policyopt/checkpoints/).
+* each policy checkpoint given (default: every `*_tracking.pt` in learning/policyopt/checkpoints/).
 
 MuJoCo: the tracking env itself (policy at 50 Hz, body-rate loop at 250 Hz, physics 500 Hz).
 RotorPy: its `Multirotor` (rotor drag, inflow, motor dynamics) with Dryden gusts and motion-capture
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     references = held_out_references(args.trajectories, config)
     checkpoints = [Path(p) for p in args.checkpoints] if args.checkpoints is not None else []
     if args.checkpoints is None and DEFAULT_CHECKPOINTS.is_dir():
-        checkpoints = sorted(DEFAULT_CHECKPOINTS.glob("*.pt"))
+        checkpoints = sorted(DEFAULT_CHECKPOINTS.glob("*_tracking.pt"))
     policies: dict[str, Policy] = {"geometric_ctbr": GeometricCTBRPolicy(vehicle, config)}
     for path in checkpoints:
         policies[path.stem] = _load(path)

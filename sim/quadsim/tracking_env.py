@@ -217,9 +217,9 @@ class GeometricCTBRPolicy:
 
     vehicle: VehicleParams = field(default_factory=VehicleParams)
     config: TrackingEnvConfig = field(default_factory=TrackingEnvConfig)
-    kp_position: float = 6.0
-    kd_position: float = 4.0
-    k_attitude: float = 10.0
+    kp_position: float = 16.0
+    kd_position: float = 8.0
+    k_attitude: float = 20.0
 
     def act(self, obs: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
         """Action for one observation (`29`)."""

@@ -77,7 +77,7 @@ def _fly(commander: PolicyCommander, plan: SampledTrajectory, seconds: float) ->
 
 
 def _checkpoints() -> list[Path]:
-    return sorted(CHECKPOINTS.glob("*.pt")) if CHECKPOINTS.is_dir() else []
+    return sorted(CHECKPOINTS.glob("*_tracking.pt")) if CHECKPOINTS.is_dir() else []
 
 
 @pytest.mark.parametrize("checkpoint", ["geometric", *(str(p) for p in _checkpoints())])
