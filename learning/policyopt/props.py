@@ -18,7 +18,7 @@ matches pi_theta more closely than i.i.d. sampling would (lower sampling error).
 
    which lowers the probability of the actions already in D (the gradient of r_phi at (s, a)
    points away from a, so probability moves to the actions D lacks); the clip stops the push on a
-   sample once r_phi < 1 - eps, and the epochs stop once KL(pi_theta || pi_phi) > delta
+   sample once r_phi < 1 - eps, and the epochs stop once KL(pi_theta || pi_phi) over D exceeds delta
    (`props_target_kl`);
 3. update theta with PPO on all of D, treated as on-policy data for pi_theta: log-probabilities
    and values are recomputed under the current pi_theta and critic, and GAE runs over the whole,
@@ -128,7 +128,6 @@ class PropsTrainer(OnPolicyTrainer):
         kl = 0.0
         losses: list[float] = []
         clipfracs: list[float] = []
-        stop = False
         for _epoch in range(cfg.props_update_epochs):
             for index in torch.tensor_split(torch.randperm(n), cfg.props_num_minibatches):
                 if index.numel() < 2:
@@ -146,12 +145,9 @@ class PropsTrainer(OnPolicyTrainer):
                 self.behaviour_optimizer.step()
                 losses.append(float(loss.detach()))
                 clipfracs.append(float(clipfrac))
-                with torch.no_grad():
-                    kl = float(kl_divergence(target_dist, self.behaviour.distribution(obs)).mean())
-                if cfg.props_target_kl is not None and kl > cfg.props_target_kl:
-                    stop = True
-                    break
-            if stop:
+            with torch.no_grad():
+                kl = float(kl_divergence(target_dist, self.behaviour.distribution(obs)).mean())
+            if cfg.props_target_kl is not None and kl > cfg.props_target_kl:
                 break
         count = max(len(losses), 1)
         return {

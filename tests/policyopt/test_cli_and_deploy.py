@@ -1,0 +1,55 @@
+"""`--smoke` runs of every command finish; a trained policy deploys with training's normalisation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policyopt.checkpoint import PolicyInputError, load_checkpoint, load_policy
+from policyopt.cli import main
+from policyopt.envs import ObservationNormalizer
+
+
+@pytest.mark.parametrize(
+    ("command", "env_id"), [("ppo", "CartPole-v1"), ("props", "Pendulum-v1"), ("mdpo", "Pendulum-v1")]
+)
+def test_smoke_run_of_each_command(
+    tmp_path: Path, command: str, env_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / command
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--env-id", env_id, "--smoke", "--run-dir", str(run_dir), "--no-progress", "--no-tensorboard"])
+    assert exit_info.value.code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["global_step"] == 512
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    assert state["algo"] == command
+    assert state["global_step"] == 512
+
+    out = tmp_path / "policy.pt"
+    with pytest.raises(SystemExit):
+        main(["export", "--checkpoint", str(run_dir / "checkpoint.pt"), "--out", str(out), "--command", "test"])
+    policy = load_policy(out)
+    assert policy.metadata["command"] == "test"
+    obs_dim = policy.spec.obs_dim
+    action = policy.act(np.zeros(obs_dim))
+    if policy.spec.discrete:
+        assert action.shape == ()
+        assert 0 <= int(action) < policy.spec.action_dim
+    else:
+        assert action.shape == (policy.spec.action_dim,)
+        assert np.all(action >= np.array(policy.spec.action_low)) and np.all(
+            action <= np.array(policy.spec.action_high)
+        )
+    # the deployed policy normalises exactly as training did
+    assert policy.normalizer is not None
+    raw = np.linspace(-1.0, 1.0, obs_dim)
+    expected = ObservationNormalizer.from_state_dict(state["policy"]["obs_normalizer"])(raw)
+    np.testing.assert_array_equal(policy.normalizer(raw), expected)
+    with pytest.raises(PolicyInputError):
+        policy.act(np.full(obs_dim, np.nan))
+    with pytest.raises(PolicyInputError):
+        policy.act(np.zeros(obs_dim + 1))
