@@ -41,9 +41,8 @@ def test_smoke_run_of_each_command(
         assert 0 <= int(action) < policy.spec.action_dim
     else:
         assert action.shape == (policy.spec.action_dim,)
-        assert np.all(action >= np.array(policy.spec.action_low)) and np.all(
-            action <= np.array(policy.spec.action_high)
-        )
+        assert np.all(action >= np.array(policy.spec.action_low))
+        assert np.all(action <= np.array(policy.spec.action_high))
     # the deployed policy normalises exactly as training did
     assert policy.normalizer is not None
     raw = np.linspace(-1.0, 1.0, obs_dim)
