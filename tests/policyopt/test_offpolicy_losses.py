@@ -74,12 +74,14 @@ def test_mdpo_actor_loss_hand_computed_and_reduces_to_sac_without_kl() -> None:
 
 
 def test_mdpo_step_size_schedules() -> None:
-    config = MDPOOffPolicyConfig(total_timesteps=11_000, learning_starts=1_000, sgd_steps=1_000)
+    config = MDPOOffPolicyConfig(
+        total_timesteps=11_000, learning_starts=1_000, sgd_steps=1_000, kl_step_schedule="anneal"
+    )
     assert config.num_mirror_iterations == 10
     assert config.kl_weight(1) == pytest.approx(1.0)
     assert config.kl_weight(6) == pytest.approx(2.0)  # t_6 = 1 - 5/10
     assert config.kl_weight(11) == pytest.approx(1.0 / config.min_step_size)
-    constant = MDPOOffPolicyConfig(kl_step_schedule="constant", kl_coef_constant=0.8)
+    constant = MDPOOffPolicyConfig()  # the authors' released setting: 1/t_k = klconst - lambda = 1.0 - 0.2
     assert constant.kl_weight(1) == constant.kl_weight(500) == pytest.approx(0.8)
     with pytest.raises(ValueError, match="kl_step_schedule"):
         MDPOOffPolicyConfig(kl_step_schedule="cosine")

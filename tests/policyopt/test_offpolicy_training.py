@@ -149,11 +149,11 @@ def test_resume_without_checkpoint_says_what_is_missing(tmp_path: Path) -> None:
 def test_learns_pendulum_swing_up(algo: str, tmp_path: Path) -> None:
     """A random policy scores about -1200 on Pendulum-v1; a swing-up and balance scores above -400."""
     overrides: dict[str, Any] = {
-        "total_timesteps": 6_000,
+        "total_timesteps": 4_500 if algo == "sac" else 5_500,
         "num_envs": 1,
         "learning_starts": 1_000,
-        "batch_size": 128,
-        "hidden_sizes": (128, 128),
+        "batch_size": 64,
+        "hidden_sizes": (64, 64),
         "buffer_size": 10_000,
         "eval_episodes": 5,
         "log_every_updates": 500,
