@@ -5,6 +5,7 @@ px4link telemetry --url udpin:0.0.0.0:14540 --seconds 5   typed telemetry (ENU/F
 px4link arm --url ...        arm after a passing pre-flight check (--force skips it)
 px4link land --url ...       land where the vehicle is
 px4link hold --url ...       hold position (AUTO.LOITER)
+px4link review FLIGHT.ulg --out-dir DIR   planned vs flown from a PX4 ULog (PNG + JSON summary)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from flightkit.reports import to_jsonable
 from px4link.bridge import Px4Bridge
 from px4link.commands import CommandError
 from px4link.config import BridgeConfig, LinkConfig
+from px4link.flight_review import FlightReviewArgs, review
 from px4link.preflight import PreflightFailed
 from px4link.signing import SigningConfig
 
@@ -127,11 +129,18 @@ def run(args: LinkArgs) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `px4link` console script."""
     args = tyro.extras.subcommand_cli_from_dict(
-        {"preflight": PreflightArgs, "telemetry": TelemetryArgs, "arm": ArmArgs, "land": LandArgs, "hold": HoldArgs},
+        {
+            "preflight": PreflightArgs,
+            "telemetry": TelemetryArgs,
+            "arm": ArmArgs,
+            "land": LandArgs,
+            "hold": HoldArgs,
+            "review": FlightReviewArgs,
+        },
         args=argv,
         description=__doc__,
     )
-    raise SystemExit(run(args))
+    raise SystemExit(review(args) if isinstance(args, FlightReviewArgs) else run(args))
 
 
 if __name__ == "__main__":

@@ -121,6 +121,8 @@ class FlightSummary:
     tracking_error_rms_m: float
     max_speed_m_s: float
     status_changes: list[dict[str, float | bool | str]] = field(default_factory=list)
+    tracking_error_by_mode: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per flight mode (from vehicle_status): max and RMS error and the time tracked in it, e.g. OFFBOARD."""
 
 
 def _dataset(ulog: ULog, name: str) -> dict[str, NDArray[np.float64]] | None:
@@ -251,6 +253,16 @@ def summarise(track: FlightTrack, log_path: Path, max_gap_s: float = 0.5) -> Fli
     else:
         flight_time = float(track.flown_times_s[-1] - track.flown_times_s[0])
     speeds = np.linalg.norm(track.flown_velocities_m_s, axis=1)
+    by_mode: dict[str, dict[str, float]] = {}
+    modes = _mode_at(track, track.flown_times_s)
+    for mode in sorted(set(modes) - {""}):
+        in_mode = tracked & (modes == mode)
+        if np.any(in_mode):
+            by_mode[mode] = {
+                "max_m": float(np.max(error[in_mode])),
+                "rms_m": float(np.sqrt(np.mean(error[in_mode] ** 2))),
+                "samples": int(np.sum(in_mode)),
+            }
     return FlightSummary(
         log=str(log_path),
         planned_topic=track.planned_topic,
@@ -264,7 +276,16 @@ def summarise(track: FlightTrack, log_path: Path, max_gap_s: float = 0.5) -> Fli
             {"time_s": c.time_s, "armed": c.armed, "mode": c.mode, "nav_state": c.nav_state}
             for c in track.status_changes
         ],
+        tracking_error_by_mode=by_mode,
     )
+
+
+def _mode_at(track: FlightTrack, times_s: NDArray[np.float64]) -> NDArray[np.str_]:
+    """The flight mode in force at each time ("" before the first vehicle_status)."""
+    modes = np.full(times_s.shape, "", dtype=object)
+    for change in track.status_changes:
+        modes[times_s >= change.time_s] = change.mode
+    return modes.astype(str)
 
 
 def _mark_changes(ax: plt.Axes, changes: Sequence[StatusChange], label: bool) -> None:
@@ -297,7 +318,12 @@ def plot_review(track: FlightTrack, summary: FlightSummary, path: Path, max_gap_
     ax_top.plot(*track.flown_positions_m[:, :2].T, color="tab:blue", lw=1.0, ls="--", label="flown")
     ax_top.scatter(*track.flown_positions_m[0, :2], color="tab:green", zorder=3, label="start")
     ax_top.scatter(*track.flown_positions_m[-1, :2], color="tab:red", marker="s", zorder=3, label="end")
-    ax_top.set(xlabel="east (m)", ylabel="north (m)", title="top view (ENU)", aspect="equal")
+    ax_top.set(xlabel="east (m)", ylabel="north (m)", title="top view (ENU)")
+    both = np.vstack([track.planned_positions_m[:, :2], track.flown_positions_m[:, :2]])
+    centre = 0.5 * (np.nanmin(both, axis=0) + np.nanmax(both, axis=0))
+    half = max(0.6 * float(np.nanmax(np.nanmax(both, axis=0) - np.nanmin(both, axis=0))), 1.0)  # a hover is not a dot
+    ax_top.set(xlim=(centre[0] - half, centre[0] + half), ylim=(centre[1] - half, centre[1] + half))
+    ax_top.set_aspect("equal", adjustable="box")
     ax_top.legend(fontsize=8)
 
     ax_alt.plot(track.planned_times_s, track.planned_positions_m[:, 2], color="black", lw=1.5, label="planned")
@@ -351,7 +377,11 @@ class FlightReviewArgs:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status (1 when the log cannot be reviewed)."""
-    args = tyro.cli(FlightReviewArgs, args=argv, description=__doc__)
+    return review(tyro.cli(FlightReviewArgs, args=argv, description=__doc__))
+
+
+def review(args: FlightReviewArgs) -> int:
+    """Review the log, print the figures, write the PNG and JSON; returns the exit status."""
     if not args.log.is_file():
         log.error("no such log file: %s", args.log)
         return 1
