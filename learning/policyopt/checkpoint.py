@@ -155,6 +155,19 @@ def restore_training(
     return False
 
 
+def _deployed_actor(spec: PolicySpec) -> nn.Module:
+    """The actor network a spec describes (on-policy Gaussian/categorical, or SAC's squashed Gaussian)."""
+    if spec.actor_kind == "squashed_gaussian":
+        from policyopt.sac import SquashedGaussianActor  # the off-policy module imports this one
+
+        return SquashedGaussianActor(
+            spec.obs_dim, spec.action_dim, spec.hidden_sizes, np.asarray(spec.action_low), np.asarray(spec.action_high)
+        )
+    if spec.actor_kind != "gaussian":
+        raise CheckpointError(f"unknown actor kind {spec.actor_kind!r} in the checkpoint")
+    return Actor(spec)
+
+
 class DeployedPolicy:
     """A trained policy for deployment: `act(obs)` gives the deterministic action for raw observations."""
 
@@ -166,7 +179,7 @@ class DeployedPolicy:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.spec = spec
-        self.actor = Actor(spec)
+        self.actor: nn.Module = _deployed_actor(spec)
         self.actor.load_state_dict(dict(actor_state))
         self.actor.eval()
         self.normalizer = ObservationNormalizer.from_state_dict(dict(obs_normalizer)) if obs_normalizer else None
@@ -189,7 +202,11 @@ class DeployedPolicy:
             raise PolicyInputError("observation has non-finite values (NaN or inf)")
         normalized = self.normalizer(batch) if self.normalizer is not None else batch.astype(np.float32)
         with torch.no_grad():
-            action = self.actor.mode(torch.as_tensor(normalized, dtype=torch.float32)).numpy()
+            inputs = torch.as_tensor(normalized, dtype=torch.float32)
+            if self.spec.actor_kind == "squashed_gaussian":
+                action = self.actor.deterministic(inputs).numpy()  # type: ignore[operator]
+            else:
+                action = self.actor.mode(inputs).numpy()  # type: ignore[operator]
         if self.spec.discrete:
             result = action.astype(np.int64)
         else:

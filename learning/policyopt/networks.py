@@ -55,6 +55,8 @@ class PolicySpec:
     """Upper action bounds."""
     initial_log_std: float = 0.0
     """Initial log standard deviation of the Gaussian."""
+    actor_kind: str = "gaussian"
+    """The network: "gaussian" (`Actor`, on-policy) or "squashed_gaussian" (`sac.SquashedGaussianActor`)."""
 
     @classmethod
     def from_spaces(
@@ -92,6 +94,7 @@ class PolicySpec:
             hidden_sizes=tuple(int(v) for v in data["hidden_sizes"]),
             action_low=tuple(float(v) for v in data.get("action_low", ())),
             action_high=tuple(float(v) for v in data.get("action_high", ())),
+            actor_kind=str(data.get("actor_kind", "gaussian")),
             initial_log_std=float(data.get("initial_log_std", 0.0)),
         )
 

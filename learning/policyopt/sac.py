@@ -22,6 +22,7 @@ objective, so it subclasses it and reuses `train`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -536,6 +537,7 @@ def _checkpoint(
 ) -> Path:
     """Write everything a bit-identical resume needs (the shared checkpoint format), atomically."""
     spec = PolicySpec.from_spaces(envs.single_observation_space, envs.single_action_space, tuple(config.hidden_sizes))
+    spec = dataclasses.replace(spec, actor_kind="squashed_gaussian")  # load_policy rebuilds SquashedGaussianActor
     return save_checkpoint(
         Path(run_dir) / CHECKPOINT_FILE,
         algo=agent.algo,

@@ -52,3 +52,28 @@ def test_smoke_run_of_each_command(
         policy.act(np.full(obs_dim, np.nan))
     with pytest.raises(PolicyInputError):
         policy.act(np.zeros(obs_dim + 1))
+
+
+@pytest.mark.parametrize("command", ["sac", "mdpo-offpolicy"])
+def test_off_policy_checkpoints_deploy_their_squashed_mean_action(tmp_path: Path, command: str) -> None:
+    import torch
+
+    from policyopt.sac import SquashedGaussianActor
+
+    run_dir = tmp_path / command
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--env-id", "Pendulum-v1", "--smoke", "--run-dir", str(run_dir), "--no-progress"])
+    assert exit_info.value.code == 0
+    policy = load_policy(run_dir / "checkpoint.pt")
+    assert policy.spec.actor_kind == "squashed_gaussian"
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    spec = policy.spec
+    actor = SquashedGaussianActor(
+        spec.obs_dim, spec.action_dim, spec.hidden_sizes, np.array(spec.action_low), np.array(spec.action_high)
+    )
+    actor.load_state_dict(state["policy"]["actor"])
+    obs = np.array([0.3, -0.2, 0.5])
+    with torch.no_grad():
+        expected = actor.deterministic(torch.as_tensor(obs[None, :], dtype=torch.float32)).numpy()[0]
+    np.testing.assert_allclose(policy.act(obs), expected, rtol=1e-6)
+    assert -2.0 <= float(policy.act(obs)[0]) <= 2.0
