@@ -19,6 +19,8 @@ SOURCE_PACKAGE_DIR = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / R
 
 GRAPH_NAMES = ("replanner", "demo")
 MODES = ("sim", "vehicle", "external")
+CONTROLLERS = ("se3", "policy")
+"""The simulated vehicle's controller: the geometric SE(3) `tracker`, or a learned `policy_controller`."""
 """Where odometry comes from: the MuJoCo simulator, a PX4 vehicle through `px4_bridge`, or another node."""
 
 ParameterValue = bool | int | float | str | list[float] | list[str]
@@ -67,6 +69,8 @@ class GraphOptions:
         mode: "sim": MuJoCo quadrotor and tracker in the loop (sim time); "vehicle": a PX4 vehicle over MAVLink
             through `px4_bridge` (wall time); "external": only the replanner (something else supplies `odom`).
         vehicle_url: vehicle mode: the MAVLink link URL of the PX4 vehicle (empty: the bridge's parameter).
+        controller: sim mode: "se3" (the geometric tracker) or "policy" (a learned policy, `policy_controller`).
+        controller_checkpoint: controller "policy": a policyopt checkpoint (empty: the node's parameter).
         checkpoint: policy checkpoint of the replanner (empty: the shipped one).
         params_file: YAML parameter file (empty: the package's `config/replanner.yaml`).
         viewer: publish the viewer topics (nav_msgs/Path, markers).
@@ -82,6 +86,8 @@ class GraphOptions:
 
     mode: str = "sim"
     vehicle_url: str = ""
+    controller: str = "se3"
+    controller_checkpoint: str = ""
     checkpoint: str = ""
     params_file: str = ""
     viewer: bool = True
@@ -97,6 +103,8 @@ class GraphOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode={self.mode!r}: the modes are {', '.join(MODES)}")
+        if self.controller not in CONTROLLERS:
+            raise ValueError(f"controller={self.controller!r}: the controllers are {', '.join(CONTROLLERS)}")
 
     @property
     def sim(self) -> bool:
@@ -129,7 +137,13 @@ def build_graph(name: str, options: GraphOptions | None = None) -> GraphSpec:
     nodes = [NodeSpec("replanner", "replanner", replanner_params)]
     if options.sim:
         nodes.append(NodeSpec("quadrotor_sim", "quadrotor_sim", {"real_time_factor": options.real_time_factor}))
-        nodes.append(NodeSpec("tracker", "tracker", dict(sim_time)))
+        if options.controller == "policy":
+            controller: dict[str, ParameterValue] = dict(sim_time)
+            if options.controller_checkpoint:
+                controller["checkpoint"] = options.controller_checkpoint
+            nodes.append(NodeSpec("policy_controller", "policy_controller", controller))
+        else:
+            nodes.append(NodeSpec("tracker", "tracker", dict(sim_time)))
     if options.mode == "vehicle":
         # An operator arms and takes off (px4_bridge's services); a plan that arrives in the air is then flown.
         bridge: dict[str, ParameterValue] = {"offboard_on_trajectory": True}

@@ -24,6 +24,7 @@ OPTIONS = [
     GraphOptions(mode="external", checkpoint="policy.pt", viewer=False, foxglove=True),
     GraphOptions(course=(0, 0, 1, 2, 0, 1), bag_dir="bag", results_file="r.json"),
     GraphOptions(mode="vehicle", vehicle_url="udpin:0.0.0.0:14540"),
+    GraphOptions(controller="policy", controller_checkpoint="controller.pt"),
 ]
 
 
