@@ -17,8 +17,9 @@ policy is invariant to heading and to the position of the course:
     sin / cos of the yaw error (2), body rates (3)            -> 29 numbers.
 
 Reward per step: `alive_bonus` minus a weighted sum of the position error, velocity error, yaw
-error, squared action (distance from hover) and squared body rates; the bonus keeps it positive
-while tracking, so a crash (termination) loses future reward. The episode terminates when the
+error, squared action (distance from hover, taken before clipping so that a Gaussian policy's mean
+stays inside the bounds instead of banging between them) and squared body rates; the bonus keeps it
+positive while tracking, so a crash (termination) loses future reward. The episode terminates when the
 vehicle is more than `max_position_error_m` from the reference, hits the ground or its state is
 not finite, and is truncated after `episode_duration_s`.
 """
@@ -77,7 +78,7 @@ class TrackingEnvConfig:
         position_weight: cost per metre of position error.
         velocity_weight: cost per m/s of velocity error.
         yaw_weight: cost per radian of heading error.
-        action_weight: cost per unit of squared action norm (zero action = hover, no rotation).
+        action_weight: cost per unit of squared action norm, unclipped (zero action = hover, no rotation).
         rate_weight: cost per (rad/s)^2 of body rates.
         max_position_error_m: the episode terminates beyond this distance from the reference.
         min_altitude_m: ... or below this height (the frame rests at 0.01 m).
@@ -98,7 +99,7 @@ class TrackingEnvConfig:
     max_rates_rad_s: tuple[float, float, float] = field(default_factory=_default_max_rates)
     lookahead_steps: tuple[int, int, int] = field(default_factory=_default_lookahead)
     alive_bonus: float = 2.0
-    position_weight: float = 1.0
+    position_weight: float = 2.0
     velocity_weight: float = 0.1
     yaw_weight: float = 0.2
     action_weight: float = 0.02
@@ -351,8 +352,8 @@ class QuadrotorTrackingEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
 
     def step(self, action: NDArray[np.float32]) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
         """Hold the CTBR command for one policy period (rate loop at `rate_loop_hz`), then observe and score."""
-        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
-        thrust, rates_cmd = action_to_ctbr(a, self.vehicle, self.config)
+        raw = np.asarray(action, dtype=np.float64)
+        thrust, rates_cmd = action_to_ctbr(raw, self.vehicle, self.config)  # clipped to [-1, 1] there
         data, model = self.data, self.model
         for _ in range(self._rate_steps):
             data.ctrl[:] = self.rate_controller.rotor_thrusts(thrust, rates_cmd, data.qvel[3:6])
@@ -364,7 +365,7 @@ class QuadrotorTrackingEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
             return obs, 0.0, True, False, {"position_error_m": math.inf, "yaw_error_rad": math.pi, "failure": "NaN"}
         obs = self._observation()
         info = self._info()
-        reward = self._reward(obs, a)
+        reward = self._reward(obs, raw)
         failure = ""
         if info["position_error_m"] > self.config.max_position_error_m:
             failure = "too far from the reference"

@@ -163,3 +163,13 @@ def test_steps_per_second() -> None:
             env.reset()
     rate = 500 / (time.process_time() - start)
     assert rate > 1000, f"{rate:.0f} steps/s"  # about 4000-6000 per core
+
+
+def test_action_beyond_bounds_flies_as_clipped_but_costs_more() -> None:
+    env = QuadrotorTrackingEnv()
+    env.reset(seed=2)
+    obs_in, reward_in, *_ = env.step(np.array([0.0, 1.0, 0.0, 0.0], dtype=np.float32))
+    env.reset(seed=2)
+    obs_out, reward_out, *_ = env.step(np.array([0.0, 3.0, 0.0, 0.0], dtype=np.float32))
+    np.testing.assert_array_equal(obs_in, obs_out)
+    assert reward_out < reward_in
