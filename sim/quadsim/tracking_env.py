@@ -18,8 +18,9 @@ policy is invariant to heading and to the position of the course:
 
 Reward per step: `alive_bonus` minus a weighted sum of the position error, velocity error, yaw
 error, squared action (distance from hover, taken before clipping so that a Gaussian policy's mean
-stays inside the bounds instead of banging between them) and squared body rates; the bonus keeps it
-positive while tracking, so a crash (termination) loses future reward. The episode terminates when the
+stays inside the bounds instead of banging between them, where the trainer passes actions unclipped;
+policyopt's on-policy trainers clip them first) and squared body rates; the bonus keeps it positive
+while tracking, so a crash (termination) loses future reward. The episode terminates when the
 vehicle is more than `max_position_error_m` from the reference, hits the ground or its state is
 not finite, and is truncated after `episode_duration_s`.
 """
