@@ -1,0 +1,119 @@
+"""`bench/rl_mujoco.py`: the sweep runs the real CLI, caches finished runs, and reports returns with t-intervals.
+
+The report's statistics are checked against closed forms; the smoke sweep (two runs of a few hundred steps)
+must produce the report, the PNGs, and a second invocation must reuse the finished runs instead of training.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "bench" / "rl_mujoco.py"
+
+
+def _load_script() -> ModuleType:
+    sys.path.insert(0, str(SCRIPT.parent))  # for `import bench_prelude` (which takes the folder off again)
+    spec = importlib.util.spec_from_file_location("bench_rl_mujoco", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(*args: str) -> tuple[dict[str, Any], str]:
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result, completed.stderr
+
+
+def test_t_interval_matches_the_closed_form() -> None:
+    bench = _load_script()
+    figures = bench.t_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3.0)  # t_{0.975, 2} * s / sqrt(n), s = 1
+    assert figures["mean"] == pytest.approx(2.0)
+    assert figures["std"] == pytest.approx(1.0)
+    assert figures["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
+    assert bench.t_interval([5.0])["ci95"] is None
+
+
+def test_final_return_is_the_mean_of_the_last_tenth_of_episodes() -> None:
+    bench = _load_script()
+    returns = [float(i) for i in range(20)]
+    assert bench.final_return(returns) == pytest.approx((18.0 + 19.0) / 2.0)
+    assert bench.final_return([7.0]) == pytest.approx(7.0)
+
+
+def test_binned_curve_averages_per_bin_and_carries_empty_bins_forward() -> None:
+    bench = _load_script()
+    episodes = [(150, 2.0), (180, 4.0), (950, 10.0)]
+    curve = bench.binned_curve(episodes, steps=1000, bins=10)
+    assert np.isnan(curve[0])
+    assert curve[1] == pytest.approx(3.0)
+    assert curve[2:9].tolist() == pytest.approx([3.0] * 7)
+    assert curve[9] == pytest.approx(10.0)
+
+
+def test_each_run_calls_the_project_cli_with_its_own_folder_and_budget(tmp_path: Path) -> None:
+    bench = _load_script()
+    spec = bench.RunSpec("ppo-buffer", "Hopper-v5", 2, 4096)
+    run_dir = spec.run_dir(tmp_path)
+    argv = spec.command(run_dir, resume=True, smoke=False)
+    assert argv[1:4] == ["-m", "policyopt.cli", "props"]
+    assert "--no-props-enabled" in argv
+    assert argv[argv.index("--total-timesteps") + 1] == "4096"
+    assert argv[argv.index("--seed") + 1] == "2"
+    assert argv[argv.index("--run-dir") + 1] == str(run_dir)
+    assert argv[-1] == "--resume"
+
+
+@pytest.mark.bench
+@pytest.mark.slow
+def test_smoke_sweep_reports_and_a_second_sweep_reuses_the_finished_runs(tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    report, _ = _run("--smoke", "--out-dir", str(out), "--nice", "0")
+    assert report["smoke"] is True
+    assert report["failed_runs"] == []
+    assert set(report["groups"]) == {"ppo|Hopper-v5|384", "props|Hopper-v5|384"}
+    for group in report["groups"].values():
+        assert math.isfinite(group["final_return"]["mean"])
+        assert math.isfinite(group["auc_return"]["mean"])
+        assert len(group["sampling_error"]["mean_per_update"]) >= 2
+        assert all(value > 0 for value in group["sampling_error"]["mean_per_update"])
+    (comparison,) = [c for c in report["comparisons"] if (c["algo"], c["baseline"]) == ("props", "ppo")]
+    assert len(comparison["sampling_error_mean"]) == 2
+    assert report["cleanrl_reference"]["Hopper-v5"]["cleanrl_ppo_v4_return_at_1M_steps"] == 2383.0
+    assert report["cleanrl_reference"]["Hopper-v5"]["budget_here_steps"] == [384]
+    for png in report["plots"]:
+        assert Path(png).stat().st_size > 1000
+    assert json.loads((out / "rl_mujoco.json").read_text())["groups"] == report["groups"]
+
+    again, stderr = _run("--smoke", "--out-dir", str(out), "--nice", "0")
+    assert "2 already finished, 0 to run" in stderr
+    assert again["groups"] == report["groups"]
+
+    rebuilt, _ = _run("--report-only", "--out-dir", str(out), "--report-dir", str(tmp_path / "report"), "--no-plots")
+    assert rebuilt["groups"] == report["groups"]
+    assert (tmp_path / "report" / "rl_mujoco.json").is_file()

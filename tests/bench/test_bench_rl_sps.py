@@ -1,0 +1,82 @@
+"""`bench/rl_sps.py`: policyopt's PPO against the in-file CleanRL-style loop, same settings, same run.
+
+Timings are reported, never asserted (the machines are shared and noisy); what is asserted is that the two
+sides are comparable (same network size, same budget) and that the JSON carries every figure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "bench" / "rl_sps.py"
+
+
+def _load_script() -> ModuleType:
+    sys.path.insert(0, str(SCRIPT.parent))  # for `import bench_prelude` (which takes the folder off again)
+    spec = importlib.util.spec_from_file_location("bench_rl_sps", SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_smoke() -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result: dict[str, Any] = json.loads(completed.stdout)
+    return result
+
+
+def test_both_sides_train_networks_of_the_same_size() -> None:
+    import gymnasium as gym
+
+    from policyopt.networks import ActorCritic, PolicySpec
+
+    bench = _load_script()
+    env = gym.make("Hopper-v5")
+    spec = PolicySpec.from_spaces(env.observation_space, env.action_space, (64, 64))
+    ours = ActorCritic(spec)
+    theirs = bench.ClassicAgent(spec.obs_dim, spec.action_dim, 64)
+    env.close()
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+
+
+def test_settings_give_the_same_budget_to_both() -> None:
+    bench = _load_script()
+    settings = bench.SpsSettings(env_id="Hopper-v5", num_envs=2, num_steps=128, updates=3)
+    assert settings.total_timesteps == 3 * 2 * 128
+
+
+@pytest.mark.bench
+@pytest.mark.slow
+def test_smoke_run_reports_both_throughputs_and_their_ratio() -> None:
+    result = _run_smoke()
+    assert result["smoke"] is True
+    assert result["settings"]["env_id"] == "Hopper-v5"
+    assert 0 < result["sps_ours"] < math.inf
+    assert 0 < result["sps_cleanrl_style"] < math.inf
+    assert result["sps_ratio"] == pytest.approx(result["sps_ours"] / result["sps_cleanrl_style"])
+    assert len(result["rounds"]) == result["settings"]["rounds"]
+    assert result["target_sps_ratio_min"] == 1.0
+    assert result["pass"] == (result["sps_ratio"] >= 1.0)
