@@ -20,6 +20,8 @@ finished run under `<out-dir>`:
 
     python bench/rl_mujoco.py --algos ppo props mdpo --envs Hopper-v5 Walker2d-v5 HalfCheetah-v5 \\
         --seeds 0 1 2 --steps 61440 --workers 2
+    python bench/rl_mujoco.py --algos sac mdpo-offpolicy --envs Hopper-v5 --steps 15000 \\
+        --extra-args="--learning-starts 2000"
     python bench/rl_mujoco.py --report-only --report-dir learning/policyopt/results
     python bench/rl_mujoco.py --smoke          # two runs of a few hundred steps, then the report (seconds)
 """
@@ -30,9 +32,11 @@ import argparse
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +94,8 @@ class RunSpec:
     env_id: str
     seed: int
     steps: int
+    extra_args: tuple[str, ...] = ()
+    """More policyopt arguments for this run (e.g. ("--learning-starts", "2000"))."""
 
     def run_dir(self, out_dir: Path) -> Path:
         """The run's folder: <out-dir>/<algo>/<env>__s<seed>__<steps>."""
@@ -103,7 +109,7 @@ class RunSpec:
         argv += ["--checkpoint-every-steps", str(max(self.steps // 4, 1)), "--no-progress", "--no-tensorboard"]
         if self.algo in OFF_POLICY:
             argv += ["--buffer-size", str(max(self.steps, 1000)), "--eval-episodes", "5"]
-        argv += list(extra)
+        argv += [*extra, *self.extra_args]
         if smoke:
             argv.append("--smoke")
         if resume:
@@ -262,7 +268,7 @@ def summarise_group(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "final_return_per_seed": {str(r["seed"]): r["final_return"] for r in runs},
         "auc_return": t_interval(aucs),
         "curve_steps": [float(x) for x in np.linspace(0, runs[0]["steps"], CURVE_BINS + 1)[1:]],
-        "curve_mean": _nanlist(np.nanmean(curves, axis=0) if curves.size else curves),
+        "curve_mean": _nanlist(_nanmean_columns(curves)),
         "curve_ci95_half": _nanlist(_ci_half(curves)),
         "sps_mean": _mean_or_none([r["sps_last"] for r in runs]),
         "wall_s_mean": _mean_or_none([r["wall_s"] for r in runs]),
@@ -282,6 +288,15 @@ def summarise_group(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return group
 
 
+def _nanmean_columns(curves: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN (all-NaN columns give NaN, silently)."""
+    if curves.ndim != 2 or curves.shape[0] == 0:
+        return np.full(curves.shape[-1] if curves.ndim == 2 else 0, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(curves, axis=0)
+
+
 def _nanlist(array: np.ndarray) -> list[float | None]:
     return [None if not math.isfinite(float(v)) else float(v) for v in array]
 
@@ -292,7 +307,8 @@ def _ci_half(curves: np.ndarray) -> np.ndarray:
     if curves.ndim != 2 or curves.shape[0] < 2:
         return np.full(curves.shape[-1] if curves.ndim == 2 else 0, np.nan)
     n = np.sum(np.isfinite(curves), axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         std = np.nanstd(curves, axis=0, ddof=1)
         return np.where(n >= 2, stats.t.ppf(0.975, np.maximum(n - 1, 1)) * std / np.sqrt(n), np.nan)
 
@@ -456,6 +472,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--nice", type=int, default=10, help="niceness of the training processes (0: none)")
     parser.add_argument("--out-dir", type=Path, default=REPO_ROOT / "runs" / "bench_rl_mujoco", help="run folders")
     parser.add_argument("--report-dir", type=Path, default=None, help="report JSON and PNGs (default: --out-dir)")
+    parser.add_argument(
+        "--extra-args",
+        default="",
+        help='more policyopt arguments for every run, e.g. --extra-args="--learning-starts 2000"',
+    )
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     parser.add_argument("--smoke", action="store_true", help="two runs of a few hundred steps (also SMOKE_TEST=1)")
@@ -467,7 +488,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     failed: list[dict[str, Any]] = []
     if not args.report_only:
-        specs = [RunSpec(a, e, s, args.steps) for s in args.seeds for e in args.envs for a in args.algos]
+        extra = tuple(shlex.split(args.extra_args))
+        specs = [RunSpec(a, e, s, args.steps, extra) for s in args.seeds for e in args.envs for a in args.algos]
         failed = [r for r in sweep(specs, args.out_dir, args.workers, args.nice, smoke) if r["returncode"] != 0]
     report = build_report(args.out_dir, report_dir, make_plots=not args.no_plots)
     report["smoke"] = smoke

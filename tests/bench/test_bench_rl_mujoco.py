@@ -78,7 +78,7 @@ def test_binned_curve_averages_per_bin_and_carries_empty_bins_forward() -> None:
 
 def test_each_run_calls_the_project_cli_with_its_own_folder_and_budget(tmp_path: Path) -> None:
     bench = _load_script()
-    spec = bench.RunSpec("ppo-buffer", "Hopper-v5", 2, 4096)
+    spec = bench.RunSpec("ppo-buffer", "Hopper-v5", 2, 4096, ("--learning-rate", "1e-4"))
     run_dir = spec.run_dir(tmp_path)
     argv = spec.command(run_dir, resume=True, smoke=False)
     assert argv[1:4] == ["-m", "policyopt.cli", "props"]
@@ -86,6 +86,7 @@ def test_each_run_calls_the_project_cli_with_its_own_folder_and_budget(tmp_path:
     assert argv[argv.index("--total-timesteps") + 1] == "4096"
     assert argv[argv.index("--seed") + 1] == "2"
     assert argv[argv.index("--run-dir") + 1] == str(run_dir)
+    assert argv[argv.index("--learning-rate") + 1] == "1e-4"
     assert argv[-1] == "--resume"
 
 
