@@ -376,7 +376,9 @@ def plot(groups: dict[str, dict[str, Any]], report_dir: Path) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
+    thousands = FuncFormatter(lambda x, _pos: f"{x / 1000:g}k")
     envs = sorted({g["env_id"] for g in groups.values()})
     written = []
     fig, axes = plt.subplots(1, len(envs), figsize=(5 * len(envs), 4), squeeze=False)
@@ -390,6 +392,7 @@ def plot(groups: dict[str, dict[str, Any]], report_dir: Path) -> list[str]:
             ax.fill_between(x, mean - half, mean + half, color=line.get_color(), alpha=0.2)
         ax.set_title(env)
         ax.set_xlabel("environment steps")
+        ax.xaxis.set_major_formatter(thousands)
         ax.set_ylabel("episodic return (training)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -409,6 +412,7 @@ def plot(groups: dict[str, dict[str, Any]], report_dir: Path) -> list[str]:
             ax.set_yscale("log")
             ax.set_title(env)
             ax.set_xlabel("environment steps")
+            ax.xaxis.set_major_formatter(thousands)
             ax.set_ylabel("sampling error KL(pi_D || pi_theta)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
