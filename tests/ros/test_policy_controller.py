@@ -153,6 +153,8 @@ def test_nan_odometry_gives_hold_and_error_status_and_the_node_keeps_running(
     peer.create_subscription(WrenchStamped, "/cmd_wrench", commands.append, qos.COMMAND)
     peer.create_subscription(DiagnosticStatus, "/policy_controller/status", statuses.append, qos.REQUEST)
     peer.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, qos.REQUEST)
+    references: list[Odometry] = []
+    peer.create_subscription(Odometry, "/policy_controller/reference", references.append, qos.REQUEST)
     odom_pub = peer.create_publisher(Odometry, "/odom", qos.SENSOR)
     trajectory_pub = peer.create_publisher(MultiDOFJointTrajectory, "/trajectory", qos.LATCHED)
     assert _spin_until(executor, lambda: node.active and odom_pub.get_subscription_count() > 0, 10.0)
@@ -176,6 +178,8 @@ def test_nan_odometry_gives_hold_and_error_status_and_the_node_keeps_running(
     assert all(math.isfinite(v) for v in values)
     assert 0.3 * HOVER_N < good.wrench.force.z < 3.0 * HOVER_N
     assert _spin_until(executor, lambda: node.plans == 1, 5.0), "the trajectory was not taken"
+    assert _spin_until(executor, lambda: bool(references), 5.0), "no reference published"
+    assert references[-1].pose.pose.position.z == pytest.approx(COURSE[0, 2], abs=1e-6)  # the hold at the start
 
     hold = send(2.0, nan=True)
     assert hold.wrench.force.z == pytest.approx(HOVER_N)

@@ -341,6 +341,8 @@ class PolicyControllerConfig:
         max_plan_delay_s: a plan starting longer ago than this on arrival is stale: refused, the vehicle holds.
         torch_threads: threads of the policy's forward pass.
         autostart: configure (load the policy) and activate the lifecycle node on start-up.
+        frame_id: world frame of the reference it publishes.
+        publish_reference: publish the reference followed at each step on ~/reference (as the tracker does).
         diagnostics_period_s: period of the /diagnostics message.
     """
 
@@ -350,9 +352,12 @@ class PolicyControllerConfig:
     max_plan_delay_s: float = 0.5
     torch_threads: int = 1
     autostart: bool = True
+    frame_id: str = "world"
+    publish_reference: bool = True
     diagnostics_period_s: float = 1.0
 
     def __post_init__(self) -> None:
+        _require(bool(self.frame_id), "frame_id", self.frame_id, "a non-empty frame name")
         _require(bool(self.checkpoint), "checkpoint", self.checkpoint, 'a checkpoint file or "geometric"')
         _require(0.0 < self.policy_rate_hz <= 250.0, "policy_rate_hz", self.policy_rate_hz, "in (0, 250]")
         _require(0.0 <= self.switch_blend_s <= 10.0, "switch_blend_s", self.switch_blend_s, "in [0, 10]")

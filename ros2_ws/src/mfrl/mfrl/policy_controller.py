@@ -1,11 +1,11 @@
 """The `policy_controller` node: a learned CTBR policy (PROPS, MDPO, ...) as the tracking controller.
 
-A drop-in replacement for `tracker`: the same inputs (`odom`, the raw `trajectory`) and output
-(`cmd_wrench`, stamped like the odometry). The reference comes from `quadsim.follower` as in the
-tracker; the observation is the tracking env's (`quadsim.tracking_env.tracking_observation`), so
-the policy sees what it saw in training. The policy acts at `policy_rate_hz` (its training rate);
-on every odometry message the body-rate loop (`quadsim.rate_controller`) turns its latest collective
-thrust and body-rate command into the wrench.
+A drop-in replacement for `tracker`: the same inputs (`odom`, the raw `trajectory`) and outputs
+(`cmd_wrench`, stamped like the odometry; the reference followed on `~/reference`). The reference
+comes from `quadsim.follower` as in the tracker; the observation is the tracking env's
+(`quadsim.tracking_env.tracking_observation`), so the policy sees what it saw in training. The
+policy acts at `policy_rate_hz` (its training rate); on every odometry message the body-rate loop
+(`quadsim.rate_controller`) turns its latest collective thrust and body-rate command into the wrench.
 
 Lifecycle: configuring loads the policy (`policyopt.checkpoint.load_policy`, or the geometric CTBR
 baseline for `checkpoint: geometric`); activating starts the policy. Until then, and whenever the
@@ -185,6 +185,7 @@ class PolicyController(LifecycleNode):
         self.last_status_s = -math.inf
         self.command_pub = self.create_publisher(WrenchStamped, "cmd_wrench", qos.COMMAND)
         self.status_pub = self.create_publisher(DiagnosticStatus, "~/status", qos.REQUEST)
+        self.reference_pub = self.create_publisher(Odometry, "~/reference", qos.REQUEST)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.REQUEST)
         self.create_subscription(Odometry, "odom", self.on_odometry, qos.SENSOR)
         # Raw: the trajectory is read straight from its CDR bytes (see mfrl.trajectory_wire).
@@ -292,6 +293,22 @@ class PolicyController(LifecycleNode):
             )
         if not command.hold_reason:
             self.max_tracking_error_m = max(self.max_tracking_error_m, self.commander.tracking_error_m)
+            if self.config.publish_reference and self.now_ns:
+                self.publish_reference(msg)
+
+    def publish_reference(self, odom: Odometry) -> None:
+        """The reference followed at this step (pose and world-frame velocity), as the tracker publishes it."""
+        flat = self.commander.follower.flat_outputs(self.now_ns * 1e-9)
+        msg = Odometry()
+        msg.header.stamp = odom.header.stamp
+        msg.header.frame_id = msg.child_frame_id = self.config.frame_id
+        p = msg.pose.pose.position
+        p.x, p.y, p.z = (float(v) for v in flat[0, :3])
+        yaw = float(flat[0, 3])
+        msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = math.sin(0.5 * yaw), math.cos(0.5 * yaw)
+        v = msg.twist.twist.linear
+        v.x, v.y, v.z = (float(x) for x in flat[1, :3])
+        self.reference_pub.publish(msg)
 
     def publish_command(self, odom: Odometry, command: Command) -> None:
         """The wrench, stamped and framed like the odometry."""
