@@ -21,6 +21,8 @@ noise (`quadsim.rotorpy_flight.FlightConditions` defaults), commanded through ro
 runs at 200 Hz, its rotor thrusts become speeds sqrt(T / k_eta). Every controller sees the same
 wind and noise seed per trajectory. A flight that leaves the reference by more than the env's
 `max_position_error_m` (1.5 m) or hits the ground counts as failed; its RMSE is over what it flew.
+Some random references are beyond the vehicle (every controller fails them), so the figures are also
+given over the references that every controller flew to the end (`rmse_m_mean_common`).
 
 Usage: ``python bench/tracking.py [--smoke] [--trajectories N] [--checkpoints A.pt B.pt] [--out FILE]``.
 """
@@ -223,6 +225,7 @@ def _summary(flights: list[Flight]) -> dict[str, Any]:
         "max_error_m": float(max(f.max_error_m for f in flights)),
         "completed_fraction": len(completed) / len(flights),
         "rmse_m_per_trajectory": rmse.tolist(),
+        "completed_per_trajectory": [f.completed for f in flights],
         "wall_s_per_flight": float(np.mean([f.wall_s for f in flights])),
     }
 
@@ -247,6 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = QuadrotorTrackingEnv(config, vehicle)
     limit = config.max_position_error_m
     results: dict[str, dict[str, Any]] = {}
+    completed_by_all: dict[str, list[int]] = {}
     for fidelity in args.fidelities:
         flights: dict[str, list[Flight]] = {name: [] for name in ["geometric_se3", *policies]}
         for index, trajectory in enumerate(references):
@@ -262,10 +266,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 else:
                     flights[name].append(fly_rotorpy_policy(policy, trajectory, vehicle, config, seed))
         summaries = {name: _summary(f) for name, f in flights.items()}
-        baseline = summaries["geometric_se3"]["rmse_m_mean"]
+        # References that every controller flew to the end (some random references are beyond the vehicle).
+        common = [i for i in range(len(references)) if all(f[i].completed for f in flights.values())]
+        for name, summary in summaries.items():
+            common_rmse = [flights[name][i].rmse_m for i in common]
+            summary["rmse_m_mean_common"] = float(np.mean(common_rmse)) if common else None
+        baseline = summaries["geometric_se3"]
         for summary in summaries.values():
-            summary["rmse_ratio_to_geometric_se3"] = summary["rmse_m_mean"] / baseline
+            summary["rmse_ratio_to_geometric_se3"] = summary["rmse_m_mean"] / baseline["rmse_m_mean"]
+            if common:
+                summary["rmse_ratio_to_geometric_se3_common"] = (
+                    summary["rmse_m_mean_common"] / baseline["rmse_m_mean_common"]
+                )
         results[fidelity] = summaries
+        completed_by_all[fidelity] = common
     return {
         "smoke": args.smoke,
         "config": {
@@ -278,6 +292,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "rotorpy_conditions": FlightConditions(),
         },
         "results": results,
+        "references_completed_by_all": completed_by_all,
         "machine": {"python": platform.python_version(), "processor": platform.machine()},
     }
 

@@ -46,6 +46,9 @@ def test_every_controller_has_figures_at_both_fidelities(smoke_result: dict[str,
             assert 0.0 < summary["rmse_m_mean"] <= summary["max_error_m"]
             assert 0.0 <= summary["completed_fraction"] <= 1.0
         assert summaries["geometric_se3"]["rmse_ratio_to_geometric_se3"] == pytest.approx(1.0)
+    for fidelity, common in smoke_result["references_completed_by_all"].items():
+        for summary in results[fidelity].values():
+            assert all(summary["completed_per_trajectory"][i] for i in common)
 
 
 @pytest.mark.bench
