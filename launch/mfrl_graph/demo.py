@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 
@@ -54,6 +54,10 @@ class DemoArgs:
     """Wall-clock limit of the mission."""
     foxglove: bool = False
     """Stream the scene to Foxglove (foxglove-sdk) on ws://127.0.0.1:8765 while flying."""
+    controller: Literal["se3", "policy"] = "se3"
+    """The vehicle's controller: the geometric SE(3) tracker, or the learned one (policy_controller)."""
+    controller_checkpoint: str = ""
+    """controller policy: a policyopt checkpoint (empty: the shipped MDPO controller)."""
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -180,6 +184,8 @@ def run(args: DemoArgs) -> dict[str, Any]:
         results_file=str(results_file),
         mission_timeout_s=args.timeout_s,
         foxglove=args.foxglove,
+        controller=args.controller,
+        controller_checkpoint=args.controller_checkpoint,
     )
     outcome = run_graph(build_graph("demo", options), env=env, log_dir=out / "logs", timeout_s=args.timeout_s + 30.0)
     if not results_file.is_file():

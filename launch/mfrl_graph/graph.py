@@ -21,6 +21,15 @@ GRAPH_NAMES = ("replanner", "demo")
 MODES = ("sim", "vehicle", "external")
 CONTROLLERS = ("se3", "policy")
 """The simulated vehicle's controller: the geometric SE(3) `tracker`, or a learned `policy_controller`."""
+SHIPPED_CONTROLLER = "mdpo_tracking.pt"
+"""The learned controller flown by default (learning/policyopt/checkpoints/)."""
+
+
+def shipped_controller_checkpoint() -> Path:
+    """The path of the shipped learned tracking controller."""
+    import policyopt  # the package only (no torch import)
+
+    return Path(policyopt.__file__).resolve().parent / "checkpoints" / SHIPPED_CONTROLLER
 """Where odometry comes from: the MuJoCo simulator, a PX4 vehicle through `px4_bridge`, or another node."""
 
 ParameterValue = bool | int | float | str | list[float] | list[str]
@@ -70,7 +79,7 @@ class GraphOptions:
             through `px4_bridge` (wall time); "external": only the replanner (something else supplies `odom`).
         vehicle_url: vehicle mode: the MAVLink link URL of the PX4 vehicle (empty: the bridge's parameter).
         controller: sim mode: "se3" (the geometric tracker) or "policy" (a learned policy, `policy_controller`).
-        controller_checkpoint: controller "policy": a policyopt checkpoint (empty: the node's parameter).
+        controller_checkpoint: controller "policy": a policyopt checkpoint (empty: the shipped MDPO controller).
         checkpoint: policy checkpoint of the replanner (empty: the shipped one).
         params_file: YAML parameter file (empty: the package's `config/replanner.yaml`).
         viewer: publish the viewer topics (nav_msgs/Path, markers).
@@ -138,10 +147,10 @@ def build_graph(name: str, options: GraphOptions | None = None) -> GraphSpec:
     if options.sim:
         nodes.append(NodeSpec("quadrotor_sim", "quadrotor_sim", {"real_time_factor": options.real_time_factor}))
         if options.controller == "policy":
-            controller: dict[str, ParameterValue] = dict(sim_time)
-            if options.controller_checkpoint:
-                controller["checkpoint"] = options.controller_checkpoint
-            nodes.append(NodeSpec("policy_controller", "policy_controller", controller))
+            # Named `tracker`: the learned controller takes the tracker's place (its topics, its recorded reference).
+            checkpoint = options.controller_checkpoint or str(shipped_controller_checkpoint())
+            controller: dict[str, ParameterValue] = {**sim_time, "checkpoint": checkpoint}
+            nodes.append(NodeSpec("tracker", "policy_controller", controller))
         else:
             nodes.append(NodeSpec("tracker", "tracker", dict(sim_time)))
     if options.mode == "vehicle":

@@ -60,8 +60,9 @@ class OnPolicyTrainer:
             normalize_reward=cfg.normalize_reward,
             gamma=cfg.gamma,
         )
+        # The environment's own action bounds (ClipAction reports an unbounded space): a deployed policy clips to them.
         self.spec = PolicySpec.from_spaces(
-            self.envs.single_observation_space, self.envs.single_action_space, cfg.hidden_sizes
+            self.envs.single_observation_space, self.envs.unwrapped.single_action_space, cfg.hidden_sizes
         )
         self.agent = ActorCritic(self.spec)
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)

@@ -41,6 +41,7 @@ def test_smoke_run_of_each_command(
         assert 0 <= int(action) < policy.spec.action_dim
     else:
         assert action.shape == (policy.spec.action_dim,)
+        assert policy.spec.action_low == (-2.0,)  # Pendulum's own bounds (not ClipAction's unbounded space)
         assert np.all(action >= np.array(policy.spec.action_low))
         assert np.all(action <= np.array(policy.spec.action_high))
     # the deployed policy normalises exactly as training did

@@ -28,7 +28,7 @@ ARGUMENTS = {
     "vehicle_url": ("", "mode:=vehicle: MAVLink URL of the PX4 vehicle (empty: px4_bridge's vehicle_url parameter)"),
     "checkpoint": ("", "policy checkpoint of the replanner (empty: the one shipped with mfplan)"),
     "controller": ("se3", "mode:=sim: se3 (geometric tracker) or policy (a learned controller, policy_controller)"),
-    "controller_checkpoint": ("", "controller:=policy: policyopt checkpoint (empty: policy_controller's parameter)"),
+    "controller_checkpoint": ("", "controller:=policy: policyopt checkpoint (empty: the shipped MDPO controller)"),
     "params_file": ("", "YAML parameter file (empty: this package's config/replanner.yaml)"),
     "viewer": ("true", "publish the planned path and speed-coloured markers for viewers"),
     "real_time_factor": ("1.0", "simulation pace (0: as fast as the controller answers)"),
