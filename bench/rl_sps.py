@@ -14,7 +14,8 @@ The baseline (`cleanrl_style_ppo`) is this file's own rendering of the classic l
 (RecordEpisodeStatistics, ClipAction, NormalizeObservation + clip, NormalizeReward + clip), a combined
 `get_action_and_value`, GAE over `next_done`, and the clipped update with value clipping.
 
-Prints one JSON object: `sps_ours`, `sps_cleanrl_style`, `sps_ratio` (target >= 1.0), every round, the
+Prints one JSON object: `sps_ours`, `sps_cleanrl_style`, `sps_ratio` (target >= 1.0; wall clock), the same
+by the process's CPU time (`sps_ratio_cpu_time`: steadier where other jobs share the cores), every round, the
 settings. `--profile` adds the top functions of one extra policyopt run (cProfile, cumulative time).
 
     python bench/rl_sps.py                        # Hopper-v5, ~20 s per measurement, 3 rounds
@@ -83,8 +84,16 @@ def log(message: str) -> None:
 # ------------------------------------------------------------------------------------------ ours
 
 
-def run_ours(settings: SpsSettings, run_dir: Path) -> float:
-    """Train policyopt's PPO with `settings`; return environment steps per second of `train()`."""
+@dataclass(frozen=True)
+class Throughput:
+    """Environment steps per second of one measurement, by wall clock and by the process's CPU time."""
+
+    wall: float
+    cpu: float
+
+
+def run_ours(settings: SpsSettings, run_dir: Path) -> Throughput:
+    """Train policyopt's PPO with `settings`; return its environment steps per second during `train()`."""
     from policyopt.configs import PPOConfig
     from policyopt.ppo import PPOTrainer
 
@@ -111,10 +120,10 @@ def run_ours(settings: SpsSettings, run_dir: Path) -> float:
         sampling_error_every=0,
     )
     trainer = PPOTrainer(config)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     summary = trainer.train()
-    elapsed = time.perf_counter() - start
-    return float(summary["global_step"]) / elapsed
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return Throughput(float(summary["global_step"]) / wall, float(summary["global_step"]) / cpu)
 
 
 # ------------------------------------------------------------------------------- CleanRL-style loop
@@ -173,8 +182,8 @@ def _classic_env(env_id: str, gamma: float) -> gym.Env:
     return gym.wrappers.TransformReward(env, lambda reward: min(max(float(reward), -10.0), 10.0))
 
 
-def cleanrl_style_ppo(settings: SpsSettings) -> float:
-    """The classic single-file PPO loop; return environment steps per second of the training loop."""
+def cleanrl_style_ppo(settings: SpsSettings) -> Throughput:
+    """The classic single-file PPO loop; return its environment steps per second (the loop, after setup)."""
     s = settings
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
@@ -193,7 +202,7 @@ def cleanrl_style_ppo(settings: SpsSettings) -> float:
     values = torch.zeros((s.num_steps, s.num_envs))
 
     global_step = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     next_obs_np, _ = envs.reset(seed=s.seed)
     next_obs = torch.Tensor(next_obs_np)
     next_done = torch.zeros(s.num_envs)
@@ -256,9 +265,9 @@ def cleanrl_style_ppo(settings: SpsSettings) -> float:
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), s.max_grad_norm)
                 optimizer.step()
-    elapsed = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     envs.close()
-    return global_step / elapsed
+    return Throughput(global_step / wall, global_step / cpu)
 
 
 # ------------------------------------------------------------------------------------------------ run
@@ -275,6 +284,11 @@ def profile_ours(settings: SpsSettings, run_dir: Path, top: int = 25) -> list[st
     return [line for line in stream.getvalue().splitlines() if line.strip()]
 
 
+def overall(rates: list[float]) -> float:
+    """Steps per second over equal-sized measurements: total steps / total time (the harmonic mean)."""
+    return len(rates) / sum(1.0 / rate for rate in rates)
+
+
 def measure(settings: SpsSettings, rounds: int, warmup: SpsSettings, profile: bool) -> dict[str, Any]:
     """Warm both up, then alternate them `rounds` times (the order flips every round)."""
     torch.set_num_threads(1)
@@ -282,8 +296,8 @@ def measure(settings: SpsSettings, rounds: int, warmup: SpsSettings, profile: bo
         log("warm-up")
         run_ours(warmup, Path(tmp) / "warmup")
         cleanrl_style_ppo(warmup)
-        ours: list[float] = []
-        theirs: list[float] = []
+        ours: list[Throughput] = []
+        theirs: list[Throughput] = []
         for index in range(rounds):
             order = ("ours", "cleanrl") if index % 2 == 0 else ("cleanrl", "ours")
             for which in order:
@@ -291,17 +305,23 @@ def measure(settings: SpsSettings, rounds: int, warmup: SpsSettings, profile: bo
                     ours.append(run_ours(settings, Path(tmp) / f"ours{index}"))
                 else:
                     theirs.append(cleanrl_style_ppo(settings))
-            log(f"round {index + 1}/{rounds}: ours {ours[-1]:.0f} SPS, CleanRL-style {theirs[-1]:.0f} SPS")
+            log(f"round {index + 1}/{rounds}: ours {ours[-1].wall:.0f} SPS, CleanRL-style {theirs[-1].wall:.0f} SPS")
         profile_lines = profile_ours(settings, Path(tmp) / "profile") if profile else None
-    steps = settings.total_timesteps
-    # Steps per second over all rounds: total steps / total time of each implementation.
-    sps_ours = len(ours) * steps / sum(steps / v for v in ours)
-    sps_theirs = len(theirs) * steps / sum(steps / v for v in theirs)
+    sps_ours = overall([t.wall for t in ours])
+    sps_theirs = overall([t.wall for t in theirs])
+    cpu_ours = overall([t.cpu for t in ours])
+    cpu_theirs = overall([t.cpu for t in theirs])
     result: dict[str, Any] = {
         "sps_ours": sps_ours,
         "sps_cleanrl_style": sps_theirs,
         "sps_ratio": sps_ours / sps_theirs,
-        "rounds": [{"ours": a, "cleanrl_style": b, "ratio": a / b} for a, b in zip(ours, theirs, strict=True)],
+        "sps_cpu_time_ours": cpu_ours,
+        "sps_cpu_time_cleanrl_style": cpu_theirs,
+        "sps_ratio_cpu_time": cpu_ours / cpu_theirs,
+        "rounds": [
+            {"ours": a.wall, "cleanrl_style": b.wall, "ratio": a.wall / b.wall, "ratio_cpu_time": a.cpu / b.cpu}
+            for a, b in zip(ours, theirs, strict=True)
+        ],
     }
     if profile_lines is not None:
         result["profile_ours_top_cumulative"] = profile_lines
@@ -336,7 +356,9 @@ def main() -> None:
         "pass": figures["sps_ratio"] >= TARGET_SPS_RATIO,
         "settings": {**asdict(settings), "total_timesteps": settings.total_timesteps, "rounds": rounds},
         "notes": "same run, alternating; neither logs to TensorBoard; policyopt's sampling-error measurement off; "
-        "ours includes writing scalars.jsonl and the final checkpoint",
+        "ours includes writing scalars.jsonl and the final checkpoint. sps_* are by wall clock; sps_cpu_time_* "
+        "divide by the process's CPU time over the same span (steadier on a shared machine: other processes' "
+        "load does not enter it)",
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),

@@ -23,13 +23,18 @@ SCRIPT = REPO_ROOT / "bench" / "rl_sps.py"
 
 
 def _load_script() -> ModuleType:
-    sys.path.insert(0, str(SCRIPT.parent))  # for `import bench_prelude` (which takes the folder off again)
+    # For `import bench_prelude`; taken off again below: bench/minsnap.py must never shadow the minsnap package
+    # (bench_prelude does it only the first time it is imported in a process).
+    sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("bench_rl_sps", SCRIPT)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != SCRIPT.parent]
     return module
 
 
@@ -68,6 +73,12 @@ def test_settings_give_the_same_budget_to_both() -> None:
     assert settings.total_timesteps == 3 * 2 * 128
 
 
+def test_overall_rate_is_total_steps_over_total_time() -> None:
+    bench = _load_script()
+    # Two equal-sized measurements at 100 and 300 steps/s: 2 units of work in 1/100 + 1/300 s.
+    assert bench.overall([100.0, 300.0]) == pytest.approx(2.0 / (1.0 / 100.0 + 1.0 / 300.0))
+
+
 @pytest.mark.bench
 @pytest.mark.slow
 def test_smoke_run_reports_both_throughputs_and_their_ratio() -> None:
@@ -77,6 +88,9 @@ def test_smoke_run_reports_both_throughputs_and_their_ratio() -> None:
     assert 0 < result["sps_ours"] < math.inf
     assert 0 < result["sps_cleanrl_style"] < math.inf
     assert result["sps_ratio"] == pytest.approx(result["sps_ours"] / result["sps_cleanrl_style"])
+    assert result["sps_ratio_cpu_time"] == pytest.approx(
+        result["sps_cpu_time_ours"] / result["sps_cpu_time_cleanrl_style"]
+    )
     assert len(result["rounds"]) == result["settings"]["rounds"]
     assert result["target_sps_ratio_min"] == 1.0
     assert result["pass"] == (result["sps_ratio"] >= 1.0)
