@@ -24,13 +24,18 @@ SCRIPT = REPO_ROOT / "bench" / "rl_mujoco.py"
 
 
 def _load_script() -> ModuleType:
-    sys.path.insert(0, str(SCRIPT.parent))  # for `import bench_prelude` (which takes the folder off again)
+    # For `import bench_prelude`; taken off again below: bench/minsnap.py must never shadow the minsnap package
+    # (bench_prelude does it only the first time it is imported in a process).
+    sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("bench_rl_mujoco", SCRIPT)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != SCRIPT.parent]
     return module
 
 
