@@ -113,9 +113,10 @@ class Actor(nn.Module):
     def distribution(self, obs: torch.Tensor) -> Distribution:
         """Action distribution; `log_prob(actions)` and `entropy()` have shape `batch`."""
         out = self.net(obs)
+        # No argument validation: the parameters come from this network (validation costs ~10 % of a rollout).
         if self.spec.discrete:
-            return Categorical(logits=out)
-        return Independent(Normal(out, self.log_std.expand_as(out).exp()), 1)
+            return Categorical(logits=out, validate_args=False)
+        return Independent(Normal(out, self.log_std.expand_as(out).exp(), validate_args=False), 1, validate_args=False)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action: the Gaussian's mean, or the most probable discrete action."""
