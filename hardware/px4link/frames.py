@@ -12,6 +12,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from quadsim.rotations import matrix_to_quat_wxyz, quat_wxyz_to_matrix
+
 # ENU <-> NED swaps x and y and negates z; the same matrix both ways (it is its own inverse).
 _ENU_NED = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
 # FLU <-> FRD negates y and z (a rotation by pi about x); its own inverse too.
@@ -62,43 +64,13 @@ def wrap_angle(a: float) -> float:
     return math.pi if w == -math.pi else w
 
 
-def _quat_to_matrix(q: NDArray[np.float64]) -> NDArray[np.float64]:
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def _matrix_to_quat(r: NDArray[np.float64]) -> NDArray[np.float64]:
-    # Shepperd's method; scalar part made non-negative.
-    trace = float(np.trace(r))
-    if trace > 0.0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = np.array([0.25 * s, (r[2, 1] - r[1, 2]) / s, (r[0, 2] - r[2, 0]) / s, (r[1, 0] - r[0, 1]) / s])
-    else:
-        i = int(np.argmax(np.diag(r)))
-        j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * math.sqrt(max(1.0 + r[i, i] - r[j, j] - r[k, k], 1e-300))
-        q = np.empty(4)
-        q[0] = (r[k, j] - r[j, k]) / s
-        q[1 + i] = 0.25 * s
-        q[1 + j] = (r[j, i] + r[i, j]) / s
-        q[1 + k] = (r[k, i] + r[i, k]) / s
-    q /= np.linalg.norm(q)
-    return q if q[0] >= 0 else -q
-
-
 def quat_enu_flu_to_ned_frd(q_wxyz: ArrayLike) -> NDArray[np.float64]:
     """Attitude (body FLU -> world ENU) as PX4's attitude (body FRD -> world NED), [w, x, y, z]."""
-    r = _quat_to_matrix(np.asarray(q_wxyz, dtype=np.float64))
-    return _matrix_to_quat(_ENU_NED @ r @ _FLU_FRD)
+    r = quat_wxyz_to_matrix(np.asarray(q_wxyz, dtype=np.float64))
+    return matrix_to_quat_wxyz(_ENU_NED @ r @ _FLU_FRD)
 
 
 def quat_ned_frd_to_enu_flu(q_wxyz: ArrayLike) -> NDArray[np.float64]:
     """PX4's attitude (body FRD -> world NED) as the project's (body FLU -> world ENU), [w, x, y, z]."""
-    r = _quat_to_matrix(np.asarray(q_wxyz, dtype=np.float64))
-    return _matrix_to_quat(_ENU_NED @ r @ _FLU_FRD)
+    r = quat_wxyz_to_matrix(np.asarray(q_wxyz, dtype=np.float64))
+    return matrix_to_quat_wxyz(_ENU_NED @ r @ _FLU_FRD)
