@@ -116,6 +116,9 @@ class OnPolicyTrainer:
         cfg = self.config
         s = self.storage
         figures: dict[str, float] = {}
+        # numpy views of the storage rows the environment fills (no per-step tensor conversions)
+        obs_rows, reward_rows = s.obs.numpy(), s.rewards.numpy()
+        terminated_rows, ended_rows, valid_rows = s.terminated.numpy(), s.ended.numpy(), s.valid.numpy()
         for t in range(cfg.num_steps):
             row = first_row + t
             with torch.no_grad():
@@ -123,16 +126,15 @@ class OnPolicyTrainer:
                 action = dist.sample()
                 s.logprobs[row] = dist.log_prob(action)
                 s.values[row] = self.agent.value(self.next_obs)
-            s.obs[row] = self.next_obs
+            obs_rows[row] = self.next_obs.numpy()
             s.actions[row] = action
-            s.valid[row] = 1.0 - self.done_prev
+            valid_rows[row] = 1.0 - self.done_prev.numpy()
             obs, reward, terminated, truncated, info = self.envs.step(action.numpy())
-            s.rewards[row] = torch.as_tensor(reward, dtype=torch.float32)
-            s.terminated[row] = torch.as_tensor(terminated, dtype=torch.float32)
-            ended = np.logical_or(terminated, truncated)
-            s.ended[row] = torch.as_tensor(ended, dtype=torch.float32)
-            self.done_prev = s.ended[row].clone()
-            self.next_obs = torch.as_tensor(obs, dtype=torch.float32)
+            reward_rows[row] = reward
+            terminated_rows[row] = terminated
+            ended_rows[row] = np.logical_or(terminated, truncated)
+            self.done_prev = torch.from_numpy(ended_rows[row].copy())
+            self.next_obs = torch.from_numpy(np.array(obs, dtype=np.float32))  # a copy: envs may reuse buffers
             self.global_step += cfg.num_envs
             if self.logger is not None:
                 for episodic_return, length in episode_returns(info):
