@@ -10,6 +10,7 @@ PROPS the sampling policy, the buffer of previous batches and the behaviour upda
 
 from __future__ import annotations
 
+import abc
 import copy
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ log = get_logger("policyopt.onpolicy")
 Batch = dict[str, torch.Tensor]
 
 
-class OnPolicyTrainer:
+class OnPolicyTrainer(abc.ABC):
     """A run of an on-policy actor-critic algorithm; subclasses define `policy_loss`."""
 
     algo = "onpolicy"
@@ -84,9 +85,12 @@ class OnPolicyTrainer:
     # ------------------------------------------------------------------------------------------
     # What algorithms override
 
+    @abc.abstractmethod
     def policy_loss(self, dist: Distribution, mb: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The policy's loss on a minibatch (to be minimised) and figures to log; `dist` is pi_theta(.|mb obs)."""
-        raise NotImplementedError
+        """The policy's loss on a minibatch (to be minimised) and figures to log; `dist` is pi_theta(.|mb obs).
+
+        Each algorithm (PPO, PROPS, MDPO) defines its own; the shared loop has none.
+        """
 
     def sampling_distribution(self, obs: torch.Tensor) -> Distribution:
         """The policy that collects data (the target policy itself, except in PROPS)."""

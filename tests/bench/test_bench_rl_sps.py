@@ -6,7 +6,6 @@ sides are comparable (same network size, same budget) and that the JSON carries 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -18,24 +17,14 @@ from typing import Any
 
 import pytest
 
+from .script_loader import load_bench_script
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "bench" / "rl_sps.py"
 
 
 def _load_script() -> ModuleType:
-    # For `import bench_prelude`; taken off again below: bench/minsnap.py must never shadow the minsnap package
-    # (bench_prelude does it only the first time it is imported in a process).
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("bench_rl_sps", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != SCRIPT.parent]
-    return module
+    return load_bench_script(SCRIPT, "bench_rl_sps")
 
 
 def _run_smoke() -> dict[str, Any]:

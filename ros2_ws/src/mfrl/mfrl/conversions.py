@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from builtin_interfaces.msg import Duration as DurationMsg
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
 from nav_msgs.msg import Odometry, Path
 from numpy.typing import NDArray
@@ -207,3 +207,13 @@ def diagnostic_status(
     """A DiagnosticStatus (level: DiagnosticStatus.OK, WARN or ERROR) with key-value pairs."""
     pairs = [KeyValue(key=k, value=f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id, values=pairs)
+
+
+def diagnostics_message(
+    stamp: Time, node_name: str, hardware_id: str, level: bytes, message: str, values: Mapping[str, object]
+) -> DiagnosticArray:
+    """A node's /diagnostics message: one status named "mfrl: <node>"."""
+    msg = DiagnosticArray()
+    msg.header.stamp = stamp
+    msg.status = [diagnostic_status(f"mfrl: {node_name}", hardware_id, level, message, values)]
+    return msg

@@ -34,7 +34,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from mfrl import qos
 from mfrl.configs import PolicyControllerConfig
-from mfrl.conversions import OdometryState, diagnostic_status, odometry_state
+from mfrl.conversions import OdometryState, diagnostic_status, diagnostics_message, odometry_state
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
 from mfrl.trajectory_wire import WireFormatError, read_trajectory
@@ -351,10 +351,8 @@ class PolicyController(LifecycleNode):
             level, message = DiagnosticStatus.WARN, "not active: holding"
         else:
             level, message = DiagnosticStatus.OK, "tracking" if self.now_ns else "no odometry yet"
-        msg = DiagnosticArray()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [diagnostic_status(f"mfrl: {self.get_name()}", "mfrl", level, message, values)]
-        self.diagnostics_pub.publish(msg)
+        stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(diagnostics_message(stamp, self.get_name(), "mfrl", level, message, values))
 
 
 def main(args: list[str] | None = None) -> int:

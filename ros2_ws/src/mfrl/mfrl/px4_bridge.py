@@ -28,7 +28,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from mfrl import qos
 from mfrl.configs import Px4BridgeNodeConfig
-from mfrl.conversions import diagnostic_status, odometry_message
+from mfrl.conversions import diagnostic_status, diagnostics_message, odometry_message
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
 from mfrl.trajectory_wire import WireFormatError, read_trajectory
@@ -357,10 +357,8 @@ class Px4BridgeNode(LifecycleNode):
                 if link_age <= self.config.link_loss_s
                 else (DiagnosticStatus.ERROR, "vehicle link lost")
             )
-        msg = DiagnosticArray()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [diagnostic_status(f"mfrl: {self.get_name()}", "px4", level, message, values)]
-        self.diagnostics_pub.publish(msg)
+        stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(diagnostics_message(stamp, self.get_name(), "px4", level, message, values))
 
 
 def main(args: list[str] | None = None) -> int:

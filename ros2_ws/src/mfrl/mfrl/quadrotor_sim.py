@@ -22,7 +22,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 
 from mfrl import qos
 from mfrl.configs import QuadrotorSimConfig
-from mfrl.conversions import diagnostic_status, ns_to_stamp, odometry_message, stamp_to_ns
+from mfrl.conversions import diagnostics_message, ns_to_stamp, odometry_message, stamp_to_ns
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
 from quadsim.mujoco_vehicle import MujocoQuadrotor
@@ -132,9 +132,7 @@ class QuadrotorSim(Node):
         }
         level = DiagnosticStatus.OK if self.missed == 0 else DiagnosticStatus.WARN
         message = "running" if self.started else "waiting for the controller"
-        msg = DiagnosticArray()
-        msg.header.stamp = ns_to_stamp(self.stamp_ns)
-        msg.status = [diagnostic_status(f"mfrl: {self.get_name()}", "mujoco", level, message, values)]
+        msg = diagnostics_message(ns_to_stamp(self.stamp_ns), self.get_name(), "mujoco", level, message, values)
         self.diagnostics_pub.publish(msg)
 
 

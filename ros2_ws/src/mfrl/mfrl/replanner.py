@@ -35,6 +35,7 @@ from mfrl.conversions import (
     CourseError,
     course_from_path,
     diagnostic_status,
+    diagnostics_message,
     ns_to_stamp,
     odometry_state,
     path_from_points,
@@ -269,10 +270,8 @@ class Replanner(LifecycleNode):
             values["planning_last_ms"] = float(self.planning_ms[-1])
         level = DiagnosticStatus.OK if self.active else DiagnosticStatus.WARN
         message = "serving" if self.active else "not active"
-        msg = DiagnosticArray()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.status = [diagnostic_status(f"mfrl: {self.get_name()}", "mfrl", level, message, values)]
-        self.diagnostics_pub.publish(msg)
+        stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(diagnostics_message(stamp, self.get_name(), "mfrl", level, message, values))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from mfrl import qos
 from mfrl.configs import TrackerConfig
-from mfrl.conversions import diagnostic_status, odometry_state
+from mfrl.conversions import diagnostics_message, odometry_state
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
 from mfrl.trajectory_wire import WireFormatError, read_trajectory
@@ -143,11 +143,9 @@ class Tracker(Node):
             "plans": self.plans,
             "refused_plans": self.refused,
         }
-        msg = DiagnosticArray()
-        msg.header.stamp = self.get_clock().now().to_msg()
         level = DiagnosticStatus.OK if self.now_ns else DiagnosticStatus.WARN
         message = "tracking" if self.now_ns else "no odometry yet"
-        msg.status = [diagnostic_status(f"mfrl: {self.get_name()}", "mfrl", level, message, values)]
+        msg = diagnostics_message(self.get_clock().now().to_msg(), self.get_name(), "mfrl", level, message, values)
         self.diagnostics_pub.publish(msg)
 
 
