@@ -19,7 +19,7 @@ finished run under `<out-dir>`:
 * CleanRL's published PPO figures (v4 tasks, 1M steps) for reference, with this sweep's budget next to them.
 
     python bench/rl_mujoco.py --algos ppo props mdpo --envs Hopper-v5 Walker2d-v5 HalfCheetah-v5 \\
-        --seeds 0 1 2 --steps 61440 --workers 2
+        --seeds 0 1 2 --steps 40960 --workers 2
     python bench/rl_mujoco.py --algos sac mdpo-offpolicy --envs Hopper-v5 --steps 15000 \\
         --extra-args="--learning-starts 2000"
     python bench/rl_mujoco.py --report-only --report-dir learning/policyopt/results

@@ -14,10 +14,11 @@ from __future__ import annotations
 import io
 import random
 from collections.abc import Mapping
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
@@ -220,21 +221,54 @@ class DeployedPolicy:
         return self.act(obs)
 
 
-def export_policy(checkpoint_path: Path, out_path: Path, metadata: Mapping[str, Any] | None = None) -> Path:
-    """Write the deployment part of a training checkpoint (actor, spec, normaliser, metadata) atomically."""
-    state = load_checkpoint(checkpoint_path)
-    meta = {
-        "algo": state["algo"],
-        "env_id": state["config"].get("env_id"),
-        "seed": state["config"].get("seed"),
-        "global_step": state["global_step"],
-        "config": state["config"],
-        **dict(metadata or {}),
-    }
-    payload = {"format": POLICY_FORMAT, "policy": state["policy"], "metadata": to_jsonable(meta)}
+def export_policy(
+    checkpoint_path: Path,
+    out_path: Path,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    bounds_from_env: bool = False,
+) -> Path:
+    """Write the deployment part of a checkpoint (actor, spec, normaliser, metadata) atomically.
+
+    `checkpoint_path` is a training checkpoint, or a policy file to re-export (its metadata is kept and
+    `metadata` is merged over it). `bounds_from_env` writes the action bounds of the environment the
+    policy was trained on (`gymnasium.make(env_id).action_space`) into the spec, so that the deployed
+    policy clips to them.
+    """
+    state = torch.load(Path(checkpoint_path), map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and state.get("format") == POLICY_FORMAT:
+        policy, meta = dict(state["policy"]), dict(state.get("metadata", {}))
+    else:
+        state = load_checkpoint(checkpoint_path)
+        policy = dict(state["policy"])
+        meta = {
+            "algo": state["algo"],
+            "env_id": state["config"].get("env_id"),
+            "seed": state["config"].get("seed"),
+            "global_step": state["global_step"],
+            "config": state["config"],
+        }
+    meta.update(metadata or {})
+    if bounds_from_env:
+        policy["spec"] = _spec_with_env_bounds(PolicySpec.from_dict(policy["spec"]), str(meta.get("env_id"))).to_dict()
+        meta["action_bounds_from"] = meta.get("env_id")
+    payload = {"format": POLICY_FORMAT, "policy": policy, "metadata": to_jsonable(meta)}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return write_bytes_atomic(out_path, buffer.getvalue())
+
+
+def _spec_with_env_bounds(spec: PolicySpec, env_id: str) -> PolicySpec:
+    """`spec` with the action bounds of `env_id`'s own (unwrapped) Box action space."""
+    env = gym.make(env_id)
+    try:
+        space = env.unwrapped.action_space
+    finally:
+        env.close()
+    if not isinstance(space, gym.spaces.Box) or int(np.prod(space.shape)) != spec.action_dim:
+        raise CheckpointError(f"{env_id}'s action space {space} does not match the policy ({spec.action_dim} actions)")
+    low, high = space.low.ravel(), space.high.ravel()
+    return replace(spec, action_low=tuple(float(v) for v in low), action_high=tuple(float(v) for v in high))
 
 
 def load_policy(path: Path) -> DeployedPolicy:

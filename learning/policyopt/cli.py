@@ -5,7 +5,7 @@ policyopt props --env-id Hopper-v5 --seed 1
 policyopt mdpo  --env-id Hopper-v5 --seed 1
 policyopt sac   ...                 (policyopt.sac, when installed)
 policyopt mdpo-offpolicy ...        (policyopt.mdpo_offpolicy, when installed)
-policyopt export --checkpoint runs/.../checkpoint.pt --out policy.pt
+policyopt export --checkpoint runs/.../checkpoint.pt --out policy.pt [--bounds-from-env]
 """
 
 from __future__ import annotations
@@ -29,11 +29,13 @@ class ExportConfig:
     """Write the deployment part of a training checkpoint (actor, observation statistics, metadata)."""
 
     checkpoint: Path
-    """Training checkpoint (run_dir/checkpoint.pt)."""
+    """Training checkpoint (run_dir/checkpoint.pt), or a policy file to re-export."""
     out: Path
     """Policy file to write (read by `policyopt.checkpoint.load_policy`)."""
     command: str = ""
     """The command that trained it, stored in the metadata."""
+    bounds_from_env: bool = False
+    """Store the training environment's action bounds in the policy (the deployed policy clips to them)."""
 
 
 _ON_POLICY = {
@@ -74,7 +76,12 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(config, ExportConfig):
             from policyopt.checkpoint import export_policy
 
-            path = export_policy(config.checkpoint, config.out, {"command": config.command} if config.command else None)
+            path = export_policy(
+                config.checkpoint,
+                config.out,
+                {"command": config.command} if config.command else None,
+                bounds_from_env=config.bounds_from_env,
+            )
             print(json.dumps({"policy": str(path)}))
             raise SystemExit(0)
         name = next(n for n, c in commands.items() if type(config) is c)

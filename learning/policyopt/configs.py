@@ -41,8 +41,6 @@ class RunConfig:
     """Write TensorBoard events next to scalars.jsonl."""
     progress: bool = True
     """Show a progress bar."""
-    capture_video: bool = False
-    """Record videos of the first environment (needs rgb_array rendering; off by default)."""
     smoke: bool = False
     """Shrink every size left at its default so that the run finishes in seconds (for tests)."""
 
@@ -175,7 +173,8 @@ class MDPOConfig(OnPolicyConfig):
     update_epochs: int = 5
     """SGD passes over each batch (the paper's m, the number of mirror-descent steps per iteration)."""
     kl_step_schedule: str = "anneal"
-    """Step size t_k: "anneal" (the paper's 1 - k/K, i.e. a KL weight 1/t_k that grows over the run) or "constant"."""
+    """Step size t_k: "anneal" (the paper's 1 - k/K, k counted from 0: a KL weight 1/t_k that grows over the
+    run) or "constant"."""
     kl_coef_constant: float = 1.0
     """KL weight 1/t_k when kl_step_schedule is "constant"."""
     min_step_size: float = 1e-3

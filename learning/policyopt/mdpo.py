@@ -10,7 +10,7 @@ Each iteration k approximately solves the mirror-descent step
 
 by `update_epochs` (the paper's m) passes of minibatch SGD, without clipping, starting from
 theta_k. The KL is the closed form for the Gaussian (or categorical) policy at the batch's states,
-taken against a frozen copy of pi_k. The step size follows the paper's annealing t_k = 1 - k/K
+taken against a frozen copy of pi_k. The step size follows the paper's annealing t_k = 1 - k/K (k counted from 0)
 (K updates in the run), so the proximity weight 1/t_k grows as training goes on. Everything else
 (rollouts, GAE, normalisation, value loss) is the shared on-policy loop, as for PPO.
 """

@@ -21,7 +21,7 @@ stays close to its own policy of m steps ago.
 
 Step size. The authors' released off-policy script feeds a constant coefficient (its `klconst` =
 1/t_k + lambda = 1.0 with lambda = 0.2, i.e. 1/t_k = 0.8): that is the default here
-(`kl_step_schedule="constant"`, `kl_coef_constant=0.8`). The paper's annealed schedule t_k = 1 - k/K over
+(`kl_step_schedule="constant"`, `kl_coef_constant=0.8`). The paper's annealed schedule t_k = 1 - k/K (k from 0) over
 the run's K iterations (the KL weight 1/t_k grows from 1, bounded by 1 / `min_step_size`), which on-policy
 MDPO uses, is `kl_step_schedule="anneal"`; on Pendulum-v1 at 6k steps it learnt markedly slower (the last
 iterations barely move the policy). lambda is fixed (0.2, the authors' value) unless `autotune` is set.
@@ -83,7 +83,7 @@ class MDPOOffPolicyConfig(SACConfig):
     """Actor SGD steps per mirror-descent iteration (the paper's m): the anchor pi_theta_k is refreshed this often."""
     kl_step_schedule: str = "constant"
     """Step size t_k: "constant" (1/t_k = `kl_coef_constant`, the authors' released setting) or "anneal"
-    (t_k = 1 - k/K over the run's K iterations, the schedule of the paper's on-policy MDPO)."""
+    (t_k = 1 - k/K, k from 0, over the run's K iterations, the schedule of the paper's on-policy MDPO)."""
     kl_coef_constant: float = 0.8
     """KL weight 1/t_k when kl_step_schedule is "constant" (0.8: the authors' released off-policy setting)."""
     min_step_size: float = 1e-3

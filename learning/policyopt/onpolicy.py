@@ -296,9 +296,11 @@ class OnPolicyTrainer(abc.ABC):
         )
 
     def resume(self) -> bool:
-        """Load the run's checkpoint if there is one; False otherwise."""
+        """Load the run's checkpoint; FileNotFoundError (saying so) when the run folder has none."""
         if not self.checkpoint_path.exists():
-            return False
+            raise FileNotFoundError(
+                f"no checkpoint at {self.checkpoint_path}: nothing to resume (run without --resume first)"
+            )
         state = load_checkpoint(self.checkpoint_path)
         if state["algo"] != self.algo:
             raise ValueError(f"{self.checkpoint_path} was written by {state['algo']!r}, not {self.algo!r}")

@@ -78,3 +78,33 @@ def test_off_policy_checkpoints_deploy_their_squashed_mean_action(tmp_path: Path
         expected = actor.deterministic(torch.as_tensor(obs[None, :], dtype=torch.float32)).numpy()[0]
     np.testing.assert_allclose(policy.act(obs), expected, rtol=1e-6)
     assert -2.0 <= float(policy.act(obs)[0]) <= 2.0
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "learning/policyopt/checkpoints").glob("*_tracking.pt"))
+
+
+def test_the_shipped_controllers_clip_to_the_tracking_envs_action_bounds() -> None:
+    assert [path.name for path in SHIPPED] == ["mdpo_tracking.pt", "props_tracking.pt"]
+    for path in SHIPPED:
+        policy = load_policy(path)
+        assert policy.spec.action_low == (-1.0,) * 4
+        assert policy.spec.action_high == (1.0,) * 4
+        assert np.all(np.abs(policy.act(np.full(policy.spec.obs_dim, 50.0))) <= 1.0)
+
+
+def test_a_policy_file_re_exported_with_the_envs_bounds_keeps_its_network_and_metadata(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        main(["mdpo", "--env-id", "Pendulum-v1", "--smoke", "--run-dir", str(run_dir), "--no-progress"])
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    with pytest.raises(SystemExit):
+        main(["export", "--checkpoint", str(run_dir / "checkpoint.pt"), "--out", str(first), "--command", "train"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--checkpoint", str(first), "--out", str(second), "--bounds-from-env"])
+    assert exit_info.value.code == 0
+    before, after = load_policy(first), load_policy(second)
+    assert after.metadata["command"] == "train"
+    assert after.metadata["action_bounds_from"] == "Pendulum-v1"
+    assert after.spec.action_high == (2.0,)
+    obs = np.array([0.1, 0.9, -0.4])
+    np.testing.assert_array_equal(before.act(obs), after.act(obs))

@@ -55,6 +55,8 @@ def test_same_seed_twice_gives_identical_parameters_and_returns(
     [
         (PPOConfig, PPOTrainer, "CartPole-v1", {}),
         (PropsConfig, PropsTrainer, "Pendulum-v1", {"props_update_every": 16}),
+        # a MuJoCo env (its MjData and generator restored) and the MDPO step-size schedule across the restart
+        (MDPOConfig, MDPOTrainer, "Hopper-v5", {}),
     ],
 )
 def test_resume_continues_exactly_like_an_uninterrupted_run(
@@ -83,3 +85,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(
     timing = {"charts/SPS"}
     full_log = {k: v for k, v in read_scalars(full_dir).items() if k not in timing}
     assert full_log == {k: v for k, v in read_scalars(resumed_dir).items() if k not in timing}
+
+
+def test_resume_without_a_checkpoint_says_what_is_missing(tmp_path: Path) -> None:
+    trainer = PPOTrainer(_config(PPOConfig, tmp_path / "empty", resume=True))  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        trainer.train()

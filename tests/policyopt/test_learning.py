@@ -8,12 +8,19 @@ import numpy as np
 import pytest
 
 import policyopt.toy_envs  # noqa: F401
-from policyopt.configs import PPOConfig, PropsConfig
+from policyopt.configs import MDPOConfig, OnPolicyConfig, PPOConfig, PropsConfig
+from policyopt.mdpo import MDPOTrainer
+from policyopt.onpolicy import OnPolicyTrainer
 from policyopt.ppo import PPOTrainer
 from policyopt.props import PropsTrainer
 from policyopt.runlog import read_scalars
 
 QUIET = {"tensorboard": False, "progress": False, "checkpoint_every_steps": 0}
+ALGORITHMS = [
+    pytest.param(PPOConfig, PPOTrainer, {}, id="ppo"),
+    pytest.param(PropsConfig, PropsTrainer, {"props_update_every": 64}, id="props"),
+    pytest.param(MDPOConfig, MDPOTrainer, {}, id="mdpo"),
+]
 
 
 def _returns(run_dir: Path) -> np.ndarray:
@@ -21,9 +28,16 @@ def _returns(run_dir: Path) -> np.ndarray:
 
 
 @pytest.mark.learning
+@pytest.mark.parametrize(("cls", "trainer_cls", "extra"), ALGORITHMS)
 @pytest.mark.parametrize("env_id", ["policyopt.toy_envs:Bandit-v0", "policyopt.toy_envs:Bandit10-v0"])
-def test_ppo_solves_a_bandit(tmp_path: Path, env_id: str) -> None:
-    config = PPOConfig(
+def test_each_algorithm_solves_a_bandit(
+    tmp_path: Path,
+    env_id: str,
+    cls: type[OnPolicyConfig],
+    trainer_cls: type[OnPolicyTrainer],
+    extra: dict[str, object],
+) -> None:
+    config = cls(
         env_id=env_id,
         run_dir=tmp_path,
         num_envs=4,
@@ -35,9 +49,10 @@ def test_ppo_solves_a_bandit(tmp_path: Path, env_id: str) -> None:
         anneal_lr=False,
         normalize_observation=False,
         sampling_error_every=0,
+        **extra,
         **QUIET,  # type: ignore[arg-type]
     )
-    PPOTrainer(config).train()
+    trainer_cls(config).train()  # type: ignore[arg-type]
     returns = _returns(tmp_path)
     # best arm pays 1.0, a uniform policy 0.5 on average
     assert returns[-100:].mean() > 0.9
@@ -45,8 +60,11 @@ def test_ppo_solves_a_bandit(tmp_path: Path, env_id: str) -> None:
 
 @pytest.mark.learning
 @pytest.mark.slow
-def test_ppo_learns_cartpole(tmp_path: Path) -> None:
-    config = PPOConfig(
+@pytest.mark.parametrize(("cls", "trainer_cls", "extra"), ALGORITHMS)
+def test_each_algorithm_learns_cartpole(
+    tmp_path: Path, cls: type[OnPolicyConfig], trainer_cls: type[OnPolicyTrainer], extra: dict[str, object]
+) -> None:
+    config = cls(
         env_id="CartPole-v1",
         run_dir=tmp_path,
         num_envs=4,
@@ -57,9 +75,10 @@ def test_ppo_learns_cartpole(tmp_path: Path) -> None:
         learning_rate=2.5e-3,
         normalize_reward=False,
         sampling_error_every=0,
+        **extra,
         **QUIET,  # type: ignore[arg-type]
     )
-    PPOTrainer(config).train()
+    trainer_cls(config).train()  # type: ignore[arg-type]
     returns = _returns(tmp_path)
     assert returns[:20].mean() < 40  # a random policy balances ~22 steps
     assert returns[-20:].mean() > 80
