@@ -28,11 +28,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import tyro
+from numpy.typing import NDArray
 
 from flightkit import format_table, get_logger, to_jsonable, write_bytes_atomic, write_json_atomic
 from mfrl_graph.flight_record import FlightRecord, read_flight
 from mfrl_graph.graph import GraphOptions, build_graph
 from mfrl_graph.runner import run_graph
+from minsnap.waypoint_files import load_waypoints
 from quadsim.courses import DEFAULT_COURSE, load_course
 
 LOG = get_logger("mfrl_graph.demo")
@@ -45,7 +47,7 @@ class DemoArgs:
     out_dir: Path = Path("runs/ros_demo")
     """Where the bag, the node logs, demo.png and summary.json go (the old bag there is replaced)."""
     course: str = DEFAULT_COURSE
-    """Built-in course (quadsim.courses); its x, y, z are flown."""
+    """A built-in course (quadsim.courses) or a waypoint file (.csv, .yaml); its x, y, z are flown."""
     replan_count: int = 3
     """How many times the waypoints ahead of the vehicle move in flight."""
     real_time_factor: float = 1.0
@@ -161,6 +163,13 @@ def plot_demo(record: FlightRecord, mission: dict[str, Any], path: Path) -> Path
     return write_bytes_atomic(path, buffer.getvalue())
 
 
+def _course_waypoints(course: str) -> NDArray[np.float64]:
+    """A built-in course by name, or the waypoints of a file (errors name the file and the line)."""
+    if Path(course).suffix.lower() in (".csv", ".yaml", ".yml"):
+        return load_waypoints(course)
+    return load_course(course)
+
+
 def run(args: DemoArgs) -> dict[str, Any]:
     """Fly the demo graph and write the report; return the summary."""
     began = time.monotonic()
@@ -173,7 +182,7 @@ def run(args: DemoArgs) -> dict[str, Any]:
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", "42")
-    course = load_course(args.course)[:, :3]
+    course = _course_waypoints(args.course)[:, :3]
     options = GraphOptions(
         mode="sim",
         viewer=True,
@@ -201,6 +210,12 @@ def run(args: DemoArgs) -> dict[str, Any]:
     return summary
 
 
+def _p50_p99(figures: dict[str, float | None]) -> str:
+    """ "p50 / p99" in ms, or "none" when no plan was timed (a mission that failed before planning)."""
+    p50, p99 = figures.get("p50"), figures.get("p99")
+    return "none" if p50 is None or p99 is None else f"{p50:.2f} / {p99:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `mfrl-demo`."""
     args = tyro.cli(DemoArgs, args=argv)
@@ -214,14 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         ["flight time (s)", summary["flight_time_s"]],
         ["max tracking error (m)", summary["max_tracking_error_m"]],
         ["plans (course + in-flight replans)", f"{summary['plans']} (1 + {summary['in_flight_replans']})"],
-        [
-            "replan latency p50 / p99 (ms, path sent -> trajectory received)",
-            f"{summary['replan_latency_ms']['p50']:.2f} / {summary['replan_latency_ms']['p99']:.2f}",
-        ],
-        [
-            "planner time p50 / p99 (ms)",
-            f"{summary['planner_time_ms']['p50']:.2f} / {summary['planner_time_ms']['p99']:.2f}",
-        ],
+        ["replan latency p50 / p99 (ms, path sent -> trajectory received)", _p50_p99(summary["replan_latency_ms"])],
+        ["planner time p50 / p99 (ms)", _p50_p99(summary["planner_time_ms"])],
         ["wall time (s)", summary["wall_time_s"]],
     ]
     print(format_table(["figure", "value"], rows))

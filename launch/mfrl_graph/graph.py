@@ -30,6 +30,8 @@ def shipped_controller_checkpoint() -> Path:
     import policyopt  # the package only (no torch import)
 
     return Path(policyopt.__file__).resolve().parent / "checkpoints" / SHIPPED_CONTROLLER
+
+
 """Where odometry comes from: the MuJoCo simulator, a PX4 vehicle through `px4_bridge`, or another node."""
 
 ParameterValue = bool | int | float | str | list[float] | list[str]
@@ -114,6 +116,11 @@ class GraphOptions:
             raise ValueError(f"mode={self.mode!r}: the modes are {', '.join(MODES)}")
         if self.controller not in CONTROLLERS:
             raise ValueError(f"controller={self.controller!r}: the controllers are {', '.join(CONTROLLERS)}")
+        if self.controller != "se3" and self.mode != "sim":
+            raise ValueError(
+                f"controller={self.controller!r} needs mode sim (in mode {self.mode!r} the vehicle's own "
+                "controller, PX4's, follows the trajectory)"
+            )
 
     @property
     def sim(self) -> bool:

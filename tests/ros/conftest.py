@@ -77,6 +77,49 @@ def ros_peer(ros_env: dict[str, str]) -> Iterator[RosPeer]:
         peer.close()
 
 
+class LocalNodes:
+    """Nodes under test in this process (rclpy's default context) with a test node, on one executor."""
+
+    def __init__(self) -> None:
+        rclpy.init(domain_id=int(os.environ["ROS_DOMAIN_ID"]))
+        self.executor = SingleThreadedExecutor()
+        self.peer = rclpy.create_node("test_peer")
+        self.nodes: list[Node] = [self.peer]
+        self.executor.add_node(self.peer)
+
+    def add(self, node: Node) -> Node:
+        """Spin `node` with the test node."""
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def spin_until(self, condition: Callable[[], bool], timeout_s: float) -> bool:
+        """Spin until `condition()` holds or the timeout passes; return whether it held."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return condition()
+
+    def close(self) -> None:
+        """Stop the executor, destroy the nodes, shut the context down."""
+        self.executor.shutdown()
+        for node in self.nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+@pytest.fixture
+def local_nodes(ros_env: dict[str, str]) -> Iterator[LocalNodes]:
+    """Nodes in this process, in this test's domain (add them with `local_nodes.add(Node())`)."""
+    nodes = LocalNodes()
+    try:
+        yield nodes
+    finally:
+        nodes.close()
+
+
 @pytest.fixture
 def graph_logs(tmp_path: Path) -> Path:
     """Where the nodes of a test's graph write their output."""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
+from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import MultiDOFJointTrajectory
@@ -133,3 +134,51 @@ def test_replan_service_replans_through_the_remaining_waypoints(replanner: Graph
     assert ros_peer.spin_until(future.done, 10.0)
     assert future.result().success, future.result().message
     assert ros_peer.spin_until(lambda: len(trajectories) > count, 10.0)
+
+
+@pytest.mark.ros
+def test_nan_odometry_is_refused_and_the_next_plan_starts_from_the_last_good_state(
+    replanner: GraphProcesses, ros_peer: RosPeer
+) -> None:
+    node = ros_peer.node
+    statuses: list[DiagnosticStatus] = []
+    trajectories: list[MultiDOFJointTrajectory] = []
+    node.create_subscription(DiagnosticStatus, "/replanner/status", statuses.append, qos.REQUEST)
+    node.create_subscription(MultiDOFJointTrajectory, "/trajectory", trajectories.append, qos.LATCHED)
+    paths = node.create_publisher(PathMsg, "/waypoints", qos.REQUEST)
+    odometry = node.create_publisher(Odometry, "/odom", qos.SENSOR)
+    assert ros_peer.spin_until(
+        lambda: odometry.get_subscription_count() > 0 and paths.get_subscription_count() > 0, 30.0
+    )
+    for _ in range(60):  # wait until the lifecycle node is active
+        paths.publish(path_from_points(GOOD, "world", Time(sec=10)))
+        if ros_peer.spin_until(lambda: bool(trajectories), 1.0):
+            break
+    assert trajectories, "the replanner never became active"
+
+    def odom(position: tuple[float, float, float], velocity_x: float) -> Odometry:
+        msg = Odometry()
+        msg.header.frame_id, msg.child_frame_id = "world", "base_link"
+        msg.header.stamp = node.get_clock().now().to_msg()
+        msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = position
+        msg.pose.pose.orientation.w = 1.0
+        msg.twist.twist.linear.x = velocity_x
+        return msg
+
+    good_position = (0.5, -0.25, 1.2)
+    for _ in range(5):
+        odometry.publish(odom(good_position, 0.0))
+        ros_peer.spin_until(lambda: False, 0.02)
+    statuses.clear()
+    odometry.publish(odom((0.6, -0.25, 1.2), float("nan")))
+    assert ros_peer.spin_until(
+        lambda: any(s.level == DiagnosticStatus.ERROR and "odometry refused" in s.message for s in statuses), 10.0
+    ), [s.message for s in statuses]
+    odometry.publish(odom(good_position, 0.0))  # fresh again, so the plan starts from the vehicle
+    ros_peer.spin_until(lambda: False, 0.05)
+    count = len(trajectories)
+    paths.publish(path_from_points(GOOD + np.array([0.0, 0.0, 0.2]), "world", Time(sec=30)))
+    assert ros_peer.spin_until(lambda: len(trajectories) > count, 10.0), [s.message for s in statuses]
+    first = trajectories[-1].points[0].transforms[0].translation
+    np.testing.assert_allclose([first.x, first.y, first.z], good_position, atol=1e-6)
+    assert replanner.processes["replanner"].poll() is None

@@ -88,8 +88,9 @@ def test_another_publishers_message_is_read_by_its_first_joint() -> None:
         point.time_from_start.sec = 10 + k
         msg.points.append(point)
     wire = read_trajectory(serialize_message(msg))
-    assert (wire.stamp_ns, wire.frame_id) == (7_000_000_005, "map")
-    np.testing.assert_allclose(wire.sampled.times_s, [0.0, 1.0, 2.0])  # relative to the first point
+    # the first point is 10 s after the header stamp: the samples start there
+    assert (wire.stamp_ns, wire.frame_id) == (17_000_000_005, "map")
+    np.testing.assert_allclose(wire.sampled.times_s, [0.0, 1.0, 2.0])
     np.testing.assert_allclose(wire.sampled.values[0, :, 0], [0.0, 1.0, 2.0])
     np.testing.assert_allclose(wire.sampled.values[0, :, 3], [0.0, 3.0, 6.0], atol=1e-12)  # yaw unwrapped
     np.testing.assert_allclose(wire.sampled.values[1, :, 1], [0.0, 2.0, 4.0])

@@ -111,7 +111,14 @@ def test_operator_flies_a_course_and_a_replan_through_px4(vehicle_graph: Simulat
     op = Operator(ros_peer)
     assert ros_peer.spin_until(lambda: len(op.odom) > 20, 30.0), "no odometry from px4_bridge"
 
+    # As at a ground station: the vehicle is "not ready" until its first heartbeat and estimator status
+    # have arrived (1 Hz streams); arming is refused with that reason until then, and then accepted.
+    deadline = time.monotonic() + 15.0
     armed = op.call("arm")
+    while not armed.success and time.monotonic() < deadline:
+        assert "no heartbeat" in armed.message or "no ESTIMATOR_STATUS" in armed.message, armed.message
+        ros_peer.spin_until(lambda: False, 0.5)
+        armed = op.call("arm")
     assert armed.success, armed.message
     takeoff = op.call("takeoff")
     assert takeoff.success, takeoff.message

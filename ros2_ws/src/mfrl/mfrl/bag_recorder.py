@@ -37,7 +37,7 @@ class BagRecorder(Node):
     def __init__(self) -> None:
         super().__init__("bag_recorder")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, BagRecorderConfig)
+        self.params = ConfigParameters(self, BagRecorderConfig, read_only=True)
         config: BagRecorderConfig = self.params.config
         self.config = config
         self.typestore = get_typestore(Stores.ROS2_KILTED)

@@ -22,6 +22,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from minsnap import TrajectoryInputError
 from quadsim.mujoco_vehicle import VehicleState
+from quadsim.rotations import quat_wxyz_to_matrix
 
 
 class CourseError(TrajectoryInputError):
@@ -145,20 +146,21 @@ class OdometryState:
     rotation: NDArray[np.float64]
     body_rates_rad_s: NDArray[np.float64]
 
+    def is_finite(self) -> bool:
+        """Whether every number is finite (a NaN or a zero quaternion in the message makes it False)."""
+        return bool(
+            np.isfinite(self.position_m).all()
+            and np.isfinite(self.velocity_m_s).all()
+            and np.isfinite(self.rotation).all()
+            and np.isfinite(self.body_rates_rad_s).all()
+        )
+
 
 def odometry_state(msg: Odometry) -> OdometryState:
-    """Read odometry (twist in the body frame, as `odometry_message` writes it)."""
+    """Read odometry (twist in the body frame, as `odometry_message` writes it); check `is_finite()` before use."""
     p, q = msg.pose.pose.position, msg.pose.pose.orientation
-    w, x, y, z = q.w, q.x, q.y, q.z
-    norm = math.sqrt(w * w + x * x + y * y + z * z) or 1.0
-    w, x, y, z = w / norm, x / norm, y / norm, z / norm
-    rotation = np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rotation = quat_wxyz_to_matrix(np.array([q.w, q.x, q.y, q.z]))
     linear, angular = msg.twist.twist.linear, msg.twist.twist.angular
     return OdometryState(
         stamp_ns=stamp_to_ns(msg.header.stamp),

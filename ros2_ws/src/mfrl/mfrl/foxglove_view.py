@@ -39,7 +39,7 @@ class FoxgloveView(Node):
     def __init__(self) -> None:
         super().__init__("foxglove_view")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, FoxgloveViewConfig)
+        self.params = ConfigParameters(self, FoxgloveViewConfig, read_only=True)
         config: FoxgloveViewConfig = self.params.config
         self.config = config
         self.server = foxglove.start_server(name="mfrl", host=config.host, port=config.port)

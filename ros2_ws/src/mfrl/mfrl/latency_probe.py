@@ -26,7 +26,7 @@ from mfrl.configs import LatencyProbeConfig
 from mfrl.conversions import path_from_points, stamp_to_ns
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
-from mfrl.trajectory_wire import read_trajectory
+from mfrl.trajectory_wire import WireFormatError, read_trajectory
 
 FIRST_STAMP_S = 1000
 
@@ -37,7 +37,7 @@ class LatencyProbe(Node):
     def __init__(self) -> None:
         super().__init__("latency_probe")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, LatencyProbeConfig)
+        self.params = ConfigParameters(self, LatencyProbeConfig, read_only=True)
         config: LatencyProbeConfig = self.params.config
         self.config = config
         rng = np.random.default_rng(config.seed)
@@ -57,7 +57,12 @@ class LatencyProbe(Node):
 
     def on_trajectory(self, data: bytes) -> None:
         """Time the path this trajectory answers, read in full as a follower reads it."""
-        stamp_ns = read_trajectory(data).stamp_ns
+        try:
+            stamp_ns = read_trajectory(data).stamp_ns
+        except (WireFormatError, ValueError) as exc:  # counted as an error of the run, not a crash
+            self.errors.append(f"unreadable trajectory: {exc}")
+            self.awaiting_ns = None
+            return
         received = time.perf_counter()
         if stamp_ns == self.awaiting_ns:
             self.latencies_ms[stamp_ns] = 1e3 * (received - self.sent_at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar, get_type_hints
 
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
@@ -40,10 +40,17 @@ class ConfigParameters(Generic[ConfigT]):
         node: the node that declares the parameters.
         config_cls: a frozen dataclass whose `__post_init__` validates (raises ValueError).
         on_change: called with the new config after an accepted change.
+        read_only: fields that the node reads only at start-up (True: every field). They are declared
+            read-only, so that `ros2 param set` refuses them instead of accepting a change that does
+            nothing; they are set from the command line or a parameter file.
     """
 
     def __init__(
-        self, node: Node, config_cls: type[ConfigT], on_change: Callable[[ConfigT], None] | None = None
+        self,
+        node: Node,
+        config_cls: type[ConfigT],
+        on_change: Callable[[ConfigT], None] | None = None,
+        read_only: Collection[str] | bool = (),
     ) -> None:
         self._node = node
         self._cls = config_cls
@@ -52,8 +59,17 @@ class ConfigParameters(Generic[ConfigT]):
         helps = _field_help(config_cls)
         default = config_cls()
         values = {}
+        fields = [f.name for f in dataclasses.fields(config_cls)]  # type: ignore[arg-type]
+        fixed = set(fields) if read_only is True else set(read_only or ())
+        if fixed - set(fields):
+            raise ValueError(f"read_only names unknown parameters: {sorted(fixed - set(fields))}")
         for f in dataclasses.fields(config_cls):  # type: ignore[arg-type]
-            descriptor = ParameterDescriptor(name=f.name, type=_TYPES[hints[f.name]], description=helps.get(f.name, ""))
+            descriptor = ParameterDescriptor(
+                name=f.name,
+                type=_TYPES[hints[f.name]],
+                description=helps.get(f.name, "") + (" (read at start-up)" if f.name in fixed else ""),
+                read_only=f.name in fixed,
+            )
             initial = getattr(default, f.name)
             # An empty list says nothing of its element type: declare the type, and read "unset" as the default.
             declared = Parameter.Type(descriptor.type) if initial == [] else initial

@@ -85,12 +85,6 @@ class Command:
     hold_reason: str = ""
 
 
-def _finite_state(state: OdometryState) -> bool:
-    return all(
-        np.isfinite(v).all() for v in (state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s)
-    )
-
-
 class PolicyCommander:
     """From odometry to a wrench: reference, observation, policy at its rate, body-rate loop (no ROS here)."""
 
@@ -114,7 +108,7 @@ class PolicyCommander:
 
     def command(self, state: OdometryState, period_s: float) -> Command:
         """The command for this odometry; the policy runs when `period_s` has passed since its last action."""
-        if not _finite_state(state):
+        if not state.is_finite():
             self.reset()
             return self.hold(None, "odometry is not finite")
         now_s = state.stamp_ns * 1e-9
@@ -168,7 +162,9 @@ class PolicyController(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("policy_controller")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, PolicyControllerConfig, on_change=self.apply_config)
+        self.params = ConfigParameters(
+            self, PolicyControllerConfig, on_change=self.apply_config, read_only=("autostart", "diagnostics_period_s")
+        )
         self.vehicle = VehicleParams()
         config = self.config
         self.env_config = TrackingEnvConfig()
@@ -275,7 +271,7 @@ class PolicyController(LifecycleNode):
         """Answer the odometry with the policy's command (or a hold on bad input); never raise."""
         try:
             state = odometry_state(msg)
-            if state.stamp_ns > 0 and _finite_state(state):
+            if state.stamp_ns > 0 and state.is_finite():
                 self.now_ns = state.stamp_ns
                 self.take_pending()
             command = self.commander.command(state, 1.0 / self.config.policy_rate_hz)

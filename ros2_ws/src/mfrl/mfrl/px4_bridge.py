@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import Trigger
@@ -38,7 +38,7 @@ from px4link.config import BoxGeofence, BridgeConfig, FailsafeConfig, LinkConfig
 from px4link.failsafes import FailsafeEvent
 from px4link.offboard import OffboardState, OffboardTransition
 from px4link.preflight import PreflightFailed
-from px4link.signing import SigningConfig
+from px4link.signing import signing_from_key_file
 from px4link.telemetry import parse_local_position
 from quadsim.mujoco_vehicle import VehicleState
 from quadsim.rotations import quat_wxyz_to_matrix
@@ -53,8 +53,7 @@ def bridge_config(config: Px4BridgeNodeConfig) -> BridgeConfig:
     """The bridge's settings from the node's parameters (raises ValueError with the reason)."""
     signing = None
     if config.signing_key_file:
-        key_hex = Path(config.signing_key_file).expanduser().read_text().strip()
-        signing = SigningConfig(secret_key_hex=key_hex, require=config.require_signing)
+        signing = signing_from_key_file(config.signing_key_file, require=config.require_signing)
     geofence = None
     if config.geofence_min_enu_m:
         low, high = config.geofence_min_enu_m, config.geofence_max_enu_m
@@ -81,12 +80,13 @@ class Px4BridgeNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("px4_bridge")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, Px4BridgeNodeConfig)
+        self.params = ConfigParameters(self, Px4BridgeNodeConfig, read_only=True)
         self.bridge: Px4Bridge | None = None
         self.trajectories = 0
         self.errors = 0
         self.failsafes = 0
         self._offboard_starting = threading.Lock()
+        self.commands_group = MutuallyExclusiveCallbackGroup()  # the services, one at a time, off the main group
         self.odom_pub = self.create_publisher(Odometry, "odom", qos.SENSOR)
         self.battery_pub = self.create_publisher(BatteryState, "battery", qos.SENSOR)
         self.state_pub = self.create_publisher(DiagnosticStatus, "~/state", qos.SENSOR)
@@ -102,7 +102,7 @@ class Px4BridgeNode(LifecycleNode):
             ("hold", self.on_hold),
             ("offboard", self.on_offboard),
         ):
-            self.create_service(Trigger, f"~/{name}", handler)
+            self.create_service(Trigger, f"~/{name}", handler, callback_group=self.commands_group)
         self.create_timer(STATE_PERIOD_S, self.publish_state)
         self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
         if self.config.autostart:
@@ -327,7 +327,8 @@ class Px4BridgeNode(LifecycleNode):
                 if snapshot.battery and snapshot.battery.remaining_fraction is not None
                 else "unknown"
             ),
-            "link_age_s": self.bridge.connection.vehicle_heartbeat_age_s(),
+            "link_age_s": self.bridge.connection.vehicle_message_age_s(),
+            "heartbeat_age_s": self.bridge.connection.vehicle_heartbeat_age_s(),
         }
 
     def publish_state(self) -> None:
@@ -351,7 +352,7 @@ class Px4BridgeNode(LifecycleNode):
             values["setpoints_sent"] = counters.setpoints_sent
             values["command_timeouts"] = counters.command_timeouts
             values["bad_frames"] = counters.link.bad_frames
-            link_age = self.bridge.connection.vehicle_heartbeat_age_s()
+            link_age = self.bridge.connection.vehicle_message_age_s()  # as the failsafe judges it (PX4 beats at 1 Hz)
             level, message = (
                 (DiagnosticStatus.OK, "vehicle connected")
                 if link_age <= self.config.link_loss_s
@@ -363,7 +364,9 @@ class Px4BridgeNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the `px4_bridge` executable."""
-    return run_node(Px4BridgeNode, args)
+    # Two threads: a command service (arming reads parameters, offboard primes for a second) runs in its
+    # own group while trajectories, state and diagnostics go on in the default one.
+    return run_node(Px4BridgeNode, args, threads=2)
 
 
 if __name__ == "__main__":

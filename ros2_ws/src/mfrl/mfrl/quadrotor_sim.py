@@ -34,7 +34,7 @@ class QuadrotorSim(Node):
     def __init__(self) -> None:
         super().__init__("quadrotor_sim")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, QuadrotorSimConfig)
+        self.params = ConfigParameters(self, QuadrotorSimConfig, read_only=True)
         config: QuadrotorSimConfig = self.params.config
         self.config = config
         self.vehicle = MujocoQuadrotor()

@@ -78,7 +78,7 @@ class Replanner(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("replanner")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, ReplannerConfig)
+        self.params = ConfigParameters(self, ReplannerConfig, read_only=("autostart", "diagnostics_period_s"))
         self.planner: CertifiedPlanner | None = None
         self.start = StartState()
         self.last_path_stamp_ns = 0
@@ -88,6 +88,7 @@ class Replanner(LifecycleNode):
         self.latencies_ms: list[float] = []
         self.planning_ms: list[float] = []
         self.errors = 0
+        self.bad_odometry = 0
         self._created = False
         self.status_pub = self.create_publisher(DiagnosticStatus, "~/status", qos.REQUEST)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.REQUEST)
@@ -142,11 +143,19 @@ class Replanner(LifecycleNode):
 
     # Inputs ------------------------------------------------------------------------------------------------
     def on_odometry(self, msg: Odometry) -> None:
-        """Keep the start state up to date."""
-        state = odometry_state(msg)
-        self.start.update(
-            state.stamp_ns, state.position_m, state.velocity_m_s, self.config.accel_filter_time_constant_s
-        )
+        """Keep the start state up to date; odometry that is not finite is refused (the last good state stays)."""
+        try:
+            state = odometry_state(msg)
+            if not state.is_finite():
+                self.bad_odometry += 1
+                if self.bad_odometry == 1 or self.bad_odometry % 100 == 0:
+                    self.report_error(f"odometry refused ({self.bad_odometry} so far): it is not finite")
+                return
+            self.start.update(
+                state.stamp_ns, state.position_m, state.velocity_m_s, self.config.accel_filter_time_constant_s
+            )
+        except Exception as exc:  # the node must live on
+            self.report_error(f"odometry failed unexpectedly: {exc!r}")
 
     def on_waypoints(self, msg: Path) -> None:
         """Plan through a new course; a bad one gets an error status and the node goes on."""
@@ -179,6 +188,10 @@ class Replanner(LifecycleNode):
         except TrajectoryInputError as exc:
             self.report_error(f"replan refused: {exc}")
             response.success, response.message = False, str(exc)
+            return response
+        except Exception as exc:  # the node must live on: report it and answer the caller
+            self.report_error(f"replan failed unexpectedly: {exc!r}\n{traceback.format_exc()}")
+            response.success, response.message = False, f"replan failed unexpectedly: {exc!r}"
             return response
         response.success = result.feasible
         response.message = "replanned" if result.feasible else result.reason
@@ -262,6 +275,7 @@ class Replanner(LifecycleNode):
             "state": self._state_machine.current_state[1],
             "plans": len(self.latencies_ms),
             "errors": self.errors,
+            "bad_odometry": self.bad_odometry,
             "plan_age_s": (now_ns - self.plan_stamp_ns) * 1e-9 if self.plan_stamp_ns else "no plan",
         }
         if latencies.size:

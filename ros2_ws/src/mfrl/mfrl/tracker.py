@@ -25,7 +25,7 @@ from quadsim.controller import SE3Controller, SE3Gains
 from quadsim.follower import FollowerConfig, TrajectoryFollower
 from quadsim.rotations import yaw_of
 from quadsim.sampled_trajectory import SampledTrajectory
-from quadsim.vehicle import VehicleParams
+from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
 
 class Tracker(Node):
@@ -34,7 +34,9 @@ class Tracker(Node):
     def __init__(self) -> None:
         super().__init__("tracker")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, TrackerConfig, on_change=self.apply_config)
+        self.params = ConfigParameters(
+            self, TrackerConfig, on_change=self.apply_config, read_only=("diagnostics_period_s",)
+        )
         self.vehicle = VehicleParams()
         self.apply_config(self.params.config)
         self.follower = TrajectoryFollower(self.vehicle, self.follower_config)
@@ -44,6 +46,7 @@ class Tracker(Node):
         self.max_tracking_error_m = 0.0
         self.plans = 0
         self.refused = 0
+        self.bad_odometry = 0
         self.command_pub = self.create_publisher(WrenchStamped, "cmd_wrench", qos.COMMAND)
         self.reference_pub = self.create_publisher(Odometry, "~/reference", qos.REQUEST)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.REQUEST)
@@ -92,28 +95,49 @@ class Tracker(Node):
             self.plans += 1
 
     def on_odometry(self, msg: Odometry) -> None:
-        """Answer the odometry with the controller's command for the reference at its time."""
-        state = odometry_state(msg)
-        self.now_ns = state.stamp_ns
-        if self.follower.mode(self.now_ns * 1e-9) == "idle":
-            self.follower.hold_at(state.position_m, yaw_of(state.rotation))
-        self.take_pending()
-        now_s = self.now_ns * 1e-9
-        ref = self.follower.reference(now_s)
-        thrusts = self.controller.rotor_thrusts(
-            state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, ref
-        )
-        wrench = self.allocation @ thrusts
-        command = WrenchStamped()
-        command.header.stamp = msg.header.stamp
-        command.header.frame_id = msg.child_frame_id
-        command.wrench.force.z = float(wrench[0])
-        command.wrench.torque.x, command.wrench.torque.y, command.wrench.torque.z = (float(v) for v in wrench[1:])
-        self.command_pub.publish(command)
+        """Answer the odometry with the controller's command for the reference at its time.
+
+        Odometry that is not finite (NaN, a zero quaternion), or any error in the controller, gets a
+        level hover command (hover thrust, no torque) and a warning: the vehicle always gets a command.
+        """
+        try:
+            state = odometry_state(msg)
+            if not state.is_finite():
+                self.hover(msg, "odometry is not finite")
+                return
+            self.now_ns = state.stamp_ns
+            if self.follower.mode(self.now_ns * 1e-9) == "idle":
+                self.follower.hold_at(state.position_m, yaw_of(state.rotation))
+            self.take_pending()
+            now_s = self.now_ns * 1e-9
+            ref = self.follower.reference(now_s)
+            thrusts = self.controller.rotor_thrusts(
+                state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, ref
+            )
+            wrench = self.allocation @ thrusts
+        except Exception as exc:  # the vehicle must get a command whatever went wrong
+            self.hover(msg, f"unexpected error: {exc!r}")
+            return
+        self.publish_command(msg, float(wrench[0]), wrench[1:])
         self.tracking_error_m = float(np.linalg.norm(state.position_m - ref.position))
         self.max_tracking_error_m = max(self.max_tracking_error_m, self.tracking_error_m)
         if self.params.config.publish_reference:
             self.publish_reference(msg, ref.position, ref.velocity, ref.yaw_rad)
+
+    def hover(self, odom: Odometry, reason: str) -> None:
+        """Hover thrust and no torque, for odometry the controller cannot use; counted and logged."""
+        self.bad_odometry += 1
+        self.get_logger().warning(f"hover command: {reason}", throttle_duration_sec=1.0)
+        self.publish_command(odom, self.vehicle.mass_kg * GRAVITY_M_S2, np.zeros(3))
+
+    def publish_command(self, odom: Odometry, thrust_n: float, torque_nm: np.ndarray) -> None:
+        """The wrench command, stamped like the odometry it answers."""
+        command = WrenchStamped()
+        command.header.stamp = odom.header.stamp
+        command.header.frame_id = odom.child_frame_id
+        command.wrench.force.z = float(thrust_n)
+        command.wrench.torque.x, command.wrench.torque.y, command.wrench.torque.z = (float(v) for v in torque_nm)
+        self.command_pub.publish(command)
 
     def publish_reference(self, odom: Odometry, position: np.ndarray, velocity: np.ndarray, yaw_rad: float) -> None:
         """The reference followed at this step (pose and world-frame velocity)."""
@@ -142,9 +166,12 @@ class Tracker(Node):
             "max_tracking_error_m": self.max_tracking_error_m,
             "plans": self.plans,
             "refused_plans": self.refused,
+            "bad_odometry": self.bad_odometry,
         }
         level = DiagnosticStatus.OK if self.now_ns else DiagnosticStatus.WARN
         message = "tracking" if self.now_ns else "no odometry yet"
+        if self.bad_odometry:
+            level, message = DiagnosticStatus.WARN, f"{self.bad_odometry} odometry messages were not finite"
         msg = diagnostics_message(self.get_clock().now().to_msg(), self.get_name(), "mfrl", level, message, values)
         self.diagnostics_pub.publish(msg)
 

@@ -2,10 +2,11 @@
 
 rclpy builds a message as nested Python objects (a 37-point trajectory is about 700 of them) and
 converts them to C structs to serialise; the reverse on receipt. For the replanner's output that cost
-more than the minimum-snap solve. The bytes here are exactly what rclpy would send (a test compares
-them with `rclpy.serialization.serialize_message`), so every other subscriber (RViz, Foxglove, a bag)
-sees an ordinary message; the replanner publishes them as a serialised message and the tracker and
-the latency probe subscribe raw and read them with `read_trajectory`.
+more than the minimum-snap solve. The bytes here have rclpy's layout (a test checks that
+`rclpy.serialization.deserialize_message` reads them as the message built field by field, and that
+their length is `serialize_message`'s; only padding bytes may differ), so every other subscriber
+(RViz, Foxglove, a bag) sees an ordinary message; the replanner publishes them as a serialised
+message and the tracker and the latency probe subscribe raw and read them with `read_trajectory`.
 
 Wire format: the 4-byte encapsulation header (CDR little endian), then the fields in declaration
 order, each primitive aligned to its size relative to the end of the header (XCDR1), strings as
@@ -49,7 +50,11 @@ class WireFormatError(ValueError):
 
 @dataclass(frozen=True)
 class WireTrajectory:
-    """What a trajectory message carries for a follower: its stamp (ns), frame, and the samples."""
+    """What a trajectory message carries for a follower: when its first sample is, its frame, and the samples.
+
+    `stamp_ns` is the header stamp plus the first point's `time_from_start`, and `sampled`'s times start
+    at 0 there, so a plan whose first point is not at `time_from_start` 0 is still flown on time.
+    """
 
     stamp_ns: int
     frame_id: str
@@ -220,4 +225,5 @@ def read_trajectory(data: bytes) -> WireTrajectory:
         _read_point(reader, k, times, values)
         k += 1
     values[0, :, 3] = np.unwrap(values[0, :, 3])
-    return WireTrajectory(stamp_ns, frame_id, SampledTrajectory(times_s=times - times[0], values=values))
+    first_ns = stamp_ns + round(float(times[0]) * 1e9)
+    return WireTrajectory(first_ns, frame_id, SampledTrajectory(times_s=times - times[0], values=values))

@@ -40,7 +40,7 @@ class WaypointMission(Node):
     def __init__(self) -> None:
         super().__init__("waypoint_mission")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, WaypointMissionConfig)
+        self.params = ConfigParameters(self, WaypointMissionConfig, read_only=True)
         config: WaypointMissionConfig = self.params.config
         self.config = config
         if len(config.course) < 6:

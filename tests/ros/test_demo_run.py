@@ -1,0 +1,45 @@
+"""`mfrl-demo` end to end (what `make demo` runs): the table, demo.png, summary.json and the bag."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mfrl_graph.demo import main
+from mfrl_graph.flight_record import read_flight
+from quadsim.courses import course_path
+
+
+@pytest.mark.ros
+@pytest.mark.sim
+@pytest.mark.slow
+def test_the_demo_flies_replans_and_writes_its_report(
+    ros_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    course = tmp_path / "my_course.csv"  # a waypoint file of the user's (here: the built-in course's)
+    shutil.copy(course_path(), course)
+    out = tmp_path / "demo"
+    code = main(
+        ["--out-dir", str(out), "--course", str(course), "--replan-count", "1", "--real-time-factor", "0",
+         "--timeout-s", "120"]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert code == 0, printed + captured.err[-3000:]
+    assert "goal reached" in printed
+    assert "True" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["success"] is True
+    assert summary["in_flight_replans"] == 1
+    assert summary["plans"] == 2  # the course, then one replan in the air
+    assert summary["max_tracking_error_m"] < 0.1
+    assert 0.0 < summary["replan_latency_ms"]["p50"] <= summary["replan_latency_ms"]["p99"]
+    png = (out / "demo.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(png) > 20_000  # four panels of plots, not an empty figure
+    record = read_flight(out / "bag")
+    assert len(record.plans) == 2
+    assert len(record.odom_t) > 100
