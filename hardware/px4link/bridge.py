@@ -20,7 +20,7 @@ import numpy as np
 from pymavlink.dialects.v20 import common as mavlink2
 
 from flightkit.logs import get_logger
-from px4link import px4_modes
+from px4link import frames, px4_modes
 from px4link.commands import CommandError, CommandResult, CommandSender
 from px4link.config import BridgeConfig
 from px4link.connection import LinkCounters, MavlinkConnection
@@ -98,6 +98,7 @@ class Px4Bridge:
         self._trajectory_end_s: float | None = None
         self._hold: PositionTargetNed | None = None
         self._last_safe: PositionTargetNed | None = None
+        self._trajectory_fault: str | None = None
         self._last_setpoint_enu: tuple[float, float, float] | None = None
         self._setpoints_sent = 0
         self._listeners: list[BridgeListener] = []
@@ -105,9 +106,10 @@ class Px4Bridge:
         self._failsafe_events = 0
         self._lost_in_flight = False
         self._listener_errors = 0
-        self._actions: queue.Queue[tuple[str, FailsafeKind | None] | None] = queue.Queue()
+        self._actions: queue.Queue[tuple[str, FailsafeKind | None, float] | None] = queue.Queue()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._streams_thread: threading.Thread | None = None
 
     # ---- life cycle -------------------------------------------------------------------------------------------
 
@@ -249,7 +251,9 @@ class Px4Bridge:
             self._trajectory = trajectory
             self._trajectory_start_s = float(start_monotonic_s)
             self._trajectory_end_s = None if duration is None else float(start_monotonic_s) + float(duration)
+            self._trajectory_fault = None
         self.monitor.reset(FailsafeKind.TRAJECTORY_STALE)
+        self.monitor.reset(FailsafeKind.TRAJECTORY_FAULT)
         self.monitor.reset(FailsafeKind.GEOFENCE_SETPOINT)
 
     def hold_here(self) -> None:
@@ -315,7 +319,12 @@ class Px4Bridge:
         if trajectory is None:
             target = hold
         else:
-            target = target_from_derivatives(trajectory.derivatives(now_s - start), self.config.offboard.send_yaw_rate)
+            try:
+                target = target_from_derivatives(
+                    trajectory.derivatives(now_s - start), self.config.offboard.send_yaw_rate
+                )
+            except Exception as exc:  # a plan that raises or goes non-finite: hold, and the monitor says why
+                target = self._trajectory_failed(trajectory, f"{type(exc).__name__}: {exc}")
         if target is None:
             return None
         position = target.position_enu_m
@@ -326,10 +335,21 @@ class Px4Bridge:
         self._last_safe = target
         return target
 
+    def _trajectory_failed(self, trajectory: TrajectoryLike, reason: str) -> PositionTargetNed | None:
+        """Drop a trajectory that cannot be evaluated; hold at the last setpoint sent, at rest."""
+        last = self._last_safe
+        hold = None if last is None else hold_target(last.position_enu_m, frames.yaw_ned_to_enu(last.yaw_ned_rad))
+        with self._plan_lock:
+            if self._trajectory is trajectory:
+                self._trajectory, self._trajectory_end_s, self._hold = None, None, hold
+                self._trajectory_fault = reason
+        _LOG.error("trajectory dropped: %s; holding at the last setpoint", reason)
+        return hold
+
     def _inputs(self, now_s: float) -> FailsafeInputs:
         snapshot = self.telemetry()
         with self._plan_lock:
-            end = self._trajectory_end_s
+            end, fault = self._trajectory_end_s, self._trajectory_fault
         streaming = self.offboard.streaming
         return FailsafeInputs(
             now_s=now_s,
@@ -338,6 +358,7 @@ class Px4Bridge:
             setpoint_enu_m=self._last_setpoint_enu if streaming else None,
             battery_fraction=snapshot.battery.remaining_fraction if snapshot.battery is not None else None,
             trajectory_end_age_s=None if end is None else now_s - end,
+            trajectory_fault=fault,
             offboard=streaming,
             armed=bool(snapshot.status is not None and snapshot.status.armed),
         )
@@ -345,10 +366,16 @@ class Px4Bridge:
     def _supervise(self) -> None:
         period = 1.0 / self.config.failsafes.check_rate_hz
         deadline = time.monotonic()
+        heard = False
         while not self._stop.is_set():
             now = time.monotonic()
+            if not heard and self.connection.vehicle_heartbeat_age_s(now) < 5.0:
+                heard = True
+                self._queue_streams_off(now)
             for event in self.monitor.evaluate(self._inputs(now)):
                 self._handle(event)
+                if event.kind == FailsafeKind.LINK_RESTORED:
+                    self._queue_streams_off(now)  # a vehicle that rebooted streams everything again
             deadline += period
             if deadline < now:
                 deadline = now + period
@@ -368,14 +395,64 @@ class Px4Bridge:
             act = act and self._lost_in_flight  # a vehicle idle on the ground is left alone
         self._emit(event)
         if act:
-            self._actions.put((event.action, event.kind))
+            self._actions.put((event.action, event.kind, event.time_s))
+
+    def _queue_streams_off(self, now_s: float) -> None:
+        """Turn the unread streams off in a thread of its own (a slow ACK must never delay a failsafe action)."""
+        running = self._streams_thread is not None and self._streams_thread.is_alive()
+        if self.config.streams_off and not running:
+            self._streams_thread = threading.Thread(target=self._streams_off, name="px4link-streams", daemon=True)
+            self._streams_thread.start()
+
+    def _streams_off(self) -> None:
+        """Ask PX4 to stop the streams the bridge does not read on this link (best effort: a refusal is logged)."""
+        for message_id in self.config.streams_off:
+            if self._stop.is_set():
+                return
+            try:
+                self.commands.send_long(
+                    mavlink2.MAV_CMD_SET_MESSAGE_INTERVAL, (float(message_id), -1.0), what=f"stream {message_id} off"
+                )
+            except CommandError as exc:
+                _LOG.warning("PX4 kept streaming message %d on this link: %s", message_id, exc)
+        _LOG.info("asked PX4 to stop streams %s on this link", list(self.config.streams_off))
+
+    def _vehicle_recovering_on_its_own(self, since_s: float) -> str:
+        """Why the link-restore action must not be sent ("" if it must): PX4 already lands, returns, or is disarmed.
+
+        Judged on the first heartbeat sent after the link came back (waited for up to
+        `restore_mode_wait_s`): an older one still shows the mode from before the loss.
+        """
+        deadline = since_s + self.config.failsafes.restore_mode_wait_s
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if self.connection.vehicle_heartbeat_age_s(now) < now - since_s or now >= deadline:
+                break
+            self._stop.wait(0.005)
+        now = time.monotonic()
+        if self.connection.vehicle_heartbeat_age_s(now) >= now - since_s:
+            return ""  # no heartbeat since the return: act
+        status = self.telemetry().status
+        if status is None:
+            return ""
+        if not status.armed:
+            return "the vehicle is disarmed"
+        if status.mode in (px4_modes.LAND, px4_modes.RTL):
+            return f"the vehicle is already in {status.mode_name} (its offboard-loss action)"
+        return ""
 
     def _act(self) -> None:
         while True:
             item = self._actions.get()
             if item is None or self._stop.is_set():
                 return
-            action, cause = item
+            action, cause, since_s = item
+            if cause == FailsafeKind.LINK_RESTORED:
+                recovering = self._vehicle_recovering_on_its_own(since_s)
+                if recovering:
+                    self.offboard.stop(time.monotonic(), f"failsafe {cause.value}: {action} not sent")
+                    self._emit(ActionEvent(action, True, f"not sent: {recovering}", time.monotonic(), cause))
+                    continue
             try:
                 result = self.commands.land() if action == "land" else self.commands.hold()
                 ok, detail = True, f"{action} accepted after {result.attempts} attempt(s)"

@@ -25,7 +25,7 @@ from px4link.commands import CommandError
 from px4link.config import BridgeConfig, LinkConfig
 from px4link.flight_review import FlightReviewArgs, review
 from px4link.preflight import PreflightFailed
-from px4link.signing import SigningConfig
+from px4link.signing import SigningConfig, signing_from_key_file
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,20 @@ class LinkArgs:
     """Link URL: /dev/ttyACM0:921600, serial:///dev/ttyUSB0?baud=57600, udpin:H:P, udpout:H:P, tcp:H:P."""
     system_id: int = 1
     """Our (and the vehicle's) MAVLink system id."""
+    signing_key_file: str = ""
+    """MAVLink 2 signing: a file with the vehicle's key (64 hex digits), as the px4_bridge node takes it."""
     signing_passphrase: str = ""
-    """MAVLink 2 signing passphrase (its SHA-256 is the key); empty: no signing."""
+    """MAVLink 2 signing passphrase (its SHA-256 is the key), when there is no key file; empty: no signing."""
     wait_s: float = 5.0
     """How long to wait for the vehicle's heartbeat."""
 
     def bridge_config(self) -> BridgeConfig:
         """A bridge configuration for this link."""
-        signing = SigningConfig(passphrase=self.signing_passphrase) if self.signing_passphrase else None
+        signing = None
+        if self.signing_key_file:
+            signing = signing_from_key_file(self.signing_key_file)
+        elif self.signing_passphrase:
+            signing = SigningConfig(passphrase=self.signing_passphrase)
         link = LinkConfig(url=self.url, system_id=self.system_id, vehicle_system_id=self.system_id, signing=signing)
         return BridgeConfig(link=link)
 
@@ -82,7 +88,11 @@ class HoldArgs(LinkArgs):
 
 
 def _connected(args: LinkArgs) -> Px4Bridge:
-    bridge = Px4Bridge(args.bridge_config()).start()
+    try:
+        config = args.bridge_config()
+    except ValueError as exc:  # a bad URL or signing key: say which
+        raise SystemExit(f"px4link: {exc}") from exc
+    bridge = Px4Bridge(config).start()
     if not bridge.wait_vehicle(args.wait_s):
         bridge.stop()
         raise SystemExit(f"no heartbeat from a vehicle on {args.url} within {args.wait_s} s")

@@ -181,9 +181,14 @@ class FailsafeConfig:
         battery_low_fraction: below this remaining fraction: battery_low_action.
         battery_critical_fraction: below this: land.
         battery_low_action: "hold" or "land".
-        trajectory_stale_s: a trajectory that ended, or has not been refreshed, this long ago is stale -> hold;
-            0 disables (a finished trajectory then holds its last point forever).
+        trajectory_stale_s: a trajectory that ended this long ago with nothing new is stale -> hold; 0 disables
+            (a finished trajectory then holds its last point forever). A trajectory without `duration_s`
+            never ends, so never goes stale.
         check_rate_hz: how often the monitor runs.
+        restore_mode_wait_s: when the link returns, how long to wait for a heartbeat sent after the return
+            (PX4 sends one a second) to see whether PX4 is already landing or returning on its own
+            offboard-loss action; the bridge's link_loss_action is then not sent (a hold would stop it).
+            Without such a heartbeat in this time the action is sent.
     """
 
     link_loss_s: float = 0.5
@@ -194,8 +199,13 @@ class FailsafeConfig:
     battery_low_action: FailsafeAction = "hold"
     trajectory_stale_s: float = 5.0
     check_rate_hz: float = 50.0
+    restore_mode_wait_s: float = 1.5
 
     def __post_init__(self) -> None:
+        _require(
+            0.0 <= self.restore_mode_wait_s <= 5.0,
+            f"restore_mode_wait_s must be in [0, 5], got {self.restore_mode_wait_s}",
+        )
         _require(0.05 <= self.link_loss_s <= 30.0, f"link_loss_s must be in [0.05, 30], got {self.link_loss_s}")
         _require(
             self.link_loss_action in ("hold", "land"),
@@ -236,9 +246,22 @@ class PreflightConfig:
         _require(self.max_offboard_loss_timeout_s > 0.0, "max_offboard_loss_timeout_s must be > 0")
 
 
+UNUSED_STREAMS: tuple[int, ...] = (30, 33, 141)
+"""ATTITUDE (100 Hz), GLOBAL_POSITION_INT (50 Hz), ALTITUDE (10 Hz): streamed by PX4 on an onboard link and
+not read by the bridge (it uses ATTITUDE_QUATERNION, LOCAL_POSITION_NED and ODOMETRY): more than half of the
+messages it would decode."""
+
+
 @dataclass(frozen=True)
 class BridgeConfig:
-    """Everything the bridge needs; each part validates itself."""
+    """Everything the bridge needs; each part validates itself.
+
+    Attributes:
+        streams_off: message ids the bridge asks PX4 to stop sending on its link (MAV_CMD_SET_MESSAGE_INTERVAL
+            with interval -1: the setting is per MAVLink instance, so a ground station's link is not
+            touched), when it first hears the vehicle and again after every link loss (a reboot resets them).
+            Empty: leave PX4's streams as they are.
+    """
 
     link: LinkConfig = field(default_factory=LinkConfig)
     commands: CommandConfig = field(default_factory=CommandConfig)
@@ -246,6 +269,7 @@ class BridgeConfig:
     failsafes: FailsafeConfig = field(default_factory=FailsafeConfig)
     preflight: PreflightConfig = field(default_factory=PreflightConfig)
     takeoff_altitude_m: float = 2.0
+    streams_off: tuple[int, ...] = UNUSED_STREAMS
 
     def __post_init__(self) -> None:
         _require(

@@ -7,7 +7,8 @@ Each check raises an event once when its condition starts (and LINK_RESTORED onc
     GEOFENCE_SETPOINT   the trajectory would lead outside the fence: hold (the setpoint is not followed)
     BATTERY_LOW         below `battery_low_fraction`: `battery_low_action`
     BATTERY_CRITICAL    below `battery_critical_fraction`: land
-    TRAJECTORY_STALE    the trajectory ended (or was never refreshed) `trajectory_stale_s` ago: hold
+    TRAJECTORY_STALE    the trajectory ended `trajectory_stale_s` ago with nothing new: hold
+    TRAJECTORY_FAULT    the trajectory raised or gave non-finite values: dropped, hold
 The bridge turns events into commands, logs them and hands them to listeners (a ROS node publishes them).
 """
 
@@ -29,6 +30,7 @@ class FailsafeKind(enum.Enum):
     BATTERY_LOW = "battery_low"
     BATTERY_CRITICAL = "battery_critical"
     TRAJECTORY_STALE = "trajectory_stale"
+    TRAJECTORY_FAULT = "trajectory_fault"
 
 
 FailsafeResponse = str
@@ -56,6 +58,7 @@ class FailsafeInputs:
         setpoint_enu_m: the position being commanded (None when not streaming).
         battery_fraction: remaining battery (None when unknown).
         trajectory_end_age_s: seconds since the followed trajectory ended (negative while it runs; None: none).
+        trajectory_fault: why the followed trajectory was dropped (it raised or went non-finite); None: no fault.
         offboard: True while the bridge streams setpoints (trajectory and setpoint checks apply only then).
         armed: True while the vehicle is armed (battery and geofence checks apply only then).
     """
@@ -66,6 +69,7 @@ class FailsafeInputs:
     setpoint_enu_m: tuple[float, float, float] | None = None
     battery_fraction: float | None = None
     trajectory_end_age_s: float | None = None
+    trajectory_fault: str | None = None
     offboard: bool = False
     armed: bool = False
 
@@ -152,37 +156,45 @@ class FailsafeMonitor:
         return events
 
     def _battery(self, i: FailsafeInputs) -> list[FailsafeEvent]:
+        """Low, then critical; each latched until the vehicle disarms.
+
+        A battery's reading recovers under a lighter load: without the latch a critical landing would be
+        followed by a low-battery hold when the reading rose again, which stops the descent.
+        """
         cfg = self.config
-        if i.battery_fraction is None or not i.armed:
+        if not i.armed:
+            self._active -= {FailsafeKind.BATTERY_LOW, FailsafeKind.BATTERY_CRITICAL}
+            return []
+        if i.battery_fraction is None:
             return []
         fraction = i.battery_fraction
-        events = self._edge(
-            FailsafeKind.BATTERY_CRITICAL,
-            fraction < cfg.battery_critical_fraction,
-            "land",
-            f"battery at {fraction:.0%} (critical below {cfg.battery_critical_fraction:.0%})",
-            i.now_s,
-        )
-        critical = FailsafeKind.BATTERY_CRITICAL in self._active
-        events += self._edge(
-            FailsafeKind.BATTERY_LOW,
-            fraction < cfg.battery_low_fraction and not critical,
-            cfg.battery_low_action,
-            f"battery at {fraction:.0%} (low below {cfg.battery_low_fraction:.0%})",
-            i.now_s,
-        )
+        events: list[FailsafeEvent] = []
+        if fraction < cfg.battery_critical_fraction and FailsafeKind.BATTERY_CRITICAL not in self._active:
+            self._active.add(FailsafeKind.BATTERY_CRITICAL)
+            detail = f"battery at {fraction:.0%} (critical below {cfg.battery_critical_fraction:.0%})"
+            events.append(FailsafeEvent(FailsafeKind.BATTERY_CRITICAL, "land", detail, i.now_s))
+        latched = self._active & {FailsafeKind.BATTERY_LOW, FailsafeKind.BATTERY_CRITICAL}
+        if fraction < cfg.battery_low_fraction and not latched:
+            self._active.add(FailsafeKind.BATTERY_LOW)
+            detail = f"battery at {fraction:.0%} (low below {cfg.battery_low_fraction:.0%})"
+            events.append(FailsafeEvent(FailsafeKind.BATTERY_LOW, cfg.battery_low_action, detail, i.now_s))
         return events
 
     def _trajectory(self, i: FailsafeInputs) -> list[FailsafeEvent]:
         limit = self.config.trajectory_stale_s
         stale = limit > 0.0 and i.offboard and i.trajectory_end_age_s is not None and i.trajectory_end_age_s > limit
-        return self._edge(
+        events = self._edge(
             FailsafeKind.TRAJECTORY_STALE,
             stale,
             "hold",
             f"trajectory ended {i.trajectory_end_age_s or 0.0:.1f} s ago with nothing new (limit {limit} s)",
             i.now_s,
         )
+        fault = i.trajectory_fault is not None and i.offboard
+        events += self._edge(
+            FailsafeKind.TRAJECTORY_FAULT, fault, "hold", f"trajectory dropped: {i.trajectory_fault}", i.now_s
+        )
+        return events
 
 
 def _fmt(p: tuple[float, float, float] | None) -> str:

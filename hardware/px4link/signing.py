@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 SIGNING_EPOCH_UNIX_S = 1420070400.0
@@ -56,6 +57,19 @@ class SigningConfig:
     def key(self) -> bytes:
         """The 32-byte secret key."""
         return bytes.fromhex(self.secret_key_hex) if self.secret_key_hex else key_from_passphrase(self.passphrase)
+
+
+def signing_from_key_file(path: str | Path, require: bool = True) -> SigningConfig:
+    """Signing with the key in a file: 64 hex digits (PX4's key, as provisioned on the vehicle), whitespace ignored."""
+    file = Path(path).expanduser()
+    try:
+        key_hex = "".join(file.read_text().split())
+    except OSError as exc:
+        raise SigningConfigError(f"cannot read the signing key file {file}: {exc.strerror or exc}") from exc
+    try:
+        return SigningConfig(secret_key_hex=key_hex, require=require)
+    except SigningConfigError as exc:
+        raise SigningConfigError(f"signing key file {file}: {exc}") from exc
 
 
 def key_from_passphrase(passphrase: str) -> bytes:

@@ -49,8 +49,10 @@ class _Leg:
         return d
 
 
-def _pair(port_vehicle_sends_to: int, bridge_url: str, **failsafes: Any) -> tuple[SimulatedPx4, Px4Bridge]:
-    vehicle = SimulatedPx4(Px4SimConfig(url=f"udpout:127.0.0.1:{port_vehicle_sends_to}"))
+def _pair(
+    port_vehicle_sends_to: int, bridge_url: str, params: dict[str, float] | None = None, **failsafes: Any
+) -> tuple[SimulatedPx4, Px4Bridge]:
+    vehicle = SimulatedPx4(Px4SimConfig(url=f"udpout:127.0.0.1:{port_vehicle_sends_to}", params=params or {}))
     bridge = Px4Bridge(BridgeConfig(link=LinkConfig(url=bridge_url), failsafes=FailsafeConfig(**failsafes)))
     return vehicle, bridge
 
@@ -122,6 +124,34 @@ def test_link_cut_in_offboard_and_vehicle_reboot(udp_port: int) -> None:
             )
             assert not any(isinstance(e, ActionEvent) for e in events), "a vehicle rebooted on the ground is left alone"
             assert bridge.params.read("COM_OF_LOSS_T").value > 0.0, "parameters answer again after the reboot"
+    finally:
+        vehicle.stop()
+        relay.stop()
+
+
+def test_after_a_link_cut_px4s_own_landing_is_not_interrupted_by_the_bridge(udp_port: int) -> None:
+    """COM_OBL_RC_ACT = 4: PX4 lands when offboard setpoints stop; the link's return must not turn that into a hold."""
+    relay = LinkFaultRelay(LinkFaults()).start()
+    vehicle, bridge = _pair(relay.port_b, f"udpout:127.0.0.1:{relay.port_a}", {"COM_OBL_RC_ACT": 4}, link_loss_s=0.5)
+    vehicle.start()
+    events: list[Any] = []
+    try:
+        with bridge:
+            bridge.add_listener(events.append)
+            _airborne(bridge)
+            bridge.start_offboard()
+            relay.cut()
+            assert _wait(lambda: vehicle.snapshot().mode.name == "AUTO.LAND", 5.0), vehicle.snapshot().mode.name
+            relay.restore()
+            assert _wait(lambda: any(isinstance(e, ActionEvent) for e in events), 5.0)
+            action = next(e for e in events if isinstance(e, ActionEvent))
+            assert action.cause == FailsafeKind.LINK_RESTORED
+            assert "not sent" in action.detail
+            assert "AUTO.LAND" in action.detail
+            time.sleep(0.5)
+            assert vehicle.snapshot().mode.name == "AUTO.LAND"
+            assert not bridge.offboard.claims_offboard
+            assert _wait(lambda: vehicle.snapshot().landed, 20.0), "PX4's landing did not finish"
     finally:
         vehicle.stop()
         relay.stop()

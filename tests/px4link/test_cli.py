@@ -100,3 +100,25 @@ def test_review_of_the_log_the_vehicle_wrote(udp_port: int, tmp_path: Path) -> N
     offboard = summary["tracking_error_by_mode"]["OFFBOARD"]
     assert offboard["max_m"] < 0.3, summary  # the flown leg followed the planned one
     assert summary["max_speed_m_s"] > 0.5, summary  # ... and it did move
+
+
+def test_preflight_over_a_signed_link_with_the_vehicles_key_file(udp_port: int, tmp_path: Path) -> None:
+    key = bytes(range(32))
+    key_file = tmp_path / "mavlink_key"
+    key_file.write_text(key.hex() + "\n")
+    config = Px4SimConfig(url=f"udpout:127.0.0.1:{udp_port}", signing_key=key, require_signing=True)
+    url = f"udpin:127.0.0.1:{udp_port}"
+    with SimulatedPx4(config):
+        signed = _px4link("preflight", "--url", url, "--signing-key-file", str(key_file))
+        assert signed.returncode == 0, signed.stdout + signed.stderr
+        wrong = tmp_path / "wrong_key"
+        wrong.write_text(bytes(32).hex())
+        refused = _px4link("preflight", "--url", url, "--signing-key-file", str(wrong), "--wait-s", "2")
+        assert refused.returncode != 0  # the vehicle's signed frames fail our check: no vehicle is heard
+        assert "no heartbeat" in refused.stderr
+    bad = tmp_path / "short_key"
+    bad.write_text("abcd")
+    unusable = _px4link("preflight", "--url", url, "--signing-key-file", str(bad))
+    assert unusable.returncode != 0
+    assert "32 bytes" in unusable.stderr
+    assert "Traceback" not in unusable.stderr

@@ -54,6 +54,21 @@ def test_geofence_battery_and_stale_trajectory_edges() -> None:
     assert stale[0].action == "hold"
 
 
+def test_a_critical_battery_landing_is_not_undone_when_the_reading_recovers() -> None:
+    monitor = FailsafeMonitor(FailsafeConfig(battery_low_fraction=0.25, battery_critical_fraction=0.12))
+    base = {"link_age_s": 0.01, "armed": True}
+    assert _kinds(monitor.evaluate(FailsafeInputs(0.0, battery_fraction=0.10, **base))) == [
+        FailsafeKind.BATTERY_CRITICAL
+    ]
+    # the voltage sags less as the vehicle descends: the reading rises above critical, then above low
+    for t, fraction in ((1.0, 0.14), (2.0, 0.20), (3.0, 0.30), (4.0, 0.11)):
+        assert monitor.evaluate(FailsafeInputs(t, battery_fraction=fraction, **base)) == [], fraction
+    # after a landing and a disarm the latch is cleared: the next flight is judged afresh
+    assert monitor.evaluate(FailsafeInputs(5.0, battery_fraction=0.11, link_age_s=0.01, armed=False)) == []
+    assert _kinds(monitor.evaluate(FailsafeInputs(6.0, battery_fraction=0.20, **base))) == [FailsafeKind.BATTERY_LOW]
+    assert monitor.evaluate(FailsafeInputs(7.0, battery_fraction=0.30, **base)) == []
+
+
 def test_battery_and_geofence_are_ignored_while_disarmed() -> None:
     monitor = FailsafeMonitor(FailsafeConfig(geofence=BoxGeofence((-1, -1, 0), (1, 1, 1))))
     events = monitor.evaluate(FailsafeInputs(0.0, 0.01, position_enu_m=(9, 9, 9), battery_fraction=0.01, armed=False))
@@ -129,6 +144,42 @@ class _Away:
         d[0] = [max(t_s, 0.0), 0.0, 1.0, 0.0]
         d[1, 0] = 1.0
         return d
+
+
+class _GoesBad:
+    """1 m/s east, then NaN after 1.8 s (a broken plan); raises after 2.5 s."""
+
+    def derivatives(self, t_s: float) -> np.ndarray:
+        if t_s > 2.5:
+            raise RuntimeError("segment lookup failed")
+        d = np.zeros((3, 4))
+        d[0] = [max(t_s, 0.0), 0.0, 1.0, 0.0]
+        d[1, 0] = 1.0
+        if t_s > 1.8:
+            d[0, 0] = np.nan
+        return d
+
+
+@pytest.mark.mavlink
+def test_a_trajectory_that_goes_non_finite_is_dropped_and_the_vehicle_holds_at_the_last_setpoint(peer: Any) -> None:
+    events: list[Any] = []
+    with Px4Bridge(_config(peer.port)) as bridge:
+        bridge.add_listener(events.append)
+        bridge.follow(_GoesBad(), time.monotonic())
+        _fly_offboard(bridge)
+        assert _wait(lambda: any(isinstance(e, ActionEvent) for e in events), 5.0)
+        fault = next(e for e in events if isinstance(e, FailsafeEvent))
+        assert fault.kind == FailsafeKind.TRAJECTORY_FAULT
+        assert "not finite" in fault.detail
+        action = next(e for e in events if isinstance(e, ActionEvent))
+        assert action.action == "hold"
+        assert action.cause == FailsafeKind.TRAJECTORY_FAULT
+        assert _wait(lambda: peer.mode == (4, 3), 2.0), "no hold (AUTO.LOITER) at the vehicle"
+        sent = [sp for _, sp in peer.setpoints]
+        assert all(np.isfinite([sp.x, sp.y, sp.z]).all() for sp in sent)
+        last_x = max(sp.x for sp in sent)  # NED x is north; the plan went east (NED y)
+        assert last_x == pytest.approx(0.0, abs=1e-6)
+        assert 1.5 < max(sp.y for sp in sent) <= 1.8 + 1e-6
 
 
 @pytest.mark.mavlink
