@@ -146,7 +146,7 @@ def test_nan_odometry_gives_hold_and_error_status_and_the_node_keeps_running(
     values = [good.wrench.force.z, good.wrench.torque.x, good.wrench.torque.y, good.wrench.torque.z]
     assert all(math.isfinite(v) for v in values)
     assert 0.3 * HOVER_N < good.wrench.force.z < 3.0 * HOVER_N
-    assert executor.spin_until(lambda: node.plans == 1, 5.0), "the trajectory was not taken"
+    assert executor.spin_until(lambda: node.inbox.plans == 1, 5.0), "the trajectory was not taken"
     assert executor.spin_until(lambda: bool(references), 5.0), "no reference published"
     assert references[-1].pose.pose.position.z == pytest.approx(COURSE[0, 2], abs=1e-6)  # the hold at the start
 

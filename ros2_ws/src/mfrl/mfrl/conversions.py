@@ -14,7 +14,7 @@ import numpy as np
 from builtin_interfaces.msg import Duration as DurationMsg
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, PoseStamped
+from geometry_msgs.msg import Point, PoseStamped, WrenchStamped
 from nav_msgs.msg import Odometry, Path
 from numpy.typing import NDArray
 from std_msgs.msg import ColorRGBA
@@ -133,6 +133,31 @@ def odometry_message(state: VehicleState, frame_id: str, child_frame_id: str, st
     linear, angular = msg.twist.twist.linear, msg.twist.twist.angular
     linear.x, linear.y, linear.z = (float(v) for v in body_velocity)
     angular.x, angular.y, angular.z = (float(v) for v in state.body_rates_rad_s)
+    return msg
+
+
+def wrench_message(odom: Odometry, thrust_n: float, torque_nm: NDArray[np.float64]) -> WrenchStamped:
+    """A controller's command (collective thrust, body torques), stamped and framed like the odometry it answers."""
+    msg = WrenchStamped()
+    msg.header.stamp = odom.header.stamp
+    msg.header.frame_id = odom.child_frame_id
+    msg.wrench.force.z = float(thrust_n)
+    msg.wrench.torque.x, msg.wrench.torque.y, msg.wrench.torque.z = (float(v) for v in torque_nm)
+    return msg
+
+
+def reference_message(
+    odom: Odometry, frame_id: str, position_m: NDArray[np.float64], velocity_m_s: NDArray[np.float64], yaw_rad: float
+) -> Odometry:
+    """The reference a controller followed at this odometry's time (pose and world-frame velocity)."""
+    msg = Odometry()
+    msg.header.stamp = odom.header.stamp
+    msg.header.frame_id = msg.child_frame_id = frame_id
+    p = msg.pose.pose.position
+    p.x, p.y, p.z = (float(v) for v in position_m[:3])
+    msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = math.sin(0.5 * yaw_rad), math.cos(0.5 * yaw_rad)
+    v = msg.twist.twist.linear
+    v.x, v.y, v.z = (float(x) for x in velocity_m_s[:3])
     return msg
 
 

@@ -34,14 +34,20 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from mfrl import qos
 from mfrl.configs import PolicyControllerConfig
-from mfrl.conversions import OdometryState, diagnostic_status, diagnostics_message, odometry_state
+from mfrl.conversions import (
+    OdometryState,
+    diagnostic_status,
+    diagnostics_message,
+    odometry_state,
+    reference_message,
+    wrench_message,
+)
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
-from mfrl.trajectory_wire import WireFormatError, read_trajectory
+from mfrl.plan_inbox import PlanInbox
 from quadsim.follower import FollowerConfig, TrajectoryFollower
 from quadsim.rate_controller import RateController
 from quadsim.rotations import yaw_of
-from quadsim.sampled_trajectory import SampledTrajectory
 from quadsim.tracking_env import GeometricCTBRPolicy, TrackingEnvConfig, action_to_ctbr, tracking_observation
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
@@ -171,11 +177,9 @@ class PolicyController(LifecycleNode):
         follower = TrajectoryFollower(self.vehicle, FollowerConfig(config.switch_blend_s, config.max_plan_delay_s))
         self.commander = PolicyCommander(None, self.vehicle, self.env_config, follower)
         self.policy: Policy | None = None
-        self.pending: tuple[SampledTrajectory, int] | None = None
+        self.inbox = PlanInbox(follower)
         self.now_ns = 0
         self.max_tracking_error_m = 0.0
-        self.plans = 0
-        self.refused = 0
         self.holds = 0
         self.error = ""
         self.last_status_s = -math.inf
@@ -244,28 +248,15 @@ class PolicyController(LifecycleNode):
     # Inputs ------------------------------------------------------------------------------------------------
     def on_trajectory(self, data: bytes) -> None:
         """Switch to a new plan (or keep it until the first odometry gives the time)."""
-        try:
-            wire = read_trajectory(data)
-        except (WireFormatError, ValueError) as exc:
-            self.refused += 1
-            self.report_error(f"trajectory refused: {exc}")
-            return
-        self.pending = (wire.sampled, wire.stamp_ns)
-        if self.now_ns:
-            self.take_pending()
+        reason = self.inbox.receive(data, self.now_ns)
+        if reason:
+            self.report_error(reason)
 
     def take_pending(self) -> None:
         """Hand the pending plan to the follower; a stale one is refused and the vehicle holds."""
-        if self.pending is None:
-            return
-        plan, start_ns = self.pending
-        self.pending = None
-        reason = self.commander.follower.accept(plan, start_ns * 1e-9, self.now_ns * 1e-9)
+        reason = self.inbox.hand_over(self.now_ns)
         if reason:
-            self.refused += 1
             self.get_logger().warning(reason)
-        else:
-            self.plans += 1
 
     def on_odometry(self, msg: Odometry) -> None:
         """Answer the odometry with the policy's command (or a hold on bad input); never raise."""
@@ -295,25 +286,11 @@ class PolicyController(LifecycleNode):
     def publish_reference(self, odom: Odometry) -> None:
         """The reference followed at this step (pose and world-frame velocity), as the tracker publishes it."""
         flat = self.commander.follower.flat_outputs(self.now_ns * 1e-9)
-        msg = Odometry()
-        msg.header.stamp = odom.header.stamp
-        msg.header.frame_id = msg.child_frame_id = self.config.frame_id
-        p = msg.pose.pose.position
-        p.x, p.y, p.z = (float(v) for v in flat[0, :3])
-        yaw = float(flat[0, 3])
-        msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = math.sin(0.5 * yaw), math.cos(0.5 * yaw)
-        v = msg.twist.twist.linear
-        v.x, v.y, v.z = (float(x) for x in flat[1, :3])
-        self.reference_pub.publish(msg)
+        self.reference_pub.publish(reference_message(odom, self.config.frame_id, flat[0], flat[1], float(flat[0, 3])))
 
     def publish_command(self, odom: Odometry, command: Command) -> None:
         """The wrench, stamped and framed like the odometry."""
-        msg = WrenchStamped()
-        msg.header.stamp = odom.header.stamp
-        msg.header.frame_id = odom.child_frame_id
-        msg.wrench.force.z = float(command.thrust_n)
-        msg.wrench.torque.x, msg.wrench.torque.y, msg.wrench.torque.z = (float(v) for v in command.torque_nm)
-        self.command_pub.publish(msg)
+        self.command_pub.publish(wrench_message(odom, command.thrust_n, command.torque_nm))
 
     def report_error(self, message: str) -> None:
         """Log and publish an ERROR status (an ongoing one at most every STATUS_PERIOD_S)."""
@@ -338,8 +315,8 @@ class PolicyController(LifecycleNode):
             "max_tracking_error_m": self.max_tracking_error_m,
             "policy_ms": self.commander.policy_ms,
             "hold_commands": self.holds,
-            "plans": self.plans,
-            "refused_plans": self.refused,
+            "plans": self.inbox.plans,
+            "refused_plans": self.inbox.refused,
         }
         if self.error:
             level, message = DiagnosticStatus.ERROR, self.error

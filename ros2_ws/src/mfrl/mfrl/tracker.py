@@ -17,14 +17,13 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from mfrl import qos
 from mfrl.configs import TrackerConfig
-from mfrl.conversions import diagnostics_message, odometry_state
+from mfrl.conversions import diagnostics_message, odometry_state, reference_message, wrench_message
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
-from mfrl.trajectory_wire import WireFormatError, read_trajectory
+from mfrl.plan_inbox import PlanInbox
 from quadsim.controller import SE3Controller, SE3Gains
 from quadsim.follower import FollowerConfig, TrajectoryFollower
 from quadsim.rotations import yaw_of
-from quadsim.sampled_trajectory import SampledTrajectory
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
 
@@ -40,12 +39,10 @@ class Tracker(Node):
         self.vehicle = VehicleParams()
         self.apply_config(self.params.config)
         self.follower = TrajectoryFollower(self.vehicle, self.follower_config)
-        self.pending: tuple[SampledTrajectory, int] | None = None
+        self.inbox = PlanInbox(self.follower)
         self.now_ns = 0
         self.tracking_error_m = 0.0
         self.max_tracking_error_m = 0.0
-        self.plans = 0
-        self.refused = 0
         self.bad_odometry = 0
         self.command_pub = self.create_publisher(WrenchStamped, "cmd_wrench", qos.COMMAND)
         self.reference_pub = self.create_publisher(Odometry, "~/reference", qos.REQUEST)
@@ -71,28 +68,15 @@ class Tracker(Node):
 
     def on_trajectory(self, data: bytes) -> None:
         """Switch to a new plan (or keep it until the first odometry gives the time)."""
-        try:
-            wire = read_trajectory(data)
-        except (WireFormatError, ValueError) as exc:
-            self.get_logger().error(f"trajectory refused: {exc}")
-            self.refused += 1
-            return
-        self.pending = (wire.sampled, wire.stamp_ns)
-        if self.now_ns:
-            self.take_pending()
+        reason = self.inbox.receive(data, self.now_ns)
+        if reason:
+            self.get_logger().error(reason)
 
     def take_pending(self) -> None:
         """Hand the pending plan to the follower; a stale one is refused and the vehicle holds."""
-        if self.pending is None:
-            return
-        plan, start_ns = self.pending
-        self.pending = None
-        reason = self.follower.accept(plan, start_ns * 1e-9, self.now_ns * 1e-9)
+        reason = self.inbox.hand_over(self.now_ns)
         if reason:
-            self.refused += 1
             self.get_logger().warning(reason)
-        else:
-            self.plans += 1
 
     def on_odometry(self, msg: Odometry) -> None:
         """Answer the odometry with the controller's command for the reference at its time.
@@ -122,7 +106,9 @@ class Tracker(Node):
         self.tracking_error_m = float(np.linalg.norm(state.position_m - ref.position))
         self.max_tracking_error_m = max(self.max_tracking_error_m, self.tracking_error_m)
         if self.params.config.publish_reference:
-            self.publish_reference(msg, ref.position, ref.velocity, ref.yaw_rad)
+            self.reference_pub.publish(
+                reference_message(msg, self.params.config.frame_id, ref.position, ref.velocity, ref.yaw_rad)
+            )
 
     def hover(self, odom: Odometry, reason: str) -> None:
         """Hover thrust and no torque, for odometry the controller cannot use; counted and logged."""
@@ -132,28 +118,7 @@ class Tracker(Node):
 
     def publish_command(self, odom: Odometry, thrust_n: float, torque_nm: np.ndarray) -> None:
         """The wrench command, stamped like the odometry it answers."""
-        command = WrenchStamped()
-        command.header.stamp = odom.header.stamp
-        command.header.frame_id = odom.child_frame_id
-        command.wrench.force.z = float(thrust_n)
-        command.wrench.torque.x, command.wrench.torque.y, command.wrench.torque.z = (float(v) for v in torque_nm)
-        self.command_pub.publish(command)
-
-    def publish_reference(self, odom: Odometry, position: np.ndarray, velocity: np.ndarray, yaw_rad: float) -> None:
-        """The reference followed at this step (pose and world-frame velocity)."""
-        msg = Odometry()
-        msg.header.stamp = odom.header.stamp
-        msg.header.frame_id = self.params.config.frame_id
-        msg.child_frame_id = self.params.config.frame_id
-        p = msg.pose.pose.position
-        p.x, p.y, p.z = (float(v) for v in position)
-        msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = (
-            float(np.sin(0.5 * yaw_rad)),
-            float(np.cos(0.5 * yaw_rad)),
-        )
-        v = msg.twist.twist.linear
-        v.x, v.y, v.z = (float(x) for x in velocity)
-        self.reference_pub.publish(msg)
+        self.command_pub.publish(wrench_message(odom, thrust_n, torque_nm))
 
     def publish_diagnostics(self) -> None:
         """Mode, plan age and tracking error on /diagnostics."""
@@ -164,8 +129,8 @@ class Tracker(Node):
             "plan_age_s": now_s - start if start is not None else "no plan",
             "tracking_error_m": self.tracking_error_m,
             "max_tracking_error_m": self.max_tracking_error_m,
-            "plans": self.plans,
-            "refused_plans": self.refused,
+            "plans": self.inbox.plans,
+            "refused_plans": self.inbox.refused,
             "bad_odometry": self.bad_odometry,
         }
         level = DiagnosticStatus.OK if self.now_ns else DiagnosticStatus.WARN
