@@ -111,6 +111,9 @@ def test_mavsdk_action_server_accepts_arm_takeoff_disarm(
     assert sender.arm().attempts >= 1
     sender.takeoff()
     sender.disarm()
+    deadline = time.monotonic() + 3.0  # MAVSDK calls back from its own thread, after it has sent the ACK
+    while seen.count("arm_disarm") < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert seen.count("arm_disarm") == 2
 
 
