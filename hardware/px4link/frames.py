@@ -12,12 +12,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from quadsim.rotations import matrix_to_quat_wxyz, quat_wxyz_to_matrix
-
-# ENU <-> NED swaps x and y and negates z; the same matrix both ways (it is its own inverse).
-_ENU_NED = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
-# FLU <-> FRD negates y and z (a rotation by pi about x); its own inverse too.
-_FLU_FRD = np.diag([1.0, -1.0, -1.0])
+# ENU <-> NED swaps x and y and negates z; FLU <-> FRD negates y and z (a rotation by pi about x). Each is
+# its own inverse.
 
 
 def enu_to_ned(v: ArrayLike) -> NDArray[np.float64]:
@@ -64,13 +60,28 @@ def wrap_angle(a: float) -> float:
     return math.pi if w == -math.pi else w
 
 
+def _change_frames(q_wxyz: ArrayLike) -> NDArray[np.float64]:
+    """R -> A R B for the two frame changes (A: ENU <-> NED, B: FLU <-> FRD), on the quaternion directly.
+
+    A is a half turn about (1, 1, 0)/sqrt(2), quaternion (0, s, s, 0); B a half turn about x, (0, 1, 0, 0);
+    both are their own inverses, so the same map converts either way. Closed form of qA * q * qB (Hamilton
+    products), normalised, with w >= 0 (as `quadsim.rotations.matrix_to_quat_wxyz` gives): a few microseconds,
+    where the matrix route costs tens (this runs for every attitude message).
+    """
+    w, x, y, z = (float(c) for c in np.asarray(q_wxyz, dtype=np.float64).reshape(4))
+    norm = math.sqrt(w * w + x * x + y * y + z * z)
+    if not norm > 0.0 or not math.isfinite(norm):
+        raise ValueError(f"not a rotation quaternion: {[w, x, y, z]}")
+    k = -1.0 / (math.sqrt(2.0) * norm)  # the sign makes w >= 0 for the usual case; fixed below otherwise
+    out = np.array([k * (w + z), k * (x + y), k * (x - y), k * (w - z)])
+    return -out if out[0] < 0.0 else out
+
+
 def quat_enu_flu_to_ned_frd(q_wxyz: ArrayLike) -> NDArray[np.float64]:
     """Attitude (body FLU -> world ENU) as PX4's attitude (body FRD -> world NED), [w, x, y, z]."""
-    r = quat_wxyz_to_matrix(np.asarray(q_wxyz, dtype=np.float64))
-    return matrix_to_quat_wxyz(_ENU_NED @ r @ _FLU_FRD)
+    return _change_frames(q_wxyz)
 
 
 def quat_ned_frd_to_enu_flu(q_wxyz: ArrayLike) -> NDArray[np.float64]:
     """PX4's attitude (body FRD -> world NED) as the project's (body FLU -> world ENU), [w, x, y, z]."""
-    r = quat_wxyz_to_matrix(np.asarray(q_wxyz, dtype=np.float64))
-    return matrix_to_quat_wxyz(_ENU_NED @ r @ _FLU_FRD)
+    return _change_frames(q_wxyz)

@@ -17,6 +17,7 @@ from px4link import frames, px4_modes
 from px4link.config import BridgeConfig, FailsafeConfig, OffboardConfig
 from px4link.offboard import OffboardOrderError, OffboardState, OffboardStateMachine, period_jitter_ms
 from px4link.setpoints import TYPE_MASK_FULL, hold_target, target_from_derivatives
+from quadsim.rotations import quat_wxyz_to_matrix
 
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False)
 
@@ -40,6 +41,19 @@ def test_quaternion_round_trip(q: list[float]) -> None:
     q_enu = np.asarray(q) / np.linalg.norm(q)
     back = frames.quat_ned_frd_to_enu_flu(frames.quat_enu_flu_to_ned_frd(q_enu))
     assert min(np.linalg.norm(back - q_enu), np.linalg.norm(back + q_enu)) < 1e-9
+
+
+@given(
+    st.lists(st.floats(min_value=-1.0, max_value=1.0), min_size=4, max_size=4).filter(lambda q: np.linalg.norm(q) > 0.1)
+)
+def test_attitude_frame_change_is_the_rotation_matrices_change(q: list[float]) -> None:
+    """The closed form on quaternions equals R_enu_flu = A R_ned_frd B with the frames' axis matrices."""
+    enu_from_ned = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])  # x north -> y, y east -> x
+    flu_from_frd = np.diag([1.0, -1.0, -1.0])
+    expected = enu_from_ned @ quat_wxyz_to_matrix(np.asarray(q)) @ flu_from_frd
+    converted = frames.quat_ned_frd_to_enu_flu(q)
+    assert converted[0] >= 0.0
+    np.testing.assert_allclose(quat_wxyz_to_matrix(converted), expected, atol=1e-12)
 
 
 @pytest.mark.parametrize("mode", [px4_modes.OFFBOARD, px4_modes.HOLD, px4_modes.LAND, px4_modes.POSCTL, px4_modes.RTL])
