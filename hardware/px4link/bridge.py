@@ -1,9 +1,10 @@
 """`Px4Bridge`: one object that flies a PX4 vehicle from a companion computer (no ROS imports; a node wraps it).
 
-Threads: the link's receive and heartbeat threads, the setpoint streamer, a supervisor that runs the failsafe
-monitor at `check_rate_hz`, and an action worker that sends the commands failsafes call for (so a slow ACK never
-delays failsafe detection). Every method is safe to call from any thread. Events (failsafes, offboard state changes,
-failsafe actions) go to listeners added with `add_listener`, and the last few are kept (`recent_events`).
+Threads: the link's receive and heartbeat threads, the setpoint streamer (which also runs the failsafe monitor
+after each tick's send, at the stream rate), and an action worker that sends the commands failsafes call for (so a
+slow ACK never delays failsafe detection). Every method is safe to call from any thread. Events (failsafes, offboard
+state changes, failsafe actions) go to listeners added with `add_listener`, and the last few are kept
+(`recent_events`).
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Px4Bridge:
             offboard.rate_hz,
             enabled=lambda: self.offboard.streaming,
             on_sent=self._on_setpoint_sent,
+            after_tick=self._check_failsafes,
             realtime_priority=offboard.realtime_priority,
         )
         self.monitor = FailsafeMonitor(self.config.failsafes)
@@ -110,6 +112,7 @@ class Px4Bridge:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._streams_thread: threading.Thread | None = None
+        self._heard_vehicle = False
 
     # ---- life cycle -------------------------------------------------------------------------------------------
 
@@ -117,11 +120,10 @@ class Px4Bridge:
         """Open the link and start the threads; raises LinkError when the link cannot open."""
         self.connection.start()
         self._stop.clear()
+        thread = threading.Thread(target=self._act, name="px4link-actions", daemon=True)
+        thread.start()
+        self._threads.append(thread)
         self.streamer.start()
-        for target, name in ((self._supervise, "px4link-failsafes"), (self._act, "px4link-actions")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
@@ -363,23 +365,17 @@ class Px4Bridge:
             armed=bool(snapshot.status is not None and snapshot.status.armed),
         )
 
-    def _supervise(self) -> None:
-        period = 1.0 / self.config.failsafes.check_rate_hz
-        deadline = time.monotonic()
-        heard = False
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if not heard and self.connection.vehicle_heartbeat_age_s(now) < 5.0:
-                heard = True
-                self._queue_streams_off(now)
-            for event in self.monitor.evaluate(self._inputs(now)):
-                self._handle(event)
-                if event.kind == FailsafeKind.LINK_RESTORED:
-                    self._queue_streams_off(now)  # a vehicle that rebooted streams everything again
-            deadline += period
-            if deadline < now:
-                deadline = now + period
-            self._stop.wait(max(0.0, deadline - time.monotonic()))
+    def _check_failsafes(self, now_s: float) -> None:
+        """One failsafe check (the streamer's after-tick hook: every period, streaming or not)."""
+        if self._stop.is_set():
+            return
+        if not self._heard_vehicle and self.connection.vehicle_heartbeat_age_s(now_s) < 5.0:
+            self._heard_vehicle = True
+            self._queue_streams_off(now_s)
+        for event in self.monitor.evaluate(self._inputs(now_s)):
+            self._handle(event)
+            if event.kind == FailsafeKind.LINK_RESTORED:
+                self._queue_streams_off(now_s)  # a vehicle that rebooted streams everything again
 
     def _handle(self, event: FailsafeEvent) -> None:
         self._failsafe_events += 1

@@ -172,7 +172,7 @@ Geofence = BoxGeofence | CylinderGeofence
 
 @dataclass(frozen=True)
 class FailsafeConfig:
-    """When the bridge gives up on the plan and what it tells the vehicle.
+    """When the bridge gives up on the plan and what it tells the vehicle (checked at the setpoint stream's rate).
 
     Attributes:
         link_loss_s: no vehicle heartbeat or telemetry for this long is a lost link (default 0.5 s).
@@ -184,7 +184,6 @@ class FailsafeConfig:
         trajectory_stale_s: a trajectory that ended this long ago with nothing new is stale -> hold; 0 disables
             (a finished trajectory then holds its last point forever). A trajectory without `duration_s`
             never ends, so never goes stale.
-        check_rate_hz: how often the monitor runs.
         restore_mode_wait_s: when the link returns, how long to wait for a heartbeat sent after the return
             (PX4 sends one a second) to see whether PX4 is already landing or returning on its own
             offboard-loss action; the bridge's link_loss_action is then not sent (a hold would stop it).
@@ -198,7 +197,6 @@ class FailsafeConfig:
     battery_critical_fraction: float = 0.12
     battery_low_action: FailsafeAction = "hold"
     trajectory_stale_s: float = 5.0
-    check_rate_hz: float = 50.0
     restore_mode_wait_s: float = 1.5
 
     def __post_init__(self) -> None:
@@ -220,7 +218,6 @@ class FailsafeConfig:
             "battery fractions must satisfy 0 <= critical <= low <= 1",
         )
         _require(self.trajectory_stale_s >= 0.0, "trajectory_stale_s must be >= 0")
-        _require(5.0 <= self.check_rate_hz <= 500.0, f"check_rate_hz must be in [5, 500], got {self.check_rate_hz}")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@
 
 `SetpointStreamer` is the dedicated thread that sends one setpoint per period. It sleeps to absolute deadlines
 (next = previous deadline + period), not `sleep(period)` after the work, so the period does not drift with the work
-and its jitter stays near the scheduler's wake-up latency; it records every send time for the jitter figures.
+and its jitter stays near the scheduler's wake-up latency; it records every send time for the jitter figures. It ticks
+whether or not it sends, and runs `after_tick(now)` after each tick's send: the bridge checks its failsafes there, so
+one wake-up per period does both (on a small computer each wake-up costs more than the work it does).
 """
 
 from __future__ import annotations
@@ -193,6 +195,7 @@ class SetpointStreamer:
         rate_hz: float = 50.0,
         enabled: Callable[[], bool] = lambda: True,
         on_sent: Callable[[float], None] | None = None,
+        after_tick: Callable[[float], None] | None = None,
         history: int = 100_000,
         realtime_priority: int = 0,
     ) -> None:
@@ -203,6 +206,8 @@ class SetpointStreamer:
         self.period_s = 1.0 / rate_hz
         self.enabled = enabled
         self.on_sent = on_sent
+        self.after_tick = after_tick
+        self.after_tick_errors = 0
         self._sent_s: deque[float] = deque(maxlen=history)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -250,11 +255,21 @@ class SetpointStreamer:
                 now = time.monotonic()
             if self.enabled():
                 self._send_one(now, link.vehicle_system_id, link.vehicle_component_id)
+            if self.after_tick is not None:
+                self._run_after_tick(now)
             deadline += period
             if now - deadline > period:  # fell more than a period behind: skip the missed ticks
                 self.overruns += 1
                 deadline = now + period
             self.thread_cpu_s = time.thread_time() - cpu_start
+
+    def _run_after_tick(self, now: float) -> None:
+        try:
+            self.after_tick(now)  # type: ignore[misc]
+        except Exception as exc:  # never lose the stream to the hook
+            self.after_tick_errors += 1
+            if self.after_tick_errors == 1:
+                _LOG.error("after_tick raised %s: %s (further ones counted)", type(exc).__name__, exc)
 
     def _send_one(self, now: float, target_system: int, target_component: int) -> None:
         try:
