@@ -161,20 +161,37 @@ class ParamClient:
                 )
             )
 
-        echoed = self._exchange(name, request, timeout_s, retries, "write")
-        if not _same_value(echoed.value, value):
+        def confirms(answer: ParamValue) -> bool:
+            return _same_value(answer.value, value)
+
+        echoed = self._exchange(name, request, timeout_s, retries, "write", accept=confirms)
+        if not confirms(echoed):
             raise ParamRejected(
                 f"PARAM_SET {name}={value} answered with {name}={echoed.value}: the vehicle kept its value"
             )
         return echoed
 
     def _exchange(
-        self, name: str, request: Callable[[], None], timeout_s: float | None, retries: int | None, what: str
+        self,
+        name: str,
+        request: Callable[[], None],
+        timeout_s: float | None,
+        retries: int | None,
+        what: str,
+        accept: Callable[[ParamValue], bool] | None = None,
     ) -> ParamValue:
+        """Send `request` until a new PARAM_VALUE for `name` comes back (one that `accept`s, when given).
+
+        A PARAM_VALUE that `accept` refuses may be a reply to someone else (a ground station reading the same
+        parameter, PX4 streaming the list) that crossed ours: the wait goes on to the attempt's deadline. Only
+        when no accepted value came by then is the refused one the answer (PX4 echoes its kept value to a
+        PARAM_SET it rejects), without further attempts.
+        """
         ack_timeout = self.config.ack_timeout_s if timeout_s is None else timeout_s
         attempts_allowed = 1 + (self.config.retries if retries is None else retries)
         with self._cond:
-            before = self._cache.get(name)
+            seen = self._cache.get(name)
+        refused: ParamValue | None = None
         for attempt in range(attempts_allowed):
             if attempt:
                 self.retries_sent += 1
@@ -183,12 +200,16 @@ class ParamClient:
             with self._cond:
                 while True:
                     current = self._cache.get(name)
-                    if current is not None and current is not before:
-                        return current
+                    if current is not None and current is not seen:
+                        if accept is None or accept(current):
+                            return current
+                        refused, seen = current, current
                     remaining = deadline - time.monotonic()
                     if remaining <= 0.0:
                         break
                     self._cond.wait(remaining)
+            if refused is not None:
+                return refused
         raise ParamTimeout(
             f"parameter {what} {name}: no PARAM_VALUE after {attempts_allowed} attempt(s) of {ack_timeout:.2f} s"
         )

@@ -48,6 +48,10 @@ class PeerBehaviour:
     policy: dict[int, str] = field(default_factory=dict)
     ack_delay_s: dict[int, float] = field(default_factory=dict)
     ignore_first: dict[int, int] = field(default_factory=dict)
+    param_rejects: set[str] = field(default_factory=set)
+    """Parameters whose PARAM_SET is refused (PX4 then echoes the value it kept)."""
+    param_old_value_first: bool = False
+    """Before answering a PARAM_SET, send the old value 50 ms ahead (another client's read crossing ours)."""
 
 
 class PeerVehicle:
@@ -192,7 +196,10 @@ class PeerVehicle:
 
     def _on_param_set(self, message: Any) -> None:
         name = _name(message.param_id)
-        if name in self.params:
+        if self.behaviour.param_old_value_first:
+            self._send_param(name)
+            time.sleep(0.05)  # the bridge sees the old value on its own before the echo
+        if name in self.params and name not in self.behaviour.param_rejects:
             _, param_type = self.params[name]
             value: float | int
             if param_type == 6:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pymavlink.dialects.v20 import common as mavlink2
 
 from px4link.config import CommandConfig
-from px4link.params import ParamClient, ParamTimeout, decode_param_value, encode_param_value
+from px4link.params import ParamClient, ParamRejected, ParamTimeout, decode_param_value, encode_param_value
 
 INT32 = mavlink2.MAV_PARAM_TYPE_INT32
 REAL32 = mavlink2.MAV_PARAM_TYPE_REAL32
@@ -48,6 +48,30 @@ def test_read_and_write_against_the_peer(connection_to: Any, peer: Any) -> None:
     assert params.write("COM_OBL_RC_ACT", 4).value == 4
     assert peer.params["COM_OBL_RC_ACT"] == (4, INT32)
     assert params.write("COM_OF_LOSS_T", 0.5).value == pytest.approx(0.5)
+
+
+@pytest.mark.mavlink
+def test_write_is_not_fooled_by_an_old_value_crossing_the_echo(connection_to: Any, peer: Any) -> None:
+    """A PARAM_VALUE with the old value (another client's read) arriving before the echo is not a rejection."""
+    conn = connection_to(peer.port)
+    assert conn.wait_vehicle(3.0)
+    params = ParamClient(conn, CommandConfig(ack_timeout_s=0.3))
+    assert params.read("COM_OBL_RC_ACT").value == 5
+    peer.behaviour.param_old_value_first = True
+    assert params.write("COM_OBL_RC_ACT", 4).value == 4
+    assert peer.params["COM_OBL_RC_ACT"] == (4, INT32)
+
+
+@pytest.mark.mavlink
+def test_write_the_vehicle_refuses_is_rejected_without_retries(connection_to: Any, peer: Any) -> None:
+    conn = connection_to(peer.port)
+    assert conn.wait_vehicle(3.0)
+    params = ParamClient(conn, CommandConfig(ack_timeout_s=0.2, retries=3))
+    peer.behaviour.param_rejects.add("COM_OF_LOSS_T")
+    with pytest.raises(ParamRejected, match=r"COM_OF_LOSS_T=0.5 answered with COM_OF_LOSS_T=1.0"):
+        params.write("COM_OF_LOSS_T", 0.5, param_type=REAL32)
+    assert params.retries_sent == 0
+    assert peer.params["COM_OF_LOSS_T"] == (1.0, REAL32)
 
 
 @pytest.mark.mavlink
