@@ -101,8 +101,8 @@ class CommandSender:
 
     def _on_ack(self, ack: Any) -> None:
         link = self.connection.config
-        if ack.get_srcSystem() != link.vehicle_system_id:
-            return
+        if ack.get_srcSystem() != link.vehicle_system_id or ack.get_srcComponent() != link.vehicle_component_id:
+            return  # another component of the vehicle (a camera, a gimbal) answering a command of its own
         target_system = getattr(ack, "target_system", 0)
         target_component = getattr(ack, "target_component", 0)
         if target_system not in (0, link.system_id) or target_component not in (0, link.component_id):

@@ -43,7 +43,8 @@ class ReceivedCommand:
 
 @dataclass
 class PeerBehaviour:
-    """How the peer answers: per command id, "accept", "deny", "ignore", "in_progress" (then accept) or a delay."""
+    """How the peer answers: per command id, "accept", "deny", "ignore", "in_progress" (then accept),
+    "camera_accepts" (only the vehicle's camera, component 100, ACKs it ACCEPTED) or a delay."""
 
     policy: dict[int, str] = field(default_factory=dict)
     ack_delay_s: dict[int, float] = field(default_factory=dict)
@@ -225,6 +226,12 @@ class PeerVehicle:
         if policy == "ignore":
             return
         source = (message.get_srcSystem(), message.get_srcComponent())
+        if policy == "camera_accepts":
+            camera = mavlink2.MAVLink(None, srcSystem=1, srcComponent=mavlink2.MAV_COMP_ID_CAMERA)
+            ack = camera.command_ack_encode(command, mavlink2.MAV_RESULT_ACCEPTED, 0, 0, source[0], source[1])
+            if self.remote is not None:
+                self.sock.sendto(ack.pack(camera), self.remote)
+            return
         if policy == "in_progress":
             self._ack(command, mavlink2.MAV_RESULT_IN_PROGRESS, source, now)
             b.policy[command] = "accept"

@@ -69,6 +69,14 @@ def test_missing_ack_is_retried_with_confirmation_then_times_out(connection_to: 
     assert sender.retries_sent == 3
 
 
+def test_an_ack_from_another_component_of_the_vehicle_is_not_the_autopilots(connection_to: Any, peer: Any) -> None:
+    peer.behaviour.policy[ARM] = "camera_accepts"
+    sender = _sender(connection_to, peer, ack_timeout_s=0.1, retries=1)
+    with pytest.raises(CommandTimeout, match=r"arm.*no COMMAND_ACK after 2 attempt"):
+        sender.arm()
+    assert not peer.armed
+
+
 def test_lost_first_attempts_are_recovered_by_retries(connection_to: Any, peer: Any) -> None:
     peer.behaviour.ignore_first[ARM] = 2
     sender = _sender(connection_to, peer, ack_timeout_s=0.1, retries=4)
