@@ -39,6 +39,8 @@ class LinkCounters:
         bytes_received: raw bytes read from the link.
         frames_sent: frames written.
         write_failures: frames that could not be written (link down, no peer yet).
+        link_drops: times the transport lost its device or connection (a serial hang-up, a closed TCP connection);
+            it reopens by itself.
         signing: signing counters (all zero without signing).
     """
 
@@ -49,6 +51,7 @@ class LinkCounters:
     bytes_received: int
     frames_sent: int
     write_failures: int
+    link_drops: int
     signing: SigningCounters
 
 
@@ -299,5 +302,6 @@ class MavlinkConnection:
             bytes_received=self._bytes_received,
             frames_sent=self._frames_sent,
             write_failures=transport.write_failures if transport is not None else 0,
+            link_drops=transport.drops if transport is not None else 0,
             signing=signing_counters(self._rx),
         )

@@ -26,6 +26,8 @@ class Transport(Protocol):
 
     datagram: bool
     write_failures: int
+    drops: int
+    """Times the device or connection was lost (and is being reopened)."""
 
     def read(self, timeout_s: float) -> bytes:
         """Bytes received within `timeout_s` (b"" when none)."""
@@ -47,6 +49,7 @@ class UdpTransport:
 
     def __init__(self, url: LinkUrl) -> None:
         self.write_failures = 0
+        self.drops = 0  # connectionless: never dropped
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self._listen = url.kind == "udpin"
@@ -101,6 +104,7 @@ class TcpTransport:
 
     def __init__(self, url: LinkUrl) -> None:
         self.write_failures = 0
+        self.drops = 0
         self._address = (url.host, url.port)
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
@@ -144,6 +148,7 @@ class TcpTransport:
         if not data:
             with self._lock:
                 self._sock = None
+                self.drops += 1
             sock.close()
         return data
 
@@ -166,46 +171,101 @@ class TcpTransport:
 
 
 class SerialTransport:
-    """A serial device in raw mode at the URL's baud rate (termios; Linux and macOS)."""
+    """A serial device in raw mode at the URL's baud rate (termios; Linux and macOS).
+
+    A hang-up (USB cable out, the flight controller rebooting: reads fail or return end-of-file) closes the
+    device; the next reads try to open it again, at most once a second, so the receive thread neither spins
+    nor dies, and the link comes back when the device does.
+    """
 
     datagram = False
 
     def __init__(self, url: LinkUrl) -> None:
-        import termios
-        import tty
-
         self.write_failures = 0
+        self.drops = 0
+        self._url = url
+        self._lock = threading.Lock()
+        self._next_retry_s = 0.0
+        self._fd: int | None = _open_serial(url)
+
+    def _hang_up(self, fd: int) -> None:
+        with self._lock:
+            if self._fd != fd:
+                return
+            self._fd = None
+            self.drops += 1
+            self._next_retry_s = time.monotonic() + 1.0
+        os.close(fd)
+
+    def _reopen(self, timeout_s: float) -> None:
+        now = time.monotonic()
+        if now < self._next_retry_s:
+            time.sleep(min(timeout_s, self._next_retry_s - now))
+            return
+        self._next_retry_s = now + 1.0
         try:
-            self._fd = os.open(url.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        except OSError as exc:
-            raise LinkError(f"cannot open serial device {url.device}: {exc}") from exc
-        try:
-            tty.setraw(self._fd)
-            attrs = termios.tcgetattr(self._fd)
-            speed = getattr(termios, f"B{url.baud}")
-            attrs[4] = attrs[5] = speed
-            termios.tcsetattr(self._fd, termios.TCSANOW, attrs)
-        except (termios.error, AttributeError) as exc:
-            os.close(self._fd)
-            raise LinkError(f"cannot set {url.device} to {url.baud} baud: {exc}") from exc
+            fd = _open_serial(self._url)
+        except LinkError:
+            return
+        with self._lock:
+            self._fd = fd
 
     def read(self, timeout_s: float) -> bytes:
-        ready, _, _ = select.select([self._fd], [], [], timeout_s)
-        if not ready:
+        fd = self._fd
+        if fd is None:
+            self._reopen(timeout_s)
             return b""
         try:
-            return os.read(self._fd, 4096)
+            ready, _, _ = select.select([fd], [], [], timeout_s)
+            if not ready:
+                return b""
+            data = os.read(fd, 4096)
         except (BlockingIOError, InterruptedError):
             return b""
+        except (OSError, ValueError):
+            self._hang_up(fd)
+            return b""
+        if not data:  # readable and empty: end of file, the other end hung up
+            self._hang_up(fd)
+        return data
 
     def write(self, data: bytes) -> None:
+        fd = self._fd
+        if fd is None:
+            self.write_failures += 1
+            return
         try:
-            os.write(self._fd, data)
+            os.write(fd, data)
         except OSError:
             self.write_failures += 1
 
     def close(self) -> None:
-        os.close(self._fd)
+        with self._lock:
+            fd, self._fd = self._fd, None
+            self._next_retry_s = float("inf")  # closed for good: no reopening
+        if fd is not None:
+            os.close(fd)
+
+
+def _open_serial(url: LinkUrl) -> int:
+    """Open and configure a serial device (raw, the URL's baud rate); raises LinkError."""
+    import termios
+    import tty
+
+    try:
+        fd = os.open(url.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise LinkError(f"cannot open serial device {url.device}: {exc}") from exc
+    try:
+        tty.setraw(fd)
+        attrs = termios.tcgetattr(fd)
+        speed = getattr(termios, f"B{url.baud}")
+        attrs[4] = attrs[5] = speed
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    except (termios.error, AttributeError) as exc:
+        os.close(fd)
+        raise LinkError(f"cannot set {url.device} to {url.baud} baud: {exc}") from exc
+    return fd
 
 
 def open_transport(url: LinkUrl) -> Transport:
