@@ -389,6 +389,9 @@ class Px4BridgeNodeConfig:
         link_loss_action: what the vehicle is told when the link returns after a loss: hold or land.
         geofence_min_enu_m: the geofence box's lower corner (x, y, z, m, ENU); empty with max: no geofence.
         geofence_max_enu_m: its upper corner.
+        geofence_radius_m: > 0: the geofence is instead a vertical cylinder of this radius about
+            geofence_center_enu_m, its floor and ceiling the box's z bounds; 0: the box.
+        geofence_center_enu_m: the cylinder's centre (x, y, m, ENU).
         battery_low_fraction: below this remaining charge: hold (failsafe).
         battery_critical_fraction: below this: land.
         trajectory_stale_s: a trajectory that ended this long ago is stale: hold (0: hold its end forever).
@@ -411,6 +414,8 @@ class Px4BridgeNodeConfig:
     link_loss_action: str = "hold"
     geofence_min_enu_m: list[float] = field(default_factory=_geofence_min)
     geofence_max_enu_m: list[float] = field(default_factory=_geofence_max)
+    geofence_radius_m: float = 0.0
+    geofence_center_enu_m: list[float] = field(default_factory=lambda: [0.0, 0.0])
     battery_low_fraction: float = 0.25
     battery_critical_fraction: float = 0.12
     trajectory_stale_s: float = 5.0
@@ -434,6 +439,24 @@ class Px4BridgeNodeConfig:
             "geofence_min_enu_m/geofence_max_enu_m",
             fence,
             "two finite (x, y, z) corners, or both empty",
+        )
+        _require(
+            math.isfinite(self.geofence_radius_m) and self.geofence_radius_m >= 0.0,
+            "geofence_radius_m",
+            self.geofence_radius_m,
+            ">= 0 (0: the box)",
+        )
+        _require(
+            self.geofence_radius_m == 0.0 or fence != ([], []),
+            "geofence_radius_m",
+            self.geofence_radius_m,
+            "0 when the geofence is off (the cylinder takes its floor and ceiling from the box)",
+        )
+        _require(
+            len(self.geofence_center_enu_m) == 2 and _finite(self.geofence_center_enu_m),
+            "geofence_center_enu_m",
+            self.geofence_center_enu_m,
+            "a finite (x, y)",
         )
         _require(
             0.0 <= self.battery_critical_fraction <= self.battery_low_fraction <= 1.0,

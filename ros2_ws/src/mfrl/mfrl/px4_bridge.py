@@ -34,7 +34,16 @@ from mfrl.parameters import ConfigParameters
 from mfrl.trajectory_wire import WireFormatError, read_trajectory
 from px4link.bridge import ActionEvent, BridgeEvent, OffboardError, Px4Bridge
 from px4link.commands import CommandError, CommandResult
-from px4link.config import BoxGeofence, BridgeConfig, FailsafeConfig, LinkConfig, OffboardConfig, PreflightConfig
+from px4link.config import (
+    BoxGeofence,
+    BridgeConfig,
+    CylinderGeofence,
+    FailsafeConfig,
+    Geofence,
+    LinkConfig,
+    OffboardConfig,
+    PreflightConfig,
+)
 from px4link.failsafes import FailsafeEvent
 from px4link.offboard import OffboardState, OffboardTransition
 from px4link.preflight import PreflightFailed
@@ -54,10 +63,14 @@ def bridge_config(config: Px4BridgeNodeConfig) -> BridgeConfig:
     signing = None
     if config.signing_key_file:
         signing = signing_from_key_file(config.signing_key_file, require=config.require_signing)
-    geofence = None
+    geofence: Geofence | None = None
     if config.geofence_min_enu_m:
         low, high = config.geofence_min_enu_m, config.geofence_max_enu_m
-        geofence = BoxGeofence((low[0], low[1], low[2]), (high[0], high[1], high[2]))
+        if config.geofence_radius_m > 0.0:
+            center = config.geofence_center_enu_m
+            geofence = CylinderGeofence((center[0], center[1]), config.geofence_radius_m, low[2], high[2])
+        else:
+            geofence = BoxGeofence((low[0], low[1], low[2]), (high[0], high[1], high[2]))
     return BridgeConfig(
         link=LinkConfig(url=config.vehicle_url, signing=signing),
         offboard=OffboardConfig(rate_hz=config.setpoint_rate_hz, realtime_priority=config.realtime_priority),
