@@ -365,6 +365,7 @@ class Px4BridgeNode(LifecycleNode):
             values["setpoints_sent"] = counters.setpoints_sent
             values["command_timeouts"] = counters.command_timeouts
             values["bad_frames"] = counters.link.bad_frames
+            values["link_drops"] = counters.link.link_drops
             link_age = self.bridge.connection.vehicle_message_age_s()  # as the failsafe judges it (PX4 beats at 1 Hz)
             level, message = (
                 (DiagnosticStatus.OK, "vehicle connected")
