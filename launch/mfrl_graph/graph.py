@@ -180,6 +180,7 @@ def build_graph(name: str, options: GraphOptions | None = None) -> GraphSpec:
             "results_file": options.results_file,
             "timeout_s": options.mission_timeout_s,
             "path_subscribers": 2 if options.bag_dir else 1,  # the recorder must not miss the first plan
+            "trajectory_subscribers": 2 if options.bag_dir else 1,  # the controller, and the recorder
         }
         nodes.append(
             NodeSpec(

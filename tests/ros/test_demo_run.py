@@ -23,7 +23,7 @@ def test_the_demo_flies_replans_and_writes_its_report(
     shutil.copy(course_path(), course)
     out = tmp_path / "demo"
     code = main(
-        ["--out-dir", str(out), "--course", str(course), "--replan-count", "1", "--real-time-factor", "0",
+        ["--out-dir", str(out), "--course", str(course), "--replan-count", "1", "--real-time-factor", "1",
          "--timeout-s", "120"]
     )  # fmt: skip
     captured = capsys.readouterr()

@@ -213,6 +213,9 @@ class WaypointMissionConfig:
         results_file: JSON file the mission's events and figures are written to (empty: none).
         path_subscribers: subscribers of its path topic to wait for before the first path (the replanner,
             plus a recorder that must not miss the first plan).
+        trajectory_subscribers: subscribers of the trajectory topic, besides the mission itself, to see in
+            the graph before the first path (the controller, plus a recorder): a controller that joins
+            after the plan went out gets it late and refuses it as stale.
     """
 
     course: list[float] = field(default_factory=list)
@@ -227,9 +230,13 @@ class WaypointMissionConfig:
     timeout_s: float = 180.0
     results_file: str = ""
     path_subscribers: int = 1
+    trajectory_subscribers: int = 1
 
     def __post_init__(self) -> None:
         _require(1 <= self.path_subscribers <= 100, "path_subscribers", self.path_subscribers, "in 1..100")
+        _require(
+            0 <= self.trajectory_subscribers <= 100, "trajectory_subscribers", self.trajectory_subscribers, "in 0..100"
+        )
         _require(
             len(self.course) % 3 == 0 and _finite(self.course),
             "course",

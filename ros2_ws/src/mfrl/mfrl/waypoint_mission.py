@@ -1,6 +1,7 @@
 """The `waypoint_mission` node: the demo's operator. Sends a course, moves waypoints in flight, waits for the goal.
 
-It sends the course on `waypoints` once the vehicle's odometry is in, counts a waypoint as passed when
+It sends the course on `waypoints` once the vehicle's odometry is in and the graph is connected (the
+replanner on `waypoints`, the controller and recorder on `trajectory`), counts a waypoint as passed when
 the vehicle comes within `reached_radius_m`, and every `replan_interval_s` of simulated time (up to
 `replan_count` times) moves the intermediate waypoints beyond the one being approached by
 `displacement_m` in a seeded horizontal direction and sends the rest of the course again, so the
@@ -56,6 +57,7 @@ class WaypointMission(Node):
         self.awaiting: dict[str, Any] | None = None
         self.events: list[dict[str, Any]] = []
         self.began = time.monotonic()
+        self.warned_waiting = False
         self.path_pub = self.create_publisher(Path, "waypoints", qos.REQUEST)
         self.create_subscription(Odometry, "odom", self.on_odometry, qos.SENSOR)
         self.create_subscription(MultiDOFJointTrajectory, "trajectory", self.on_trajectory, qos.LATCHED)
@@ -110,13 +112,29 @@ class WaypointMission(Node):
             "waypoints": waypoints.tolist(),
         }
 
+    def graph_ready(self) -> bool:
+        """Odometry is in, the replanner listens, and the controller (and recorder) can hear its plans."""
+        if self.position is None or self.path_pub.get_subscription_count() < self.config.path_subscribers:
+            return False
+        if self.first_plan_ns or self.awaiting is not None:
+            return True
+        listeners = self.count_subscribers("trajectory") - 1  # this node subscribes to it too
+        ready = listeners >= self.config.trajectory_subscribers and self.count_publishers("trajectory") >= 1
+        if not ready and not self.warned_waiting and time.monotonic() - self.began > 10.0:
+            self.warned_waiting = True
+            self.get_logger().warning(
+                f"waiting for the graph: {listeners} of {self.config.trajectory_subscribers} trajectory subscribers "
+                f"and {self.count_publishers('trajectory')} publishers seen"
+            )
+        return ready
+
     def on_timer(self) -> None:
         """Send, move, finish or time out."""
         config = self.config
         if time.monotonic() - self.began > config.timeout_s:
             self.finish(False, f"timed out after {config.timeout_s} s (wall)")
             return
-        if self.position is None or self.path_pub.get_subscription_count() < config.path_subscribers:
+        if not self.graph_ready():
             return
         if self.awaiting is not None:
             if time.monotonic() - self.awaiting["sent_wall"] > RESEND_AFTER_S:
