@@ -150,6 +150,9 @@ class PropsConfig(OnPolicyConfig):
     """Minibatches per behaviour epoch."""
     props_target_kl: float | None = 0.05
     """Stop the behaviour epochs once KL(pi_theta || pi_b) exceeds this (None: never)."""
+    props_max_kl: float = 1.0
+    """A behaviour update that ends further than this from pi_theta (KL over the buffer; typical ends are
+    0.04-0.15) is undone, pi_b <- pi_theta: the data of the rest of the batch is sampled on-policy."""
     props_update_every: int = 256
     """Environment steps per environment between behaviour updates (divides num_steps)."""
     props_enabled: bool = True
@@ -160,6 +163,8 @@ class PropsConfig(OnPolicyConfig):
             raise ValueError(f"buffer_batches must be >= 1, got {self.buffer_batches}")
         if not 0.0 < self.props_clip_coef < 1.0:
             raise ValueError(f"props_clip_coef must be in (0, 1), got {self.props_clip_coef}")
+        if not self.props_max_kl > 0.0:
+            raise ValueError(f"props_max_kl must be > 0, got {self.props_max_kl}")
 
     def smoke_sizes(self) -> dict[str, Any]:
         """Smoke sizes: PPO's, with a behaviour update every 32 steps."""

@@ -19,7 +19,8 @@ matches pi_theta more closely than i.i.d. sampling would (lower sampling error).
    which lowers the probability of the actions already in D (the gradient of r_phi at (s, a)
    points away from a, so probability moves to the actions D lacks); the clip stops the push on a
    sample once r_phi < 1 - eps, and the epochs stop once KL(pi_theta || pi_phi) over D exceeds delta
-   (`props_target_kl`);
+   (`props_target_kl`); an update that ends beyond `props_max_kl`, or takes a step that is not
+   finite, is undone (phi <- theta);
 3. update theta with PPO on all of D, treated as on-policy data for pi_theta: log-probabilities
    and values are recomputed under the current pi_theta and critic, and GAE runs over the whole,
    time-contiguous buffer (no importance weights: the point of PROPS is that D is on-policy).
@@ -45,6 +46,9 @@ from policyopt.networks import kl_divergence
 from policyopt.onpolicy import Batch, OnPolicyTrainer
 from policyopt.ppo import clipped_surrogate_loss
 
+MAX_LOG_RATIO = 20.0
+"""log(pi_phi / pi_theta) is clamped to this in the behaviour loss (the ratio stays finite in float32)."""
+
 
 def props_behaviour_loss(
     behaviour_logprob: torch.Tensor,
@@ -58,7 +62,9 @@ def props_behaviour_loss(
     max(r, clip(r, 1 - c, 1 + c)) is PPO's clipped surrogate with advantage -1 (sign flipped): it
     decreases r = pi_phi / pi_theta at the data's actions until r < 1 - c.
     """
-    ratio = (behaviour_logprob - target_logprob).exp()
+    # Clamped before exp: an old action that pi_theta has since made very unlikely would overflow the
+    # ratio to inf (and the gradient to NaN); beyond e^20 such a sample no longer pushes.
+    ratio = (behaviour_logprob - target_logprob).clamp(max=MAX_LOG_RATIO).exp()
     clipped = torch.clamp(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
     clipfrac = ((ratio - 1.0).abs() > clip_coef).float().mean()
     return torch.max(ratio, clipped).mean() + kl_coef * kl_target_behaviour.mean(), clipfrac
@@ -79,6 +85,7 @@ class PropsTrainer(OnPolicyTrainer):
         self.behaviour = copy.deepcopy(self.agent.actor)
         self.behaviour_optimizer = torch.optim.Adam(self.behaviour.parameters(), lr=cfg.props_learning_rate, eps=1e-5)
         self.first_row = 0
+        self.behaviour_resets = 0  # behaviour updates undone (beyond props_max_kl or not finite)
 
     def modules(self) -> dict[str, nn.Module]:
         """Target actor-critic and behaviour policy."""
@@ -102,9 +109,13 @@ class PropsTrainer(OnPolicyTrainer):
         else:
             self.storage.roll(steps)
             self.first_row = capacity - steps
+        self.reset_behaviour()
+        return self.first_row
+
+    def reset_behaviour(self) -> None:
+        """phi <- theta, with a fresh optimiser state."""
         self.behaviour.load_state_dict(self.agent.actor.state_dict())
         self.behaviour_optimizer.state.clear()
-        return self.first_row
 
     def after_env_step(self, row: int) -> dict[str, float]:
         """Every `props_update_every` steps (but after the last one), update phi on D so far."""
@@ -125,9 +136,9 @@ class PropsTrainer(OnPolicyTrainer):
             target_dist = self.agent.distribution(obs)
             target_logprob = target_dist.log_prob(actions)
         n = int(obs.shape[0])
-        kl = 0.0
         losses: list[float] = []
         clipfracs: list[float] = []
+        kl = 0.0
         for _epoch in range(cfg.props_update_epochs):
             for index in torch.tensor_split(torch.randperm(n), cfg.props_num_minibatches):
                 if index.numel() < 2:
@@ -141,20 +152,32 @@ class PropsTrainer(OnPolicyTrainer):
                 )
                 self.behaviour_optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.behaviour.parameters(), cfg.max_grad_norm)
+                grad_norm = nn.utils.clip_grad_norm_(self.behaviour.parameters(), cfg.max_grad_norm)
+                if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                    kl = float("inf")  # a non-finite step would poison phi: undone below
+                    break
                 self.behaviour_optimizer.step()
                 losses.append(float(loss.detach()))
                 clipfracs.append(float(clipfrac))
+            if kl == float("inf"):
+                break
             with torch.no_grad():
                 kl = float(kl_divergence(target_dist, self.behaviour.distribution(obs)).mean())
             if cfg.props_target_kl is not None and kl > cfg.props_target_kl:
                 break
+        if not kl <= cfg.props_max_kl:  # also NaN
+            # Late in training pi_theta is narrow, and one epoch took KL from 0 to 10 (the data far
+            # off-policy, then NaN): such an update is undone (the next one starts again from pi_theta).
+            self.reset_behaviour()
+            self.behaviour_resets += 1
+            kl = 0.0
         count = max(len(losses), 1)
         return {
             "props/loss": sum(losses) / count,
             "props/clipfrac": sum(clipfracs) / count,
             "props/kl_target_behaviour": kl,
             "props/minibatch_steps": float(len(losses)),
+            "props/behaviour_resets": float(self.behaviour_resets),
         }
 
     def training_batch(self) -> Batch:
