@@ -34,7 +34,8 @@ def test_the_demo_flies_replans_and_writes_its_report(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["success"] is True
     assert summary["in_flight_replans"] == 1
-    assert summary["plans"] == 2  # the course, then one replan in the air
+    assert summary["plans"] == summary["course_plans"] + 1  # the course, then one replan in the air
+    assert summary["course_plans"] in (1, 2)  # sent again if a late controller refused it as stale
     assert summary["max_tracking_error_m"] < 0.1
     assert 0.0 < summary["replan_latency_ms"]["p50"] <= summary["replan_latency_ms"]["p99"]
     assert summary["replan_latency_ms"]["count"] == 1  # the in-flight replan; the course is timed apart
@@ -43,5 +44,5 @@ def test_the_demo_flies_replans_and_writes_its_report(
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 20_000  # four panels of plots, not an empty figure
     record = read_flight(out / "bag")
-    assert len(record.plans) == 2
+    assert len(record.plans) == summary["plans"]
     assert len(record.odom_t) > 100

@@ -74,3 +74,35 @@ def test_the_course_waits_for_a_controller_on_the_trajectory_topic(
     assert len(paths) == 1
     sent = np.array([[p.pose.position.x, p.pose.position.y, p.pose.position.z] for p in paths[0].poses])
     np.testing.assert_allclose(sent[-1], [2.0, 0.0, 1.0])
+
+
+@pytest.mark.ros
+def test_the_course_is_sent_again_when_the_vehicle_does_not_start_on_its_plan(
+    mission_and_peer: tuple[SingleThreadedExecutor, Node, WaypointMission],
+) -> None:
+    executor, peer, mission = mission_and_peer
+    paths: list[Path] = []
+    peer.create_subscription(Path, "/waypoints", paths.append, qos.REQUEST)
+    odom_pub = peer.create_publisher(Odometry, "/odom", qos.SENSOR)
+    plan_pub = peer.create_publisher(MultiDOFJointTrajectory, "/trajectory", qos.LATCHED)
+    peer.create_subscription(MultiDOFJointTrajectory, "/trajectory", lambda _: None, qos.LATCHED)
+    quad = MujocoQuadrotor()
+    quad.reset(np.array([0.0, 0.0, 1.0]))
+    clock = {"ns": 0}
+
+    def spin_until(count: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and len(paths) < count:
+            clock["ns"] += 20_000_000  # 20 ms of sim time per spin: the vehicle hovers where it is
+            stamp = Time(sec=clock["ns"] // 1_000_000_000, nanosec=clock["ns"] % 1_000_000_000)
+            odom_pub.publish(odometry_message(quad.state(), "world", "base_link", stamp))
+            executor.spin_once(timeout_sec=0.01)
+        return len(paths) >= count
+
+    assert spin_until(1, 10.0), "the course never went out"
+    plan = MultiDOFJointTrajectory()
+    plan.header.stamp = Time(sec=clock["ns"] // 1_000_000_000, nanosec=clock["ns"] % 1_000_000_000)
+    plan_pub.publish(plan)  # the replanner answers; the controller (here: nobody) does not fly it
+    assert spin_until(2, 20.0), "the course was not sent again though the vehicle never moved"
+    kinds = [e["kind"] for e in mission.events]
+    assert kinds[0] == "course"

@@ -5,7 +5,9 @@ replanner on `waypoints`, the controller and recorder on `trajectory`), counts a
 the vehicle comes within `reached_radius_m`, and every `replan_interval_s` of simulated time (up to
 `replan_count` times) moves the intermediate waypoints beyond the one being approached by
 `displacement_m` in a seeded horizontal direction and sends the rest of the course again, so the
-vehicle replans in the air. It
+vehicle replans in the air. If the vehicle has not moved `START_WITHIN_S` after the course's plan
+(a controller that matched the replanner late got the latched plan stale and refused it), the course
+is sent again, up to `MAX_COURSE_SENDS` times. It
 times each path from sending to the trajectory's arrival (wall clock), and ends (exit code 0) when the
 vehicle rests at the last waypoint, or fails (exit code 1) after `timeout_s`. Its figures go to
 `results_file` (JSON).
@@ -33,6 +35,11 @@ from mfrl.parameters import ConfigParameters
 
 RESEND_AFTER_S = 2.0
 """A path that got neither a trajectory nor a status in this long (wall) is sent again."""
+START_WITHIN_S = 1.5
+"""Sim time after the course's plan by which the vehicle must have moved START_DISTANCE_M ..."""
+START_DISTANCE_M = 0.1
+"""... or the course is sent again: a controller that joined late refused the (latched) plan as stale."""
+MAX_COURSE_SENDS = 3
 
 
 class WaypointMission(Node):
@@ -53,6 +60,9 @@ class WaypointMission(Node):
         self.now_ns = 0
         self.next_index = 1
         self.first_plan_ns = 0
+        self.course_start: NDArray[np.float64] | None = None
+        self.started = False
+        self.course_sends = 0
         self.moves = 0
         self.awaiting: dict[str, Any] | None = None
         self.events: list[dict[str, Any]] = []
@@ -87,6 +97,7 @@ class WaypointMission(Node):
         self.events.append(event)
         if not self.first_plan_ns:
             self.first_plan_ns = stamp_to_ns(msg.header.stamp)
+            self.course_start = None if self.position is None else self.position.copy()
         self.get_logger().info(f"{event['kind']} planned in {event['latency_ms']:.2f} ms (path sent to trajectory)")
 
     def on_status(self, msg: DiagnosticStatus) -> None:
@@ -142,8 +153,21 @@ class WaypointMission(Node):
                 self.send(self.awaiting["kind"], np.asarray(self.awaiting["waypoints"]))
             return
         if not self.first_plan_ns:
+            self.course_sends += 1
             self.send("course", self.course[1:])
             return
+        if not self.started and self.course_start is not None:
+            assert self.position is not None
+            if np.linalg.norm(self.position - self.course_start) >= START_DISTANCE_M:
+                self.started = True
+            elif self.course_sends < MAX_COURSE_SENDS:
+                if self.now_ns - self.first_plan_ns >= START_WITHIN_S * 1e9:
+                    self.get_logger().warning(
+                        f"the vehicle has not moved {START_WITHIN_S} s after the course's plan (a controller "
+                        "that joined late refuses a stale plan): sending the course again"
+                    )
+                    self.first_plan_ns = 0
+                return  # no waypoint moves before the vehicle is on its way
         due_ns = self.first_plan_ns + round((self.moves + 1) * config.replan_interval_s * 1e9)
         ahead = self.course[self.next_index + 1 : -1]  # the waypoint being approached and the goal stay put
         if self.moves < config.replan_count and self.now_ns >= due_ns and ahead.shape[0] > 0:
