@@ -138,7 +138,7 @@ class PropsTrainer(OnPolicyTrainer):
         n = int(obs.shape[0])
         losses: list[float] = []
         clipfracs: list[float] = []
-        kl = 0.0
+        kl, finite = 0.0, True
         for _epoch in range(cfg.props_update_epochs):
             for index in torch.tensor_split(torch.randperm(n), cfg.props_num_minibatches):
                 if index.numel() < 2:
@@ -154,18 +154,18 @@ class PropsTrainer(OnPolicyTrainer):
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(self.behaviour.parameters(), cfg.max_grad_norm)
                 if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                    kl = float("inf")  # a non-finite step would poison phi: undone below
+                    finite = False  # a non-finite step would poison phi: undone below
                     break
                 self.behaviour_optimizer.step()
                 losses.append(float(loss.detach()))
                 clipfracs.append(float(clipfrac))
-            if kl == float("inf"):
+            if not finite:
                 break
             with torch.no_grad():
                 kl = float(kl_divergence(target_dist, self.behaviour.distribution(obs)).mean())
             if cfg.props_target_kl is not None and kl > cfg.props_target_kl:
                 break
-        if not kl <= cfg.props_max_kl:  # also NaN
+        if not finite or not kl <= cfg.props_max_kl:  # also NaN
             # Late in training pi_theta is narrow, and one epoch took KL from 0 to 10 (the data far
             # off-policy, then NaN): such an update is undone (the next one starts again from pi_theta).
             self.reset_behaviour()

@@ -14,14 +14,13 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import rclpy
-from builtin_interfaces.msg import Time
 from nav_msgs.msg import Odometry, Path
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from mfrl import qos
-from mfrl.conversions import odometry_message
+from mfrl.conversions import ns_to_stamp, odometry_message
 from mfrl.waypoint_mission import WaypointMission
 from quadsim.mujoco_vehicle import MujocoQuadrotor
 
@@ -45,34 +44,44 @@ def mission_and_peer(ros_env: dict[str, str]) -> Iterator[tuple[SingleThreadedEx
         rclpy.try_shutdown()
 
 
+class HoveringVehicle:
+    """The test's side of the graph: a vehicle hovering in place (odometry, 20 ms of sim time per spin)
+    and the replanner's ear on `waypoints` (the paths the mission sends)."""
+
+    def __init__(self, executor: SingleThreadedExecutor, peer: Node) -> None:
+        self.executor = executor
+        self.paths: list[Path] = []
+        peer.create_subscription(Path, "/waypoints", self.paths.append, qos.REQUEST)
+        self.odom_pub = peer.create_publisher(Odometry, "/odom", qos.SENSOR)
+        self.quad = MujocoQuadrotor()
+        self.quad.reset(np.array([0.0, 0.0, 1.0]))
+        self.now_ns = 0
+
+    def spin_until_paths(self, count: int, seconds: float) -> bool:
+        """Publish odometry and spin until `count` paths came or `seconds` (wall) passed."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and len(self.paths) < count:
+            self.now_ns += 20_000_000
+            self.odom_pub.publish(odometry_message(self.quad.state(), "world", "base_link", ns_to_stamp(self.now_ns)))
+            self.executor.spin_once(timeout_sec=0.01)
+        return len(self.paths) >= count
+
+
 @pytest.mark.ros
 def test_the_course_waits_for_a_controller_on_the_trajectory_topic(
     mission_and_peer: tuple[SingleThreadedExecutor, Node, WaypointMission],
 ) -> None:
     executor, peer, mission = mission_and_peer
-    paths: list[Path] = []
-    peer.create_subscription(Path, "/waypoints", paths.append, qos.REQUEST)  # the replanner's ear
-    odom_pub = peer.create_publisher(Odometry, "/odom", qos.SENSOR)
-    quad = MujocoQuadrotor()
-    quad.reset(np.array([0.0, 0.0, 1.0]))
-
-    def spin(seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        tick = 0
-        while time.monotonic() < deadline and not paths:
-            tick += 1
-            odom_pub.publish(odometry_message(quad.state(), "world", "base_link", Time(nanosec=tick * 1000)))
-            executor.spin_once(timeout_sec=0.02)
-
-    spin(3.0)
+    vehicle = HoveringVehicle(executor, peer)
+    vehicle.spin_until_paths(1, 3.0)
     assert mission.position is not None, "the mission never got odometry"
-    assert not paths, "the course went out with nobody to fly its plan"
+    assert not vehicle.paths, "the course went out with nobody to fly its plan"
     # The replanner's publisher and a controller's subscription appear: the course goes out.
     peer.create_publisher(MultiDOFJointTrajectory, "/trajectory", qos.LATCHED)
     peer.create_subscription(MultiDOFJointTrajectory, "/trajectory", lambda _: None, qos.LATCHED)
-    spin(10.0)
-    assert len(paths) == 1
-    sent = np.array([[p.pose.position.x, p.pose.position.y, p.pose.position.z] for p in paths[0].poses])
+    vehicle.spin_until_paths(1, 10.0)
+    assert len(vehicle.paths) == 1
+    sent = np.array([[p.pose.position.x, p.pose.position.y, p.pose.position.z] for p in vehicle.paths[0].poses])
     np.testing.assert_allclose(sent[-1], [2.0, 0.0, 1.0])
 
 
@@ -81,28 +90,13 @@ def test_the_course_is_sent_again_when_the_vehicle_does_not_start_on_its_plan(
     mission_and_peer: tuple[SingleThreadedExecutor, Node, WaypointMission],
 ) -> None:
     executor, peer, mission = mission_and_peer
-    paths: list[Path] = []
-    peer.create_subscription(Path, "/waypoints", paths.append, qos.REQUEST)
-    odom_pub = peer.create_publisher(Odometry, "/odom", qos.SENSOR)
+    vehicle = HoveringVehicle(executor, peer)
     plan_pub = peer.create_publisher(MultiDOFJointTrajectory, "/trajectory", qos.LATCHED)
     peer.create_subscription(MultiDOFJointTrajectory, "/trajectory", lambda _: None, qos.LATCHED)
-    quad = MujocoQuadrotor()
-    quad.reset(np.array([0.0, 0.0, 1.0]))
-    clock = {"ns": 0}
-
-    def spin_until(count: int, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and len(paths) < count:
-            clock["ns"] += 20_000_000  # 20 ms of sim time per spin: the vehicle hovers where it is
-            stamp = Time(sec=clock["ns"] // 1_000_000_000, nanosec=clock["ns"] % 1_000_000_000)
-            odom_pub.publish(odometry_message(quad.state(), "world", "base_link", stamp))
-            executor.spin_once(timeout_sec=0.01)
-        return len(paths) >= count
-
-    assert spin_until(1, 10.0), "the course never went out"
+    assert vehicle.spin_until_paths(1, 10.0), "the course never went out"
     plan = MultiDOFJointTrajectory()
-    plan.header.stamp = Time(sec=clock["ns"] // 1_000_000_000, nanosec=clock["ns"] % 1_000_000_000)
+    plan.header.stamp = ns_to_stamp(vehicle.now_ns)
     plan_pub.publish(plan)  # the replanner answers; the controller (here: nobody) does not fly it
-    assert spin_until(2, 20.0), "the course was not sent again though the vehicle never moved"
+    assert vehicle.spin_until_paths(2, 20.0), "the course was not sent again though the vehicle never moved"
     kinds = [e["kind"] for e in mission.events]
     assert kinds[0] == "course"

@@ -40,6 +40,7 @@ START_WITHIN_S = 1.5
 START_DISTANCE_M = 0.1
 """... or the course is sent again: a controller that joined late refused the (latched) plan as stale."""
 MAX_COURSE_SENDS = 3
+"""The course goes out at most this often; after that the mission goes on with the last plan."""
 
 
 class WaypointMission(Node):
@@ -130,12 +131,13 @@ class WaypointMission(Node):
         if self.first_plan_ns or self.awaiting is not None:
             return True
         listeners = self.count_subscribers("trajectory") - 1  # this node subscribes to it too
-        ready = listeners >= self.config.trajectory_subscribers and self.count_publishers("trajectory") >= 1
+        planners = self.count_publishers("trajectory")
+        ready = listeners >= self.config.trajectory_subscribers and planners >= 1
         if not ready and not self.warned_waiting and time.monotonic() - self.began > 10.0:
             self.warned_waiting = True
             self.get_logger().warning(
                 f"waiting for the graph: {listeners} of {self.config.trajectory_subscribers} trajectory subscribers "
-                f"and {self.count_publishers('trajectory')} publishers seen"
+                f"and {planners} publishers seen"
             )
         return ready
 
