@@ -6,6 +6,8 @@ Prints one JSON object to stdout (progress goes to stderr). On one CPU thread it
 * policy + min-snap: the above and the minimum-snap solve (the replanning figure of the targets);
 * the certified plan: `CertifiedPlanner.plan`, which adds the analytic check (and, when the policy's times
   fail it, the time-scale search);
+* the certificate: `TrajectoryCertificate.check` alone on each course's policy trajectory, against the old
+  analytic-only sampling (32 samples a segment, `quadsim.flatness.flat_state`, no bound) timed in the same run;
 * the baseline: `minsnap.allocation.optimise_segment_times` (snap-optimal time ratios, then the shortest
   feasible time scale by bisection on the analytic check), wall time per course.
 
@@ -38,6 +40,8 @@ from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner, calibrated_marg
 from mfplan.policy import TimeAllocationPolicy, encode_course, load_policy
 from minsnap import solve_min_snap
 from minsnap.allocation import optimise_segment_times, trapezoidal_times
+from quadsim.analytic import sample_times
+from quadsim.flatness import flat_state
 
 NUM_WAYPOINTS = 10
 TARGET_POLICY_MIN_SNAP_P50_MS = 1.0
@@ -132,10 +136,37 @@ def bench_latency(planner: CertifiedPlanner, courses: list[NDArray[np.float64]],
         "policy_min_snap": summary_ms(with_solve),
         "certified_plan": summary_ms(certified),
         "certified_by": {
-            kind: sum(r.certified_by == kind for r in results) for kind in ("policy", "time-scale search", "none")
+            kind: sum(r.certified_by == kind for r in results)
+            for kind in ("policy", "time-scale search", "repair", "none")
         },
         "mean_feasibility_checks": float(np.mean([r.feasibility_checks for r in results])),
         "planner_total_time_s": [r.total_time_s if r.feasible else None for r in results],
+    }
+
+
+def bench_certificate(planner: CertifiedPlanner, courses: list[NDArray[np.float64]], repeats: int) -> dict[str, Any]:
+    """p50/p99 of one certificate check on each course's policy trajectory, and of the old analytic-only
+    sampling (32 samples a segment through `flat_state`, no bound between samples) as the reference."""
+    policy, certificate, vehicle = planner.policy, planner.certificate, planner.vehicle
+    trajectories = {id(c): solve_min_snap(c, policy.act(encode_course(c))) for c in courses}
+
+    def sampled(course: NDArray[np.float64]) -> float:
+        trajectory = trajectories[id(course)]
+        times = sample_times(trajectory, None, 32)
+        return float(flat_state(trajectory.derivatives(times, max_order=4), vehicle).rotor_speeds_rad_s.max())
+
+    log("certificate check alone, and the old 32-sample analytic sampling")
+    check = time_per_call(lambda c: certificate.check(trajectories[id(c)]), courses, repeats)
+    old = time_per_call(sampled, courses, repeats)
+    check_ms, old_ms = summary_ms(check), summary_ms(old)
+    passed = [certificate.check(t).passed for t in trajectories.values()]
+    return {
+        "check_ms": check_ms,
+        "old_sampling_ms": old_ms,
+        "ratio_p50": check_ms["p50_ms"] / old_ms["p50_ms"],
+        "ratio_p99": check_ms["p99_ms"] / old_ms["p99_ms"],
+        "passed_fraction": float(np.mean(passed)),
+        "note": "certificate check over old sampling (32 samples a segment, flat_state, no bound), same run",
     }
 
 
@@ -172,6 +203,12 @@ def run(config: BenchConfig, checkpoint: Path | None) -> dict[str, Any]:
     rng = np.random.default_rng(config.seed)
     courses = [random_course(rng, num_waypoints=NUM_WAYPOINTS) for _ in range(config.num_courses)]
     latency = bench_latency(planner, courses, config.repeats)
+    certificate = bench_certificate(planner, courses, config.repeats)
+    log(
+        f"certificate check p50 {certificate['check_ms']['p50_ms']:.3f} ms, p99 {certificate['check_ms']['p99_ms']:.3f}"
+        f" ms; old 32-sample analytic sampling p50 {certificate['old_sampling_ms']['p50_ms']:.3f} ms:"
+        f" ratio {certificate['ratio_p50']:.2f} (p50), {certificate['ratio_p99']:.2f} (p99)"
+    )
     baseline = bench_baseline(planner, courses[: config.baseline_courses])
 
     baseline_p50 = baseline["wall_per_course"]["p50_ms"]
@@ -203,6 +240,8 @@ def run(config: BenchConfig, checkpoint: Path | None) -> dict[str, Any]:
         "policy_min_snap_ms": latency["policy_min_snap"],
         "certified_plan_ms": latency["certified_plan"],
         "baseline_ms": baseline["wall_per_course"],
+        "certificate_check_ms": certificate["check_ms"],
+        "certificate": certificate,
         "speedup_vs_baseline": {
             "policy_min_snap": speedup_policy_min_snap,
             "certified_plan": speedup_certified,

@@ -11,6 +11,8 @@ from typing import Literal
 
 from px4link.link_url import parse_link_url
 from px4link.signing import SigningConfig
+from quadsim.geofence import BoxGeofence, Geofence, SettingError
+from quadsim.geofence import CylinderGeofence as CylinderGeofence  # re-exported
 
 MAV_COMP_ID_AUTOPILOT1 = 1
 MAV_COMP_ID_ONBOARD_COMPUTER = 191
@@ -18,8 +20,9 @@ MAV_COMP_ID_ONBOARD_COMPUTER = 191
 FailsafeAction = Literal["hold", "land"]
 
 
-class BridgeConfigError(ValueError):
-    """A bridge setting out of range; the message names the field and the allowed range."""
+BridgeConfigError = SettingError
+"""A bridge setting out of range; the message names the field and the allowed range (the geofence's type, as
+the geofences now live in `quadsim.geofence`: sim must not import hardware)."""
 
 
 def _require(ok: bool, message: str) -> None:
@@ -127,47 +130,6 @@ class OffboardConfig:
     def period_s(self) -> float:
         """Setpoint period."""
         return 1.0 / self.rate_hz
-
-
-@dataclass(frozen=True)
-class BoxGeofence:
-    """An axis-aligned box in the local ENU frame (metres)."""
-
-    min_enu_m: tuple[float, float, float] = (-50.0, -50.0, -1.0)
-    max_enu_m: tuple[float, float, float] = (50.0, 50.0, 30.0)
-
-    def __post_init__(self) -> None:
-        _require(
-            all(lo < hi for lo, hi in zip(self.min_enu_m, self.max_enu_m, strict=True)),
-            "geofence box min must be < max on every axis",
-        )
-
-    def contains(self, position_enu_m: tuple[float, float, float] | list[float]) -> bool:
-        """True inside (or on) the box."""
-        return all(lo <= p <= hi for p, lo, hi in zip(position_enu_m, self.min_enu_m, self.max_enu_m, strict=True))
-
-
-@dataclass(frozen=True)
-class CylinderGeofence:
-    """A vertical cylinder in the local ENU frame: centre (x, y), radius, floor and ceiling (metres)."""
-
-    center_enu_m: tuple[float, float] = (0.0, 0.0)
-    radius_m: float = 50.0
-    min_z_m: float = -1.0
-    max_z_m: float = 30.0
-
-    def __post_init__(self) -> None:
-        _require(self.radius_m > 0.0, f"geofence radius_m must be > 0, got {self.radius_m}")
-        _require(self.min_z_m < self.max_z_m, "geofence min_z_m must be < max_z_m")
-
-    def contains(self, position_enu_m: tuple[float, float, float] | list[float]) -> bool:
-        """True inside (or on) the cylinder."""
-        x, y, z = position_enu_m
-        dx, dy = x - self.center_enu_m[0], y - self.center_enu_m[1]
-        return dx * dx + dy * dy <= self.radius_m**2 and self.min_z_m <= z <= self.max_z_m
-
-
-Geofence = BoxGeofence | CylinderGeofence
 
 
 @dataclass(frozen=True)

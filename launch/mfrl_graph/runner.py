@@ -7,7 +7,8 @@
 
 Each node runs as `python -m mfrl.<executable> --ros-args ...` (the same arguments `ros2 launch`
 gives it). The runner stops every node (SIGINT, then SIGTERM, then SIGKILL) when it gets Ctrl-C or
-SIGTERM, when a node marked `ends_graph` finishes, or when any node dies, and says which and how.
+SIGTERM, when a node marked `ends_graph` finishes, or when any other node ends (it died, or exited after a
+lifecycle shutdown), and says which and how.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ class GraphProcesses:
                     continue
                 if spec.ends_graph and code == 0:
                     outcome = Outcome(0, f"{spec.name} finished")
+                elif code == 0:  # e.g. a lifecycle shutdown: the graph is not whole any more
+                    outcome = Outcome(1, f"node {spec.name} exited (exit code 0) while the graph ran")
+                elif code < 0:
+                    outcome = Outcome(1, f"node {spec.name} died with exit code {code} ({_signal_name(-code)})")
                 else:
                     outcome = Outcome(1, f"node {spec.name} died with exit code {code}")
                 break
@@ -124,6 +129,13 @@ class GraphProcesses:
         for log in self._logs:
             log.close()
         return {name: p.poll() for name, p in self.processes.items()}
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"killed by {signal.Signals(number).name}"
+    except ValueError:
+        return f"killed by signal {number}"
 
 
 def run_graph(

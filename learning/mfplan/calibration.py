@@ -54,8 +54,10 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     uncertified = 0
     for index, waypoints in enumerate(courses):
         plan = planner.plan(waypoints)
-        if not plan.feasible:
-            uncertified += 1  # the planner refuses it: nothing is flown, nothing to calibrate
+        if not plan.feasible or plan.certified_by == "repair":
+            # refused: nothing is flown; repaired (another allocation or added waypoints): the margin scales the
+            # policy's own times of the given waypoints, which this plan does not fly
+            uncertified += 1
             continue
         proposal = plan.segment_times_s / plan.time_scale  # the policy's own times
         for wind in range(cfg.winds):

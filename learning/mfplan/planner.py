@@ -1,26 +1,36 @@
-"""The certified planner: the policy proposes segment times, the analytic check certifies the trajectory.
+"""The certified planner: the policy proposes segment times, the safety certificate decides what may fly.
 
 `CertifiedPlanner.plan` validates the waypoints, asks the policy for segment times (one forward pass),
-solves the minimum-snap trajectory and checks it against the vehicle's rotor limits. A trajectory that
-fails is slowed down: every segment time is multiplied by one factor `s >= 1`, found by bracketing and
-bisection (in log space) to the smallest factor that passes, within a relative tolerance. Nothing is
-ever returned as feasible without passing the check; when no factor up to `max_time_scale` passes, the
-result says so (`feasible=False`, `trajectory=None`) and why.
+solves the minimum-snap trajectory and checks it with `quadsim.certificate.TrajectoryCertificate`: rotor
+limits, speed, acceleration, excursion outside the box of the start and the waypoints, ground clearance
+and an optional geofence, each bounded over every whole segment. Nothing is returned as feasible without
+passing it; a refusal says which constraint no candidate could meet (`PlanResult.constraint`).
+
+How times are searched when the policy's own times fail:
+
+* From rest (at rest at both ends) the path's shape is the same at every time scale, so every segment
+  time is multiplied by one factor `s >= 1`, bracketed and refined (false position in log space) to the
+  smallest factor that passes, within a relative tolerance. A shape failure (excursion, ground,
+  geofence) cannot be fixed this way and goes straight to repair.
+* From a moving start (a replan in the air) the start state is kept exact and every candidate is
+  re-solved with it: slowing the times down changes the path (the start velocity stays), so each scale
+  on a geometric grid is solved and certified as a new trajectory, shape included, and the fastest
+  passing one is kept. A plan is never stretched into a shape the certificate has not seen.
+* Repair, when no scale of the policy's times passes: other allocations of the same waypoints
+  (trapezoidal, constant speed, blends with the policy's), each searched the same way; then
+  intermediate waypoints on the straight segments where the violation happened (the policy allocates
+  the densified course); each certified as usual. Only when nothing passes is the plan refused.
 
 A checkpoint may carry a `safety_margin` (written by `mfrl calibrate`): the policy's times are slowed
-down by it before they are certified. It is the conformal quantile of how much slower the policy's plans
-had to be to fly at the highest fidelity in wind never seen before, so that a chosen fraction of flights
-(99 % by default) passes there too, not only the analytic check. The margin is calibrated on plans
-from rest and applied to them only: stretching the times of a plan that starts from a moving vehicle
-changes its path (the start velocity stays), and in-flight replans stretched this way were seen to
-loop wide or dip below the floor; they get the policy's own times, certified as usual.
+down by it before they are certified. It is calibrated on plans from rest and applied to them only.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,15 +39,26 @@ from numpy.typing import NDArray
 
 from mfplan.policy import TimeAllocationPolicy, encode_validated_course, load_policy
 from minsnap import EndpointState, Trajectory, TrajectoryInputError, solve_min_snap
+from minsnap.allocation import constant_speed_times, trapezoidal_times
 from minsnap.validation import as_waypoints
 from quadsim.analytic import AnalyticEvaluator
+from quadsim.certificate import CertificateResult, SafetyLimits, TrajectoryCertificate
 from quadsim.evaluation import EvaluationResult, FeasibilityCriteria
 from quadsim.vehicle import VehicleParams
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mfrl_policy.pt"
 """Where the package's trained policy lives (written by `mfrl train`)."""
 
-CertifiedBy = Literal["policy", "time-scale search", "none"]
+CertifiedBy = Literal["policy", "time-scale search", "repair", "none"]
+
+SHAPE_CONSTRAINTS = frozenset({"excursion", "ground clearance", "geofence"})
+"""Constraints on the path's shape: from rest, no time scale changes them."""
+
+MOVING_SCALE_RATIO = 1.3
+"""Ratio between consecutive scales of the moving-start grid."""
+
+MAX_ADDED_WAYPOINTS_ROUNDS = 2
+"""Rounds of intermediate waypoints the repair may add (each round splits the violating segments)."""
 
 
 @dataclass(frozen=True)
@@ -45,18 +66,25 @@ class PlanResult:
     """Outcome of one `CertifiedPlanner.plan` call.
 
     Attributes:
-        trajectory: the certified trajectory, or None when no feasible one was found (never fly it then).
-        segment_times_s: `M` segment times of the certified trajectory; when infeasible, the last times tried.
+        trajectory: the certified trajectory, or None when no candidate passed (never fly it then).
+        segment_times_s: segment times of the certified trajectory; when refused, the last times tried.
         total_time_s: their sum.
-        feasible: True exactly when `trajectory` passed the analytic check.
-        certified_by: "policy" (the policy's own times passed), "time-scale search" (slowed down by
-            `time_scale` to pass), or "none" (infeasible).
-        time_scale: the factor applied to the policy's times (1 when the policy's times passed).
+        feasible: True exactly when `trajectory` passed the certificate.
+        certified_by: "policy" (the policy's own times passed), "time-scale search" (the policy's times
+            scaled by `time_scale`), "repair" (another allocation or added waypoints: see `repair`), or
+            "none" (refused).
+        time_scale: the factor applied to the certified allocation (1 when it passed as proposed).
         planning_time_ms: wall time of the whole `plan` call.
         policy_time_ms: wall time of encoding the course and the policy's forward pass.
-        feasibility_checks: analytic checks made.
-        reason: empty when feasible; otherwise why not.
-        analytic: the analytic check's result for `segment_times_s`.
+        feasibility_checks: certificate checks made.
+        reason: empty when feasible; otherwise why not, naming the constraint.
+        analytic: the rotor-limit part of the certificate as an analytic `EvaluationResult`.
+        constraint: empty when feasible; otherwise the constraint no candidate met ("speed",
+            "acceleration", "excursion", "ground clearance", "geofence", "rotor speed max", ...).
+        repair: how a repaired plan was made ("trapezoidal", "constant speed", "blend", "+N waypoints"), or "".
+        certificate: the certificate of the returned trajectory (or of the last candidate when refused).
+        waypoint_times_s: when the trajectory reaches each of the given waypoints (its knot times, less those
+            of waypoints a repair added); empty when refused.
     """
 
     trajectory: Trajectory | None
@@ -70,6 +98,10 @@ class PlanResult:
     feasibility_checks: int
     reason: str
     analytic: EvaluationResult | None
+    constraint: str = ""
+    repair: str = ""
+    certificate: CertificateResult | None = None
+    waypoint_times_s: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary, with the trajectory's polynomial coefficients (`Trajectory.to_dict`) or None."""
@@ -77,6 +109,8 @@ class PlanResult:
         return {
             "feasible": self.feasible,
             "certified_by": self.certified_by,
+            "repair": self.repair,
+            "constraint": self.constraint,
             "time_scale": self.time_scale,
             "total_time_s": self.total_time_s,
             "segment_times_s": self.segment_times_s.tolist(),
@@ -85,6 +119,9 @@ class PlanResult:
             "feasibility_checks": self.feasibility_checks,
             "reason": self.reason,
             "max_rotor_speed_ratio": _finite_or_none(analytic.max_rotor_speed_ratio) if analytic else None,
+            "certified_bounds": (
+                {k: _finite_or_none(v) for k, v in self.certificate.bounds.items()} if self.certificate else None
+            ),
             "trajectory": self.trajectory.to_dict() if self.trajectory is not None else None,
         }
 
@@ -95,23 +132,76 @@ def _finite_or_none(value: float) -> float | None:
 
 @dataclass(frozen=True)
 class _Attempt:
+    """One candidate: an allocation of some waypoints at one scale, solved and certified."""
+
     scale: float
+    points: NDArray[np.float64]
     segment_times_s: NDArray[np.float64]
     trajectory: Trajectory | None
-    result: EvaluationResult
+    certificate: CertificateResult | None
+    solve_error: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.certificate is not None and self.certificate.passed
+
+    @property
+    def constraint(self) -> str:
+        if self.certificate is None:
+            return "minimum-snap solve"
+        return self.certificate.constraint
+
+    @property
+    def shape_failure(self) -> bool:
+        """Whether a shape constraint failed (from rest, no time scale can fix it)."""
+        return self.certificate is not None and any(
+            v.constraint in SHAPE_CONSTRAINTS for v in self.certificate.violations
+        )
+
+    @property
+    def only_shape_failure(self) -> bool:
+        """Whether it failed on shape constraints alone (the limits a time scale relaxes all held)."""
+        certificate = self.certificate
+        return (
+            certificate is not None
+            and bool(certificate.violations)
+            and all(v.constraint in SHAPE_CONSTRAINTS for v in certificate.violations)
+        )
+
+    @property
+    def reason(self) -> str:
+        if self.certificate is None:
+            return f"minimum-snap solve failed: {self.solve_error}"
+        return self.certificate.reason
+
+
+class _Budget:
+    """Certificate checks left for one plan."""
+
+    def __init__(self, checks: int) -> None:
+        self.left = checks
+
+    def take(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
 
 
 class CertifiedPlanner:
-    """Policy-proposed segment times, certified by the analytic feasibility check (see the module docstring).
+    """Policy-proposed segment times, certified by the safety certificate (see the module docstring).
 
     Args:
         policy: the time-allocation policy.
-        vehicle: the vehicle whose rotor limits the check enforces.
-        criteria: feasibility criteria (ground clearance).
-        max_time_scale: the slowest factor the search tries before it gives up.
-        scale_tolerance: relative tolerance of the searched factor.
-        max_checks: analytic checks per plan at most (the search stops early with the smallest passing factor).
-        safety_margin: factor (>= 1) applied to the policy's times before they are certified.
+        vehicle: the vehicle whose limits the certificate enforces.
+        criteria: feasibility criteria (its ground clearance is used unless `limits` is given).
+        max_time_scale: the slowest factor a search tries before it gives up.
+        scale_tolerance: relative tolerance of the searched factor (from rest).
+        max_checks: certificate checks per search of one allocation.
+        safety_margin: factor (>= 1) applied to the policy's times of plans from rest before they are certified.
+        limits: what the certificate bounds (speed, acceleration, excursion, ground, geofence); default:
+            the vehicle's limits, a 2 m excursion and the criteria's ground clearance.
+        max_total_checks: certificate checks per `plan` call, repair included (bounds the planning time).
     """
 
     def __init__(
@@ -123,19 +213,27 @@ class CertifiedPlanner:
         scale_tolerance: float = 1e-2,
         max_checks: int = 12,
         safety_margin: float = 1.0,
+        limits: SafetyLimits | None = None,
+        max_total_checks: int = 40,
     ) -> None:
         if not (math.isfinite(safety_margin) and safety_margin >= 1.0):
             raise ValueError(f"safety_margin must be a finite factor >= 1, got {safety_margin}")
-        if not (max_time_scale > 1.0 and 0.0 < scale_tolerance < 1.0 and max_checks >= 2):
+        if not (max_time_scale > 1.0 and 0.0 < scale_tolerance < 1.0 and max_checks >= 2 and max_total_checks >= 2):
             raise ValueError(
-                "need max_time_scale > 1, 0 < scale_tolerance < 1 and max_checks >= 2, got "
-                f"{max_time_scale}, {scale_tolerance}, {max_checks}"
+                "need max_time_scale > 1, 0 < scale_tolerance < 1, max_checks >= 2 and max_total_checks >= 2, got "
+                f"{max_time_scale}, {scale_tolerance}, {max_checks}, {max_total_checks}"
             )
+        criteria = criteria or FeasibilityCriteria()
+        if limits is None:
+            limits = SafetyLimits(ground_clearance_m=criteria.ground_clearance_m)
         self.policy = policy
-        self.analytic = AnalyticEvaluator(vehicle, criteria)
+        self.certificate = TrajectoryCertificate(vehicle, limits)
+        self.analytic = AnalyticEvaluator(self.certificate.vehicle, criteria)
+        """The rotor-limit check alone (the baselines that the planner is compared with use it)."""
         self.max_time_scale = float(max_time_scale)
         self.scale_tolerance = float(scale_tolerance)
         self.max_checks = int(max_checks)
+        self.max_total_checks = int(max_total_checks)
         self.safety_margin = float(safety_margin)
 
     @classmethod
@@ -154,15 +252,20 @@ class CertifiedPlanner:
 
     @property
     def vehicle(self) -> VehicleParams:
-        """The vehicle the check enforces."""
-        return self.analytic.vehicle
+        """The vehicle the certificate enforces."""
+        return self.certificate.vehicle
+
+    @property
+    def limits(self) -> SafetyLimits:
+        """What the certificate bounds."""
+        return self.certificate.limits
 
     def plan(self, waypoints: Any, start: EndpointState | None = None) -> PlanResult:
         """A certified minimum-snap trajectory through `N x 3` or `N x 4` waypoints (ENU m, yaw rad), ending at rest.
 
         Args:
             waypoints: the course; the first waypoint is where the vehicle is now.
-            start: the vehicle's state at the first waypoint (default: at rest).
+            start: the vehicle's state at the first waypoint (default: at rest); kept exact.
 
         Raises:
             TrajectoryInputError: waypoints or start state that cannot define a trajectory (the message says why).
@@ -170,88 +273,110 @@ class CertifiedPlanner:
         began = time.perf_counter()
         points = as_waypoints(waypoints)
         start_array = np.zeros((3, 4)) if start is None else start.as_array("start")
-        encoding = encode_validated_course(points, start_array[0, :3], start_array[1, :3])
-        proposal = self.policy.act(encoding, deterministic=True)
-        if _path_is_scale_invariant(start):  # calibrated on plans from rest; see the module docstring
-            proposal = proposal * self.safety_margin
+        refusal = self._waypoint_refusal(points)
+        if refusal is not None:
+            constraint, reason = refusal
+            return _refused_before_solving(points, constraint, reason, began)
+        proposal = self._propose(points, start_array)
         policy_ms = 1e3 * (time.perf_counter() - began)
-
-        return self._certify(points, proposal, start, began, policy_ms)
+        budget = _Budget(self.max_total_checks)
+        attempts = self._search(points, proposal, start, budget)
+        certified_by: CertifiedBy = "policy" if attempts[0].passed else "time-scale search"
+        repair = ""
+        if not any(a.passed for a in attempts):
+            for label, repaired in self._repairs(points, proposal, start, attempts, budget):
+                attempts.extend(repaired)
+                if any(a.passed for a in repaired):
+                    certified_by, repair = "repair", label
+                    break
+        return self._result(points, attempts, certified_by, repair, began, policy_ms)
 
     def certify(
         self, waypoints: Any, segment_times_s: NDArray[np.float64], start: EndpointState | None = None
     ) -> PlanResult:
-        """Certify given segment times: check them, and search the time scale upwards if they fail.
+        """Certify given segment times: check them, and search their time scale if they fail (no repair).
 
         The trainer uses this to reward a sampled allocation with the time the planner would deliver.
         """
         began = time.perf_counter()
         points = as_waypoints(waypoints)
-        return self._certify(points, np.asarray(segment_times_s, dtype=np.float64), start, began, 0.0)
+        proposal = np.asarray(segment_times_s, dtype=np.float64)
+        attempts = self._search(points, proposal, start, _Budget(self.max_checks))
+        certified_by: CertifiedBy = "policy" if attempts[0].passed else "time-scale search"
+        return self._result(points, attempts, certified_by, "", began, 0.0)
 
-    def _certify(
-        self,
-        points: NDArray[np.float64],
-        proposal: NDArray[np.float64],
-        start: EndpointState | None,
-        began: float,
-        policy_ms: float,
-    ) -> PlanResult:
-        attempts = [self._attempt(points, proposal, 1.0, start)]
-        if not attempts[0].result.feasible:
-            self._search(points, proposal, start, attempts)
-        passing = [a for a in attempts if a.result.feasible]
-        if passing:
-            best = min(passing, key=lambda a: a.scale)
-            certified_by: CertifiedBy = "policy" if best.scale == 1.0 else "time-scale search"
-            reason = ""
-        else:
-            best = max(attempts, key=lambda a: a.scale)
-            certified_by = "none"
-            reason = _failure_reason(attempts)
-        return PlanResult(
-            trajectory=best.trajectory if passing else None,
-            segment_times_s=best.segment_times_s,
-            total_time_s=float(best.segment_times_s.sum()),
-            feasible=bool(passing),
-            certified_by=certified_by,
-            time_scale=best.scale,
-            planning_time_ms=1e3 * (time.perf_counter() - began),
-            policy_time_ms=policy_ms,
-            feasibility_checks=len(attempts),
-            reason=reason,
-            analytic=best.result,
-        )
+    def _waypoint_refusal(self, points: NDArray[np.float64]) -> tuple[str, str] | None:
+        """(constraint, reason) when a waypoint itself breaks a shape limit: no trajectory through it can pass."""
+        clearance = self.limits.ground_clearance_m
+        low = int(np.argmin(points[:, 2]))
+        if points[low, 2] < clearance:
+            return "ground clearance", (
+                f"refused: waypoint {low} is at z={points[low, 2]:.2f} m, below the ground clearance {clearance} m"
+            )
+        fence = self.limits.geofence
+        if fence is not None:
+            excess = fence.excess_m(points[:, :3])
+            worst = int(np.argmax(excess))
+            if excess[worst] > 0.0:
+                return "geofence", f"refused: waypoint {worst} is {excess[worst]:.2f} m outside the geofence"
+        return None
+
+    # Candidates ----------------------------------------------------------------------------------------------
+    def _propose(self, points: NDArray[np.float64], start_array: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The policy's segment times (slowed by the calibrated margin for plans from rest)."""
+        encoding = encode_validated_course(points, start_array[0, :3], start_array[1, :3])
+        proposal = self.policy.act(encoding, deterministic=True)
+        if not np.any(start_array):  # calibrated on plans from rest; see the module docstring
+            proposal = proposal * self.safety_margin
+        return proposal
 
     def _attempt(
-        self, points: NDArray[np.float64], proposal: NDArray[np.float64], scale: float, start: EndpointState | None
+        self, points: NDArray[np.float64], times: NDArray[np.float64], scale: float, start: EndpointState | None
     ) -> _Attempt:
-        """Solve and check the proposal slowed down by `scale`."""
-        times = proposal * scale
+        """Solve and certify `times * scale` through `points` (the excursion box is that of `points`)."""
+        scaled = times * scale
         try:
-            trajectory = solve_min_snap(points, times, start)
+            trajectory = solve_min_snap(points, scaled, start)
         except TrajectoryInputError as exc:  # e.g. segment times so uneven that the system is singular
-            failure = EvaluationResult.failure("analytic", self.vehicle, f"minimum-snap solve failed: {exc}", 0.0)
-            return _Attempt(scale, times, None, failure)
-        return _Attempt(scale, times, trajectory, self.analytic.safe_evaluate_one(trajectory))
+            return _Attempt(scale, points, scaled, None, None, str(exc))
+        return _Attempt(scale, points, scaled, trajectory, self.certificate.check(trajectory))
 
     def _search(
         self,
         points: NDArray[np.float64],
-        proposal: NDArray[np.float64],
+        times: NDArray[np.float64],
+        start: EndpointState | None,
+        budget: _Budget,
+    ) -> list[_Attempt]:
+        """Attempts of one allocation: as proposed, then its time scale searched (at least one attempt)."""
+        budget.take()
+        attempts = [self._attempt(points, times, 1.0, start)]
+        if attempts[0].passed:
+            return attempts
+        if _at_rest(start):
+            self._search_from_rest(points, times, start, attempts, budget)
+        else:
+            self._search_moving(points, times, start, attempts, budget)
+        return attempts
+
+    def _search_from_rest(
+        self,
+        points: NDArray[np.float64],
+        times: NDArray[np.float64],
         start: EndpointState | None,
         attempts: list[_Attempt],
+        budget: _Budget,
     ) -> None:
         """Append attempts until the smallest passing scale is bracketed to the tolerance (or checks run out).
 
-        Works on x = log(scale) with a bracket [failing, passing]. The next scale comes from the rotor-limit
-        excess of the bracket's ends (false position, Illinois variant), aimed just above the estimated
-        boundary so that a good estimate closes the bracket in two checks; where the excess says nothing
-        (ground, singular), it bisects or doubles.
+        Works on x = log(scale) with a bracket [failing, passing]. The next scale comes from the excess of
+        the bracket's ends over the limits that a time scale relaxes (false position, Illinois variant),
+        aimed just above the estimated boundary so that a good estimate closes the bracket in two checks.
+        A shape violation stops the search: from rest the path is the same at every scale.
         """
-        first = attempts[0].result
-        if _path_is_scale_invariant(start) and "ground clearance" in first.reason:
-            return  # at rest at both ends, a time scale does not change the path's shape: it stays too low
+        first = attempts[0]
+        if first.shape_failure:
+            return
         tolerance = math.log1p(self.scale_tolerance)
         x_max = math.log(self.max_time_scale)
         low = _Bracket(0.0, self._excess(first))
@@ -265,10 +390,14 @@ class CertifiedPlanner:
                     return
                 x = _false_position(low, high) + 0.4 * tolerance
                 x = min(max(x, low.x + 0.5 * tolerance), high.x - 0.5 * tolerance)
-            attempt = self._attempt(points, proposal, math.exp(x), start)
+            if not budget.take():
+                return
+            attempt = self._attempt(points, times, math.exp(x), start)
             attempts.append(attempt)
-            excess = self._excess(attempt.result)
-            if attempt.result.feasible:
+            if attempt.shape_failure:
+                return  # cannot happen from rest unless numerically on the edge: nothing to gain by going on
+            excess = self._excess(attempt)
+            if attempt.passed:
                 if high is not None and retained == "low":
                     low = _Bracket(low.x, 0.5 * low.excess)
                 high, retained = _Bracket(x, excess), "low"
@@ -279,22 +408,156 @@ class CertifiedPlanner:
                     high = _Bracket(high.x, 0.5 * high.excess)
                 low, retained = _Bracket(x, excess), "high"
 
+    def _search_moving(
+        self,
+        points: NDArray[np.float64],
+        times: NDArray[np.float64],
+        start: EndpointState | None,
+        attempts: list[_Attempt],
+        budget: _Budget,
+    ) -> None:
+        """From a moving start: each scale of a geometric grid re-solved with the start kept and certified whole;
+        stop at the first that passes, then bisect once towards the last failing scale."""
+        scale = 1.0
+        while len(attempts) < self.max_checks and scale < self.max_time_scale:
+            scale = min(scale * MOVING_SCALE_RATIO, self.max_time_scale)
+            if not budget.take():
+                return
+            attempt = self._attempt(points, times, scale, start)
+            attempts.append(attempt)
+            if attempt.shape_failure and attempt.only_shape_failure and attempts[-2].only_shape_failure:
+                return  # slower only keeps the start velocity longer: the path swings wider, not back in
+            if attempt.passed:
+                middle = math.sqrt(scale * scale / MOVING_SCALE_RATIO)
+                if len(attempts) < self.max_checks and budget.take():
+                    attempts.append(self._attempt(points, times, middle, start))
+                return
+
+    def _repairs(
+        self,
+        points: NDArray[np.float64],
+        proposal: NDArray[np.float64],
+        start: EndpointState | None,
+        failed: list[_Attempt],
+        budget: _Budget,
+    ) -> Iterator[tuple[str, list[_Attempt]]]:
+        """Other allocations of the same waypoints, then added intermediate waypoints; each searched as usual."""
+        speed = 0.5 * self.certificate.max_speed_m_s
+        accel = 0.5 * self.certificate.max_acceleration_m_s2
+        trapezoid = trapezoidal_times(points, speed, accel)
+        ratio = proposal.sum() / trapezoid.sum()
+        for label, times in (
+            ("trapezoidal", trapezoid),
+            ("blend", np.sqrt(proposal * trapezoid * ratio)),
+            ("constant speed", constant_speed_times(points, 0.5 * speed)),
+        ):
+            if budget.left <= 0:
+                return
+            yield label, self._search(points, times, start, budget)
+        dense = points
+        attempts = failed
+        for round_index in range(MAX_ADDED_WAYPOINTS_ROUNDS):
+            if budget.left <= 0:
+                return
+            worst = min(attempts, key=lambda a: a.scale if a.trajectory is not None else math.inf)
+            dense = _split_violating_segments(dense, worst, all_segments=round_index > 0)
+            start_array = np.zeros((3, 4)) if start is None else start.as_array("start")
+            times = self._propose(dense, start_array)
+            attempts = self._search(dense, times, start, budget)
+            yield f"+{dense.shape[0] - points.shape[0]} waypoints", attempts
+
+    # Result ------------------------------------------------------------------------------------------------
+    def _result(
+        self,
+        points: NDArray[np.float64],
+        attempts: list[_Attempt],
+        certified_by: CertifiedBy,
+        repair: str,
+        began: float,
+        policy_ms: float,
+    ) -> PlanResult:
+        passing = [a for a in attempts if a.passed]
+        if passing:
+            best = min(passing, key=lambda a: float(a.segment_times_s.sum()))
+            if certified_by == "time-scale search" and best is attempts[0]:
+                certified_by = "policy"
+            reason, constraint = "", ""
+        else:
+            best = attempts[-1]
+            certified_by = "none"
+            constraint = _most_common_constraint(attempts)
+            reason = _failure_reason(attempts, constraint)
+        given = _given_knots(points, best.points) if passing else np.zeros(0, dtype=np.intp)
+        return PlanResult(
+            waypoint_times_s=best.trajectory.knot_times_s[given] if passing and best.trajectory else np.zeros(0),
+            trajectory=best.trajectory if passing else None,
+            segment_times_s=best.segment_times_s,
+            total_time_s=float(best.segment_times_s.sum()),
+            feasible=bool(passing),
+            certified_by=certified_by,
+            time_scale=best.scale,
+            planning_time_ms=1e3 * (time.perf_counter() - began),
+            policy_time_ms=policy_ms,
+            feasibility_checks=len(attempts),
+            reason=reason,
+            analytic=self._analytic(best),
+            constraint=constraint,
+            repair=repair,
+            certificate=best.certificate,
+        )
+
+    def _analytic(self, attempt: _Attempt) -> EvaluationResult:
+        """The rotor-limit part of a certificate, in the analytic fidelity's result record."""
+        vehicle = self.vehicle
+        certificate = attempt.certificate
+        if certificate is None:
+            return EvaluationResult.failure("analytic", vehicle, attempt.reason, 0.0)
+        return EvaluationResult(
+            fidelity="analytic",
+            feasible=certificate.passed,
+            max_position_error_m=0.0,
+            max_yaw_error_rad=0.0,
+            max_rotor_speed_rad_s=certificate.bounds.get("max_rotor_speed_rad_s", math.nan),
+            rotor_speed_limit_rad_s=vehicle.rotor_speed_max_rad_s,
+            min_rotor_speed_rad_s=certificate.bounds.get("min_rotor_speed_rad_s", math.nan),
+            wall_time_s=certificate.wall_time_s,
+            reason=certificate.reason,
+            duration_s=float(attempt.segment_times_s.sum()),
+        )
+
     def _extrapolate(self, low: _Bracket, x_max: float) -> float:
         """Next x while nothing has passed: where the excess, falling as 4 log(scale) (snap ~ 1/s^4), reaches 0."""
         step = low.excess / 4.0 if math.isfinite(low.excess) and low.excess > 0 else math.log(2.0)
         return min(low.x + max(step, 2.0 * math.log1p(self.scale_tolerance)) * 1.05, x_max)
 
-    def _excess(self, result: EvaluationResult) -> float:
-        """log of the rotors' thrust-margin usage (> 0: over a limit; NaN: unknown)."""
-        top, bottom = result.max_rotor_speed_rad_s, result.min_rotor_speed_rad_s
-        if not (math.isfinite(top) and math.isfinite(bottom)):
+    def _excess(self, attempt: _Attempt) -> float:
+        """How far over the limits that a time scale relaxes, in units of 4 log(scale) (NaN: unknown).
+
+        Rotor thrust-margin usage falls roughly as 1/s^4, acceleration as 1/s^2, speed as 1/s: each
+        is brought to the rotor's units so that one false-position step serves them all.
+        """
+        certificate = attempt.certificate
+        if certificate is None:
             return math.nan
-        return math.log(max(self.vehicle.thrust_margin_usage(top, bottom), 1e-12))
+        bounds, vehicle = certificate.bounds, self.vehicle
+        top = bounds.get("max_rotor_speed_rad_s", math.nan)
+        bottom = bounds.get("min_rotor_speed_rad_s", math.nan)
+        speed = bounds.get("max_speed_m_s", math.nan)
+        accel = bounds.get("max_acceleration_m_s2", math.nan)
+        terms = []
+        if math.isfinite(top) and math.isfinite(bottom):
+            terms.append(math.log(max(vehicle.thrust_margin_usage(top, bottom), 1e-12)))
+        speed_limit, accel_limit = self.certificate.max_speed_m_s, self.certificate.max_acceleration_m_s2
+        if math.isfinite(speed) and speed > 0:
+            terms.append(4.0 * math.log(speed / speed_limit))
+        if math.isfinite(accel) and accel > 0:
+            terms.append(2.0 * math.log(accel / accel_limit))
+        return max(terms) if terms else math.nan
 
 
 @dataclass(frozen=True)
 class _Bracket:
-    """One end of the search bracket: x = log(scale) and the rotor-limit excess there."""
+    """One end of the search bracket: x = log(scale) and the excess there."""
 
     x: float
     excess: float
@@ -307,25 +570,89 @@ def _false_position(low: _Bracket, high: _Bracket) -> float:
     return 0.5 * (low.x + high.x)
 
 
+def _split_violating_segments(
+    points: NDArray[np.float64], attempt: _Attempt, all_segments: bool
+) -> NDArray[np.float64]:
+    """The waypoints with the midpoint of straight segments added: the segment where the attempt's first
+    violation happened and its neighbours, or every segment."""
+    count = points.shape[0] - 1
+    if all_segments or attempt.trajectory is None or attempt.certificate is None or not attempt.certificate.violations:
+        chosen = set(range(count))
+    else:
+        when = attempt.certificate.violations[0].time_s
+        index = int(attempt.trajectory.segment_index(np.array([when]))[0]) if math.isfinite(when) else 0
+        chosen = {i for i in (index - 1, index, index + 1) if 0 <= i < count}
+    rows = []
+    for i in range(count):
+        rows.append(points[i])
+        if i in chosen:
+            rows.append(0.5 * (points[i] + points[i + 1]))
+    rows.append(points[-1])
+    return np.asarray(rows)
+
+
+def _refused_before_solving(points: NDArray[np.float64], constraint: str, reason: str, began: float) -> PlanResult:
+    """The result of a plan refused from its waypoints alone (nothing solved, nothing checked)."""
+    return PlanResult(
+        trajectory=None,
+        segment_times_s=np.zeros(points.shape[0] - 1),
+        total_time_s=0.0,
+        feasible=False,
+        certified_by="none",
+        time_scale=1.0,
+        planning_time_ms=1e3 * (time.perf_counter() - began),
+        policy_time_ms=0.0,
+        feasibility_checks=0,
+        reason=reason,
+        analytic=None,
+        constraint=constraint,
+    )
+
+
+def _given_knots(given: NDArray[np.float64], used: NDArray[np.float64]) -> NDArray[np.intp]:
+    """Index in `used` (the given waypoints with repair's added ones between them) of each given waypoint."""
+    if used.shape[0] == given.shape[0]:
+        return np.arange(given.shape[0])
+    indices, j = [], 0
+    for point in given:
+        while not np.array_equal(used[j], point):
+            j += 1
+        indices.append(j)
+    return np.asarray(indices, dtype=np.intp)
+
+
 def calibrated_margin(metadata: dict[str, Any]) -> float:
     """The safety margin `mfrl calibrate` stored in a checkpoint's metadata (1 when it was never calibrated)."""
     return float(metadata.get("calibration", {}).get("safety_margin", 1.0))
 
 
-def _path_is_scale_invariant(start: EndpointState | None) -> bool:
-    """Whether the path's shape is the same at every time scale (true when it starts at rest; it ends at rest)."""
+def _at_rest(start: EndpointState | None) -> bool:
+    """Whether the plan starts at rest (then its shape is the same at every time scale; it ends at rest)."""
     return start is None or not np.any(start.as_array("start"))
 
 
-def _failure_reason(attempts: list[_Attempt]) -> str:
-    """Why no attempt passed."""
-    slowest = max(attempts, key=lambda a: a.scale)
-    if len(attempts) == 1:
-        return (
-            "the path goes below the ground clearance, and slowing down a trajectory that starts and ends at "
-            f"rest does not change its path: {slowest.result.reason}"
-        )
+def _constraint_counts(attempts: list[_Attempt]) -> dict[str, int]:
+    """How many attempts broke each constraint (an attempt may break several)."""
+    counts: dict[str, int] = {}
+    for attempt in attempts:
+        names = {v.constraint for v in attempt.certificate.violations} if attempt.certificate else {attempt.constraint}
+        for name in names:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _most_common_constraint(attempts: list[_Attempt]) -> str:
+    """The constraint that the most attempts broke (the first seen on a tie)."""
+    counts = _constraint_counts(attempts)
+    return max(counts, key=lambda name: counts[name]) if counts else ""
+
+
+def _failure_reason(attempts: list[_Attempt], constraint: str) -> str:
+    """Why no attempt passed, naming the constraint (and the others that were broken, with counts)."""
+    counts = _constraint_counts(attempts)
+    broken = ", ".join(f"{name} in {count}" for name, count in sorted(counts.items(), key=lambda kv: -kv[1]))
+    example = next((a for a in reversed(attempts) if a.constraint == constraint), attempts[-1])
     return (
-        f"no time scale up to {slowest.scale:g}x the policy's times passes the analytic check "
-        f"({len(attempts)} checks); at {slowest.scale:g}x: {slowest.result.reason}"
+        f"refused: no candidate meets the {constraint} constraint ({len(attempts)} candidates, up to "
+        f"{max(a.scale for a in attempts):g}x the proposed times; broken: {broken}); for example: {example.reason}"
     )

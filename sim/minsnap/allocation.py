@@ -82,6 +82,13 @@ class TimeOptimisationResult:
         return float(self.segment_times_s.sum())
 
 
+_MAX_LOG_STEP = 2.0
+"""Largest change of any log time ratio in one gradient step (a trust region)."""
+_MIN_TIME_RATIO = 1e-3
+"""Shortest segment allowed, relative to the longest: below it the snap system's entries (powers of T up to
+T^-7) span more than double precision holds, and its Cholesky factorisation fails or returns garbage."""
+
+
 def optimise_time_ratios(
     waypoints: ArrayLike,
     initial_times_s: ArrayLike,
@@ -93,7 +100,10 @@ def optimise_time_ratios(
     """Redistribute a fixed total time over the segments to minimise the snap cost.
 
     Gradient descent with backtracking on log J in softmax coordinates (times stay positive and keep
-    their sum). Returns the optimised times and the iterations taken.
+    their sum), each step limited to a factor e^2 on any time ratio, and no segment shorter than 1e-3 of the
+    longest. Where the optimum is flat or degenerate (collinear waypoints: one polynomial through all of
+    them is optimal and every interior waypoint constraint is inactive) a step that the solver cannot take
+    is refused like a step that does not lower the cost. Returns the optimised times and the iterations taken.
     """
     times = np.asarray(initial_times_s, dtype=np.float64).copy()
     total = float(times.sum())
@@ -101,23 +111,36 @@ def optimise_time_ratios(
         return times, 0
     theta = np.log(times / total)
 
-    def evaluate(th: NDArray[np.float64]) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+    def evaluate(th: NDArray[np.float64]) -> tuple[float, NDArray[np.float64], NDArray[np.float64]] | None:
+        """Log cost, its gradient and the times at `th`; None where the solve is ill-conditioned or fails."""
         w = np.exp(th - th.max())
+        if w.min() < _MIN_TIME_RATIO:
+            return None
         t = total * w / w.sum()
-        cost, grad = snap_cost_and_gradient(waypoints, t, start, end)
+        try:
+            cost, grad = snap_cost_and_gradient(waypoints, t, start, end)
+        except TrajectoryInputError:
+            return None
+        if not (np.isfinite(cost) and cost > 0 and np.isfinite(grad).all()):
+            return None
         log_grad = t * (grad - float(np.dot(t, grad)) / total) / cost
         return float(np.log(cost)), log_grad, t
 
-    value, gradient, times = evaluate(theta)
+    first = evaluate(theta)
+    if first is None:
+        return times, 0
+    value, gradient, times = first
     step = 1.0
     iterations = 0
     while iterations < max_iterations:
         iterations += 1
         improved = False
+        step = min(step, _MAX_LOG_STEP / max(float(np.abs(gradient).max()), 1e-300))
         while step > 1e-8:
             candidate = theta - step * gradient
-            cand_value, cand_grad, cand_times = evaluate(candidate)
-            if cand_value <= value - 1e-4 * step * float(gradient @ gradient):
+            result = evaluate(candidate)
+            if result is not None and result[0] <= value - 1e-4 * step * float(gradient @ gradient):
+                cand_value, cand_grad, cand_times = result
                 improved = True
                 break
             step *= 0.5

@@ -7,9 +7,10 @@ import time
 import numpy as np
 
 from minsnap import Trajectory
+from minsnap.bounds import min_axis_bound
+from quadsim.certificate import RotorSpeedBounds, rotor_speed_bounds
 from quadsim.evaluation import EvaluationResult, FeasibilityCriteria, FidelityEvaluator
-from quadsim.flatness import flat_state
-from quadsim.vehicle import VehicleParams
+from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
 
 def sample_times(trajectory: Trajectory, rate_hz: float | None = None, samples_per_segment: int = 32) -> np.ndarray:
@@ -32,7 +33,11 @@ class AnalyticEvaluator(FidelityEvaluator):
     """Feasible when every rotor's required speed stays inside [min, max] along the whole trajectory
     and the trajectory stays above the ground clearance.
 
-    Assumes perfect tracking (position and yaw errors are reported as 0). Cost: milliseconds.
+    The rotor speeds are bounded over whole segments by `quadsim.certificate.rotor_speed_bounds` (dense
+    samples plus a margin for the gaps between them; its docstring states the assumption), the height and
+    the thrust direction by the Bernstein hulls of `minsnap.bounds`; the reported rotor speeds are those
+    certified bounds, the sampled extremes are in `extra`. Assumes perfect tracking (position and yaw errors
+    are reported as 0). Cost: milliseconds.
     """
 
     name = "analytic"
@@ -44,51 +49,42 @@ class AnalyticEvaluator(FidelityEvaluator):
         criteria: FeasibilityCriteria | None = None,
         sample_rate_hz: float | None = None,
         samples_per_segment: int = 32,
+        max_step_s: float = 0.01,
     ) -> None:
         super().__init__(vehicle, criteria)
         self.sample_rate_hz = sample_rate_hz
         self.samples_per_segment = samples_per_segment
+        self.max_step_s = max_step_s if sample_rate_hz is None else min(max_step_s, 1.0 / sample_rate_hz)
+
+    def rotor_bounds(self, trajectory: Trajectory) -> RotorSpeedBounds:
+        """The certified rotor-speed range and the samples behind it."""
+        return rotor_speed_bounds(trajectory, self.vehicle, self.max_step_s, self.samples_per_segment)
 
     def rotor_speed_profile(self, trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Sample times `K`, required rotor speeds `K x 4` (rad/s, negative = negative thrust), singular flags."""
-        times, speeds, singular, _ = self._profile(trajectory)
-        return times, speeds, singular
-
-    def _profile(self, trajectory: Trajectory) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        times = sample_times(trajectory, self.sample_rate_hz, self.samples_per_segment)
-        derivatives = trajectory.derivatives(times, max_order=4)
-        state = flat_state(derivatives, self.vehicle)
-        speeds = state.rotor_speeds_rad_s
-        # Refine around the highest and the lowest sample: the extremes decide feasibility.
-        extremes = {int(np.argmax(speeds.max(axis=1))), int(np.argmin(speeds.min(axis=1)))}
-        refined = [np.linspace(times[max(i - 1, 0)], times[min(i + 1, len(times) - 1)], 33) for i in sorted(extremes)]
-        extra = np.setdiff1d(np.concatenate(refined), times)
-        if extra.size:
-            extra_derivatives = trajectory.derivatives(extra, max_order=4)
-            extra_state = flat_state(extra_derivatives, self.vehicle)
-            order = np.argsort(np.concatenate([times, extra]))
-            times = np.concatenate([times, extra])[order]
-            speeds = np.concatenate([speeds, extra_state.rotor_speeds_rad_s])[order]
-            singular = np.concatenate([state.singular, extra_state.singular])[order]
-            heights = np.concatenate([derivatives[0, :, 2], extra_derivatives[0, :, 2]])[order]
-            return times, speeds, singular, heights
-        return times, speeds, state.singular, derivatives[0, :, 2]
+        """Sample times `K` (increasing), required rotor speeds `K x 4` (rad/s, negative = negative thrust),
+        singular flags: the samples of the sound rotor check."""
+        bounds = self.rotor_bounds(trajectory)
+        times, first = np.unique(bounds.times_s, return_index=True)
+        return times, bounds.speeds_rad_s[first], bounds.singular[first]
 
     def evaluate_one(self, trajectory: Trajectory) -> EvaluationResult:
-        """Check the rotor speeds along the trajectory."""
+        """Check the rotor speeds, the thrust direction and the height along the whole trajectory."""
         start = time.perf_counter()
-        times, speeds, singular, heights = self._profile(trajectory)
         v = self.vehicle
         reasons = []
-        low = int(np.argmin(heights))
-        if heights[low] < self.criteria.ground_clearance_m:
+        clearance = self.criteria.ground_clearance_m
+        lowest, at = min_axis_bound(trajectory, 2, 0, limit=clearance)
+        low = int(np.argmin(lowest))
+        if lowest[low] < clearance:
             reasons.append(
-                f"trajectory goes below the ground clearance: z={heights[low]:.2f} m < "
-                f"{self.criteria.ground_clearance_m} m at t={times[low]:.2f} s"
+                f"trajectory goes below the ground clearance: z={lowest[low]:.2f} m < {clearance} m "
+                f"at t={at[low]:.2f} s"
             )
-        if singular.any():
+        rotors = self.rotor_bounds(trajectory)
+        vertical, _ = min_axis_bound(trajectory, 2, 2, limit=-GRAVITY_M_S2)
+        if rotors.singular.any() or vertical.min() <= -GRAVITY_M_S2:
             reasons.append("thrust vanishes or heading undefined (free fall or 90 deg pitch)")
-        max_speed, min_speed = float(np.max(speeds)), float(np.min(speeds))
+        max_speed, min_speed = rotors.max_rad_s, rotors.min_rad_s
         if max_speed > v.rotor_speed_max_rad_s:
             reasons.append(f"rotor speed {max_speed:.0f} rad/s > limit {v.rotor_speed_max_rad_s:.0f} rad/s")
         if min_speed < v.rotor_speed_min_rad_s:
@@ -104,6 +100,11 @@ class AnalyticEvaluator(FidelityEvaluator):
             wall_time_s=time.perf_counter() - start,
             reason="; ".join(reasons),
             duration_s=trajectory.duration_s,
+            extra={
+                "sampled_max_rotor_speed_rad_s": float(rotors.speeds_rad_s.max()),
+                "sampled_min_rotor_speed_rad_s": float(rotors.speeds_rad_s.min()),
+                "min_z_bound_m": float(lowest[low]),
+            },
         )
 
     def is_feasible(self, trajectory: Trajectory) -> bool:

@@ -47,6 +47,10 @@ class VehicleParams:
     rotor_drag_coeff: float = 1.19e-4  # k_d
     induced_inflow_coeff: float = 2.32e-4  # k_z
     translational_lift_coeff: float = 3.39e-3  # k_h
+    max_speed_m_s: float = 10.0
+    """Fastest the vehicle may fly (m/s): the trajectory certificate's speed limit and the ceiling of any lower one."""
+    max_acceleration_m_s2: float = 20.0
+    """Largest acceleration (m/s^2) a trajectory may ask for: the certificate's limit and the ceiling of a lower one."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -56,6 +60,8 @@ class VehicleParams:
             "thrust_coeff_n_per_rad2_s2": self.thrust_coeff_n_per_rad2_s2 > 0,
             "rotor_speed_max_rad_s": self.rotor_speed_max_rad_s > self.rotor_speed_min_rad_s >= 0,
             "motor_time_constant_s": self.motor_time_constant_s > 0,
+            "max_speed_m_s": self.max_speed_m_s > 0,
+            "max_acceleration_m_s2": self.max_acceleration_m_s2 > 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

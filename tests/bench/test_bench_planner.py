@@ -46,10 +46,21 @@ def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     assert result["policy"]["source"] == "checkpoint"
     assert result["policy"]["metadata"] == {"purpose": "bench smoke test"}
     assert result["num_waypoints"] == 10
-    for key in ("policy_inference_ms", "policy_min_snap_ms", "certified_plan_ms", "baseline_ms"):
+    for key in (
+        "policy_inference_ms",
+        "policy_min_snap_ms",
+        "certified_plan_ms",
+        "baseline_ms",
+        "certificate_check_ms",
+    ):
         figure = result[key]
         assert 0 < figure["p50_ms"] <= figure["p99_ms"] < math.inf, key
     assert result["latency"]["policy_forward"]["p50_ms"] > 0
+    certificate = result["certificate"]
+    assert 0 < certificate["old_sampling_ms"]["p50_ms"] <= certificate["old_sampling_ms"]["p99_ms"]
+    assert 0 < certificate["ratio_p50"] < math.inf
+    assert 0 < certificate["ratio_p99"] < math.inf
+    assert 0.0 <= certificate["passed_fraction"] <= 1.0
     assert result["policy_inference_ms"]["samples"] == result["num_courses"] * result["repeats_per_course"]
     assert sum(result["latency"]["certified_by"].values()) == result["num_courses"]
     for key in ("policy_min_snap", "certified_plan"):

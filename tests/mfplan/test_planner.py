@@ -17,9 +17,13 @@ from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner
 from mfplan.policy import MissingCheckpointError, TimeAllocationPolicy, encode_course, save_policy
 from minsnap import EndpointState, Trajectory, TrajectoryInputError, solve_min_snap
 from quadsim.analytic import AnalyticEvaluator
+from quadsim.certificate import SafetyLimits, TrajectoryCertificate
 from quadsim.vehicle import VehicleParams
 
 COURSES = course_set(4, seed=11)
+WIDE = SafetyLimits(max_excursion_m=10.0)
+"""Limits that leave only the rotor limits and the ground binding on these courses (course 1 swings 2.7 m out of
+its waypoints' box at the policy's times, beyond the default 2 m excursion bound)."""
 
 
 def _policy(global_bias: float = 0.0, seed: int = 0) -> TimeAllocationPolicy:
@@ -32,24 +36,29 @@ def _policy(global_bias: float = 0.0, seed: int = 0) -> TimeAllocationPolicy:
 
 
 def _assert_certified(planner: CertifiedPlanner, waypoints: np.ndarray, start: EndpointState | None = None) -> None:
-    """A feasible result's trajectory passes an independent analytic check and goes through the waypoints."""
+    """A feasible result's trajectory passes an independent analytic check and the certificate, and goes through
+    the waypoints (a repair may add waypoints between them)."""
     result = planner.plan(waypoints, start)
     if not result.feasible:
         assert result.trajectory is None
         assert result.certified_by == "none"
         assert result.reason
+        assert result.constraint in result.reason
         return
     assert result.trajectory is not None
-    assert result.certified_by in ("policy", "time-scale search")
+    assert result.certified_by in ("policy", "time-scale search", "repair")
     assert AnalyticEvaluator(planner.vehicle).evaluate_one(result.trajectory).feasible
-    np.testing.assert_allclose(result.trajectory.position(result.trajectory.knot_times_s), waypoints[:, :3], atol=1e-6)
+    assert TrajectoryCertificate(planner.vehicle, planner.limits).check(result.trajectory, waypoints).passed
+    knots = result.trajectory.position(result.trajectory.knot_times_s)
+    for point in waypoints[:, :3]:
+        assert np.linalg.norm(knots - point, axis=1).min() < 1e-6
     np.testing.assert_allclose(result.trajectory.segment_times_s, result.segment_times_s)
     assert result.total_time_s == pytest.approx(result.segment_times_s.sum())
 
 
 def test_nominal_courses_are_certified_by_the_policy_alone() -> None:
     """A policy that flies at about 1.8 m/s (bias 0.5) needs no search on the nominal courses."""
-    planner = CertifiedPlanner(_policy(global_bias=0.5))
+    planner = CertifiedPlanner(_policy(global_bias=0.5), limits=WIDE)
     for waypoints in COURSES:
         result = planner.plan(waypoints)
         assert result.feasible, result.reason
@@ -64,8 +73,8 @@ def test_nominal_courses_are_certified_by_the_policy_alone() -> None:
 def test_a_too_fast_policy_is_slowed_down_to_the_feasibility_boundary() -> None:
     """Bias -3: the search must kick in; its answer passes, and 1 % less time scale would not."""
     policy = _policy(global_bias=-3.0)
-    planner = CertifiedPlanner(policy)
-    analytic = AnalyticEvaluator(planner.vehicle)
+    planner = CertifiedPlanner(policy, limits=WIDE)
+    certificate = TrajectoryCertificate(planner.vehicle, WIDE)
     for waypoints in COURSES:
         result = planner.plan(waypoints)
         assert result.feasible, result.reason
@@ -75,9 +84,9 @@ def test_a_too_fast_policy_is_slowed_down_to_the_feasibility_boundary() -> None:
         proposal = policy.act(encode_course(waypoints))
         np.testing.assert_allclose(result.segment_times_s, result.time_scale * proposal, rtol=1e-12)
         assert result.trajectory is not None
-        assert analytic.evaluate_one(result.trajectory).feasible
+        assert certificate.check(result.trajectory).passed
         faster = solve_min_snap(waypoints, result.segment_times_s / (1.0 + 2.0 * planner.scale_tolerance))
-        assert not analytic.evaluate_one(faster).feasible  # the answer is at the boundary, not far above it
+        assert not certificate.check(faster).passed  # the answer is at the boundary, not far above it
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -103,13 +112,14 @@ def test_a_course_below_the_ground_is_infeasible_with_a_reason() -> None:
     assert not result.feasible
     assert result.trajectory is None
     assert result.certified_by == "none"
-    assert result.feasibility_checks == 1  # from rest, no time scale changes the path's shape
+    assert result.feasibility_checks == 0  # a waypoint below the clearance: refused before anything is solved
     assert "ground clearance" in result.reason
+    assert result.constraint == "ground clearance"
     moving = planner.plan(underground, EndpointState(velocity=np.array([1.0, 0.0, 0.0])))
     assert not moving.feasible
     assert moving.trajectory is None
-    assert "no time scale up to" in moving.reason
-    assert moving.feasibility_checks <= planner.max_checks
+    assert moving.constraint == "ground clearance"
+    assert moving.feasibility_checks <= planner.max_total_checks
 
 
 def test_a_vehicle_too_weak_for_the_course_is_infeasible_with_a_reason() -> None:
@@ -120,9 +130,8 @@ def test_a_vehicle_too_weak_for_the_course_is_infeasible_with_a_reason() -> None
     assert not result.feasible
     assert result.trajectory is None
     assert result.certified_by == "none"
-    assert "no time scale up to 2x" in result.reason
+    assert result.constraint.startswith("rotor speed")
     assert "rotor speed" in result.reason
-    assert result.time_scale == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize(
@@ -145,10 +154,11 @@ def test_bad_start_state_raises_trajectory_input_error() -> None:
 
 
 def test_to_dict_is_json_and_holds_the_trajectory() -> None:
-    result = CertifiedPlanner(_policy(global_bias=-1.0)).plan(COURSES[2])
+    result = CertifiedPlanner(_policy(global_bias=-1.0), limits=WIDE).plan(COURSES[2])
     payload = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert payload["feasible"] is True
     assert payload["certified_by"] == "time-scale search"
+    assert payload["certified_bounds"]["max_speed_m_s"] <= 10.0
     trajectory = Trajectory.from_dict(payload["trajectory"])
     np.testing.assert_array_equal(trajectory.coefficients, result.trajectory.coefficients)  # type: ignore[union-attr]
     assert payload["total_time_s"] == pytest.approx(sum(payload["segment_times_s"]))
@@ -156,6 +166,7 @@ def test_to_dict_is_json_and_holds_the_trajectory() -> None:
     payload = json.loads(json.dumps(infeasible.to_dict(), allow_nan=False))
     assert payload["trajectory"] is None
     assert payload["reason"]
+    assert payload["constraint"] == "ground clearance"
 
 
 def test_from_checkpoint_builds_the_same_planner(tmp_path: Path) -> None:
@@ -177,17 +188,17 @@ def test_missing_checkpoint_says_to_train(tmp_path: Path) -> None:
 
 def test_a_calibrated_margin_slows_the_policy_down_and_stays_certified(tmp_path: Path) -> None:
     policy = _policy(global_bias=0.5)
-    plain = CertifiedPlanner(policy).plan(COURSES[0])
+    plain = CertifiedPlanner(policy, limits=WIDE).plan(COURSES[0])
     assert plain.certified_by == "policy"
     path = save_policy(tmp_path / "policy.pt", policy, {"calibration": {"safety_margin": 1.25}})
-    planner = CertifiedPlanner.from_checkpoint(path)
+    planner = CertifiedPlanner.from_checkpoint(path, limits=WIDE)
     assert planner.safety_margin == 1.25
     result = planner.plan(COURSES[0])
     np.testing.assert_allclose(result.segment_times_s, 1.25 * plain.segment_times_s)
     _assert_certified(planner, COURSES[0])
-    assert CertifiedPlanner.from_checkpoint(path, safety_margin=1.0).plan(COURSES[0]).total_time_s == pytest.approx(
-        plain.total_time_s
-    )
+    assert CertifiedPlanner.from_checkpoint(path, safety_margin=1.0, limits=WIDE).plan(
+        COURSES[0]
+    ).total_time_s == pytest.approx(plain.total_time_s)
 
 
 @pytest.mark.parametrize("margin", [0.9, math.inf, math.nan])

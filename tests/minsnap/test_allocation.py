@@ -67,3 +67,37 @@ def test_scale_search_reports_infeasible_when_no_scale_works() -> None:
     assert not feasible
     assert scale == 8.0
     assert checks >= 3
+
+
+COLLINEAR = np.column_stack([np.linspace(0.0, 9.0, 10), np.zeros(10), np.ones(10)])
+
+
+def test_collinear_waypoints_optimise_without_breaking_the_solver() -> None:
+    # Collinear waypoints: one polynomial through all of them is optimal, the snap cost is flat along a valley,
+    # and long steps used to reach times 1e5 apart where the snap system is numerically indefinite.
+    initial = trapezoidal_times(COLLINEAR, 3.0, 5.0)
+    times, _ = optimise_time_ratios(COLLINEAR, initial)
+    assert np.all(np.isfinite(times))
+    assert times.min() > 1e-3 * times.max()
+    assert times.sum() == pytest.approx(initial.sum(), rel=1e-9)
+    cost, _ = snap_cost_and_gradient(COLLINEAR, times)
+    single_segment = solve_min_snap(COLLINEAR[[0, -1]], [initial.sum()]).snap_cost()  # lower bound: no waypoints
+    assert single_segment * (1 - 1e-9) <= cost < snap_cost_and_gradient(COLLINEAR, initial)[0] / 100.0
+    result = optimise_segment_times(COLLINEAR, AnalyticEvaluator().is_feasible, initial)
+    assert result.feasible
+    assert AnalyticEvaluator().is_feasible(result.trajectory)
+
+
+def test_a_step_the_solver_refuses_is_backtracked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import minsnap.allocation as allocation
+
+    def fragile(waypoints, times, start=None, end=None):  # type: ignore[no-untyped-def]
+        if times.min() < 0.3 * times.max():
+            raise TrajectoryInputError("minimum-snap system is not positive definite for these segment times")
+        return snap_cost_and_gradient(waypoints, times, start, end)
+
+    monkeypatch.setattr(allocation, "snap_cost_and_gradient", fragile)
+    initial = constant_speed_times(COURSE, 1.5)
+    times, _ = allocation.optimise_time_ratios(COURSE, initial)
+    assert times.min() >= 0.3 * times.max()
+    assert snap_cost_and_gradient(COURSE, times)[0] <= snap_cost_and_gradient(COURSE, initial)[0]

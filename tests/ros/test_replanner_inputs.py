@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
 from std_srvs.srv import Trigger
@@ -34,7 +34,7 @@ def _bad_paths() -> dict[str, tuple[PathMsg, str]]:
     shuffled = path_from_points(GOOD, "world", stamp)
     shuffled.poses[2].header.stamp = Time(sec=50)
     shuffled.poses[1].header.stamp = Time(sec=60)
-    return {
+    paths = {
         "empty": (path_from_points(np.zeros((0, 3)), "world", stamp), "empty path"),
         "one waypoint": (path_from_points(GOOD[:1], "world", stamp), "1 pose"),
         "NaN": (path_from_points(nan, "world", stamp), "non-finite"),
@@ -42,7 +42,18 @@ def _bad_paths() -> dict[str, tuple[PathMsg, str]]:
         "wrong frame": (wrong_frame, "frame 'map'"),
         "out-of-order pose stamps": (shuffled, "back in time"),
         "path older than the last one": (path_from_points(GOOD, "world", Time(sec=5)), "older than"),
+        "nanosec of 1e9": (path_from_points(GOOD, "world", Time(sec=100, nanosec=1_000_000_000)), "nanosec"),
+        "sec of 2^31-1": (path_from_points(GOOD, "world", Time(sec=2**31 - 1)), "int32 limit"),
+        "a frame id of 100,000 characters": (path_from_points(GOOD, "x" * 100_000, stamp), "(100000 chars)"),
     }
+    for far in (1e5, 1e6, 1e9, 1.7e308):  # before: 1e5 was planned 37,000 s long, 1.7e308 raised
+        points = GOOD.copy()
+        points[2, 0] = far
+        paths[f"a waypoint at x={far:g}"] = (path_from_points(points, "world", stamp), "workspace bound")
+    zero = path_from_points(GOOD, "world", stamp)
+    zero.poses[2].pose.orientation.w = 0.0
+    paths["a zero quaternion"] = (zero, "pose 2 has a zero or non-finite orientation quaternion")
+    return paths
 
 
 @pytest.fixture
@@ -89,6 +100,7 @@ def test_each_bad_path_gets_an_error_and_the_next_good_one_is_served(
 
         assert ros_peer.spin_until(lambda: bool(errors()), 10.0), f"{name}: no error status"
         assert expected in errors()[0], f"{name}: {errors()[0]!r}"
+        assert len(errors()[0]) < 600, f"{name}: status message of {len(errors()[0])} characters"
         # ... and the node still serves the next good path.
         stamp_s = 20 + len(trajectories)
         statuses.clear()
@@ -99,6 +111,18 @@ def test_each_bad_path_gets_an_error_and_the_next_good_one_is_served(
         assert ros_peer.spin_until(lambda: any(s.message == "planned" for s in statuses), 10.0)
         assert replanner.processes["replanner"].poll() is None, f"replanner died after {name}"
 
+    # A path stamped in the future is refused, and does not lock out the next (older) stamped path.
+    statuses.clear()
+    ahead = node.get_clock().now().nanoseconds + 3_600_000_000_000
+    publisher.publish(path_from_points(GOOD, "world", Time(sec=ahead // 10**9)))
+    assert ros_peer.spin_until(lambda: any("ahead of the node's clock" in s.message for s in statuses), 10.0)
+    stamp_s = 20 + len(trajectories)
+    publisher.publish(path_from_points(GOOD, "world", Time(sec=stamp_s)))
+    assert ros_peer.spin_until(lambda: served(stamp_s), 10.0), "a future-stamped path locked out the next one"
+    # Long strings are cut in the status.
+    long_frame = [s for s in statuses if "chars)" in s.message]
+    assert all(len(s.message) < 600 for s in long_frame)
+
     # The last plan is latched: a subscriber that comes late (a restarted controller) still gets it.
     late: list[MultiDOFJointTrajectory] = []
     node.create_subscription(MultiDOFJointTrajectory, "/trajectory", late.append, qos.LATCHED)
@@ -106,6 +130,7 @@ def test_each_bad_path_gets_an_error_and_the_next_good_one_is_served(
     assert late[-1].header.stamp == trajectories[-1].header.stamp
 
     log = (graph_logs / "replanner.log").read_text()
+    assert "x" * 1000 not in log, "a 100,000-character frame id went to the log uncut"
     for name, (_, expected) in _bad_paths().items():
         assert expected in log, f"{name}: no log line containing {expected!r}"
     assert log.count("[ERROR]") >= len(_bad_paths())
@@ -182,3 +207,91 @@ def test_nan_odometry_is_refused_and_the_next_plan_starts_from_the_last_good_sta
     first = trajectories[-1].points[0].transforms[0].translation
     np.testing.assert_allclose([first.x, first.y, first.z], good_position, atol=1e-6)
     assert replanner.processes["replanner"].poll() is None
+
+
+def _odometry(node: object, position: tuple[float, float, float], velocity_x: float) -> Odometry:
+    msg = Odometry()
+    msg.header.frame_id, msg.child_frame_id = "world", "base_link"
+    msg.header.stamp = node.get_clock().now().to_msg()  # type: ignore[attr-defined]
+    msg.pose.pose.position.x, msg.pose.pose.position.y, msg.pose.pose.position.z = position
+    msg.pose.pose.orientation.w = 1.0
+    msg.twist.twist.linear.x = velocity_x
+    return msg
+
+
+@pytest.mark.ros
+def test_implausible_odometry_is_counted_and_poisons_nothing_and_quaternions_are_normalised(
+    replanner: GraphProcesses, ros_peer: RosPeer
+) -> None:
+    """Twist 1e100 for a while: refused, counted by reason on /diagnostics, and the next path right after good
+    odometry returns is planned from it. A yaw of +90 deg written as a quaternion of norm 10 flies 90 deg."""
+    node = ros_peer.node
+    statuses: list[DiagnosticStatus] = []
+    trajectories: list[MultiDOFJointTrajectory] = []
+    diagnostics: list[DiagnosticArray] = []
+    node.create_subscription(DiagnosticStatus, "/replanner/status", statuses.append, qos.STATUS)
+    node.create_subscription(MultiDOFJointTrajectory, "/trajectory", trajectories.append, qos.LATCHED)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, qos.REQUEST)
+    paths = node.create_publisher(PathMsg, "/waypoints", qos.WAYPOINTS)
+    odometry = node.create_publisher(Odometry, "/odom", qos.SENSOR)
+    assert ros_peer.spin_until(
+        lambda: odometry.get_subscription_count() > 0 and paths.get_subscription_count() > 0, 30.0
+    )
+    for _ in range(60):  # wait until the lifecycle node is active
+        paths.publish(path_from_points(GOOD, "world", Time()))
+        if ros_peer.spin_until(lambda: bool(trajectories), 1.0):
+            break
+    assert trajectories, "the replanner never became active"
+
+    hover = (0.0, 0.0, 1.0)
+    for _ in range(25):  # 0.5 s of absurd velocity
+        odometry.publish(_odometry(node, hover, 1e100))
+        ros_peer.spin_until(lambda: False, 0.02)
+    for _ in range(5):  # 0.1 s of good odometry
+        odometry.publish(_odometry(node, hover, 0.0))
+        ros_peer.spin_until(lambda: False, 0.02)
+    statuses.clear()
+    count = len(trajectories)
+    yaw_90_norm_10 = path_from_points(GOOD + np.array([0.0, 0.0, 0.3]), "world", Time())
+    q = yaw_90_norm_10.poses[-1].pose.orientation
+    q.w, q.z = 10.0 * np.cos(np.pi / 4), 10.0 * np.sin(np.pi / 4)
+    paths.publish(yaw_90_norm_10)
+    assert ros_peer.spin_until(lambda: len(trajectories) > count, 10.0), [s.message for s in statuses]
+    assert ros_peer.spin_until(lambda: any(s.message == "planned" for s in statuses), 5.0)
+    planned = next(s for s in statuses if s.message == "planned")
+    assert {kv.key: kv.value for kv in planned.values}["start"] in ("odometry", "reference")
+    first = trajectories[-1].points[0].transforms[0].translation
+    np.testing.assert_allclose([first.x, first.y, first.z], hover, atol=1e-6)
+    last = trajectories[-1].points[-1].transforms[0].rotation
+    assert np.degrees(2.0 * np.arctan2(last.z, last.w)) == pytest.approx(90.0, abs=0.5)
+
+    def counts() -> dict[str, str]:
+        for array in reversed(diagnostics):
+            for status in array.status:
+                if status.name == "mfrl: replanner":
+                    return {kv.key: kv.value for kv in status.values}
+        return {}
+
+    assert ros_peer.spin_until(lambda: int(counts().get("bad_odometry.speed", "0")) >= 20, 5.0), counts()
+
+    # A burst of paths within the queue's depth: each one gets a status.
+    statuses.clear()
+    burst = 40
+    for k in range(burst):
+        paths.publish(path_from_points(GOOD + np.array([0.0, 0.0, 0.01 * k]), "world", Time()))
+    assert ros_peer.spin_until(lambda: len(statuses) >= burst, 20.0), f"{len(statuses)} statuses for {burst} paths"
+    assert replanner.processes["replanner"].poll() is None
+
+
+def test_the_replanner_and_the_bridge_share_one_geofence() -> None:
+    import yaml
+
+    from mfrl.configs import ReplannerConfig
+
+    file = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / "mfrl" / "config" / "replanner.yaml"
+    data = yaml.safe_load(file.read_text())
+    keys = ("geofence_min_enu_m", "geofence_max_enu_m", "geofence_radius_m", "geofence_center_enu_m")
+    replanner, bridge = data["replanner"]["ros__parameters"], data["px4_bridge"]["ros__parameters"]
+    assert {k: replanner[k] for k in keys} == {k: bridge[k] for k in keys}
+    with pytest.raises(ValueError, match="geofence"):
+        ReplannerConfig(geofence_min_enu_m=[0.0, 0.0, 0.0], geofence_max_enu_m=[-1.0, 1.0, 1.0])

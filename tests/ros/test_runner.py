@@ -79,3 +79,31 @@ def test_foxglove_flag_serves_a_websocket(ros_env: dict[str, str], graph_logs: P
         assert processes.processes["foxglove_view"].poll() is None
     finally:
         processes.stop()
+
+
+@pytest.mark.ros
+def test_a_lifecycle_shutdown_ends_the_process_and_the_runner_reports_it(
+    ros_env: dict[str, str], graph_logs: Path
+) -> None:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    from .conftest import RosPeer
+
+    processes = GraphProcesses(build_graph("replanner", GraphOptions(mode="external")), env=ros_env, log_dir=graph_logs)
+    processes.start()
+    peer = RosPeer("lifecycle_client")
+    try:
+        client = peer.node.create_client(ChangeState, "/replanner/change_state")
+        assert peer.spin_until(client.service_is_ready, 30.0)
+        log = graph_logs / "replanner.log"
+        assert peer.spin_until(lambda: "policy loaded" in log.read_text(), 60.0)
+        future = client.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVE_SHUTDOWN)))
+        assert peer.spin_until(future.done, 10.0)
+        assert future.result().success
+        outcome = processes.wait(timeout_s=10.0)
+    finally:
+        peer.close()
+        processes.stop()
+    assert outcome.reason == "node replanner exited (exit code 0) while the graph ran"
+    assert outcome.exit_codes == {"replanner": 0}

@@ -98,3 +98,40 @@ def test_parameter_changes_are_validated_applied_or_refused_with_the_reason(loca
     ok, _ = set_parameter("kp_attitude", 100.0)
     assert ok
     assert node.controller.gains.kp_attitude == 100.0
+
+
+@pytest.mark.ros
+def test_a_flipped_or_distant_vehicle_is_an_error_and_a_warning_does_not_stick(local_nodes: LocalNodes) -> None:
+    """Before: after a crash (flipped, 790 m from the plan) the tracker said OK, "tracking"; WARN was a sticky count."""
+    node = local_nodes.add(Tracker())
+    assert isinstance(node, Tracker)
+    peer = local_nodes.peer
+    commands: list[WrenchStamped] = []
+    diagnostics: list[DiagnosticArray] = []
+    peer.create_subscription(WrenchStamped, "/cmd_wrench", commands.append, qos.COMMAND)
+    peer.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, qos.REQUEST)
+    odom_pub = peer.create_publisher(Odometry, "/odom", qos.SENSOR)
+    assert local_nodes.spin_until(lambda: odom_pub.get_subscription_count() > 0, 10.0)
+    quad = MujocoQuadrotor(VEHICLE)
+
+    def level_after(stamp_s: int, position: tuple[float, float, float], flipped: bool = False) -> DiagnosticStatus:
+        quad.reset(np.array(position))
+        msg = odometry_message(quad.state(), "world", "base_link", Time(sec=stamp_s))
+        if flipped:
+            o = msg.pose.pose.orientation
+            o.w, o.x, o.y, o.z = 0.0, 1.0, 0.0, 0.0
+        count = len(commands)
+        odom_pub.publish(msg)
+        assert local_nodes.spin_until(lambda: len(commands) > count, 5.0)
+        diagnostics.clear()
+        node.publish_diagnostics()
+        assert local_nodes.spin_until(lambda: bool(diagnostics), 3.0)
+        return next(s for d in diagnostics for s in d.status if s.name == "mfrl: tracker")
+
+    assert level_after(1, (0.0, 0.0, 1.0)).level == DiagnosticStatus.OK  # holds where it starts
+    crashed = level_after(2, (790.0, 0.0, 0.02), flipped=True)
+    assert crashed.level == DiagnosticStatus.ERROR
+    assert "tracking error 790" in crashed.message
+    assert "tilt" in crashed.message
+    assert level_after(3, (0.0, 0.0, 1.0)).level == DiagnosticStatus.WARN  # recent
+    assert level_after(10, (0.0, 0.0, 1.0)).level == DiagnosticStatus.OK  # 5 s later: no sticky warning

@@ -49,6 +49,43 @@ def _recorded_topics() -> list[str]:
     ]
 
 
+def check_geofence_parameters(
+    min_enu_m: list[float], max_enu_m: list[float], radius_m: float, center_enu_m: list[float]
+) -> None:
+    """The geofence parameters' rules (the replanner's and the px4_bridge node's are the same): two finite
+    (x, y, z) corners with min < max, or both empty (no geofence); radius >= 0 (> 0: a vertical cylinder about
+    the centre, its floor and ceiling the box's z bounds); a finite (x, y) centre. Raises ConfigError."""
+    fence = (min_enu_m, max_enu_m)
+    _require(
+        fence == ([], [])
+        or (
+            len(fence[0]) == 3
+            and len(fence[1]) == 3
+            and _finite(fence[0] + fence[1])
+            and all(lo < hi for lo, hi in zip(fence[0], fence[1], strict=True))
+        ),
+        "geofence_min_enu_m/geofence_max_enu_m",
+        fence,
+        "two finite (x, y, z) corners with min < max on every axis, or both empty",
+    )
+    _require(math.isfinite(radius_m) and radius_m >= 0.0, "geofence_radius_m", radius_m, ">= 0 (0: the box)")
+    _require(
+        radius_m == 0.0 or fence != ([], []),
+        "geofence_radius_m",
+        radius_m,
+        "0 when the geofence is off (the cylinder takes its floor and ceiling from the box)",
+    )
+    _require(len(center_enu_m) == 2 and _finite(center_enu_m), "geofence_center_enu_m", center_enu_m, "a finite (x, y)")
+
+
+def _empty() -> list[float]:
+    return []
+
+
+def _origin_xy() -> list[float]:
+    return [0.0, 0.0]
+
+
 @dataclass(frozen=True)
 class ReplannerConfig:
     """Parameters of the `replanner` node.
@@ -62,8 +99,29 @@ class ReplannerConfig:
         viewer_sample_rate_hz: sampling of the nav_msgs/Path and markers for viewers.
         publish_viewer_topics: publish the nav_msgs/Path and MarkerArray (viewer on/off).
         max_marker_speed_m_s: speed shown in the colour map's hottest colour (0: the plan's top speed).
-        accel_filter_time_constant_s: low-pass of the acceleration estimated from odometry velocities.
-        max_odometry_age_s: older odometry is not used as the start state (the path's first pose is).
+        max_odometry_age_s: odometry received (node clock) or stamped longer ago than this is not used as the
+            start state (the path's first pose is).
+        max_reference_deviation_m: a replan starts from the plan being flown (its reference now) while the
+            vehicle is within this distance of that reference; farther, it starts from odometry.
+        max_path_stamp_ahead_s: a path stamped more than this ahead of the node's clock is refused.
+        workspace_bound_m: a waypoint with |x|, |y| or |z| beyond this is refused before planning.
+        max_speed_m_s: certificate: speed limit of a plan (0: the vehicle's); also the envelope's bound.
+        max_acceleration_m_s2: certificate: acceleration limit of a plan (0: the vehicle's).
+        max_excursion_m: certificate: how far a plan may stray from the straight lines between its waypoints.
+        ground_clearance_m: certificate: a plan must stay above this height.
+        geofence_min_enu_m: geofence box's lower corner (x, y, z, m, ENU); empty with max: no geofence.
+        geofence_max_enu_m: its upper corner (the same parameters, and rules, as the px4_bridge node's).
+        geofence_radius_m: > 0: the geofence is a vertical cylinder of this radius about geofence_center_enu_m,
+            its floor and ceiling the box's z bounds; 0: the box.
+        geofence_center_enu_m: the cylinder's centre (x, y, m, ENU).
+        max_odometry_speed_factor: odometry faster than this times max_speed_m_s (or moving by a jump that
+            implies it) is refused as implausible.
+        max_odometry_acceleration_m_s2: odometry whose velocity changes faster than this is refused.
+        max_tracking_error_m: envelope (/diagnostics ERROR): the vehicle farther than this from the reference.
+        warn_tracking_error_m: envelope WARN (while recent): farther than this.
+        max_tilt_deg: envelope ERROR: tilted more than this (flipped).
+        warn_hold_s: a WARN lasts this long after its cause (a refused input, a tracking error).
+        max_viewer_samples: the viewer topics carry at most this many samples, whatever the plan's duration.
         max_time_scale: slowest time scale the planner's certification may search.
         torch_threads: threads of the policy's forward pass (1: no thread hand-offs for a tiny network).
         autostart: configure and activate the lifecycle node on start-up.
@@ -78,8 +136,25 @@ class ReplannerConfig:
     viewer_sample_rate_hz: float = 20.0
     publish_viewer_topics: bool = True
     max_marker_speed_m_s: float = 0.0
-    accel_filter_time_constant_s: float = 0.02
     max_odometry_age_s: float = 0.5
+    max_reference_deviation_m: float = 0.5
+    max_path_stamp_ahead_s: float = 1.0
+    workspace_bound_m: float = 1000.0
+    max_speed_m_s: float = 0.0
+    max_acceleration_m_s2: float = 0.0
+    max_excursion_m: float = 2.0
+    ground_clearance_m: float = 0.03
+    geofence_min_enu_m: list[float] = field(default_factory=_empty)
+    geofence_max_enu_m: list[float] = field(default_factory=_empty)
+    geofence_radius_m: float = 0.0
+    geofence_center_enu_m: list[float] = field(default_factory=_origin_xy)
+    max_odometry_speed_factor: float = 3.0
+    max_odometry_acceleration_m_s2: float = 200.0
+    max_tracking_error_m: float = 1.0
+    warn_tracking_error_m: float = 0.3
+    max_tilt_deg: float = 60.0
+    warn_hold_s: float = 5.0
+    max_viewer_samples: int = 2000
     max_time_scale: float = 16.0
     torch_threads: int = 1
     autostart: bool = True
@@ -87,6 +162,54 @@ class ReplannerConfig:
 
     def __post_init__(self) -> None:
         _require(bool(self.frame_id), "frame_id", self.frame_id, "a non-empty frame name")
+        _require(
+            0.0 < self.max_reference_deviation_m <= 100.0,
+            "max_reference_deviation_m",
+            self.max_reference_deviation_m,
+            "in (0, 100]",
+        )
+        _require(
+            0.0 <= self.max_path_stamp_ahead_s <= 3600.0,
+            "max_path_stamp_ahead_s",
+            self.max_path_stamp_ahead_s,
+            "in [0, 3600]",
+        )
+        _require(0.0 < self.workspace_bound_m <= 1e6, "workspace_bound_m", self.workspace_bound_m, "in (0, 1e6]")
+        _require(0.0 <= self.max_speed_m_s <= 100.0, "max_speed_m_s", self.max_speed_m_s, "in [0, 100] (0: vehicle's)")
+        _require(
+            0.0 <= self.max_acceleration_m_s2 <= 200.0,
+            "max_acceleration_m_s2",
+            self.max_acceleration_m_s2,
+            "in [0, 200] (0: the vehicle's)",
+        )
+        _require(0.0 < self.max_excursion_m <= 1000.0, "max_excursion_m", self.max_excursion_m, "in (0, 1000]")
+        _require(
+            -10.0 <= self.ground_clearance_m <= 100.0, "ground_clearance_m", self.ground_clearance_m, "in [-10, 100]"
+        )
+        check_geofence_parameters(
+            self.geofence_min_enu_m, self.geofence_max_enu_m, self.geofence_radius_m, self.geofence_center_enu_m
+        )
+        _require(
+            1.0 <= self.max_odometry_speed_factor <= 100.0,
+            "max_odometry_speed_factor",
+            self.max_odometry_speed_factor,
+            "in [1, 100]",
+        )
+        _require(
+            0.0 < self.max_odometry_acceleration_m_s2 <= 1e4,
+            "max_odometry_acceleration_m_s2",
+            self.max_odometry_acceleration_m_s2,
+            "in (0, 1e4]",
+        )
+        _require(
+            0.0 < self.warn_tracking_error_m <= self.max_tracking_error_m <= 1000.0,
+            "warn_tracking_error_m/max_tracking_error_m",
+            (self.warn_tracking_error_m, self.max_tracking_error_m),
+            "0 < warn <= max <= 1000",
+        )
+        _require(0.0 < self.max_tilt_deg <= 180.0, "max_tilt_deg", self.max_tilt_deg, "in (0, 180]")
+        _require(0.0 < self.warn_hold_s <= 3600.0, "warn_hold_s", self.warn_hold_s, "in (0, 3600]")
+        _require(2 <= self.max_viewer_samples <= 100_000, "max_viewer_samples", self.max_viewer_samples, "in 2..100000")
         _require(2 <= self.max_waypoints <= 100_000, "max_waypoints", self.max_waypoints, "in 2..100000")
         _require(
             0.0 <= self.min_waypoint_spacing_m < 10.0,
@@ -102,12 +225,6 @@ class ReplannerConfig:
             "in (0, 1000]",
         )
         _require(self.max_marker_speed_m_s >= 0.0, "max_marker_speed_m_s", self.max_marker_speed_m_s, ">= 0")
-        _require(
-            self.accel_filter_time_constant_s >= 0.0,
-            "accel_filter_time_constant_s",
-            self.accel_filter_time_constant_s,
-            ">= 0",
-        )
         _require(self.max_odometry_age_s > 0.0, "max_odometry_age_s", self.max_odometry_age_s, "> 0")
         _require(1.0 < self.max_time_scale <= 1000.0, "max_time_scale", self.max_time_scale, "in (1, 1000]")
         _require(1 <= self.torch_threads <= 256, "torch_threads", self.torch_threads, "in 1..256")
@@ -168,6 +285,11 @@ class TrackerConfig:
         kd_attitude: body-rate gain (1/s, scaled by the inertia).
         frame_id: world frame of odometry and trajectories.
         publish_reference: publish the reference followed at each step on ~/reference.
+        max_tracking_error_m: envelope (/diagnostics ERROR): the vehicle farther than this from the reference.
+        warn_tracking_error_m: envelope WARN (while recent): farther than this.
+        max_speed_m_s: envelope ERROR: faster than this (0: the vehicle's).
+        max_tilt_deg: envelope ERROR: tilted more than this (flipped).
+        warn_hold_s: a WARN lasts this long after its cause (bad odometry, a refused plan, a tracking error).
         diagnostics_period_s: period of the /diagnostics message.
     """
 
@@ -179,11 +301,25 @@ class TrackerConfig:
     kd_attitude: float = 46.64
     frame_id: str = "world"
     publish_reference: bool = True
+    max_tracking_error_m: float = 1.0
+    warn_tracking_error_m: float = 0.3
+    max_speed_m_s: float = 0.0
+    max_tilt_deg: float = 60.0
+    warn_hold_s: float = 5.0
     diagnostics_period_s: float = 1.0
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.switch_blend_s <= 10.0, "switch_blend_s", self.switch_blend_s, "in [0, 10]")
         _require(0.0 < self.max_plan_delay_s <= 60.0, "max_plan_delay_s", self.max_plan_delay_s, "in (0, 60]")
+        _require(
+            0.0 < self.warn_tracking_error_m <= self.max_tracking_error_m <= 1000.0,
+            "warn_tracking_error_m/max_tracking_error_m",
+            (self.warn_tracking_error_m, self.max_tracking_error_m),
+            "0 < warn <= max <= 1000",
+        )
+        _require(0.0 <= self.max_speed_m_s <= 100.0, "max_speed_m_s", self.max_speed_m_s, "in [0, 100] (0: vehicle's)")
+        _require(0.0 < self.max_tilt_deg <= 180.0, "max_tilt_deg", self.max_tilt_deg, "in (0, 180]")
+        _require(0.0 < self.warn_hold_s <= 3600.0, "warn_hold_s", self.warn_hold_s, "in (0, 3600]")
         for name in ("kp_position", "kd_position"):
             gains = getattr(self, name)
             _require(

@@ -26,12 +26,41 @@ from quadsim.rotations import quat_wxyz_to_matrix
 
 
 class CourseError(TrajectoryInputError):
-    """A waypoint path that cannot be planned; the message says what was wrong."""
+    """A waypoint path that cannot be planned; the message says what was wrong, `reason` names it in a word or two."""
+
+    def __init__(self, message: str, reason: str = "invalid course") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+MAX_TEXT_CHARS = 64
+"""Strings from the outside (frame ids) are cut to this length in logs and status messages."""
+
+MAX_STAMP_SEC = 2**31 - 1
+"""The largest `sec` of a builtin_interfaces/Time; a stamp there (or beyond) is refused as invalid."""
+
+
+def truncate(text: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """`text` cut to `limit` characters with an ellipsis (and the full length) when longer."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} chars)"
 
 
 def stamp_to_ns(stamp: Time) -> int:
     """Nanoseconds of a stamp."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def stamp_problem(stamp: Time) -> str:
+    """Why a stamp is invalid (nanosec >= 1e9, sec negative or at the int32 limit), or ""."""
+    if not 0 <= int(stamp.nanosec) < 1_000_000_000:
+        return f"nanosec={int(stamp.nanosec)} is not below 1e9"
+    if int(stamp.sec) < 0:
+        return f"sec={int(stamp.sec)} is negative"
+    if int(stamp.sec) >= MAX_STAMP_SEC:
+        return f"sec={int(stamp.sec)} is the int32 limit"
+    return ""
 
 
 def ns_to_stamp(ns: int) -> Time:
@@ -46,8 +75,19 @@ def s_to_duration(seconds: float) -> DurationMsg:
 
 
 def yaw_from_quaternion(w: float, x: float, y: float, z: float) -> float:
-    """Heading (rad) of a quaternion (ZYX yaw)."""
+    """Heading (rad) of a unit quaternion (ZYX yaw); normalise first (`unit_quaternion`)."""
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def unit_quaternion(w: float, x: float, y: float, z: float) -> tuple[float, float, float, float] | None:
+    """The quaternion normalised, or None when it is zero (norm < 1e-9) or not finite."""
+    values = (float(w), float(x), float(y), float(z))
+    if not all(math.isfinite(v) for v in values):
+        return None
+    norm = math.sqrt(sum(v * v for v in values))
+    if not (math.isfinite(norm) and norm > 1e-9):
+        return None
+    return (values[0] / norm, values[1] / norm, values[2] / norm, values[3] / norm)
 
 
 @dataclass(frozen=True)
@@ -58,44 +98,90 @@ class Course:
     stamp_ns: int
 
 
-def course_from_path(msg: Path, frame_id: str, max_waypoints: int, previous_stamp_ns: int) -> Course:
+def course_from_path(
+    msg: Path,
+    frame_id: str,
+    max_waypoints: int,
+    previous_stamp_ns: int,
+    now_ns: int | None = None,
+    max_stamp_ahead_ns: int = 1_000_000_000,
+    workspace_bound_m: float = math.inf,
+) -> Course:
     """Read and check a waypoint path.
 
     The first pose is the course's start (the replanner replaces it with the vehicle's position).
+    Orientation quaternions are normalised; yaw is taken from the unit quaternion.
 
     Raises:
-        CourseError: no poses, one pose, more than `max_waypoints`, a frame other than `frame_id`,
-            a stamp older than `previous_stamp_ns` or pose stamps out of order, or non-finite numbers.
+        CourseError: no poses, one pose, more than `max_waypoints`, a frame other than `frame_id`, an
+            invalid stamp, a stamp more than `max_stamp_ahead_ns` after `now_ns` (when given), a stamp older
+            than `previous_stamp_ns` or pose stamps out of order, non-finite numbers, a zero or non-finite
+            quaternion, or a coordinate beyond `workspace_bound_m`. Its `reason` names the check.
     """
     count = len(msg.poses)
     if count == 0:
-        raise CourseError("empty path: a course needs at least 2 poses (the start and a goal)")
+        raise CourseError("empty path: a course needs at least 2 poses (the start and a goal)", "empty")
     if count == 1:
-        raise CourseError("path with 1 pose: a course needs at least 2 poses (the start and a goal)")
+        raise CourseError("path with 1 pose: a course needs at least 2 poses (the start and a goal)", "one pose")
     if count > max_waypoints:
-        raise CourseError(f"path with {count} poses: at most max_waypoints={max_waypoints} are accepted")
+        raise CourseError(f"path with {count} poses: at most max_waypoints={max_waypoints} are accepted", "too many")
     if msg.header.frame_id != frame_id:
-        raise CourseError(f"path in frame {msg.header.frame_id!r}: waypoints must be given in frame {frame_id!r}")
+        raise CourseError(
+            f"path in frame {truncate(msg.header.frame_id)!r}: waypoints must be given in frame {frame_id!r}", "frame"
+        )
+    problem = stamp_problem(msg.header.stamp)
+    if problem:
+        raise CourseError(f"path stamp is invalid: {problem}", "invalid stamp")
     stamp_ns = stamp_to_ns(msg.header.stamp)
+    if now_ns is not None and stamp_ns > now_ns + max_stamp_ahead_ns:
+        raise CourseError(
+            f"path stamped {stamp_ns * 1e-9:.6f} s is {(stamp_ns - now_ns) * 1e-9:.3f} s ahead of the node's clock "
+            f"({now_ns * 1e-9:.6f} s; at most {max_stamp_ahead_ns * 1e-9:g} s ahead is accepted): refused",
+            "future stamp",
+        )
     if stamp_ns and previous_stamp_ns and stamp_ns < previous_stamp_ns:
         raise CourseError(
             f"path stamped {stamp_ns * 1e-9:.6f} s is older than the last accepted one "
-            f"({previous_stamp_ns * 1e-9:.6f} s): out-of-order path refused"
+            f"({previous_stamp_ns * 1e-9:.6f} s): out-of-order path refused",
+            "out of order",
         )
     waypoints = np.empty((count, 4))
     last_pose_ns = 0
     for i, pose in enumerate(msg.poses):
         if pose.header.frame_id not in ("", frame_id):
-            raise CourseError(f"pose {i} in frame {pose.header.frame_id!r}: every pose must be in frame {frame_id!r}")
+            raise CourseError(
+                f"pose {i} in frame {truncate(pose.header.frame_id)!r}: every pose must be in frame {frame_id!r}",
+                "frame",
+            )
+        problem = stamp_problem(pose.header.stamp)
+        if problem:
+            raise CourseError(f"pose {i} stamp is invalid: {problem}", "invalid stamp")
         pose_ns = stamp_to_ns(pose.header.stamp)
         if pose_ns and pose_ns < last_pose_ns:
-            raise CourseError(f"pose {i} is stamped before pose {i - 1}: pose stamps must not go back in time")
+            raise CourseError(
+                f"pose {i} is stamped before pose {i - 1}: pose stamps must not go back in time", "pose order"
+            )
         last_pose_ns = max(last_pose_ns, pose_ns)
         p, q = pose.pose.position, pose.pose.orientation
-        waypoints[i] = (p.x, p.y, p.z, yaw_from_quaternion(q.w, q.x, q.y, q.z))
-    if not np.isfinite(waypoints).all():
-        row = int(np.argwhere(~np.isfinite(waypoints))[0, 0])
-        raise CourseError(f"pose {row} has a non-finite coordinate or orientation; every number must be finite")
+        position = (float(p.x), float(p.y), float(p.z))
+        if not all(math.isfinite(v) for v in position):
+            raise CourseError(f"pose {i} has a non-finite coordinate; every number must be finite", "non-finite")
+        unit = unit_quaternion(q.w, q.x, q.y, q.z)
+        if unit is None:
+            raise CourseError(
+                f"pose {i} has a zero or non-finite orientation quaternion "
+                f"(w={q.w:.3g}, x={q.x:.3g}, y={q.y:.3g}, z={q.z:.3g}); give a unit quaternion (w=1 for yaw 0)",
+                "quaternion",
+            )
+        waypoints[i] = (*position, yaw_from_quaternion(*unit))
+    beyond = np.abs(waypoints[:, :3]) > workspace_bound_m
+    if beyond.any():
+        row, axis = (int(v) for v in np.argwhere(beyond)[0])
+        raise CourseError(
+            f"pose {row} has {'xyz'[axis]}={waypoints[row, axis]:.6g} m, beyond the workspace bound "
+            f"(workspace_bound_m={workspace_bound_m:g} m): refused before planning",
+            "workspace bound",
+        )
     return Course(waypoints=waypoints, stamp_ns=stamp_ns)
 
 

@@ -41,7 +41,28 @@ REQUEST = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
 )
-"""Waypoint paths and status reports: reliable, a few queued, none replayed to late joiners."""
+"""Requests and reports (diagnostics, references): reliable, a few queued, none replayed to late joiners."""
+
+WAYPOINTS_DEPTH = 100
+"""Paths the replanner's subscription queues while it plans (a burst of up to this many each get a status)."""
+
+WAYPOINTS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=WAYPOINTS_DEPTH,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""Waypoint paths: reliable, and up to `WAYPOINTS_DEPTH` queued. A publisher keeps only its own depth of
+unacknowledged paths: send with this profile too, or wait for each path's status, to lose none in a burst.
+Beyond the depth, DDS drops the oldest paths without a word (no status, not counted)."""
+
+STATUS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=WAYPOINTS_DEPTH,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+"""The replanner's `~/status`: one per path, so as deep as the path queue."""
 
 CLOCK = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
@@ -55,11 +76,11 @@ TOPICS: dict[str, QoSProfile] = {
     "/odom": SENSOR,
     "/cmd_wrench": COMMAND,
     "/clock": CLOCK,
-    "/waypoints": REQUEST,
+    "/waypoints": WAYPOINTS,
     "/trajectory": LATCHED,
     "/planned_path": LATCHED,
     "/trajectory_markers": LATCHED,
-    "/replanner/status": REQUEST,
+    "/replanner/status": STATUS,
     "/tracker/reference": REQUEST,
     "/diagnostics": REQUEST,
 }

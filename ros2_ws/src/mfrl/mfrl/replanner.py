@@ -1,20 +1,35 @@
 """The `replanner` node: waypoint paths in, certified minimum-snap trajectories out (MFRL policy).
 
-Lifecycle: configuring loads the policy; activating starts serving. A path (nav_msgs/Path on
-`waypoints`) is a course whose first pose is its start: the node replaces that pose with the
-vehicle's current position (from `odom`; velocity and a filtered acceleration become the start
-state) and plans through the rest. `~/replan` (std_srvs/Trigger) plans again from the current state
-through the waypoints not yet reached. Each plan goes out as a sampled MultiDOFJointTrajectory on
-`trajectory`, then a nav_msgs/Path (`planned_path`) and markers coloured by speed
-(`trajectory_markers`) for viewers, all latched. Every path gets a status on `~/status` (OK with the
-planning figures, or ERROR with the reason, also logged); a bad path never stops the node.
+Lifecycle: configuring loads the policy (with the certificate's limits); activating starts serving;
+cleaning up drops it and forgets the last path's stamp; shutting down ends the process. A path
+(nav_msgs/Path on `waypoints`) is a course whose first pose is its start: the node replaces that
+pose with the start state and plans through the rest. The start state is, in order:
+
+- "reference": while a plan is being flown (the node published one and fresh odometry puts the vehicle
+  within `max_reference_deviation_m` of its reference), the reference of that plan now (position,
+  velocity, acceleration, yaw, yaw rate) -- the new plan is stamped now, so it continues the old one;
+- "odometry": with fresh odometry otherwise, the vehicle's position and velocity, at zero acceleration;
+- "first pose at rest": without fresh odometry, the path's own first pose.
+
+`~/replan` (std_srvs/Trigger) plans again, from the same start, through the waypoints not yet reached.
+Each plan goes out as a sampled MultiDOFJointTrajectory on `trajectory`, then (from a worker thread,
+at most `max_viewer_samples` samples) a nav_msgs/Path (`planned_path`) and markers coloured by speed
+(`trajectory_markers`) for viewers, all latched. Every path that reaches the node gets a status on
+`~/status` (OK with the planning figures, or ERROR with the reason, also logged); a refused path or a
+refused plan publishes nothing, so the vehicle keeps flying its current plan. Refused inputs are
+counted by reason on /diagnostics, together with the vehicle's envelope (`quadsim.health`).
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 import traceback
+from collections import Counter, deque
+from dataclasses import dataclass
 from pathlib import Path as FilePath
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +37,6 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry, Path
 from numpy.typing import NDArray
-from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import MultiDOFJointTrajectory
@@ -40,36 +54,167 @@ from mfrl.conversions import (
     odometry_state,
     path_from_points,
     plan_markers,
+    truncate,
 )
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
 from mfrl.trajectory_wire import write_trajectory
 from minsnap import EndpointState, Trajectory, TrajectoryInputError
+from quadsim.certificate import SafetyLimits
+from quadsim.geofence import BoxGeofence, CylinderGeofence, Geofence
+from quadsim.health import EnvelopeLimits, EnvelopeMonitor, tilt_of
 from quadsim.sampled_trajectory import SampledTrajectory
+from quadsim.vehicle import VehicleParams
 
-VIEWER_DELAY_S = 0.02
-"""The viewer topics of a plan go out up to this long after its trajectory (which must not wait for them)."""
+RECENT_SAMPLES = 100
+"""Latencies and planning times kept for the /diagnostics percentiles (the counts are kept apart)."""
+
+ERROR_LOG_THROTTLE = 100
+"""A refusal that repeats (bad odometry at 250 Hz) is logged the first time and then every this many."""
 
 
-class StartState:
-    """The vehicle's latest position and velocity, and its acceleration by filtered differences."""
+def vehicle_max_speed_m_s(configured: float, vehicle: VehicleParams | None = None) -> float:
+    """The speed limit: the parameter when > 0, else the vehicle's (its description's, or a default)."""
+    if configured > 0.0:
+        return configured
+    return float((vehicle or VehicleParams()).max_speed_m_s)
+
+
+def geofence_of(config: Any) -> Geofence | None:
+    """The geofence of a node's `geofence_*` parameters (the replanner's and px4_bridge's are the same), or None."""
+    if not config.geofence_min_enu_m:
+        return None
+    low, high = config.geofence_min_enu_m, config.geofence_max_enu_m
+    if config.geofence_radius_m > 0.0:
+        center = config.geofence_center_enu_m
+        return CylinderGeofence((center[0], center[1]), config.geofence_radius_m, low[2], high[2])
+    return BoxGeofence((low[0], low[1], low[2]), (high[0], high[1], high[2]))
+
+
+def safety_limits(config: ReplannerConfig) -> SafetyLimits:
+    """The certificate's limits from the parameters."""
+    return SafetyLimits(
+        max_speed_m_s=config.max_speed_m_s or None,
+        max_acceleration_m_s2=config.max_acceleration_m_s2 or None,
+        max_excursion_m=config.max_excursion_m,
+        ground_clearance_m=config.ground_clearance_m,
+        geofence=geofence_of(config),
+    )
+
+
+def make_planner(path: FilePath, config: ReplannerConfig) -> CertifiedPlanner:
+    """The planner of a checkpoint with the parameters' limits."""
+    return CertifiedPlanner.from_checkpoint(path, max_time_scale=config.max_time_scale, limits=safety_limits(config))
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a plan starts: which kind, its first point (x, y, z, yaw), its end state, and its stamp (ns)."""
+
+    kind: str
+    point: NDArray[np.float64] | None
+    state: EndpointState | None
+    stamp_ns: int
+
+
+class OdometryGate:
+    """The latest plausible odometry: what it says, when it was stamped and when it was received (node clock).
+
+    `check` refuses a sample whose speed exceeds the bound, whose position jumped farther than that speed
+    allows since the previous sample, or whose velocity changed faster than the acceleration bound. The
+    jump and acceleration checks compare with the previous sample that passed the absolute checks
+    (refused or not), so a genuine jump is refused once and then followed: nothing stays poisoned.
+    """
 
     def __init__(self) -> None:
         self.stamp_ns = 0
+        self.received_ns = 0
         self.position = np.zeros(3)
         self.velocity = np.zeros(3)
-        self.acceleration = np.zeros(3)
+        self.tilt_rad = 0.0
+        self._previous: tuple[int, int, NDArray[np.float64], NDArray[np.float64]] | None = None
 
-    def update(self, stamp_ns: int, position: NDArray[np.float64], velocity: NDArray[np.float64], tau_s: float) -> None:
-        """Take a new odometry sample."""
-        dt = (stamp_ns - self.stamp_ns) * 1e-9
-        if self.stamp_ns and 0.0 < dt < 0.5:
-            raw = (velocity - self.velocity) / dt
-            alpha = dt / (tau_s + dt)
-            self.acceleration = self.acceleration + alpha * (raw - self.acceleration)
-        elif dt != 0.0:
-            self.acceleration = np.zeros(3)
-        self.stamp_ns, self.position, self.velocity = stamp_ns, position, velocity
+    def check(
+        self,
+        stamp_ns: int,
+        received_ns: int,
+        position: NDArray[np.float64],
+        velocity: NDArray[np.float64],
+        max_speed_m_s: float,
+        max_acceleration_m_s2: float,
+        workspace_bound_m: float,
+    ) -> str:
+        """The reason to refuse this sample ("speed", "position jump", "acceleration", "workspace"), or ""."""
+        speed = float(np.linalg.norm(velocity))
+        if speed > max_speed_m_s:
+            return "speed"
+        if float(np.max(np.abs(position))) > workspace_bound_m:
+            return "workspace"
+        previous, self._previous = self._previous, (stamp_ns, received_ns, position, velocity)
+        if previous is None:
+            return ""
+        then_stamp, then_received, then_position, then_velocity = previous
+        dt = (stamp_ns - then_stamp) * 1e-9
+        if dt <= 0.0:
+            dt = max((received_ns - then_received) * 1e-9, 0.0)
+        jump = float(np.linalg.norm(position - then_position))
+        if jump > max_speed_m_s * dt + 0.05:
+            return "position jump"
+        if dt > 1e-4 and float(np.linalg.norm(velocity - then_velocity)) > max_acceleration_m_s2 * dt + 0.5:
+            return "acceleration"
+        return ""
+
+    def accept(
+        self, stamp_ns: int, received_ns: int, position: NDArray[np.float64], velocity: NDArray[np.float64], tilt: float
+    ) -> None:
+        """Take a sample that passed the checks."""
+        self.stamp_ns, self.received_ns = stamp_ns, received_ns
+        self.position, self.velocity, self.tilt_rad = position, velocity, tilt
+
+    def fresh(self, now_ns: int, max_age_s: float) -> bool:
+        """Whether the latest sample was received, and stamped, within `max_age_s` of `now_ns`."""
+        if not self.received_ns:
+            return False
+        return (now_ns - self.received_ns) * 1e-9 <= max_age_s and (now_ns - self.stamp_ns) * 1e-9 <= max_age_s
+
+
+class ViewerWorker:
+    """Builds and publishes the viewer topics of the latest plan in a thread of its own (latest plan wins)."""
+
+    def __init__(self, publish: Any) -> None:
+        self._publish = publish
+        self._pending: tuple[Any, ...] | None = None
+        self._condition = threading.Condition()
+        self._stopped = False
+        self.failures = 0
+        self._thread = threading.Thread(target=self._run, name="replanner-viewer", daemon=True)
+        self._thread.start()
+
+    def submit(self, *item: Any) -> None:
+        """Replace what is pending with this plan."""
+        with self._condition:
+            self._pending = item
+            self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while self._pending is None and not self._stopped:
+                    self._condition.wait()
+                item, self._pending = self._pending, None
+                if self._stopped or item is None:
+                    return
+            try:
+                self._publish(*item)
+            except Exception:  # a viewer must never take the node down
+                self.failures += 1
+
+    def stop(self) -> None:
+        """End the thread (pending work is dropped)."""
+        with self._condition:
+            self._stopped = True
+            self._condition.notify()
+        self._thread.join(timeout=2.0)
 
 
 class Replanner(LifecycleNode):
@@ -78,26 +223,36 @@ class Replanner(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("replanner")
         self.exit_code: int | None = None
-        self.params = ConfigParameters(self, ReplannerConfig, read_only=("autostart", "diagnostics_period_s"))
+        self.params = ConfigParameters(
+            self,
+            ReplannerConfig,
+            on_change=self.apply_config,
+            read_only=("autostart", "diagnostics_period_s"),
+        )
         self.planner: CertifiedPlanner | None = None
-        self.start = StartState()
+        self.odometry = OdometryGate()
         self.last_path_stamp_ns = 0
-        self.waypoints: NDArray[np.float64] | None = None  # the course being flown (start first)
+        self.waypoints: NDArray[np.float64] | None = None  # the points of the last plan (its start first)
         self.trajectory: Trajectory | None = None
+        self.waypoint_times_s = np.zeros(0)  # when the last plan reaches each of its points
         self.plan_stamp_ns = 0
-        self.latencies_ms: list[float] = []
-        self.planning_ms: list[float] = []
+        self.plan_start = ""
+        self.plans = 0
+        self.latencies_ms: deque[float] = deque(maxlen=RECENT_SAMPLES)
+        self.planning_ms: deque[float] = deque(maxlen=RECENT_SAMPLES)
         self.errors = 0
-        self.bad_odometry = 0
+        self.refused: Counter[str] = Counter()  # paths and replans refused, by reason
+        self.bad_odometry: Counter[str] = Counter()  # odometry refused, by reason
+        self.monitor = EnvelopeMonitor()
+        self.apply_config(self.config)
         self._created = False
-        self.status_pub = self.create_publisher(DiagnosticStatus, "~/status", qos.REQUEST)
+        self.status_pub = self.create_publisher(DiagnosticStatus, "~/status", qos.STATUS)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos.REQUEST)
         self.create_subscription(Odometry, "odom", self.on_odometry, qos.SENSOR)
-        self.create_subscription(Path, "waypoints", self.on_waypoints, qos.REQUEST)
+        self.create_subscription(Path, "waypoints", self.on_waypoints, qos.WAYPOINTS)
         self.create_service(Trigger, "~/replan", self.on_replan)
         self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
-        self.viewer_pending: tuple[Trajectory, NDArray[np.float64], Time] | None = None
-        self.create_timer(VIEWER_DELAY_S, self.flush_viewer_topics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.viewer = ViewerWorker(self.publish_viewer_topics)
         if self.config.autostart:
             self._autostart = self.create_timer(0.0, self._run_autostart)
 
@@ -107,34 +262,61 @@ class Replanner(LifecycleNode):
         config: ReplannerConfig = self.params.config
         return config
 
+    def apply_config(self, config: ReplannerConfig) -> None:
+        """The envelope's bounds from the parameters (the planner's limits apply at the next configure)."""
+        self.max_speed_m_s = vehicle_max_speed_m_s(config.max_speed_m_s)
+        self.monitor.limits = EnvelopeLimits(
+            max_tracking_error_m=config.max_tracking_error_m,
+            warn_tracking_error_m=config.warn_tracking_error_m,
+            max_speed_m_s=self.max_speed_m_s,
+            max_tilt_rad=math.radians(config.max_tilt_deg),
+            recent_s=config.warn_hold_s,
+        )
+
     def _run_autostart(self) -> None:
         self._autostart.cancel()
         self.trigger_configure()
         if self._state_machine.current_state[1] == "inactive":
             self.trigger_activate()
 
+    def now_ns(self) -> int:
+        """The node's clock (sim time under use_sim_time)."""
+        return int(self.get_clock().now().nanoseconds)
+
     # Lifecycle ---------------------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Load the policy (the checkpoint parameter, or the shipped one)."""
+        """Load the policy (the checkpoint parameter, or the shipped one), with the certificate's limits."""
         path = FilePath(self.config.checkpoint) if self.config.checkpoint else DEFAULT_CHECKPOINT
         torch.set_num_threads(self.config.torch_threads)
         try:
-            self.planner = CertifiedPlanner.from_checkpoint(path, max_time_scale=self.config.max_time_scale)
+            self.planner = make_planner(path, self.config)
         except Exception as exc:
-            self.get_logger().error(f"cannot load the policy checkpoint {path}: {exc}")
+            self.get_logger().error(f"cannot load the policy checkpoint {truncate(str(path), 200)}: {exc}")
             return TransitionCallbackReturn.FAILURE
         if not self._created:
             self.trajectory_pub = self.create_lifecycle_publisher(MultiDOFJointTrajectory, "trajectory", qos.LATCHED)
             self.path_pub = self.create_lifecycle_publisher(Path, "planned_path", qos.LATCHED)
             self.markers_pub = self.create_lifecycle_publisher(MarkerArray, "trajectory_markers", qos.LATCHED)
             self._created = True
-        self.get_logger().info(f"policy loaded from {path}")
+        self.get_logger().info(f"policy loaded from {truncate(str(path), 200)}")
         return super().on_configure(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Drop the policy."""
+        """Drop the policy and the last path's stamp (a path of any age is accepted after a new configure)."""
         self.planner = None
+        self.last_path_stamp_ns = 0
         return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """End the process (run_node's loop sees `exit_code`)."""
+        self.planner = None
+        self.exit_code = 0
+        self.get_logger().info("lifecycle shutdown: the node exits")
+        return super().on_shutdown(state)
+
+    def close(self) -> None:
+        """Stop the viewer thread (run_node calls this before destroying the node)."""
+        self.viewer.stop()
 
     @property
     def active(self) -> bool:
@@ -143,89 +325,210 @@ class Replanner(LifecycleNode):
 
     # Inputs ------------------------------------------------------------------------------------------------
     def on_odometry(self, msg: Odometry) -> None:
-        """Keep the start state up to date; odometry that is not finite is refused (the last good state stays)."""
+        """Keep the vehicle's state; implausible odometry is refused and counted (the last good state stays)."""
+        received_ns = self.now_ns()
         try:
             state = odometry_state(msg)
+            config = self.config
             if not state.is_finite():
-                self.bad_odometry += 1
-                if self.bad_odometry == 1 or self.bad_odometry % 100 == 0:
-                    self.report_error(f"odometry refused ({self.bad_odometry} so far): it is not finite")
+                self.refuse_odometry("not finite", "it is not finite", received_ns)
                 return
-            self.start.update(
-                state.stamp_ns, state.position_m, state.velocity_m_s, self.config.accel_filter_time_constant_s
+            if not 0 <= int(msg.header.stamp.nanosec) < 1_000_000_000 or int(msg.header.stamp.sec) < 0:
+                self.refuse_odometry("invalid stamp", "its stamp is invalid", received_ns)
+                return
+            reason = self.odometry.check(
+                state.stamp_ns,
+                received_ns,
+                state.position_m,
+                state.velocity_m_s,
+                config.max_odometry_speed_factor * self.max_speed_m_s,
+                config.max_odometry_acceleration_m_s2,
+                config.workspace_bound_m,
+            )
+            if reason:
+                self.refuse_odometry(reason, f"it is implausible ({reason})", received_ns)
+                return
+            tilt = tilt_of(state.rotation)
+            self.odometry.accept(state.stamp_ns, received_ns, state.position_m, state.velocity_m_s, tilt)
+            reference = self.reference_at(received_ns)
+            active = self.trajectory is not None and received_ns < self.plan_end_ns()
+            self.monitor.update(
+                received_ns * 1e-9,
+                state.position_m,
+                state.velocity_m_s,
+                tilt,
+                None if reference is None else reference[0][:3],
+                active,
             )
         except Exception as exc:  # the node must live on
-            self.report_error(f"odometry failed unexpectedly: {exc!r}")
+            self.refuse_odometry("unexpected", f"it failed unexpectedly: {exc!r}", received_ns)
+
+    def refuse_odometry(self, reason: str, why: str, now_ns: int) -> None:
+        """Count refused odometry by reason; log the first of each reason and every 100th."""
+        self.bad_odometry[reason] += 1
+        count = self.bad_odometry[reason]
+        self.monitor.note_problem(now_ns * 1e-9, f"odometry refused ({reason})")
+        if count == 1 or count % ERROR_LOG_THROTTLE == 0:
+            self.report_error(f"odometry refused ({count} so far for this reason): {why}", "", {"reason": reason})
 
     def on_waypoints(self, msg: Path) -> None:
         """Plan through a new course; a bad one gets an error status and the node goes on."""
         received = time.perf_counter()
+        stamp = f"{int(msg.header.stamp.sec)}.{int(msg.header.stamp.nanosec):09d}"
         if not self.active:
-            self.report_error("path ignored: the replanner is not active (configure and activate it first)")
+            self.report_error(
+                "path ignored: the replanner is not active (configure and activate it first)",
+                "path: inactive",
+                {"path_stamp": stamp},
+            )
             return
         try:
-            course = course_from_path(msg, self.config.frame_id, self.config.max_waypoints, self.last_path_stamp_ns)
-            self.plan_and_publish(course.waypoints, course.stamp_ns, received)
+            config = self.config
+            course = course_from_path(
+                msg,
+                config.frame_id,
+                config.max_waypoints,
+                self.last_path_stamp_ns,
+                now_ns=self.now_ns(),
+                max_stamp_ahead_ns=round(config.max_path_stamp_ahead_s * 1e9),
+                workspace_bound_m=config.workspace_bound_m,
+            )
+            self.check_geofence(course.waypoints[1:])
+            self.plan_and_publish(course.waypoints, course.stamp_ns, received, stamp)
             self.last_path_stamp_ns = max(self.last_path_stamp_ns, course.stamp_ns)
+        except CourseError as exc:
+            self.report_error(f"path refused: {exc}", f"path: {exc.reason}", {"path_stamp": stamp})
         except TrajectoryInputError as exc:
-            self.report_error(f"path refused: {exc}")
+            self.report_error(f"path refused: {exc}", "path: invalid course", {"path_stamp": stamp})
         except Exception as exc:  # the node must live on: report anything unexpected and serve the next path
-            self.report_error(f"path failed unexpectedly: {exc!r}\n{traceback.format_exc()}")
+            self.report_error(
+                f"path failed unexpectedly: {exc!r}\n{traceback.format_exc()}",
+                "path: unexpected",
+                {"path_stamp": stamp},
+            )
+
+    def check_geofence(self, goals: NDArray[np.float64]) -> None:
+        """Refuse goals outside the geofence (the certificate also checks the whole trajectory)."""
+        fence = geofence_of(self.config)
+        if fence is None:
+            return
+        for i, goal in enumerate(goals):
+            if not fence.contains([float(goal[0]), float(goal[1]), float(goal[2])]):
+                raise CourseError(
+                    f"pose {i + 1} ({goal[0]:.6g}, {goal[1]:.6g}, {goal[2]:.6g}) is outside the geofence {fence}",
+                    "geofence",
+                )
 
     def on_replan(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        """Plan again from the current state through the waypoints not yet reached."""
+        """Plan again, from the same start as a path would, through the waypoints not yet reached."""
         received = time.perf_counter()
         if not self.active or self.waypoints is None or self.trajectory is None:
             response.success, response.message = False, "nothing to replan: no course has been planned yet"
             return response
-        elapsed_s = (self.start.stamp_ns - self.plan_stamp_ns) * 1e-9
-        remaining = self.waypoints[1:][self.trajectory.knot_times_s[1:] > elapsed_s]
+        now_ns = self.now_ns()
+        if self.plan_start == "first pose at rest" and not self.odometry.fresh(now_ns, self.config.max_odometry_age_s):
+            remaining = self.waypoints[1:]  # no vehicle to say how far it got: every waypoint is still ahead
+        else:
+            elapsed_s = (now_ns - self.plan_stamp_ns) * 1e-9
+            remaining = self.waypoints[1:][self.waypoint_times_s[1:] > elapsed_s]
         if remaining.shape[0] == 0:
             response.success, response.message = False, "nothing to replan: every waypoint has been reached"
             return response
         try:
-            result = self.plan_and_publish(np.vstack([self.waypoints[:1], remaining]), 0, received)
+            result = self.plan_and_publish(np.vstack([self.waypoints[:1], remaining]), 0, received, "replan")
+        except CourseError as exc:
+            self.report_error(f"replan refused: {exc}", f"replan: {exc.reason}", {})
+            response.success, response.message = False, str(exc)
+            return response
         except TrajectoryInputError as exc:
-            self.report_error(f"replan refused: {exc}")
+            self.report_error(f"replan refused: {exc}", "replan: invalid course", {})
             response.success, response.message = False, str(exc)
             return response
         except Exception as exc:  # the node must live on: report it and answer the caller
-            self.report_error(f"replan failed unexpectedly: {exc!r}\n{traceback.format_exc()}")
+            self.report_error(
+                f"replan failed unexpectedly: {exc!r}\n{traceback.format_exc()}", "replan: unexpected", {}
+            )
             response.success, response.message = False, f"replan failed unexpectedly: {exc!r}"
             return response
-        response.success = result.feasible
-        response.message = "replanned" if result.feasible else result.reason
+        response.success, response.message = result.feasible, "replanned"
         return response
 
     # Planning ----------------------------------------------------------------------------------------------
-    def plan_and_publish(self, waypoints: NDArray[np.float64], path_stamp_ns: int, received: float) -> PlanResult:
-        """Plan from the current state through `waypoints[1:]`, publish, and report; return the result."""
+    def plan_end_ns(self) -> int:
+        """When the plan being flown ends (node clock); 0 without one."""
+        if self.trajectory is None:
+            return 0
+        return self.plan_stamp_ns + round(self.trajectory.duration_s * 1e9)
+
+    def reference_at(self, now_ns: int) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
+        """Position, velocity, acceleration (x, y, z, yaw each) of the plan being flown at `now_ns`: before its
+        start its first point, after its end at rest at its last point; None without a plan."""
+        trajectory = self.trajectory
+        if trajectory is None:
+            return None
+        t = min(max((now_ns - self.plan_stamp_ns) * 1e-9, 0.0), trajectory.duration_s)
+        d = trajectory.derivatives(np.array([t]), max_order=2)[:, 0, :]
+        if t >= trajectory.duration_s:
+            return d[0].copy(), np.zeros(4), np.zeros(4)
+        return d[0].copy(), d[1].copy(), d[2].copy()
+
+    def choose_start(self, now_ns: int, path_stamp_ns: int, first_pose: NDArray[np.float64]) -> Start:
+        """The start of a new plan (see the module docstring)."""
+        if not self.odometry.fresh(now_ns, self.config.max_odometry_age_s):
+            return Start("first pose at rest", None, None, path_stamp_ns or now_ns)
+        reference = self.reference_at(now_ns)
+        if reference is not None:
+            position, velocity, acceleration = reference
+            deviation = float(np.linalg.norm(self.odometry.position - position[:3]))
+            if deviation <= self.config.max_reference_deviation_m:
+                state = EndpointState(
+                    velocity=velocity[:3].copy(),
+                    acceleration=acceleration[:3].copy(),
+                    yaw_rate=float(velocity[3]),
+                    yaw_acceleration=float(acceleration[3]),
+                )
+                return Start("reference", position, state, now_ns)
+        point = np.append(self.odometry.position, first_pose[3])
+        state = EndpointState(velocity=self.odometry.velocity.copy())  # zero acceleration: see the README
+        return Start("odometry", point, state, min(self.odometry.stamp_ns, now_ns))
+
+    def plan_and_publish(
+        self, waypoints: NDArray[np.float64], path_stamp_ns: int, received: float, path_stamp: str
+    ) -> PlanResult:
+        """Plan from the start state through `waypoints[1:]`, publish, and report; return the result.
+
+        Raises:
+            CourseError: nothing left to plan, or the planner refused (nothing is published then).
+        """
         assert self.planner is not None
         config = self.config
-        now_ns = self.get_clock().now().nanoseconds
-        fresh = self.start.stamp_ns and (now_ns - self.start.stamp_ns) * 1e-9 <= config.max_odometry_age_s
-        if fresh:
-            plan_ns = self.start.stamp_ns
-            start = EndpointState(velocity=self.start.velocity.copy(), acceleration=self.start.acceleration.copy())
+        now_ns = self.now_ns()
+        start = self.choose_start(now_ns, path_stamp_ns, waypoints[0])
+        if start.point is not None:
             goals = waypoints[1:]
-            near = np.linalg.norm(goals[:, :3] - self.start.position, axis=1) <= config.min_waypoint_spacing_m
+            near = np.linalg.norm(goals[:, :3] - start.point[:3], axis=1) <= config.min_waypoint_spacing_m
             first = int(np.argmin(near)) if not near.all() else goals.shape[0] - 1
-            points = np.vstack([np.append(self.start.position, waypoints[0, 3]), goals[first:]])
+            points = np.vstack([start.point, goals[first:]])
             if points.shape[0] < 2 or np.linalg.norm(points[-1, :3] - points[0, :3]) <= config.min_waypoint_spacing_m:
-                raise CourseError("the vehicle is already at the last waypoint: nothing to plan")
+                raise CourseError("the vehicle is already at the last waypoint: nothing to plan", "at goal")
         else:
-            plan_ns = path_stamp_ns or now_ns
-            start, points = None, waypoints
-        result = self.planner.plan(points, start)
+            points = waypoints
+        result = self.planner.plan(points, start.state)
         if not result.feasible or result.trajectory is None:
-            raise CourseError(f"no feasible trajectory: {result.reason}")
+            constraint = result.constraint
+            raise CourseError(
+                f"no feasible trajectory ({constraint}): {result.reason}; the current plan is kept",
+                f"planner: {constraint}",
+            )
         sampled = SampledTrajectory.from_trajectory(result.trajectory, config.samples_per_segment)
-        self.trajectory_pub.publish(write_trajectory(sampled, config.frame_id, plan_ns))  # CDR bytes, built directly
-        stamp = ns_to_stamp(plan_ns)
+        self.trajectory_pub.publish(write_trajectory(sampled, config.frame_id, start.stamp_ns))  # CDR bytes
         latency_ms = 1e3 * (time.perf_counter() - received)
-        self.waypoints, self.trajectory, self.plan_stamp_ns = points, result.trajectory, plan_ns
-        if config.publish_viewer_topics:  # after this callback: the trajectory goes out first, alone
-            self.viewer_pending = (result.trajectory, points, stamp)
+        self.waypoints, self.trajectory, self.plan_stamp_ns = points, result.trajectory, start.stamp_ns
+        self.waypoint_times_s = result.waypoint_times_s
+        self.plan_start = start.kind
+        if config.publish_viewer_topics:  # in the viewer thread: the trajectory goes out first, alone
+            self.viewer.submit(result.trajectory, points, ns_to_stamp(start.stamp_ns))
+        self.plans += 1
         self.latencies_ms.append(latency_ms)
         self.planning_ms.append(result.planning_time_ms)
         values = {
@@ -235,55 +538,79 @@ class Replanner(LifecycleNode):
             "waypoints": points.shape[0],
             "certified_by": result.certified_by,
             "time_scale": result.time_scale,
-            "start": "odometry" if fresh else "first pose at rest",
-            "plan_stamp_ns": plan_ns,
+            "start": start.kind,
+            "plan_stamp_ns": start.stamp_ns,
+            "path_stamp": path_stamp,
         }
         self.status_pub.publish(diagnostic_status(self.get_name(), "mfrl", DiagnosticStatus.OK, "planned", values))
         return result
 
-    def flush_viewer_topics(self) -> None:
-        """Publish the viewer topics of the last plan, if not done yet."""
-        if self.viewer_pending is not None and self.active:
-            pending, self.viewer_pending = self.viewer_pending, None
-            self.publish_viewer_topics(*pending)
-
     def publish_viewer_topics(self, trajectory: Trajectory, points: NDArray[np.float64], stamp: Time) -> None:
-        """The plan as a nav_msgs/Path and as markers coloured by speed."""
+        """The plan as a nav_msgs/Path and as markers coloured by speed, at most `max_viewer_samples` samples."""
         config = self.config
-        times, derivatives = trajectory.sample(config.viewer_sample_rate_hz)
-        del times
-        positions = derivatives[0, :, :3]
+        count = int(
+            min(config.max_viewer_samples, max(2, math.ceil(trajectory.duration_s * config.viewer_sample_rate_hz) + 1))
+        )
+        times = np.linspace(0.0, trajectory.duration_s, count)
+        derivatives = trajectory.derivatives(times, max_order=1)
         speeds = np.linalg.norm(derivatives[1, :, :3], axis=1)
+        if not self.active:
+            return
         self.path_pub.publish(path_from_points(derivatives[0], config.frame_id, stamp))
         self.markers_pub.publish(
-            plan_markers(points, positions, speeds, config.frame_id, stamp, config.max_marker_speed_m_s)
+            plan_markers(points, derivatives[0, :, :3], speeds, config.frame_id, stamp, config.max_marker_speed_m_s)
         )
 
-    def report_error(self, message: str) -> None:
-        """Log an error and publish it as the status."""
+    def report_error(self, message: str, reason: str, values: dict[str, object]) -> None:
+        """Count a refusal by `reason` (none: already counted), log it and publish it as the status."""
         self.errors += 1
-        self.get_logger().error(message)
+        if reason:
+            self.refused[reason] += 1
+            self.monitor.note_problem(self.now_ns() * 1e-9, truncate(reason))
+        self.get_logger().error(truncate(message, 2000))
         self.status_pub.publish(
-            diagnostic_status(self.get_name(), "mfrl", DiagnosticStatus.ERROR, message.splitlines()[0], {})
+            diagnostic_status(
+                self.get_name(),
+                "mfrl",
+                DiagnosticStatus.ERROR,
+                truncate(message.splitlines()[0], 500),
+                {**values, "reason": values.get("reason", reason)},
+            )
         )
 
     def publish_diagnostics(self) -> None:
-        """Planner latency, plan age and counts on /diagnostics."""
-        now_ns = self.get_clock().now().nanoseconds
-        latencies = np.array(self.latencies_ms[-100:])
+        """Lifecycle state, the vehicle's envelope, planner latency, plan age and refusals by reason on /diagnostics."""
+        now_ns = self.now_ns()
+        latencies = np.array(self.latencies_ms)
+        health = self.monitor.current(now_ns * 1e-9)
+        fresh = self.odometry.fresh(now_ns, self.config.max_odometry_age_s)
         values: dict[str, object] = {
             "state": self._state_machine.current_state[1],
-            "plans": len(self.latencies_ms),
+            "plans": self.plans,
             "errors": self.errors,
-            "bad_odometry": self.bad_odometry,
+            "plan_start": self.plan_start or "no plan",
             "plan_age_s": (now_ns - self.plan_stamp_ns) * 1e-9 if self.plan_stamp_ns else "no plan",
+            "odometry": "fresh" if fresh else ("stale" if self.odometry.received_ns else "none"),
+            "tracking_error_m": health.tracking_error_m,
+            "speed_m_s": health.speed_m_s,
+            "tilt_deg": math.degrees(health.tilt_rad),
+            "bad_odometry": sum(self.bad_odometry.values()),
+            "refused": sum(self.refused.values()),
         }
+        values.update({f"bad_odometry.{k}": v for k, v in sorted(self.bad_odometry.items())})
+        values.update({f"refused.{k}": v for k, v in sorted(self.refused.items())})
         if latencies.size:
             values["latency_last_ms"] = float(latencies[-1])
             values["latency_p50_ms"] = float(np.percentile(latencies, 50))
             values["planning_last_ms"] = float(self.planning_ms[-1])
-        level = DiagnosticStatus.OK if self.active else DiagnosticStatus.WARN
-        message = "serving" if self.active else "not active"
+        if not self.active:
+            level, message = DiagnosticStatus.WARN, "not active"
+        elif not self.odometry.received_ns:
+            level, message = DiagnosticStatus.OK, "serving (no odometry: plans start from a path's first pose)"
+        elif not fresh and health.level < 2:
+            level, message = DiagnosticStatus.WARN, "odometry is stale: plans start from a path's first pose"
+        else:
+            level, message = bytes([int(health.level)]), health.message
         stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(diagnostics_message(stamp, self.get_name(), "mfrl", level, message, values))
 

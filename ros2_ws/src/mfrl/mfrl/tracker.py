@@ -4,9 +4,14 @@ On each `odom` message it computes the reference at the odometry's time (`quadsi
 latest plan, a new one blended in without a jump, a hold at the end or when a plan arrives stale)
 and answers with a `cmd_wrench` (collective thrust and body torques) stamped like the odometry.
 The reference it followed goes out on `~/reference` (nav_msgs/Odometry, twist in the world frame).
+/diagnostics carries the vehicle's envelope (`quadsim.health`): ERROR while the vehicle is far from its
+reference, too fast, flipped or on the ground away from the plan; WARN while a problem is recent (bad
+odometry, a refused plan, a tracking error above the warning bound); OK otherwise.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -23,6 +28,7 @@ from mfrl.parameters import ConfigParameters
 from mfrl.plan_inbox import PlanInbox
 from quadsim.controller import SE3Controller, SE3Gains
 from quadsim.follower import FollowerConfig, TrajectoryFollower
+from quadsim.health import EnvelopeLimits, EnvelopeMonitor, tilt_of
 from quadsim.rotations import yaw_of
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
@@ -37,6 +43,7 @@ class Tracker(Node):
             self, TrackerConfig, on_change=self.apply_config, read_only=("diagnostics_period_s",)
         )
         self.vehicle = VehicleParams()
+        self.monitor = EnvelopeMonitor()
         self.apply_config(self.params.config)
         self.follower = TrajectoryFollower(self.vehicle, self.follower_config)
         self.inbox = PlanInbox(self.follower)
@@ -63,6 +70,14 @@ class Tracker(Node):
         self.controller = SE3Controller(self.vehicle, gains)
         self.allocation = self.vehicle.allocation_matrix
         self.follower_config = FollowerConfig(config.switch_blend_s, config.max_plan_delay_s)
+        vehicle_speed = self.vehicle.max_speed_m_s
+        self.monitor.limits = EnvelopeLimits(
+            max_tracking_error_m=config.max_tracking_error_m,
+            warn_tracking_error_m=config.warn_tracking_error_m,
+            max_speed_m_s=config.max_speed_m_s or vehicle_speed,
+            max_tilt_rad=math.radians(config.max_tilt_deg),
+            recent_s=config.warn_hold_s,
+        )
         if hasattr(self, "follower"):
             self.follower.config = self.follower_config
 
@@ -70,12 +85,14 @@ class Tracker(Node):
         """Switch to a new plan (or keep it until the first odometry gives the time)."""
         reason = self.inbox.receive(data, self.now_ns)
         if reason:
+            self.monitor.note_problem(self.now_ns * 1e-9, reason.splitlines()[0][:64])
             self.get_logger().error(reason)
 
     def take_pending(self) -> None:
         """Hand the pending plan to the follower; a stale one is refused and the vehicle holds."""
         reason = self.inbox.hand_over(self.now_ns)
         if reason:
+            self.monitor.note_problem(self.now_ns * 1e-9, reason.splitlines()[0][:64])
             self.get_logger().warning(reason)
 
     def on_odometry(self, msg: Odometry) -> None:
@@ -105,6 +122,10 @@ class Tracker(Node):
         self.publish_command(msg, float(wrench[0]), wrench[1:])
         self.tracking_error_m = float(np.linalg.norm(state.position_m - ref.position))
         self.max_tracking_error_m = max(self.max_tracking_error_m, self.tracking_error_m)
+        mode = self.follower.mode(now_s)
+        self.monitor.update(
+            now_s, state.position_m, state.velocity_m_s, tilt_of(state.rotation), ref.position, mode == "tracking"
+        )
         if self.params.config.publish_reference:
             self.reference_pub.publish(
                 reference_message(msg, self.params.config.frame_id, ref.position, ref.velocity, ref.yaw_rad)
@@ -113,6 +134,7 @@ class Tracker(Node):
     def hover(self, odom: Odometry, reason: str) -> None:
         """Hover thrust and no torque, for odometry the controller cannot use; counted and logged."""
         self.bad_odometry += 1
+        self.monitor.note_problem(self.now_ns * 1e-9, f"bad odometry: {reason}")
         self.get_logger().warning(f"hover command: {reason}", throttle_duration_sec=1.0)
         self.publish_command(odom, self.vehicle.mass_kg * GRAVITY_M_S2, np.zeros(3))
 
@@ -133,10 +155,13 @@ class Tracker(Node):
             "refused_plans": self.inbox.refused,
             "bad_odometry": self.bad_odometry,
         }
-        level = DiagnosticStatus.OK if self.now_ns else DiagnosticStatus.WARN
-        message = "tracking" if self.now_ns else "no odometry yet"
-        if self.bad_odometry:
-            level, message = DiagnosticStatus.WARN, f"{self.bad_odometry} odometry messages were not finite"
+        health = self.monitor.current(now_s)
+        values["tilt_deg"] = math.degrees(health.tilt_rad)
+        values["speed_m_s"] = health.speed_m_s
+        if not self.now_ns:
+            level, message = DiagnosticStatus.WARN, "no odometry yet"
+        else:
+            level, message = bytes([int(health.level)]), health.message
         msg = diagnostics_message(self.get_clock().now().to_msg(), self.get_name(), "mfrl", level, message, values)
         self.diagnostics_pub.publish(msg)
 

@@ -1,0 +1,162 @@
+"""The certified planner bounds what a user relies on: speed, acceleration, excursion, ground, geofence.
+
+Every check here is independent of the certificate's own code: trajectories are sampled densely and
+measured directly, so a certificate that under-bounds (or a planner that skips it) fails these tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mfplan.courses import course_set, displaced_course
+from mfplan.planner import CertifiedPlanner, PlanResult
+from minsnap import EndpointState, Trajectory
+from quadsim.certificate import SafetyLimits
+from quadsim.geofence import BoxGeofence
+
+# The user's reproducer: a replan from differentiated odometry during frequent switches. The old planner
+# certified it by a 3.57x time-scale search, and its path left the waypoints' box by 7.76 m at 9.5 m/s.
+REPRODUCER = np.array([[0.746, -0.289, 3.112, 0.0], [-0.841, 0.849, 1.324, 2.963], [-0.711, 0.023, 0.632, -1.348]])
+REPRODUCER_START = EndpointState(
+    velocity=np.array([-2.721, -0.001, 1.361]), acceleration=np.array([-11.868, 13.224, -7.125])
+)
+DENSE_STEP_S = 1e-3
+
+
+def measured(trajectory: Trajectory) -> dict[str, float]:
+    """Speed, acceleration and lowest point of a trajectory, sampled every millisecond."""
+    times = np.arange(0.0, trajectory.duration_s + DENSE_STEP_S, DENSE_STEP_S)
+    d = trajectory.derivatives(times, max_order=2)
+    return {
+        "speed": float(np.linalg.norm(d[1, :, :3], axis=1).max()),
+        "acceleration": float(np.linalg.norm(d[2, :, :3], axis=1).max()),
+        "min_z": float(d[0, :, 2].min()),
+    }
+
+
+def excursion_m(trajectory: Trajectory, region: np.ndarray) -> float:
+    """Largest distance of the densely sampled path outside the axis-aligned box of `region`'s points."""
+    times = np.arange(0.0, trajectory.duration_s + DENSE_STEP_S, DENSE_STEP_S)
+    positions = trajectory.position(times)[:, :3]
+    low, high = region[:, :3].min(axis=0), region[:, :3].max(axis=0)
+    outside = np.maximum(low - positions, 0.0) + np.maximum(positions - high, 0.0)
+    return float(np.linalg.norm(outside, axis=1).max())
+
+
+def assert_within_limits(planner: CertifiedPlanner, result: PlanResult, waypoints: np.ndarray) -> None:
+    """A feasible plan meets every limit when measured from outside; a refused one names its constraint."""
+    if not result.feasible:
+        assert result.trajectory is None
+        assert result.constraint, result.reason
+        assert result.constraint in result.reason
+        return
+    trajectory = result.trajectory
+    assert trajectory is not None
+    limits, vehicle = planner.limits, planner.vehicle
+    figures = measured(trajectory)
+    assert figures["speed"] <= (limits.max_speed_m_s or vehicle.max_speed_m_s) + 1e-9
+    assert figures["acceleration"] <= (limits.max_acceleration_m_s2 or vehicle.max_acceleration_m_s2) + 1e-9
+    assert figures["min_z"] >= limits.ground_clearance_m - 1e-9
+    assert excursion_m(trajectory, waypoints) <= limits.max_excursion_m + 1e-9
+
+
+@pytest.fixture(scope="module")
+def shipped() -> CertifiedPlanner:
+    return CertifiedPlanner.from_checkpoint()
+
+
+def test_the_reproducer_is_refused_or_repaired_within_its_bounds(shipped: CertifiedPlanner) -> None:
+    result = shipped.plan(REPRODUCER, REPRODUCER_START)
+    assert_within_limits(shipped, result, REPRODUCER)
+    if result.feasible:
+        assert result.trajectory is not None
+        start = result.trajectory.derivatives([0.0], max_order=2)[:, 0, :3]
+        np.testing.assert_allclose(start[0], REPRODUCER[0, :3], atol=1e-9)  # the start state stays exact
+        np.testing.assert_allclose(start[1], REPRODUCER_START.velocity, atol=1e-6)
+        np.testing.assert_allclose(start[2], REPRODUCER_START.acceleration, atol=1e-5)
+
+
+def _training_like(count: int, seed: int) -> list[tuple[np.ndarray, EndpointState]]:
+    """Courses drawn as the trainer draws them: a third start from a moving vehicle (0.5-2.5 m/s, N(0, 1) m/s^2)."""
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for waypoints in course_set(count, seed):
+        start = EndpointState()
+        if rng.random() < 1.0 / 3.0:
+            first = waypoints[1, :3] - waypoints[0, :3]
+            direction = first / np.linalg.norm(first) + 0.5 * rng.normal(size=3)
+            start = EndpointState(
+                velocity=rng.uniform(0.5, 2.5) * direction / np.linalg.norm(direction),
+                acceleration=rng.normal(scale=1.0, size=3),
+            )
+        drawn.append((waypoints, start))
+    return drawn
+
+
+@pytest.mark.slow
+def test_no_course_drawn_like_the_training_set_is_refused(shipped: CertifiedPlanner) -> None:
+    refused = []
+    for waypoints, start in _training_like(120, seed=2024):
+        result = shipped.plan(waypoints, start)
+        assert_within_limits(shipped, result, waypoints)
+        if not result.feasible:
+            refused.append(result.reason)
+    assert not refused, refused
+
+
+@pytest.mark.slow
+def test_replans_from_a_moving_reference_stay_within_bounds_and_keep_the_start(shipped: CertifiedPlanner) -> None:
+    """In-flight replans as the replanner makes them: start at the old plan's reference, waypoints moved 1-3 m."""
+    rng = np.random.default_rng(7)
+    refused = 0
+    for nominal in course_set(40, seed=99):
+        first = shipped.plan(nominal)
+        assert first.feasible
+        assert first.trajectory is not None
+        when = rng.uniform(0.1, 0.9) * first.trajectory.duration_s
+        d = first.trajectory.derivatives([when], max_order=2)[:, 0]
+        ahead = first.trajectory.waypoints[first.trajectory.knot_times_s > when]
+        moved = displaced_course(np.vstack([nominal[:1], ahead]), rng.uniform(1.0, 3.0), rng)[1:]
+        points = np.vstack([np.append(d[0, :3], d[0, 3]), moved])
+        start = EndpointState(velocity=d[1, :3], acceleration=d[2, :3])
+        result = shipped.plan(points, start)
+        assert_within_limits(shipped, result, points)
+        refused += not result.feasible
+        if result.feasible:
+            assert result.trajectory is not None
+            start_state = result.trajectory.derivatives([0.0], max_order=2)[:, 0, :3]
+            np.testing.assert_allclose(start_state[1], d[1, :3], atol=1e-6)
+            np.testing.assert_allclose(start_state[2], d[2, :3], atol=1e-5)
+    assert refused <= 2  # replans of flyable courses from a flyable state are almost always served
+
+
+@pytest.mark.parametrize(
+    ("limits", "constraint"),
+    [
+        (SafetyLimits(max_speed_m_s=0.05), "speed"),
+        (SafetyLimits(geofence=BoxGeofence(min_enu_m=(-1.0, -1.0, 0.0), max_enu_m=(1.0, 1.0, 2.0))), "geofence"),
+    ],
+)
+def test_a_refusal_names_the_constraint(limits: SafetyLimits, constraint: str) -> None:
+    planner = CertifiedPlanner.from_checkpoint(limits=limits, max_time_scale=2.0)
+    result = planner.plan(course_set(1, seed=5)[0])
+    assert not result.feasible
+    assert result.constraint == constraint
+    assert constraint in result.reason
+
+
+def test_an_underground_course_is_refused_for_ground_clearance(shipped: CertifiedPlanner) -> None:
+    underground = course_set(1, seed=5)[0] - np.array([0.0, 0.0, 10.0, 0.0])
+    result = shipped.plan(underground)
+    assert not result.feasible
+    assert result.constraint == "ground clearance"
+
+
+def test_a_lower_speed_limit_is_met(shipped: CertifiedPlanner) -> None:
+    planner = CertifiedPlanner.from_checkpoint(limits=SafetyLimits(max_speed_m_s=1.5))
+    for waypoints in course_set(5, seed=3):
+        result = planner.plan(waypoints)
+        assert result.feasible, result.reason
+        assert_within_limits(planner, result, waypoints)
+        assert measured(result.trajectory)["speed"] <= 1.5  # type: ignore[arg-type]
