@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib.util
 import json
 import math
@@ -41,6 +40,7 @@ from flightkit import write_json_atomic
 from mfrl.configs import ReplannerConfig
 from mfrl_graph.graph import GraphOptions, build_graph
 from mfrl_graph.runner import GraphProcesses
+from quadsim.vehicle import VehicleParams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIENT_FILE = REPO_ROOT / "tests" / "ros" / "inflight_client.py"
@@ -51,8 +51,6 @@ RSS_PERIOD_S = 10.0
 WINDOW_S = 60.0
 START_POSITION = (0.0, 0.0, 1.0)
 """quadrotor_sim's initial_position_m in the package's parameter file."""
-VEHICLE_MAX_SPEED_M_S = 10.0
-DEFAULT_EXCURSION_M = 2.0
 TRACKING_TOLERANCE_M = 0.3
 """The vehicle may leave its goals' box by the excursion bound plus this much (tracking error)."""
 
@@ -73,13 +71,9 @@ def load_client() -> ModuleType:
 
 
 def replanner_bounds() -> tuple[float, float]:
-    """(speed bound, excursion bound) of the replanner as configured by default (parameters it may not have yet)."""
-    defaults = {f.name: f.default for f in dataclasses.fields(ReplannerConfig)}
-    speed = defaults.get("max_speed_m_s", 0.0)
-    excursion = defaults.get("max_excursion_m", DEFAULT_EXCURSION_M)
-    speed_bound = float(speed) if isinstance(speed, float) and speed > 0.0 else VEHICLE_MAX_SPEED_M_S
-    excursion_bound = float(excursion) if isinstance(excursion, float) and excursion > 0.0 else DEFAULT_EXCURSION_M
-    return speed_bound, excursion_bound
+    """(speed bound, excursion bound) of the replanner as configured by default (a speed of 0: the vehicle's)."""
+    config = ReplannerConfig()
+    return config.max_speed_m_s or VehicleParams().max_speed_m_s, config.max_excursion_m
 
 
 def rss_mb(pid: int) -> float | None:

@@ -27,6 +27,7 @@ down by it before they are certified. It is calibrated on plans from rest and ap
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ from minsnap.validation import as_waypoints
 from quadsim.analytic import AnalyticEvaluator
 from quadsim.certificate import CertificateResult, SafetyLimits, TrajectoryCertificate
 from quadsim.evaluation import EvaluationResult, FeasibilityCriteria
-from quadsim.vehicle import VehicleParams
+from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mfrl_policy.pt"
 """Where the package's trained policy lives (written by `mfrl train`)."""
@@ -176,12 +177,16 @@ class _Attempt:
 
 
 class _Budget:
-    """Certificate checks left for one plan."""
+    """Certificate checks left for one plan, and its wall-clock deadline."""
 
-    def __init__(self, checks: int) -> None:
+    def __init__(self, checks: int, deadline_s: float | None = None) -> None:
         self.left = checks
+        self.deadline = None if deadline_s is None else time.perf_counter() + deadline_s
+        self.timed_out = False
 
     def take(self) -> bool:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            self.timed_out, self.left = True, 0
         if self.left <= 0:
             return False
         self.left -= 1
@@ -202,6 +207,9 @@ class CertifiedPlanner:
         limits: what the certificate bounds (speed, acceleration, excursion, ground, geofence); default:
             the vehicle's limits, a 2 m excursion and the criteria's ground clearance.
         max_total_checks: certificate checks per `plan` call, repair included (bounds the planning time).
+        deadline_s: wall-clock time a `plan` call may spend searching (None: no deadline); when it runs out, the
+            best candidate so far is returned if one passed, else the plan is refused and the reason says so. A
+            replan that arrives late is worse than none: the vehicle has flown on meanwhile.
     """
 
     def __init__(
@@ -215,6 +223,7 @@ class CertifiedPlanner:
         safety_margin: float = 1.0,
         limits: SafetyLimits | None = None,
         max_total_checks: int = 40,
+        deadline_s: float | None = None,
     ) -> None:
         if not (math.isfinite(safety_margin) and safety_margin >= 1.0):
             raise ValueError(f"safety_margin must be a finite factor >= 1, got {safety_margin}")
@@ -234,6 +243,9 @@ class CertifiedPlanner:
         self.scale_tolerance = float(scale_tolerance)
         self.max_checks = int(max_checks)
         self.max_total_checks = int(max_total_checks)
+        if deadline_s is not None and not deadline_s > 0:
+            raise ValueError(f"deadline_s must be > 0 (or None), got {deadline_s}")
+        self.deadline_s = deadline_s
         self.safety_margin = float(safety_margin)
 
     @classmethod
@@ -273,13 +285,13 @@ class CertifiedPlanner:
         began = time.perf_counter()
         points = as_waypoints(waypoints)
         start_array = np.zeros((3, 4)) if start is None else start.as_array("start")
-        refusal = self._waypoint_refusal(points)
+        refusal = self._waypoint_refusal(points) or self._start_refusal(start_array)
         if refusal is not None:
             constraint, reason = refusal
             return _refused_before_solving(points, constraint, reason, began)
         proposal = self._propose(points, start_array)
         policy_ms = 1e3 * (time.perf_counter() - began)
-        budget = _Budget(self.max_total_checks)
+        budget = _Budget(self.max_total_checks, self.deadline_s)
         attempts = self._search(points, proposal, start, budget)
         certified_by: CertifiedBy = "policy" if attempts[0].passed else "time-scale search"
         repair = ""
@@ -289,7 +301,11 @@ class CertifiedPlanner:
                 if any(a.passed for a in repaired):
                     certified_by, repair = "repair", label
                     break
-        return self._result(points, attempts, certified_by, repair, began, policy_ms)
+        result = self._result(points, attempts, certified_by, repair, began, policy_ms)
+        if budget.timed_out and not result.feasible:
+            reason = f"{result.reason} (the planning deadline of {1e3 * (self.deadline_s or 0.0):.0f} ms ran out)"
+            result = dataclasses.replace(result, reason=reason)
+        return result
 
     def certify(
         self, waypoints: Any, segment_times_s: NDArray[np.float64], start: EndpointState | None = None
@@ -319,6 +335,30 @@ class CertifiedPlanner:
             worst = int(np.argmax(excess))
             if excess[worst] > 0.0:
                 return "geofence", f"refused: waypoint {worst} is {excess[worst]:.2f} m outside the geofence"
+        return None
+
+    def _start_refusal(self, start_array: NDArray[np.float64]) -> tuple[str, str] | None:
+        """(constraint, reason) when the start state itself breaks a limit: every trajectory from it would."""
+        certificate = self.certificate
+        speed = float(np.linalg.norm(start_array[0, :3]))  # rows: velocity, acceleration, jerk
+        if speed > certificate.max_speed_m_s:
+            return (
+                "speed",
+                f"refused: the start speed {speed:.2f} m/s is above the limit {certificate.max_speed_m_s} m/s",
+            )
+        accel = start_array[1, :3]
+        if float(np.linalg.norm(accel)) > certificate.max_acceleration_m_s2:
+            return "acceleration", (
+                f"refused: the start acceleration {np.linalg.norm(accel):.2f} m/s^2 is above the limit "
+                f"{certificate.max_acceleration_m_s2} m/s^2"
+            )
+        tilt = math.degrees(math.atan2(math.hypot(accel[0], accel[1]), accel[2] + GRAVITY_M_S2))
+        if tilt > certificate.max_tilt_deg:
+            return (
+                "tilt",
+                f"refused: the start acceleration tilts the thrust {tilt:.1f} deg, above the limit "
+                f"{certificate.max_tilt_deg} deg",
+            )
         return None
 
     # Candidates ----------------------------------------------------------------------------------------------
@@ -552,6 +592,9 @@ class CertifiedPlanner:
             terms.append(4.0 * math.log(speed / speed_limit))
         if math.isfinite(accel) and accel > 0:
             terms.append(2.0 * math.log(accel / accel_limit))
+        tilt = bounds.get("tilt_excess_m_s2", math.nan)
+        if math.isfinite(tilt):  # an acceleration excess over the tilt cone (<= 0: inside); accelerations go as 1/s^2
+            terms.append(2.0 * math.log1p(max(tilt, -0.5 * GRAVITY_M_S2) / GRAVITY_M_S2))
         return max(terms) if terms else math.nan
 
 

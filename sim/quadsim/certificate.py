@@ -45,6 +45,8 @@ class SafetyLimits:
     Attributes:
         max_speed_m_s: speed limit; None takes the vehicle's `max_speed_m_s`, and a value may only be lower.
         max_acceleration_m_s2: acceleration limit; None takes the vehicle's, and a value may only be lower.
+        max_tilt_deg: limit of the thrust axis's tilt from vertical (the attitude the trajectory asks for, by
+            differential flatness); None takes the vehicle's, and a value may only be lower.
         max_excursion_m: how far the trajectory may go outside the axis-aligned box of the region points
             (by default its waypoints, the first being the start).
         ground_clearance_m: the lowest height allowed.
@@ -54,12 +56,15 @@ class SafetyLimits:
 
     max_speed_m_s: float | None = None
     max_acceleration_m_s2: float | None = None
+    max_tilt_deg: float | None = None
     max_excursion_m: float = 2.0
     ground_clearance_m: float = 0.03
     geofence: Geofence | None = None
     rotor_limits: bool = True
 
     def __post_init__(self) -> None:
+        if self.max_tilt_deg is not None and not 0 < self.max_tilt_deg < 90:
+            raise ValueError(f"max_tilt_deg must be in (0, 90) (or None for the vehicle's), got {self.max_tilt_deg}")
         for name in ("max_speed_m_s", "max_acceleration_m_s2"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -73,6 +78,7 @@ class SafetyLimits:
 _UNITS = {
     "speed": ("m/s", ">"),
     "acceleration": ("m/s^2", ">"),
+    "tilt": ("deg", ">"),
     "excursion": ("m", ">"),
     "ground clearance": ("m", "<"),
     "geofence": ("m", ">"),
@@ -507,7 +513,7 @@ class TrajectoryCertificate:
     def __init__(self, vehicle: VehicleParams | None = None, limits: SafetyLimits | None = None) -> None:
         self.vehicle = vehicle or VehicleParams()
         self.limits = limits or SafetyLimits()
-        for name in ("max_speed_m_s", "max_acceleration_m_s2"):
+        for name in ("max_speed_m_s", "max_acceleration_m_s2", "max_tilt_deg"):
             asked, allowed = getattr(self.limits, name), getattr(self.vehicle, name)
             if asked is not None and asked > allowed:
                 raise ValueError(
@@ -524,6 +530,11 @@ class TrajectoryCertificate:
     def max_acceleration_m_s2(self) -> float:
         """The acceleration limit in force."""
         return self.limits.max_acceleration_m_s2 or self.vehicle.max_acceleration_m_s2
+
+    @property
+    def max_tilt_deg(self) -> float:
+        """The tilt limit in force."""
+        return self.limits.max_tilt_deg or self.vehicle.max_tilt_deg
 
     def check(self, trajectory: Trajectory, region_points: NDArray[np.float64] | None = None) -> CertificateResult:
         """Certify `trajectory`.
@@ -551,6 +562,7 @@ class TrajectoryCertificate:
         record("speed", "max_speed_m_s", speed, at, self.max_speed_m_s)
         accel, at = max_norm_bound(trajectory, 2, limit=self.max_acceleration_m_s2)
         record("acceleration", "max_acceleration_m_s2", accel, at, self.max_acceleration_m_s2)
+        self._check_tilt(trajectory, bounds, violations)
         points = trajectory.waypoints[:, :3] if region_points is None else np.asarray(region_points)[:, :3]
         excursion, at = max_box_distance_bound(
             trajectory, points.min(axis=0), points.max(axis=0), limit=self.limits.max_excursion_m
@@ -568,6 +580,30 @@ class TrajectoryCertificate:
         if self.limits.rotor_limits and not any(v.constraint == "singular" for v in violations):
             self._check_rotors(trajectory, bounds, violations)
         return CertificateResult(not violations, tuple(violations), bounds, time.perf_counter() - began)
+
+    def _check_tilt(self, trajectory: Trajectory, bounds: dict[str, float], violations: list[Violation]) -> None:
+        """Tilt of the thrust axis (along a + g e_z) within the limit over whole segments.
+
+        tilt <= theta exactly when cos(theta) |a_xy| - sin(theta) (a_z + g) <= 0: a convex, 1-Lipschitz function
+        of the acceleration, bounded by `max_convex_bound`. The reported value is the tilt at that bound's worst
+        attained sample when it fails, and the limit otherwise (`bounds["tilt_excess_m_s2"]` holds the bound).
+        """
+        theta = math.radians(self.max_tilt_deg)
+        cos_t, sin_t = math.cos(theta), math.sin(theta)
+
+        def excess(values: NDArray[np.float64]) -> NDArray[np.float64]:
+            return np.asarray(
+                cos_t * np.hypot(values[..., 0], values[..., 1]) - sin_t * (values[..., 2] + GRAVITY_M_S2),
+                dtype=np.float64,
+            )
+
+        values, at = max_convex_bound(trajectory, 2, excess, limit=0.0)
+        worst = int(np.argmax(values))
+        bounds["tilt_excess_m_s2"] = float(values[worst])
+        if values[worst] > 0.0:
+            a = trajectory.derivatives([float(at[worst])], max_order=2)[2, 0, :3]
+            tilt = math.degrees(math.atan2(math.hypot(a[0], a[1]), a[2] + GRAVITY_M_S2))
+            violations.append(Violation("tilt", max(tilt, self.max_tilt_deg), self.max_tilt_deg, float(at[worst])))
 
     @staticmethod
     def _check_lower(

@@ -51,6 +51,9 @@ class VehicleParams:
     """Fastest the vehicle may fly (m/s): the trajectory certificate's speed limit and the ceiling of any lower one."""
     max_acceleration_m_s2: float = 20.0
     """Largest acceleration (m/s^2) a trajectory may ask for: the certificate's limit and the ceiling of a lower one."""
+    max_tilt_deg: float = 45.0
+    """Largest tilt of the thrust axis from vertical a trajectory may ask for (PX4's MPC_TILTMAX_AIR default): the
+    certificate's limit and the ceiling of a lower one. It keeps attitude authority for the tracking controller."""
 
     def __post_init__(self) -> None:
         checks = {
@@ -62,6 +65,7 @@ class VehicleParams:
             "motor_time_constant_s": self.motor_time_constant_s > 0,
             "max_speed_m_s": self.max_speed_m_s > 0,
             "max_acceleration_m_s2": self.max_acceleration_m_s2 > 0,
+            "max_tilt_deg": 0 < self.max_tilt_deg < 90,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:

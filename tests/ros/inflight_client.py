@@ -44,10 +44,6 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 from mfrl import qos
 
 FRAME_ID = "world"
-VEHICLE_MAX_SPEED_M_S = 10.0
-"""The vehicle's top speed, the replanner's speed bound when `max_speed_m_s` is 0 (its default)."""
-DEFAULT_EXCURSION_M = 2.0
-"""How far a plan may leave the box of its start and waypoints (the replanner's `max_excursion_m` default)."""
 ARENA_LOW = np.array([-3.0, -3.0, 0.8])
 ARENA_HIGH = np.array([3.0, 3.0, 2.8])
 """The user's box: 6 x 6 x 2 m."""

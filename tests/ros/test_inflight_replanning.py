@@ -30,9 +30,7 @@ from mfrl_graph.runner import GraphProcesses
 
 from .conftest import next_domain
 from .inflight_client import (
-    DEFAULT_EXCURSION_M,
     PATTERNS,
-    VEHICLE_MAX_SPEED_M_S,
     FlightSummary,
     InflightClient,
     find_free_domain,
@@ -49,27 +47,13 @@ TRACKING_TOLERANCE_M = 0.3
 SPEED_TOLERANCE_M_S = 0.5
 GROUND_Z_M = 0.05
 TEST_SPEED_BOUND_M_S = 6.0
-"""Set as the replanner's `max_speed_m_s` when it has that parameter (a stricter bound than the vehicle's)."""
+"""Set as the replanner's `max_speed_m_s` (a stricter bound than the vehicle's 10 m/s)."""
 MIN_ANSWERED_FRACTION = 0.9
 MIN_PLANNED_FRACTION = 0.3
 
-_REPLANNER_FIELDS = {f.name: f for f in dataclasses.fields(ReplannerConfig)}
-
-
-def _bounds() -> tuple[float, float, dict[str, float]]:
-    """(speed bound, excursion bound, replanner parameters to set) for the code as it is today."""
-    overrides: dict[str, float] = {}
-    speed = VEHICLE_MAX_SPEED_M_S
-    if "max_speed_m_s" in _REPLANNER_FIELDS:
-        overrides["max_speed_m_s"] = speed = TEST_SPEED_BOUND_M_S
-    excursion = DEFAULT_EXCURSION_M
-    field = _REPLANNER_FIELDS.get("max_excursion_m")
-    if field is not None and isinstance(field.default, float) and field.default > 0.0:
-        excursion = field.default
-    return speed, excursion, overrides
-
-
-SPEED_BOUND_M_S, EXCURSION_BOUND_M, REPLANNER_OVERRIDES = _bounds()
+SPEED_BOUND_M_S = TEST_SPEED_BOUND_M_S
+EXCURSION_BOUND_M = ReplannerConfig().max_excursion_m
+REPLANNER_OVERRIDES = {"max_speed_m_s": TEST_SPEED_BOUND_M_S}
 
 
 @dataclasses.dataclass
@@ -92,10 +76,8 @@ class Flight:
 
 
 def _params_file(directory: Path) -> Path:
-    """The package's parameter file, with the test's replanner overrides (if the node has those parameters)."""
+    """The package's parameter file, with the test's replanner overrides."""
     base = default_params_file()
-    if not REPLANNER_OVERRIDES:
-        return base
     params = yaml.safe_load(base.read_text())
     params["replanner"]["ros__parameters"].update(REPLANNER_OVERRIDES)
     path = directory / "replanner.yaml"

@@ -107,6 +107,9 @@ class ReplannerConfig:
         workspace_bound_m: a waypoint with |x|, |y| or |z| beyond this is refused before planning.
         max_speed_m_s: certificate: speed limit of a plan (0: the vehicle's); also the envelope's bound.
         max_acceleration_m_s2: certificate: acceleration limit of a plan (0: the vehicle's).
+        max_plan_tilt_deg: certificate: tilt limit of the thrust axis a plan asks for (0: the vehicle's, 45 deg).
+        planning_deadline_s: a plan whose search is not done in this much wall time is refused (a late replan
+            starts from where the vehicle no longer is; the tracker refuses plans older than its max_plan_delay_s).
         max_excursion_m: certificate: how far a plan may stray from the straight lines between its waypoints.
         ground_clearance_m: certificate: a plan must stay above this height.
         geofence_min_enu_m: geofence box's lower corner (x, y, z, m, ENU); empty with max: no geofence.
@@ -137,11 +140,13 @@ class ReplannerConfig:
     publish_viewer_topics: bool = True
     max_marker_speed_m_s: float = 0.0
     max_odometry_age_s: float = 0.5
-    max_reference_deviation_m: float = 0.5
+    max_reference_deviation_m: float = 0.25
     max_path_stamp_ahead_s: float = 1.0
     workspace_bound_m: float = 1000.0
     max_speed_m_s: float = 0.0
     max_acceleration_m_s2: float = 0.0
+    max_plan_tilt_deg: float = 0.0
+    planning_deadline_s: float = 0.1
     max_excursion_m: float = 2.0
     ground_clearance_m: float = 0.03
     geofence_min_enu_m: list[float] = field(default_factory=_empty)
@@ -175,6 +180,13 @@ class ReplannerConfig:
             "in [0, 3600]",
         )
         _require(0.0 < self.workspace_bound_m <= 1e6, "workspace_bound_m", self.workspace_bound_m, "in (0, 1e6]")
+        _require(
+            0.0 <= self.max_plan_tilt_deg < 90.0,
+            "max_plan_tilt_deg",
+            self.max_plan_tilt_deg,
+            "in [0, 90) (0: vehicle's)",
+        )
+        _require(0.0 < self.planning_deadline_s <= 10.0, "planning_deadline_s", self.planning_deadline_s, "in (0, 10]")
         _require(0.0 <= self.max_speed_m_s <= 100.0, "max_speed_m_s", self.max_speed_m_s, "in [0, 100] (0: vehicle's)")
         _require(
             0.0 <= self.max_acceleration_m_s2 <= 200.0,

@@ -96,6 +96,7 @@ def safety_limits(config: ReplannerConfig) -> SafetyLimits:
     return SafetyLimits(
         max_speed_m_s=config.max_speed_m_s or None,
         max_acceleration_m_s2=config.max_acceleration_m_s2 or None,
+        max_tilt_deg=config.max_plan_tilt_deg or None,
         max_excursion_m=config.max_excursion_m,
         ground_clearance_m=config.ground_clearance_m,
         geofence=geofence_of(config),
@@ -104,7 +105,12 @@ def safety_limits(config: ReplannerConfig) -> SafetyLimits:
 
 def make_planner(path: FilePath, config: ReplannerConfig) -> CertifiedPlanner:
     """The planner of a checkpoint with the parameters' limits."""
-    return CertifiedPlanner.from_checkpoint(path, max_time_scale=config.max_time_scale, limits=safety_limits(config))
+    return CertifiedPlanner.from_checkpoint(
+        path,
+        max_time_scale=config.max_time_scale,
+        limits=safety_limits(config),
+        deadline_s=config.planning_deadline_s,
+    )
 
 
 @dataclass(frozen=True)
@@ -357,7 +363,7 @@ class Replanner(LifecycleNode):
                 state.position_m,
                 state.velocity_m_s,
                 tilt,
-                None if reference is None else reference[0][:3],
+                None if reference is None else reference[0, :3],
                 active,
             )
         except Exception as exc:  # the node must live on
@@ -460,17 +466,17 @@ class Replanner(LifecycleNode):
             return 0
         return self.plan_stamp_ns + round(self.trajectory.duration_s * 1e9)
 
-    def reference_at(self, now_ns: int) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]] | None:
-        """Position, velocity, acceleration (x, y, z, yaw each) of the plan being flown at `now_ns`: before its
-        start its first point, after its end at rest at its last point; None without a plan."""
+    def reference_at(self, now_ns: int) -> NDArray[np.float64] | None:
+        """Position, velocity, acceleration and jerk (`4 x 4`: x, y, z, yaw each) of the plan being flown at
+        `now_ns`: before its start its first point, after its end at rest at its last point; None without a plan."""
         trajectory = self.trajectory
         if trajectory is None:
             return None
         t = min(max((now_ns - self.plan_stamp_ns) * 1e-9, 0.0), trajectory.duration_s)
-        d = trajectory.derivatives(np.array([t]), max_order=2)[:, 0, :]
+        d = trajectory.derivatives(np.array([t]), max_order=3)[:, 0, :]
         if t >= trajectory.duration_s:
-            return d[0].copy(), np.zeros(4), np.zeros(4)
-        return d[0].copy(), d[1].copy(), d[2].copy()
+            d[1:] = 0.0
+        return d
 
     def choose_start(self, now_ns: int, path_stamp_ns: int, first_pose: NDArray[np.float64]) -> Start:
         """The start of a new plan (see the module docstring)."""
@@ -478,16 +484,19 @@ class Replanner(LifecycleNode):
             return Start("first pose at rest", None, None, path_stamp_ns or now_ns)
         reference = self.reference_at(now_ns)
         if reference is not None:
-            position, velocity, acceleration = reference
+            position, velocity, acceleration, jerk = reference
             deviation = float(np.linalg.norm(self.odometry.position - position[:3]))
             if deviation <= self.config.max_reference_deviation_m:
+                # jerk too: the body rates the tracker feeds forward stay continuous across the replan
                 state = EndpointState(
                     velocity=velocity[:3].copy(),
                     acceleration=acceleration[:3].copy(),
+                    jerk=jerk[:3].copy(),
                     yaw_rate=float(velocity[3]),
                     yaw_acceleration=float(acceleration[3]),
+                    yaw_jerk=float(jerk[3]),
                 )
-                return Start("reference", position, state, now_ns)
+                return Start("reference", position.copy(), state, now_ns)
         point = np.append(self.odometry.position, first_pose[3])
         state = EndpointState(velocity=self.odometry.velocity.copy())  # zero acceleration: see the README
         return Start("odometry", point, state, min(self.odometry.stamp_ns, now_ns))
