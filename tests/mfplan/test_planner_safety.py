@@ -160,3 +160,24 @@ def test_a_lower_speed_limit_is_met(shipped: CertifiedPlanner) -> None:
         assert result.feasible, result.reason
         assert_within_limits(planner, result, waypoints)
         assert measured(result.trajectory)["speed"] <= 1.5  # type: ignore[arg-type]
+
+
+def test_a_search_past_its_deadline_is_refused_and_says_so(shipped: CertifiedPlanner) -> None:
+    """A replan that would come late is refused (the vehicle has flown on); one that passes at once is not."""
+    waypoints = course_set(1, seed=5)[0]
+    hurried = CertifiedPlanner.from_checkpoint(deadline_s=1e-9, limits=SafetyLimits(max_speed_m_s=1.0))
+    late = hurried.plan(waypoints)
+    assert not late.feasible
+    assert "deadline" in late.reason
+    assert late.feasibility_checks == 1  # the policy's own times are always checked, then the search stops
+    roomy = CertifiedPlanner.from_checkpoint(deadline_s=10.0, limits=SafetyLimits(max_speed_m_s=1.0))
+    assert roomy.plan(waypoints).feasible
+
+
+def test_a_start_state_beyond_the_limits_is_refused_before_solving(shipped: CertifiedPlanner) -> None:
+    result = shipped.plan(REPRODUCER, REPRODUCER_START)  # its start acceleration tilts the thrust 81 deg
+    assert not result.feasible
+    assert result.constraint == "tilt"
+    assert result.feasibility_checks == 0
+    too_fast = shipped.plan(REPRODUCER, EndpointState(velocity=np.array([11.0, 0.0, 0.0])))
+    assert too_fast.constraint == "speed"

@@ -66,6 +66,9 @@ from quadsim.health import EnvelopeLimits, EnvelopeMonitor, tilt_of
 from quadsim.sampled_trajectory import SampledTrajectory
 from quadsim.vehicle import VehicleParams
 
+ODOMETRY_PERIOD_S = 0.01
+"""Odometry is checked and taken at most this often (wall time), and always before a plan (see on_odometry)."""
+
 RECENT_SAMPLES = 100
 """Latencies and planning times kept for the /diagnostics percentiles (the counts are kept apart)."""
 
@@ -237,6 +240,8 @@ class Replanner(LifecycleNode):
         )
         self.planner: CertifiedPlanner | None = None
         self.odometry = OdometryGate()
+        self.pending_odometry: Odometry | None = None
+        self.odometry_taken_wall = 0.0
         self.last_path_stamp_ns = 0
         self.waypoints: NDArray[np.float64] | None = None  # the points of the last plan (its start first)
         self.trajectory: Trajectory | None = None
@@ -331,7 +336,23 @@ class Replanner(LifecycleNode):
 
     # Inputs ------------------------------------------------------------------------------------------------
     def on_odometry(self, msg: Odometry) -> None:
-        """Keep the vehicle's state; implausible odometry is refused and counted (the last good state stays)."""
+        """Keep the latest odometry; check and take it at most every ODOMETRY_PERIOD_S (wall), and before a plan.
+
+        Odometry comes at the controller's rate (250 Hz, faster in accelerated simulation); checking every
+        sample kept this single-threaded node so busy that its clock (/clock is served by the same executor)
+        fell behind and its plans went out stamped in the past, which the tracker refuses as stale.
+        """
+        self.pending_odometry = msg
+        now = time.monotonic()
+        if now - self.odometry_taken_wall >= ODOMETRY_PERIOD_S:
+            self.odometry_taken_wall = now
+            self.take_odometry()
+
+    def take_odometry(self) -> None:
+        """Check the pending odometry sample and keep it, or refuse and count it (the last good state stays)."""
+        msg, self.pending_odometry = self.pending_odometry, None
+        if msg is None:
+            return
         received_ns = self.now_ns()
         try:
             state = odometry_state(msg)
@@ -511,6 +532,7 @@ class Replanner(LifecycleNode):
         """
         assert self.planner is not None
         config = self.config
+        self.take_odometry()  # the latest sample, if it has not been taken yet
         now_ns = self.now_ns()
         start = self.choose_start(now_ns, path_stamp_ns, waypoints[0])
         if start.point is not None:
