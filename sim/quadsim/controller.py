@@ -44,8 +44,8 @@ class Reference:
 class SE3Controller:
     """Computes rotor thrusts that track a reference from the vehicle's position, velocity, attitude and rates.
 
-    Commanded rotor thrusts that leave the rotors' range are desaturated with the attitude torques first (see
-    `_desaturate`); `last_unclipped_thrusts_n` keeps what the controller wanted, so saturation can be reported.
+    The commanded rotor thrusts are clipped to the rotors' range; `last_unclipped_thrusts_n` keeps
+    what the controller wanted, so saturation can be reported.
     """
 
     def __init__(self, vehicle: VehicleParams, gains: SE3Gains | None = None) -> None:
@@ -94,43 +94,3 @@ class SE3Controller:
         thrusts = self._mixer @ np.array([thrust, torque[0], torque[1], torque[2]])
         self.last_unclipped_thrusts_n = thrusts
         return np.clip(thrusts, self._thrust_min, self._thrust_max)
-
-    def _desaturate(
-        self, thrust: float, torque: NDArray[np.float64], thrusts: NDArray[np.float64]
-    ) -> NDArray[np.float64]:
-        """Rotor thrusts inside the rotors' range that keep the attitude torques first (as PX4's mixer does).
-
-        Clipping each rotor alone cuts the roll and pitch torque the attitude loop needs, and a vehicle that loses
-        its attitude at full or idle thrust flips. Instead: the yaw torque is scaled down first, then roll and
-        pitch, until the torques' spread fits the range; then the collective thrust is shifted so that every
-        rotor fits. Inside the range nothing changes.
-        """
-        low, high = self._thrust_min, self._thrust_max
-        if thrusts.min() >= low and thrusts.max() <= high:
-            return thrusts
-        collective = self._mixer[:, 0] * thrust
-        roll_pitch = self._mixer[:, 1:3] @ torque[:2]
-        yaw = self._mixer[:, 3] * torque[2]
-        span = high - low
-        if np.ptp(roll_pitch + yaw) > span:
-            yaw = yaw * _fit_scale(roll_pitch, yaw, span)
-            if np.ptp(roll_pitch + yaw) > span:
-                roll_pitch = roll_pitch * (span / max(float(np.ptp(roll_pitch)), 1e-12))
-        differential = roll_pitch + yaw
-        level = float(np.mean(collective))
-        level = min(max(level, low - float(differential.min())), high - float(differential.max()))
-        return np.clip(level + differential, low, high)
-
-
-def _fit_scale(fixed: NDArray[np.float64], scaled: NDArray[np.float64], span: float) -> float:
-    """Largest factor k in [0, 1] (by bisection) for which the spread of fixed + k * scaled fits in span."""
-    if np.ptp(fixed) > span:
-        return 0.0
-    low, high = 0.0, 1.0
-    for _ in range(20):
-        middle = 0.5 * (low + high)
-        if np.ptp(fixed + middle * scaled) <= span:
-            low = middle
-        else:
-            high = middle
-    return low

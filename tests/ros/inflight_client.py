@@ -20,11 +20,13 @@ This file imports nothing from conftest, so `bench/ros_soak.py` loads it by path
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -461,16 +463,22 @@ class InflightClient:
         return send
 
     def first_plan(self, pattern: Pattern, timeout_s: float = 60.0) -> bool:
-        """Send the pattern's first path (again each second) until a trajectory answers: the replanner is active."""
+        """Send the pattern's first path (again each second) until a trajectory answers and the tracker flies it.
+
+        The replanner's publisher can match the tracker's subscription seconds after both exist (DDS discovery
+        on a loaded machine); plans sent before that are never flown, so an operator waits for the tracker's
+        /diagnostics to count a plan, as the demo's mission waits for the vehicle to move.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             count = len(self.record.plans)
             self.send(pattern.goals(0.0))
 
-            def answered(count: int = count) -> bool:
-                return len(self.record.plans) > count
+            def flown(count: int = count) -> bool:
+                tracker = self.record.diagnostics.get("mfrl: tracker", {})
+                return len(self.record.plans) > count and int(tracker.get("plans", "0") or 0) > 0
 
-            if self.spin_until(answered, 1.0):
+            if self.spin_until(flown, 1.5):
                 return True
         return False
 
@@ -607,3 +615,24 @@ def summarise(
         crashed=bool(crashed_at.size),
         crash_time_s=float(t[crashed_at[0]] - since_sim_s) if crashed_at.size else None,
     )
+
+
+def save_record(record: Recorder, stem: Path) -> None:
+    """Write what the client saw: `<stem>.npz` (odometry) and `<stem>.json` (plans and sends), for post-mortems."""
+    t, position, velocity, up_z = record.arrays()
+    np.savez_compressed(stem.with_suffix(".npz"), t=t, position=position, velocity=velocity, up_z=up_z)
+    plans = [
+        {
+            "stamp_s": plan.stamp_s,
+            "wall_s": plan.wall_s,
+            "times_s": plan.times_s.tolist(),
+            "positions": plan.positions.tolist(),
+            "velocities": plan.velocities.tolist(),
+            "accelerations": plan.accelerations.tolist(),
+        }
+        for plan in record.plans
+    ]
+    sends = [
+        {"sim_s": s.sim_s, "wall_s": s.wall_s, "points": s.points.tolist(), "answer": s.answer} for s in record.sends
+    ]
+    stem.with_suffix(".json").write_text(json.dumps({"plans": plans, "sends": sends}))

@@ -504,6 +504,7 @@ class Replanner(LifecycleNode):
         if not self.odometry.fresh(now_ns, self.config.max_odometry_age_s):
             return Start("first pose at rest", None, None, path_stamp_ns or now_ns)
         reference = self.reference_at(now_ns)
+        deviation = math.inf
         if reference is not None:
             position, velocity, acceleration, jerk = reference
             deviation = float(np.linalg.norm(self.odometry.position - position[:3]))
@@ -519,7 +520,16 @@ class Replanner(LifecycleNode):
                 )
                 return Start("reference", position.copy(), state, now_ns)
         point = np.append(self.odometry.position, first_pose[3])
-        state = EndpointState(velocity=self.odometry.velocity.copy())  # zero acceleration: see the README
+        # Position and velocity from odometry; acceleration and jerk from the plan being flown while the vehicle
+        # is still near it (what the tracker is asking for now: a new plan that starts at zero acceleration
+        # makes the tracker's blend of the two demand a burst of snap), else zero (never differentiated odometry).
+        state = EndpointState(velocity=self.odometry.velocity.copy())
+        if reference is not None and deviation <= self.config.max_tracking_error_m:
+            state = EndpointState(
+                velocity=self.odometry.velocity.copy(),
+                acceleration=reference[2, :3].copy(),
+                jerk=reference[3, :3].copy(),
+            )
         return Start("odometry", point, state, min(self.odometry.stamp_ns, now_ns))
 
     def plan_and_publish(
