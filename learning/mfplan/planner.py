@@ -16,7 +16,9 @@ How times are searched when the policy's own times fail:
   re-solved with it: slowing the times down changes the path (the start velocity stays), so each scale
   on a geometric grid is solved and certified as a new trajectory, shape included, and the fastest
   passing one is kept. A plan is never stretched into a shape the certificate has not seen.
-* Repair, when no scale of the policy's times passes: other allocations of the same waypoints
+* Repair, when no scale of the policy's times passes: from a moving start, a first waypoint within
+  `pass_radius_m` (0.5 m) taken as reached (PX4's acceptance radius; passing exactly through it would take
+  a sharp correction); other allocations of the same waypoints
   (trapezoidal, constant speed, blends with the policy's), each searched the same way; then
   intermediate waypoints on the straight segments where the violation happened (the policy allocates
   the densified course); each certified as usual. Only when nothing passes is the plan refused.
@@ -210,6 +212,8 @@ class CertifiedPlanner:
         deadline_s: wall-clock time a `plan` call may spend searching (None: no deadline); when it runs out, the
             best candidate so far is returned if one passed, else the plan is refused and the reason says so. A
             replan that arrives late is worse than none: the vehicle has flown on meanwhile.
+        pass_radius_m: from a moving start, a first waypoint this close may be taken as reached when no plan
+            through it passes (a repair of last resort before added waypoints; `PlanResult.repair` says so).
     """
 
     def __init__(
@@ -224,6 +228,7 @@ class CertifiedPlanner:
         limits: SafetyLimits | None = None,
         max_total_checks: int = 40,
         deadline_s: float | None = None,
+        pass_radius_m: float = 0.5,
     ) -> None:
         if not (math.isfinite(safety_margin) and safety_margin >= 1.0):
             raise ValueError(f"safety_margin must be a finite factor >= 1, got {safety_margin}")
@@ -246,6 +251,9 @@ class CertifiedPlanner:
         if deadline_s is not None and not deadline_s > 0:
             raise ValueError(f"deadline_s must be > 0 (or None), got {deadline_s}")
         self.deadline_s = deadline_s
+        if not pass_radius_m >= 0:
+            raise ValueError(f"pass_radius_m must be >= 0, got {pass_radius_m}")
+        self.pass_radius_m = float(pass_radius_m)
         self.safety_margin = float(safety_margin)
 
     @classmethod
@@ -481,7 +489,18 @@ class CertifiedPlanner:
         failed: list[_Attempt],
         budget: _Budget,
     ) -> Iterator[tuple[str, list[_Attempt]]]:
-        """Other allocations of the same waypoints, then added intermediate waypoints; each searched as usual."""
+        """From a moving start, a first waypoint within `pass_radius_m` taken as reached; other allocations of the
+        same waypoints; then added intermediate waypoints; each searched as usual."""
+        start_array = np.zeros((3, 4)) if start is None else start.as_array("start")
+        ahead = float(np.linalg.norm(points[1, :3] - points[0, :3])) if points.shape[0] > 2 else math.inf
+        if ahead <= self.pass_radius_m and np.any(start_array) and budget.left > 0:
+            # A moving vehicle this close to its next waypoint has reached it (an acceptance radius, as PX4's
+            # NAV_ACC_RAD): a sharp correction to pass exactly through it is what fails; go on to the next.
+            rest = np.vstack([points[:1], points[2:]])
+            yield (
+                f"waypoint 1 taken as reached ({ahead:.2f} m ahead)",
+                self._search(rest, self._propose(rest, start_array), start, budget),
+            )
         speed = 0.5 * self.certificate.max_speed_m_s
         accel = 0.5 * self.certificate.max_acceleration_m_s2
         trapezoid = trapezoidal_times(points, speed, accel)
@@ -501,7 +520,6 @@ class CertifiedPlanner:
                 return
             worst = min(attempts, key=lambda a: a.scale if a.trajectory is not None else math.inf)
             dense = _split_violating_segments(dense, worst, all_segments=round_index > 0)
-            start_array = np.zeros((3, 4)) if start is None else start.as_array("start")
             times = self._propose(dense, start_array)
             attempts = self._search(dense, times, start, budget)
             yield f"+{dense.shape[0] - points.shape[0]} waypoints", attempts
@@ -653,14 +671,20 @@ def _refused_before_solving(points: NDArray[np.float64], constraint: str, reason
 
 
 def _given_knots(given: NDArray[np.float64], used: NDArray[np.float64]) -> NDArray[np.intp]:
-    """Index in `used` (the given waypoints with repair's added ones between them) of each given waypoint."""
-    if used.shape[0] == given.shape[0]:
+    """Index in `used` (the given waypoints, with repair's added ones between them or the first goal taken as
+    reached) of each given waypoint; a waypoint taken as reached gets the start's index (reached at t = 0)."""
+    if used.shape[0] == given.shape[0] and np.array_equal(used, given):
         return np.arange(given.shape[0])
     indices, j = [], 0
     for point in given:
-        while not np.array_equal(used[j], point):
-            j += 1
-        indices.append(j)
+        k = j
+        while k < used.shape[0] and not np.array_equal(used[k], point):
+            k += 1
+        if k == used.shape[0]:  # not flown through: taken as reached where the plan starts
+            indices.append(0)
+            continue
+        indices.append(k)
+        j = k
     return np.asarray(indices, dtype=np.intp)
 
 

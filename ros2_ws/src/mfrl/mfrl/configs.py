@@ -146,7 +146,7 @@ class ReplannerConfig:
     max_speed_m_s: float = 0.0
     max_acceleration_m_s2: float = 0.0
     max_plan_tilt_deg: float = 0.0
-    planning_deadline_s: float = 0.1
+    planning_deadline_s: float = 0.25
     max_excursion_m: float = 2.0
     ground_clearance_m: float = 0.03
     geofence_min_enu_m: list[float] = field(default_factory=_empty)
