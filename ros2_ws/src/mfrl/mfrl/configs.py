@@ -140,7 +140,7 @@ class ReplannerConfig:
     publish_viewer_topics: bool = True
     max_marker_speed_m_s: float = 0.0
     max_odometry_age_s: float = 0.5
-    max_reference_deviation_m: float = 0.25
+    max_reference_deviation_m: float = 0.5
     max_path_stamp_ahead_s: float = 1.0
     workspace_bound_m: float = 1000.0
     max_speed_m_s: float = 0.0
