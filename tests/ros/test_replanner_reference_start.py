@@ -111,7 +111,9 @@ def test_a_replan_continues_the_flown_plan_and_falls_back_to_odometry_far_from_i
     def at_hover() -> tuple[np.ndarray, np.ndarray]:
         return hover, np.zeros(3)
 
-    # The first plan: once the replanner is active (it loads the policy), it plans from the hovering vehicle.
+    # The first plan: once the replanner is active (it loads the policy), it plans from the hovering vehicle
+    # (odometry first, so that the first path finds it fresh rather than planning from the path's first pose).
+    vehicle.fly(at_hover, 0.5)
     for _ in range(60):
         vehicle.paths.publish(path_from_points(COURSE, "world", Time()))
         vehicle.fly(at_hover, 0.5)
