@@ -59,7 +59,9 @@ def _cross(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64
 def _vehicle_constants(vehicle: VehicleParams) -> tuple[float, float, float, float, NDArray[np.float64]]:
     """Inertia (Jx, Jy, Jz), mass and mixer of a vehicle, computed once (the mixer is a matrix inverse)."""
     jx, jy, jz = (float(i) for i in vehicle.inertia_kg_m2)
-    return jx, jy, jz, float(vehicle.mass_kg), vehicle.mixer_matrix
+    mixer = vehicle.mixer_matrix
+    mixer.setflags(write=False)  # shared by every caller through the cache: nobody may change it
+    return jx, jy, jz, float(vehicle.mass_kg), mixer
 
 
 @dataclass(frozen=True)
