@@ -35,6 +35,10 @@ from px4link.telemetry import TelemetrySnapshot, TelemetryStore, parse_status
 _LOG = get_logger("px4link.bridge")
 
 
+MAX_QUEUED_PLANS = 8
+"""Plans that may wait for their start at once (a replanner has one or two in flight)."""
+
+
 @dataclass(frozen=True)
 class ActionEvent:
     """A command the bridge sent on its own (a failsafe's hold or land) and how it went."""
@@ -98,6 +102,7 @@ class Px4Bridge:
         self._trajectory: TrajectoryLike | None = None
         self._trajectory_start_s = 0.0
         self._trajectory_end_s: float | None = None
+        self._queued: list[tuple[TrajectoryLike, float]] = []  # plans that take over at their start, in order
         self._hold: PositionTargetNed | None = None
         self._last_safe: PositionTargetNed | None = None
         self._trajectory_fault: str | None = None
@@ -244,16 +249,28 @@ class Px4Bridge:
     # ---- offboard ---------------------------------------------------------------------------------------------
 
     def follow(self, trajectory: TrajectoryLike, start_monotonic_s: float) -> None:
-        """Follow `trajectory` (ENU, `derivatives(t_s)`), its t = 0 at `start_monotonic_s` (time.monotonic())."""
+        """Follow `trajectory` (ENU, `derivatives(t_s)`), its t = 0 at `start_monotonic_s` (time.monotonic()).
+
+        While a trajectory is flown, one that starts in the future waits and takes over at its start (a
+        replanner plans it from the reference there, so the setpoints do not jump); it replaces the waiting
+        ones that start later. With none flown it is taken at once, and its first point held until it starts.
+        """
         probe = np.asarray(trajectory.derivatives(0.0))
         if probe.ndim != 2 or probe.shape[0] < 3 or probe.shape[1] != 4:
             raise ValueError(f"trajectory.derivatives(t) must return (>=3) x 4, got shape {probe.shape}")
         duration = getattr(trajectory, "duration_s", None)
+        start = float(start_monotonic_s)
         with self._plan_lock:
-            self._trajectory = trajectory
-            self._trajectory_start_s = float(start_monotonic_s)
-            self._trajectory_end_s = None if duration is None else float(start_monotonic_s) + float(duration)
+            self._trajectory_end_s = None if duration is None else start + float(duration)
             self._trajectory_fault = None
+            self._promote_due(time.monotonic())
+            if self._trajectory is not None and start > time.monotonic():
+                waiting = [entry for entry in self._queued if entry[1] < start]
+                self._queued = [*waiting[-(MAX_QUEUED_PLANS - 1) :], (trajectory, start)]
+            else:
+                self._queued = []
+                self._trajectory = trajectory
+                self._trajectory_start_s = start
         self.monitor.reset(FailsafeKind.TRAJECTORY_STALE)
         self.monitor.reset(FailsafeKind.TRAJECTORY_FAULT)
         self.monitor.reset(FailsafeKind.GEOFENCE_SETPOINT)
@@ -267,6 +284,7 @@ class Px4Bridge:
         with self._plan_lock:
             self._trajectory = None
             self._trajectory_end_s = None
+            self._queued = []
             self._hold = hold_target(snapshot.local_position.position_enu_m, yaw)
 
     def start_offboard(self, timeout_s: float = 5.0) -> None:
@@ -317,6 +335,7 @@ class Px4Bridge:
 
     def _setpoint(self, now_s: float) -> PositionTargetNed | None:
         with self._plan_lock:
+            self._promote_due(now_s)
             trajectory, start, hold = self._trajectory, self._trajectory_start_s, self._hold
         if trajectory is None:
             target = hold
@@ -337,6 +356,11 @@ class Px4Bridge:
         self._last_safe = target
         return target
 
+    def _promote_due(self, now_s: float) -> None:
+        """The newest waiting plan whose start has come takes over (call with the plan lock held)."""
+        while self._queued and self._queued[0][1] <= now_s:
+            self._trajectory, self._trajectory_start_s = self._queued.pop(0)
+
     def _trajectory_failed(self, trajectory: TrajectoryLike, reason: str) -> PositionTargetNed | None:
         """Drop a trajectory that cannot be evaluated; hold at the last setpoint sent, at rest."""
         last = self._last_safe
@@ -344,6 +368,7 @@ class Px4Bridge:
         with self._plan_lock:
             if self._trajectory is trajectory:
                 self._trajectory, self._trajectory_end_s, self._hold = None, None, hold
+                self._queued = []
                 self._trajectory_fault = reason
         _LOG.error("trajectory dropped: %s; holding at the last setpoint", reason)
         return hold

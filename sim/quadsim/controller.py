@@ -44,8 +44,9 @@ class Reference:
 class SE3Controller:
     """Computes rotor thrusts that track a reference from the vehicle's position, velocity, attitude and rates.
 
-    The commanded rotor thrusts are clipped to the rotors' range; `last_unclipped_thrusts_n` keeps
-    what the controller wanted, so saturation can be reported.
+    The commanded rotor thrusts are brought into the rotors' range by `desaturate` (roll and pitch first,
+    then collective thrust, then yaw); `last_unclipped_thrusts_n` keeps what the controller wanted, so
+    saturation can be reported.
     """
 
     def __init__(self, vehicle: VehicleParams, gains: SE3Gains | None = None) -> None:
@@ -91,6 +92,52 @@ class SE3Controller:
             + cross3(body_rates, inertia @ body_rates)
             - inertia @ (hat(body_rates) @ rates_d - rel @ ref.body_angular_accel_rad_s2)
         )
-        thrusts = self._mixer @ np.array([thrust, torque[0], torque[1], torque[2]])
-        self.last_unclipped_thrusts_n = thrusts
-        return np.clip(thrusts, self._thrust_min, self._thrust_max)
+        mixer = self._mixer
+        self.last_unclipped_thrusts_n = mixer @ np.array([thrust, torque[0], torque[1], torque[2]])
+        return desaturate(
+            mixer[:, 0] * thrust,
+            mixer[:, 1:3] @ torque[:2],
+            mixer[:, 3] * torque[2],
+            self._thrust_min,
+            self._thrust_max,
+        )
+
+
+def desaturate(
+    collective: NDArray[np.float64],
+    roll_pitch: NDArray[np.float64],
+    yaw: NDArray[np.float64],
+    low: float,
+    high: float,
+) -> NDArray[np.float64]:
+    """Rotor thrusts inside [low, high] that keep roll and pitch first, as PX4's mixer does.
+
+    The rotors' shares of the collective thrust, of the roll and pitch torques and of the yaw torque are
+    summed in that priority: roll and pitch are kept whole by moving the collective thrust (along its own
+    share, so no torque changes) as little as needed, and scaled down only when they alone exceed the
+    rotors' range; the yaw torque is then scaled down until it fits. Clipping each rotor on its own instead
+    turns a saturated command into torques nobody asked for, and a vehicle near its limits into a flip.
+    """
+    share = collective / max(float(np.abs(collective).max()), 1e-12) if np.any(collective) else np.full(4, 1.0)
+    if float(share.min()) <= 0.0:  # not a thrust share (zero collective): a uniform shift
+        share = np.full(collective.shape, 1.0)
+    span = high - low
+    spread = float(roll_pitch.max() - roll_pitch.min())
+    if spread > span:  # roll and pitch alone do not fit: keep their direction, centred in the range
+        roll_pitch = roll_pitch * (span / spread)
+        collective = np.full(collective.shape, 0.5 * (low + high)) - 0.5 * (roll_pitch.max() + roll_pitch.min())
+    base = collective + roll_pitch
+    shift_low = float(np.max((low - base) / share))
+    shift_high = float(np.min((high - base) / share))
+    shift = min(max(0.0, shift_low), shift_high) if shift_low <= shift_high else 0.5 * (shift_low + shift_high)
+    base = base + shift * share
+    with_yaw = base + yaw
+    if float(with_yaw.min()) >= low and float(with_yaw.max()) <= high:
+        return with_yaw
+    scale = 1.0
+    for b, y in zip(base, yaw, strict=True):
+        if y > 0.0 and b + y > high:
+            scale = min(scale, (high - b) / y)
+        elif y < 0.0 and b + y < low:
+            scale = min(scale, (low - b) / y)
+    return np.clip(base + max(scale, 0.0) * yaw, low, high)

@@ -47,6 +47,25 @@ def quintic_hermite_coefficients(
     )
 
 
+def hermite_coefficients(
+    start: NDArray[np.float64], end: NDArray[np.float64], duration_s: float
+) -> NDArray[np.float64]:
+    """Coefficients `2m x A` (ascending powers of local time) of the polynomial of degree 2m-1 that matches
+    the `m` derivatives (orders 0..m-1, rows of `start` and `end`, `m x A`) at both ends of `duration_s`."""
+    orders = start.shape[0]
+    return np.asarray(np.linalg.solve(_hermite_matrix(orders, float(duration_s)), np.vstack([start, end])), np.float64)
+
+
+def _hermite_matrix(orders: int, h: float) -> NDArray[np.float64]:
+    degree = 2 * orders
+    matrix = np.zeros((degree, degree))
+    for k in range(orders):
+        matrix[k, k] = _falling(k, k)
+        for j in range(k, degree):
+            matrix[orders + k, j] = _falling(j, k) * h ** (j - k)
+    return matrix
+
+
 def polynomial_derivatives(coefficients: NDArray[np.float64], t_s: float, max_order: int = 4) -> NDArray[np.float64]:
     """Derivatives 0..`max_order` (`(max_order+1) x A`) at local time `t_s` of polynomials `C x A` (ascending)."""
     degree = coefficients.shape[0]

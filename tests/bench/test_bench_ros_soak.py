@@ -63,11 +63,6 @@ def test_no_plan_outside_the_certificate(smoke_result: tuple[dict[str, Any], Pat
     assert result["plans_outside_box"] <= result["plans_outside_certificate"]
 
 
-@pytest.mark.xfail(
-    reason="open: the SE(3) tracker in MuJoCo sometimes loses attitude under 5 Hz replanning although every plan "
-    "passed the certificate (see tests/ros/test_inflight_replanning.py)",
-    strict=False,
-)
 def test_vehicle_stays_inside_its_bound_and_does_not_crash(smoke_result: tuple[dict[str, Any], Path]) -> None:
     result, _ = smoke_result
     figures = {k: result[k] for k in ("vehicle_max_excursion_m", "vehicle_max_speed_m_s", "crash_time_s")}

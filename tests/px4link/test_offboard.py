@@ -176,6 +176,42 @@ def test_bridge_streams_a_second_before_asking_for_offboard_and_follows(peer: An
         assert bridge.telemetry().status.mode_name == "OFFBOARD"  # type: ignore[union-attr]
 
 
+class _At:
+    """Hold a fixed ENU point for `duration_s` (a second plan that would be a jump if taken early)."""
+
+    def __init__(self, east_m: float, duration_s: float = 5.0) -> None:
+        self.east_m, self.duration_s = east_m, duration_s
+
+    def derivatives(self, t_s: float) -> np.ndarray:
+        d = np.zeros((5, 4))
+        d[0] = [self.east_m, 0.0, 2.0, 0.0]
+        return d
+
+
+@pytest.mark.mavlink
+def test_a_trajectory_sent_ahead_of_its_start_takes_over_only_at_its_start(peer: Any) -> None:
+    """A replanner stamps its plans a little in the future: the bridge flies the current one until then."""
+    from px4link.bridge import Px4Bridge
+
+    with Px4Bridge(bridge_config(peer.port)) as bridge:
+        assert bridge.wait_vehicle(3.0)
+        assert _wait(lambda: bridge.telemetry().local_position is not None, 2.0)
+        line = _Line()
+        line.duration_s = 10.0
+        bridge.follow(line, time.monotonic())
+        sent = time.monotonic()
+        takeover = sent + 0.6
+        bridge.follow(_At(30.0), takeover)
+        bridge.offboard.start(time.monotonic())  # stream without asking for OFFBOARD
+        time.sleep(max(0.0, takeover + 0.3 - time.monotonic()))
+        before = [m for t, m in peer.setpoints if sent + 0.05 < t < takeover - 0.05]
+        after = [m for t, m in peer.setpoints if t > takeover + 0.05]
+        assert before, "no setpoints before the takeover"
+        assert after, "no setpoints after the takeover"
+        assert all(m.y < 2.0 for m in before), [m.y for m in before]  # east along the line (NED y), not 30 m
+        assert all(m.y == pytest.approx(30.0) for m in after)
+
+
 @pytest.mark.mavlink
 def test_refused_offboard_raises_and_keeps_streaming(peer: Any) -> None:
     from px4link.bridge import Px4Bridge

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minsnap import solve_min_snap
-from quadsim.controller import Reference, SE3Controller
+from quadsim.controller import Reference, SE3Controller, desaturate
 from quadsim.flatness import flat_state
 from quadsim.reference import ReferenceTrack
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
@@ -101,7 +101,7 @@ def test_rates_are_damped() -> None:
     assert np.all(np.sign(torque) == -np.sign([0.5, -0.3, 0.2]))
 
 
-def test_commands_are_clipped_and_unclipped_are_kept() -> None:
+def test_saturated_yaw_gives_way_and_thrust_roll_and_pitch_are_kept() -> None:
     controller = SE3Controller(VEHICLE)
     thrusts = controller.rotor_thrusts(
         np.array([0.0, 0.0, 1.0]), np.zeros(3), np.eye(3), np.array([0.0, 0.0, 30.0]), hover_reference()
@@ -109,5 +109,37 @@ def test_commands_are_clipped_and_unclipped_are_kept() -> None:
     assert np.all(thrusts >= VEHICLE.rotor_thrust_min_n)
     assert np.all(thrusts <= VEHICLE.rotor_thrust_max_n)
     unclipped = controller.last_unclipped_thrusts_n
-    assert unclipped.min() < VEHICLE.rotor_thrust_min_n
-    np.testing.assert_allclose(thrusts, np.clip(unclipped, VEHICLE.rotor_thrust_min_n, VEHICLE.rotor_thrust_max_n))
+    assert unclipped.min() < VEHICLE.rotor_thrust_min_n  # the controller asked for more than the rotors give
+    wanted, applied = wrench_of(unclipped), wrench_of(thrusts)
+    assert applied[0] == pytest.approx(wanted[0])  # the hover thrust is kept
+    np.testing.assert_allclose(applied[1:3], wanted[1:3], atol=1e-12)  # no roll or pitch appears
+    assert 0.0 < applied[3] / wanted[3] < 1.0  # yaw still damps the spin, scaled down to fit
+
+
+def test_roll_and_pitch_come_before_collective_thrust() -> None:
+    low, high = VEHICLE.rotor_thrust_min_n, VEHICLE.rotor_thrust_max_n
+    mixer = VEHICLE.mixer_matrix
+    wanted = np.array([3.9 * high, 0.15, -0.1, 0.0])  # near full thrust with a strong roll and pitch
+    thrusts = desaturate(mixer[:, 0] * wanted[0], mixer[:, 1:3] @ wanted[1:3], mixer[:, 3] * wanted[3], low, high)
+    applied = wrench_of(thrusts)
+    assert thrusts.max() <= high + 1e-12
+    np.testing.assert_allclose(applied[1:3], wanted[1:3], atol=1e-12)
+    assert applied[0] < wanted[0]  # thrust gave way
+    # Clipping each rotor instead loses the roll and pitch asked for.
+    clipped = wrench_of(np.clip(mixer @ wanted, low, high))
+    assert abs(clipped[1] - wanted[1]) > 0.01
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_desaturated_thrusts_are_in_range_and_keep_roll_and_pitch_when_they_fit(seed: int) -> None:
+    low, high = VEHICLE.rotor_thrust_min_n, VEHICLE.rotor_thrust_max_n
+    mixer = VEHICLE.mixer_matrix
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        wanted = np.array([rng.uniform(0.0, 5.0 * high), *rng.normal(scale=0.2, size=2), rng.normal(scale=0.05)])
+        roll_pitch = mixer[:, 1:3] @ wanted[1:3]
+        thrusts = desaturate(mixer[:, 0] * wanted[0], roll_pitch, mixer[:, 3] * wanted[3], low, high)
+        assert thrusts.min() >= low - 1e-12
+        assert thrusts.max() <= high + 1e-12
+        if roll_pitch.max() - roll_pitch.min() <= high - low:
+            np.testing.assert_allclose(wrench_of(thrusts)[1:3], wanted[1:3], atol=1e-9)

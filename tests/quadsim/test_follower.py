@@ -1,4 +1,5 @@
-"""The follower: a new plan is blended in without a jump; stale plans are refused; the end is held."""
+"""The follower: a plan that arrives early takes over at its start; a late one is blended in without a jump
+(up to jerk, so the body-rate feed-forward does not jump); stale plans are refused; the end is held."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def _plan(waypoints: list[list[float]], times: list[float], start: EndpointState
     return SampledTrajectory.from_trajectory(trajectory, samples_per_segment=8)
 
 
-def test_switch_keeps_position_velocity_and_acceleration_continuous() -> None:
+def test_switch_keeps_position_to_jerk_continuous() -> None:
     follower = TrajectoryFollower(VehicleParams(), FollowerConfig(switch_blend_s=0.5))
     follower.hold_at(np.array([0.0, 0.0, 1.0]), 0.0)
     assert follower.accept(_plan([[0, 0, 1], [3, 0, 1], [6, 2, 1.5]], [1.5, 1.5]), start_s=0.0, now_s=0.0) == ""
@@ -26,8 +27,53 @@ def test_switch_keeps_position_velocity_and_acceleration_continuous() -> None:
     new_plan = _plan([offset_start, [5, 3, 2]], [2.0])
     assert follower.accept(new_plan, start_s=switch_s, now_s=switch_s) == ""
     after = follower.flat_outputs(switch_s)
-    np.testing.assert_allclose(after[:3], before[:3], atol=1e-9)
+    np.testing.assert_allclose(after[:4], before[:4], atol=1e-9)
+    reference = follower.reference(switch_s)
+    assert np.isfinite(reference.body_rates_rad_s).all()
     np.testing.assert_allclose(follower.flat_outputs(switch_s + 0.6), new_plan.derivatives(0.6))  # blend over
+
+
+def test_a_plan_that_arrives_early_takes_over_at_its_start_without_a_blend() -> None:
+    """The replanner's way: plan from the reference predicted at a later start, send it before that start."""
+    follower = TrajectoryFollower(VehicleParams(), FollowerConfig(switch_blend_s=0.5))
+    follower.hold_at(np.array([0.0, 0.0, 1.0]), 0.0)
+    first = solve_min_snap(np.array([[0, 0, 1], [3, 0, 1], [6, 2, 1.5]], float), np.array([1.5, 1.5]))
+    assert follower.accept(SampledTrajectory.from_trajectory(first, 8), start_s=0.0, now_s=0.0) == ""
+    switch_s = 1.3
+    p, v, a, j = first.derivatives(np.array([switch_s]), max_order=3)[:, 0, :3]
+    second = _plan([list(p), [4, 3, 2]], [2.0], EndpointState(velocity=v, acceleration=a, jerk=j))
+    assert follower.accept(second, start_s=switch_s, now_s=1.0) == ""  # sent 0.3 s ahead of its start
+    assert follower.queued_starts_s == [switch_s]
+    np.testing.assert_allclose(follower.flat_outputs(1.2)[:3], first.derivatives(np.array([1.2]), 2)[:, 0], atol=1e-3)
+    assert follower.plan_start_s == 0.0  # still the first plan
+    follower.flat_outputs(switch_s)
+    assert follower.plan_start_s == switch_s
+    assert follower.queued_starts_s == []
+    # No blend was needed: right after the switch the reference is the second plan's own.
+    np.testing.assert_allclose(follower.flat_outputs(switch_s + 0.05)[:3], second.derivatives(0.05)[:3], atol=1e-2)
+
+
+def test_a_newer_plan_replaces_waiting_plans_that_start_later() -> None:
+    follower = TrajectoryFollower(VehicleParams())
+    follower.hold_at(np.array([0.0, 0.0, 1.0]), 0.0)
+    plan = _plan([[0, 0, 1], [2, 0, 1]], [2.0])
+    assert follower.accept(plan, start_s=0.5, now_s=0.0) == ""
+    assert follower.accept(plan, start_s=0.3, now_s=0.1) == ""
+    assert follower.queued_starts_s == [0.3]  # the one starting at 0.5 would have come after it
+    assert follower.accept(plan, start_s=0.4, now_s=0.2) == ""
+    assert follower.queued_starts_s == [0.3, 0.4]
+    assert follower.accept(plan, start_s=0.1, now_s=0.25) == ""  # already started: it replaces them all
+    assert follower.queued_starts_s == []
+    assert follower.plan_start_s == 0.1
+
+
+def test_a_plan_starting_too_far_ahead_is_refused() -> None:
+    follower = TrajectoryFollower(VehicleParams(), FollowerConfig(max_plan_lead_s=1.0))
+    follower.hold_at(np.array([1.0, 2.0, 1.0]), 0.0)
+    reason = follower.accept(_plan([[1, 2, 1], [4, 2, 1]], [2.0]), start_s=3601.0, now_s=1.0)
+    assert "max_plan_lead_s" in reason
+    assert follower.queued_starts_s == []
+    assert follower.mode(3602.0) == "hold"
 
 
 def test_stale_plan_is_refused_and_the_vehicle_holds() -> None:

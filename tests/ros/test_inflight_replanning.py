@@ -2,8 +2,7 @@
 
 The replanner graph in sim mode (replanner, MuJoCo `quadrotor_sim`, `tracker`; no mission) is flown by an
 outside client (`inflight_client.py`) that sends a new path every 200-250 ms of sim time, for at least 60 s
-of sim time per pattern. Checked, from the documented topics only (the vehicle's own outcome, the first two
-items, is an open problem marked xfail: see TRACKING_OPEN_PROBLEM):
+of sim time per pattern. Checked, from the documented topics only:
 
 * the vehicle stays inside the box of every waypoint it was ever sent (and its start), grown by the
   replanner's excursion bound plus a tracking tolerance;
@@ -51,10 +50,6 @@ GROUND_Z_M = 0.05
 TEST_SPEED_BOUND_M_S = 6.0
 """Set as the replanner's `max_speed_m_s` (a stricter bound than the vehicle's 10 m/s)."""
 MIN_ANSWERED_FRACTION = 0.9
-TRACKING_OPEN_PROBLEM = (
-    "open: the SE(3) tracker in MuJoCo sometimes loses attitude (growing body-rate oscillation, then a flip) under "
-    "5 Hz replanning although every plan it was sent passed the certificate; seen in 1-3 of the 4 patterns per run"
-)
 MIN_PLANNED_FRACTION = 0.3
 
 SPEED_BOUND_M_S = TEST_SPEED_BOUND_M_S
@@ -135,22 +130,15 @@ def flight(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
 
 
-VEHICLE_OUTCOME = pytest.mark.xfail(reason=TRACKING_OPEN_PROBLEM, strict=False)
-"""The vehicle's own excursion, speed and crash tests: see TRACKING_OPEN_PROBLEM."""
-
-
-@VEHICLE_OUTCOME
 def test_vehicle_stays_inside_the_box_of_its_waypoints(flight: Flight) -> None:
     bound = EXCURSION_BOUND_M + TRACKING_TOLERANCE_M
     assert flight.summary.vehicle_max_excursion_m <= bound, flight.figures()
 
 
-@VEHICLE_OUTCOME
 def test_vehicle_keeps_under_the_speed_bound(flight: Flight) -> None:
     assert flight.summary.vehicle_max_speed_m_s <= SPEED_BOUND_M_S + SPEED_TOLERANCE_M_S, flight.figures()
 
 
-@VEHICLE_OUTCOME
 def test_vehicle_never_hits_the_ground_or_flips(flight: Flight) -> None:
     summary = flight.summary
     assert not summary.crashed, flight.figures()

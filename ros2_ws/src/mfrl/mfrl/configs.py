@@ -103,6 +103,11 @@ class ReplannerConfig:
             start state (the path's first pose is).
         max_reference_deviation_m: a replan starts from the plan being flown (its reference now) while the
             vehicle is within this distance of that reference; farther, it starts from odometry.
+        min_plan_lead_s: a plan from the reference starts at least this far ahead of now (node clock), so that it
+            reaches the tracker before its start; the lead is planning_deadline_s + 20 ms, times the node clock's
+            measured rate to wall time (sim time may run faster), within these bounds.
+        max_plan_lead_s: ... and at most this far (within the tracker's max_plan_lead_s); a plan that took longer
+            than its lead to make is refused as late.
         max_path_stamp_ahead_s: a path stamped more than this ahead of the node's clock is refused.
         workspace_bound_m: a waypoint with |x|, |y| or |z| beyond this is refused before planning.
         max_speed_m_s: certificate: speed limit of a plan (0: the vehicle's); also the envelope's bound.
@@ -141,6 +146,8 @@ class ReplannerConfig:
     max_marker_speed_m_s: float = 0.0
     max_odometry_age_s: float = 0.5
     max_reference_deviation_m: float = 0.5
+    min_plan_lead_s: float = 0.1
+    max_plan_lead_s: float = 0.5
     max_path_stamp_ahead_s: float = 1.0
     workspace_bound_m: float = 1000.0
     max_speed_m_s: float = 0.0
@@ -178,6 +185,12 @@ class ReplannerConfig:
             "max_path_stamp_ahead_s",
             self.max_path_stamp_ahead_s,
             "in [0, 3600]",
+        )
+        _require(
+            0.0 <= self.min_plan_lead_s <= self.max_plan_lead_s <= 1.0,
+            "min_plan_lead_s/max_plan_lead_s",
+            (self.min_plan_lead_s, self.max_plan_lead_s),
+            "0 <= min <= max <= 1 (the tracker refuses plans starting over its max_plan_lead_s ahead)",
         )
         _require(0.0 < self.workspace_bound_m <= 1e6, "workspace_bound_m", self.workspace_bound_m, "in (0, 1e6]")
         _require(
@@ -291,6 +304,7 @@ class TrackerConfig:
     Attributes:
         switch_blend_s: the jump between the old and the new plan's reference decays over this time.
         max_plan_delay_s: a plan starting longer ago than this on arrival is stale: refused, the vehicle holds.
+        max_plan_lead_s: a plan starting later than this after its arrival is refused (it waits for its start).
         kp_position: position gains (1/s^2) for x, y, z.
         kd_position: velocity gains (1/s) for x, y, z.
         kp_attitude: attitude gain (1/s^2, scaled by the inertia).
@@ -307,6 +321,7 @@ class TrackerConfig:
 
     switch_blend_s: float = 0.5
     max_plan_delay_s: float = 0.5
+    max_plan_lead_s: float = 1.0
     kp_position: list[float] = field(default_factory=_kp_position)
     kd_position: list[float] = field(default_factory=_kd_position)
     kp_attitude: float = 544.0
@@ -323,6 +338,7 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         _require(0.0 <= self.switch_blend_s <= 10.0, "switch_blend_s", self.switch_blend_s, "in [0, 10]")
         _require(0.0 < self.max_plan_delay_s <= 60.0, "max_plan_delay_s", self.max_plan_delay_s, "in (0, 60]")
+        _require(0.0 <= self.max_plan_lead_s <= 60.0, "max_plan_lead_s", self.max_plan_lead_s, "in [0, 60]")
         _require(
             0.0 < self.warn_tracking_error_m <= self.max_tracking_error_m <= 1000.0,
             "warn_tracking_error_m/max_tracking_error_m",
@@ -494,6 +510,7 @@ class PolicyControllerConfig:
         policy_rate_hz: rate of the policy's actions (the tracking env's policy_rate_hz it was trained at).
         switch_blend_s: the jump between the old and the new plan's reference decays over this time.
         max_plan_delay_s: a plan starting longer ago than this on arrival is stale: refused, the vehicle holds.
+        max_plan_lead_s: a plan starting later than this after its arrival is refused (it waits for its start).
         torch_threads: threads of the policy's forward pass.
         autostart: configure (load the policy) and activate the lifecycle node on start-up.
         frame_id: world frame of the reference it publishes.
@@ -505,6 +522,7 @@ class PolicyControllerConfig:
     policy_rate_hz: float = 50.0
     switch_blend_s: float = 0.5
     max_plan_delay_s: float = 0.5
+    max_plan_lead_s: float = 1.0
     torch_threads: int = 1
     autostart: bool = True
     frame_id: str = "world"
@@ -517,6 +535,7 @@ class PolicyControllerConfig:
         _require(0.0 < self.policy_rate_hz <= 250.0, "policy_rate_hz", self.policy_rate_hz, "in (0, 250]")
         _require(0.0 <= self.switch_blend_s <= 10.0, "switch_blend_s", self.switch_blend_s, "in [0, 10]")
         _require(0.0 < self.max_plan_delay_s <= 60.0, "max_plan_delay_s", self.max_plan_delay_s, "in (0, 60]")
+        _require(0.0 <= self.max_plan_lead_s <= 60.0, "max_plan_lead_s", self.max_plan_lead_s, "in [0, 60]")
         _require(1 <= self.torch_threads <= 256, "torch_threads", self.torch_threads, "in 1..256")
         _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
 

@@ -174,7 +174,9 @@ class PolicyController(LifecycleNode):
         self.vehicle = VehicleParams()
         config = self.config
         self.env_config = TrackingEnvConfig()
-        follower = TrajectoryFollower(self.vehicle, FollowerConfig(config.switch_blend_s, config.max_plan_delay_s))
+        follower = TrajectoryFollower(
+            self.vehicle, FollowerConfig(config.switch_blend_s, config.max_plan_delay_s, config.max_plan_lead_s)
+        )
         self.commander = PolicyCommander(None, self.vehicle, self.env_config, follower)
         self.policy: Policy | None = None
         self.inbox = PlanInbox(follower)
@@ -203,7 +205,9 @@ class PolicyController(LifecycleNode):
     def apply_config(self, config: PolicyControllerConfig) -> None:
         """Follower settings apply at once; a new checkpoint on the next configure."""
         if hasattr(self, "commander"):
-            self.commander.follower.config = FollowerConfig(config.switch_blend_s, config.max_plan_delay_s)
+            self.commander.follower.config = FollowerConfig(
+                config.switch_blend_s, config.max_plan_delay_s, config.max_plan_lead_s
+            )
 
     def _run_autostart(self) -> None:
         self._autostart.cancel()

@@ -6,9 +6,15 @@ cleaning up drops it and forgets the last path's stamp; shutting down ends the p
 pose with the start state and plans through the rest. The start state is, in order:
 
 - "reference": while a plan is being flown (the node published one and fresh odometry puts the vehicle
-  within `max_reference_deviation_m` of its reference), the reference of that plan now (position,
-  velocity, acceleration, yaw, yaw rate) -- the new plan is stamped now, so it continues the old one;
-- "odometry": with fresh odometry otherwise, the vehicle's position and velocity, at zero acceleration;
+  within `max_reference_deviation_m` of its reference now), the reference the vehicle will be flying a
+  *lead* from now (position, velocity, acceleration, jerk, yaw and its rates), and the new plan is
+  stamped then: it reaches the tracker before its start and takes over there without a jump. The lead is
+  the planning deadline plus a delivery margin, on the node's clock (in simulation: times the measured
+  rate of sim time to wall time), within [`min_plan_lead_s`, `max_plan_lead_s`]; a plan whose planning
+  took longer than its lead is refused ("late"), as a late switch would make the tracker blend two plans;
+- "odometry": with fresh odometry otherwise, the vehicle's position and velocity (acceleration and jerk
+  from the plan being flown while the vehicle is within `max_tracking_error_m` of it, else zero), stamped
+  with the odometry (the tracker blends the difference out); with no plan flown yet, at rest a lead ahead;
 - "first pose at rest": without fresh odometry, the path's own first pose.
 
 `~/replan` (std_srvs/Trigger) plans again, from the same start, through the waypoints not yet reached.
@@ -43,6 +49,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 from visualization_msgs.msg import MarkerArray
 
 from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner, PlanResult
+from mfplan.timeline import PlanTimeline
 from mfrl import qos
 from mfrl.configs import ReplannerConfig
 from mfrl.conversions import (
@@ -71,6 +78,14 @@ ODOMETRY_PERIOD_S = 0.01
 
 RECENT_SAMPLES = 100
 """Latencies and planning times kept for the /diagnostics percentiles (the counts are kept apart)."""
+PLAN_DELIVERY_S = 0.02
+"""Wall time allowed, beyond the planning deadline, for a plan to reach the tracker (the lead's margin)."""
+LATE_MARGIN_S = 0.005
+"""Wall time allowed for a plan to reach the tracker when checking that it is not late."""
+SIM_RATE_WINDOW_S = 0.5
+"""Wall time over which the rate of the node clock to wall time is measured (1 outside simulation)."""
+HOVER_SPEED_M_S = 0.2
+"""Below this speed a vehicle with no plan is taken to hover where it is (its first plan starts at rest)."""
 
 ERROR_LOG_THROTTLE = 100
 """A refusal that repeats (bad odometry at 250 Hz) is logged the first time and then every this many."""
@@ -244,9 +259,12 @@ class Replanner(LifecycleNode):
         self.odometry_taken_wall = 0.0
         self.last_path_stamp_ns = 0
         self.waypoints: NDArray[np.float64] | None = None  # the points of the last plan (its start first)
-        self.trajectory: Trajectory | None = None
+        self.trajectory: Trajectory | None = None  # the newest plan
         self.waypoint_times_s = np.zeros(0)  # when the last plan reaches each of its points
-        self.plan_stamp_ns = 0
+        self.plan_stamp_ns = 0  # its start
+        self.timeline = PlanTimeline()  # the plans sent that are flown now or will be
+        self.sim_rates: deque[float] = deque([1.0], maxlen=3)  # node-clock seconds per wall second, recent windows
+        self.sim_rate_mark: tuple[float, int] | None = None  # (wall, node clock) where the window began
         self.plan_start = ""
         self.plans = 0
         self.latencies_ms: deque[float] = deque(maxlen=RECENT_SAMPLES)
@@ -348,11 +366,23 @@ class Replanner(LifecycleNode):
             self.odometry_taken_wall = now
             self.take_odometry()
 
+    def measure_sim_rate(self) -> None:
+        """Node-clock seconds per wall second over the last SIM_RATE_WINDOW_S (1 on a wall clock)."""
+        wall, clock_ns = time.monotonic(), self.now_ns()
+        mark = self.sim_rate_mark
+        if mark is None or clock_ns < mark[1]:
+            self.sim_rate_mark = (wall, clock_ns)
+            return
+        if wall - mark[0] >= SIM_RATE_WINDOW_S:
+            self.sim_rates.append(min(max((clock_ns - mark[1]) * 1e-9 / (wall - mark[0]), 0.05), 100.0))
+            self.sim_rate_mark = (wall, clock_ns)
+
     def take_odometry(self) -> None:
         """Check the pending odometry sample and keep it, or refuse and count it (the last good state stays)."""
         msg, self.pending_odometry = self.pending_odometry, None
         if msg is None:
             return
+        self.measure_sim_rate()
         received_ns = self.now_ns()
         try:
             state = odometry_state(msg)
@@ -482,22 +512,19 @@ class Replanner(LifecycleNode):
 
     # Planning ----------------------------------------------------------------------------------------------
     def plan_end_ns(self) -> int:
-        """When the plan being flown ends (node clock); 0 without one."""
-        if self.trajectory is None:
-            return 0
-        return self.plan_stamp_ns + round(self.trajectory.duration_s * 1e9)
+        """When the newest plan ends (node clock); 0 without one."""
+        return self.timeline.end_ns()
 
-    def reference_at(self, now_ns: int) -> NDArray[np.float64] | None:
-        """Position, velocity, acceleration and jerk (`4 x 4`: x, y, z, yaw each) of the plan being flown at
-        `now_ns`: before its start its first point, after its end at rest at its last point; None without a plan."""
-        trajectory = self.trajectory
-        if trajectory is None:
-            return None
-        t = min(max((now_ns - self.plan_stamp_ns) * 1e-9, 0.0), trajectory.duration_s)
-        d = trajectory.derivatives(np.array([t]), max_order=3)[:, 0, :]
-        if t >= trajectory.duration_s:
-            d[1:] = 0.0
-        return d
+    def reference_at(self, t_ns: int) -> NDArray[np.float64] | None:
+        """Position, velocity, acceleration and jerk (`4 x 4`: x, y, z, yaw each) of the plan flown at `t_ns`
+        (`mfplan.timeline`); None without a plan."""
+        return self.timeline.reference_at(t_ns)
+
+    def plan_lead_ns(self) -> int:
+        """How far ahead of now a plan from the reference starts (see the module docstring)."""
+        config = self.config
+        lead_s = max(self.sim_rates) * (config.planning_deadline_s + PLAN_DELIVERY_S)
+        return round(1e9 * min(max(lead_s, config.min_plan_lead_s), config.max_plan_lead_s))
 
     def choose_start(self, now_ns: int, path_stamp_ns: int, first_pose: NDArray[np.float64]) -> Start:
         """The start of a new plan (see the module docstring)."""
@@ -506,10 +533,11 @@ class Replanner(LifecycleNode):
         reference = self.reference_at(now_ns)
         deviation = math.inf
         if reference is not None:
-            position, velocity, acceleration, jerk = reference
-            deviation = float(np.linalg.norm(self.odometry.position - position[:3]))
+            deviation = float(np.linalg.norm(self.odometry.position - reference[0, :3]))
             if deviation <= self.config.max_reference_deviation_m:
-                # jerk too: the body rates the tracker feeds forward stay continuous across the replan
+                start_ns = now_ns + self.plan_lead_ns()
+                position, velocity, acceleration, jerk = self.reference_at(start_ns)  # type: ignore[misc]
+                # jerk too: the body rates the tracker feeds forward stay continuous across the switch
                 state = EndpointState(
                     velocity=velocity[:3].copy(),
                     acceleration=acceleration[:3].copy(),
@@ -518,8 +546,11 @@ class Replanner(LifecycleNode):
                     yaw_acceleration=float(acceleration[3]),
                     yaw_jerk=float(jerk[3]),
                 )
-                return Start("reference", position.copy(), state, now_ns)
+                return Start("reference", position.copy(), state, start_ns)
         point = np.append(self.odometry.position, first_pose[3])
+        if reference is None and float(np.linalg.norm(self.odometry.velocity)) <= HOVER_SPEED_M_S:
+            # Nothing flown yet and the vehicle hovers: it stays where it is until the plan starts.
+            return Start("odometry", point, EndpointState(), now_ns + self.plan_lead_ns())
         # Position and velocity from odometry; acceleration and jerk from the plan being flown while the vehicle
         # is still near it (what the tracker is asking for now: a new plan that starts at zero acceleration
         # makes the tracker's blend of the two demand a burst of snap), else zero (never differentiated odometry).
@@ -544,6 +575,7 @@ class Replanner(LifecycleNode):
         config = self.config
         self.take_odometry()  # the latest sample, if it has not been taken yet
         now_ns = self.now_ns()
+        chosen_wall = time.perf_counter()
         start = self.choose_start(now_ns, path_stamp_ns, waypoints[0])
         if start.point is not None:
             goals = waypoints[1:]
@@ -562,9 +594,19 @@ class Replanner(LifecycleNode):
                 f"planner: {constraint}",
             )
         sampled = SampledTrajectory.from_trajectory(result.trajectory, config.samples_per_segment)
+        if start.stamp_ns > now_ns:  # planned from the reference ahead: it must reach the tracker before then
+            rate = max(self.sim_rates)
+            arrival_ns = now_ns + round(1e9 * rate * (time.perf_counter() - chosen_wall + LATE_MARGIN_S))
+            if arrival_ns > start.stamp_ns:
+                raise CourseError(
+                    f"late: planning took {(arrival_ns - now_ns) * 1e-9:.3f} s (node clock) of the plan's "
+                    f"{(start.stamp_ns - now_ns) * 1e-9:.3f} s lead; the current plan is kept",
+                    "late",
+                )
         self.trajectory_pub.publish(write_trajectory(sampled, config.frame_id, start.stamp_ns))  # CDR bytes
         latency_ms = 1e3 * (time.perf_counter() - received)
         self.waypoints, self.trajectory, self.plan_stamp_ns = points, result.trajectory, start.stamp_ns
+        self.timeline.add(start.stamp_ns, result.trajectory, self.now_ns())
         self.waypoint_times_s = result.waypoint_times_s
         self.plan_start = start.kind
         if config.publish_viewer_topics:  # in the viewer thread: the trajectory goes out first, alone
@@ -581,6 +623,7 @@ class Replanner(LifecycleNode):
             "time_scale": result.time_scale,
             "start": start.kind,
             "plan_stamp_ns": start.stamp_ns,
+            "plan_lead_s": (start.stamp_ns - now_ns) * 1e-9,
             "path_stamp": path_stamp,
         }
         self.status_pub.publish(diagnostic_status(self.get_name(), "mfrl", DiagnosticStatus.OK, "planned", values))

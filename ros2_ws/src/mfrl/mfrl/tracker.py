@@ -69,7 +69,7 @@ class Tracker(Node):
         )
         self.controller = SE3Controller(self.vehicle, gains)
         self.allocation = self.vehicle.allocation_matrix
-        self.follower_config = FollowerConfig(config.switch_blend_s, config.max_plan_delay_s)
+        self.follower_config = FollowerConfig(config.switch_blend_s, config.max_plan_delay_s, config.max_plan_lead_s)
         vehicle_speed = self.vehicle.max_speed_m_s
         self.monitor.limits = EnvelopeLimits(
             max_tracking_error_m=config.max_tracking_error_m,
