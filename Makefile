@@ -40,6 +40,7 @@ test-fast: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## Full benchmarks (print JSON figures; not part of the tests).
 bench: setup

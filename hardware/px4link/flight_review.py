@@ -5,7 +5,7 @@
 Reads (pyulog) the flown path from `vehicle_local_position` and the plan from `trajectory_setpoint`
 (what an offboard companion sends) or, when the log lacks it, `vehicle_local_position_setpoint`;
 `vehicle_status`, when logged, gives arming and navigation-state changes. PX4 logs NED; the review
-works in the project's ENU, converted by `px4link.frames` only. Writes `<log name>.png` (top view,
+works in the project's ENU, converted by `quadsim.frames` only. Writes `<log name>.png` (top view,
 altitude vs time, tracking error vs time, speed; mode and arming changes marked) and
 `<log name>.json` (flight time, max and RMS tracking error, max speed, the changes).
 """
@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from pyulog import ULog
 
 from flightkit import format_table, get_logger, write_bytes_atomic, write_json_atomic
-from px4link.frames import ned_to_enu
+from quadsim.frames import ned_to_enu
 
 log = get_logger("px4link.flight_review")
 

@@ -1,5 +1,5 @@
 """Trajectory samples (ENU) as PX4 position targets (SET_POSITION_TARGET_LOCAL_NED): position, velocity and
-acceleration feed-forward, yaw and yaw rate, all converted through px4link.frames.
+acceleration feed-forward, yaw and yaw rate, all converted through quadsim.frames.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pymavlink.dialects.v20 import common as mavlink2
 
-from px4link import frames
+from quadsim import frames
 
 TYPE_MASK_FULL = 0
 """Position, velocity, acceleration, yaw and yaw rate all used."""

@@ -1,7 +1,7 @@
 """PX4 telemetry as typed, frozen records in the project's frames (ENU world, FLU body), and a thread-safe store of the
 latest of each with its age.
 
-Every NED/FRD -> ENU/FLU conversion goes through px4link.frames. Times are the vehicle's (`time_boot_s`, from
+Every NED/FRD -> ENU/FLU conversion goes through quadsim.frames. Times are the vehicle's (`time_boot_s`, from
 `time_boot_ms`) where the message has one; ages are ours (monotonic seconds since the record arrived).
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from pymavlink.dialects.v20 import common as mavlink2
 
-from px4link import frames, px4_modes
+from px4link import px4_modes
+from quadsim import frames
 from quadsim.rotations import quat_wxyz_to_matrix
 
 Vec3 = tuple[float, float, float]
@@ -61,9 +62,8 @@ class Attitude:
 
     @property
     def yaw_enu_rad(self) -> float:
-        """Heading in ENU (0 = east, counter-clockwise)."""
-        w, x, y, z = self.q_wxyz
-        return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+        """Heading in ENU (0 = east, counter-clockwise; the project's convention, `quadsim.frames.yaw_of`)."""
+        return frames.yaw_of(quat_wxyz_to_matrix(np.asarray(self.q_wxyz, dtype=np.float64)))
 
 
 @dataclass(frozen=True)

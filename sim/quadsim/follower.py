@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from quadsim.controller import Reference
 from quadsim.flatness import flat_state
+from quadsim.frames import wrap_angle
 from quadsim.sampled_trajectory import SampledTrajectory, hermite_coefficients, polynomial_derivatives
 from quadsim.vehicle import VehicleParams
 
@@ -135,7 +136,7 @@ class TrajectoryFollower:
             old = self._flat_outputs(now_s)
             new = plan.derivatives(now_s - start_s)
             offset = old[:BLEND_ORDERS] - new[:BLEND_ORDERS]
-            offset[0, 3] = _wrap(offset[0, 3])
+            offset[0, 3] = wrap_angle(float(offset[0, 3]))
             if self.config.switch_blend_s > 0.0 and np.any(offset != 0.0):
                 end = np.zeros((BLEND_ORDERS, 4))
                 blend = _Blend(now_s, hermite_coefficients(offset, end, self.config.switch_blend_s))
@@ -174,7 +175,3 @@ class TrajectoryFollower:
             body_rates_rad_s=state.body_rates_rad_s[0],
             body_angular_accel_rad_s2=state.body_angular_accel_rad_s2[0],
         )
-
-
-def _wrap(angle: float) -> float:
-    return float((angle + np.pi) % (2.0 * np.pi) - np.pi)

@@ -11,9 +11,10 @@ from minsnap import Trajectory
 from quadsim.controller import SE3Controller, SE3Gains
 from quadsim.evaluation import FeasibilityCriteria, SimulatedFidelity
 from quadsim.flight_log import FlightLog
+from quadsim.frames import yaw_of
 from quadsim.mujoco_model import PHYSICS_TIMESTEP_S, build_model
 from quadsim.reference import ReferenceTrack
-from quadsim.rotations import matrix_to_quat_wxyz, yaw_of
+from quadsim.rotations import matrix_to_quat_wxyz
 from quadsim.vehicle import VehicleParams
 
 """A flight whose position comes below this height has hit the ground (the frame rests at z = 0.01 m)."""

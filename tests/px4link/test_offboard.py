@@ -13,10 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymavlink.dialects.v20 import common as mavlink2
 
-from px4link import frames, px4_modes
+from px4link import px4_modes
 from px4link.config import BridgeConfig, FailsafeConfig, OffboardConfig
 from px4link.offboard import OffboardOrderError, OffboardState, OffboardStateMachine, period_jitter_ms
 from px4link.setpoints import TYPE_MASK_FULL, hold_target, target_from_derivatives
+from quadsim import frames
 from quadsim.rotations import quat_wxyz_to_matrix
 
 finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False)

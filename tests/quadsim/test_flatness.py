@@ -9,7 +9,8 @@ import pytest
 
 from minsnap import Trajectory, solve_min_snap
 from quadsim.flatness import FlatState, flat_state
-from quadsim.rotations import vee, wrap_angle, yaw_of
+from quadsim.frames import wrap_angle, yaw_of
+from quadsim.rotations import vee
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
 VEHICLE = VehicleParams()

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from quadsim.flatness import flat_state
+from quadsim.frames import wrap_angle, yaw_of
 from quadsim.rotations import (
     cross3,
     hat,
@@ -19,8 +20,6 @@ from quadsim.rotations import (
     norm3,
     quat_wxyz_to_matrix,
     vee,
-    wrap_angle,
-    yaw_of,
 )
 from quadsim.vehicle import VehicleParams
 

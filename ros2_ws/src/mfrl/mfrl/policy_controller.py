@@ -46,8 +46,8 @@ from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
 from mfrl.plan_inbox import PlanInbox
 from quadsim.follower import FollowerConfig, TrajectoryFollower
+from quadsim.frames import yaw_of
 from quadsim.rate_controller import RateController
-from quadsim.rotations import yaw_of
 from quadsim.tracking_env import GeometricCTBRPolicy, TrackingEnvConfig, action_to_ctbr, tracking_observation
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 

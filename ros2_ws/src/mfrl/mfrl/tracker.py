@@ -28,8 +28,8 @@ from mfrl.parameters import ConfigParameters
 from mfrl.plan_inbox import PlanInbox
 from quadsim.controller import SE3Controller, SE3Gains
 from quadsim.follower import FollowerConfig, TrajectoryFollower
+from quadsim.frames import yaw_of
 from quadsim.health import EnvelopeLimits, EnvelopeMonitor, tilt_of
-from quadsim.rotations import yaw_of
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
 

@@ -1,13 +1,18 @@
-"""The one place where the project's frames meet PX4's.
+"""Frames, once for the whole project: the project's (ENU/FLU) and PX4's (NED/FRD), heading and angle wrap.
 
 The project (and ROS, REP 103/105) uses world ENU (x east, y north, z up) and body FLU (x forward,
 y left, z up). PX4 and MAVLink use world NED (x north, y east, z down) and body FRD (x forward,
 y right, z down). Quaternions are scalar-first [w, x, y, z] and rotate body vectors into the world.
+
+Heading (yaw) has one convention: `yaw_of`, the angle from east, counter-clockwise, of the direction
+(cos yaw, sin yaw, 0) that the body y axis is perpendicular to, as the flatness map and the controller
+define it; for a level vehicle it is the usual ZYX yaw. Angles are wrapped to (-pi, pi] by `wrap_angle`.
 """
 
 from __future__ import annotations
 
 import math
+from typing import overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -57,10 +62,29 @@ def yaw_rate_enu_to_ned(rate_enu: float) -> float:
     return -rate_enu
 
 
-def wrap_angle(a: float) -> float:
-    """An angle wrapped to (-pi, pi]."""
-    w = math.remainder(a, 2.0 * math.pi)
-    return math.pi if w == -math.pi else w
+@overload
+def wrap_angle(angle: float) -> float: ...
+
+
+@overload
+def wrap_angle(angle: NDArray[np.float64]) -> NDArray[np.float64]: ...
+
+
+def wrap_angle(angle: float | NDArray[np.float64]) -> float | NDArray[np.float64]:
+    """Angles wrapped to (-pi, pi]: a float for a float, an array for an array."""
+    if np.ndim(angle) == 0:
+        w = math.remainder(float(angle), 2.0 * math.pi)  # type: ignore[arg-type]
+        return math.pi if w == -math.pi else w
+    return np.asarray(-((-np.asarray(angle, dtype=np.float64) + np.pi) % (2.0 * np.pi) - np.pi))
+
+
+def yaw_of(r: NDArray[np.float64]) -> float:
+    """Heading (rad) of a body frame given as a rotation matrix (the project's one convention, see above).
+
+    The body y axis is perpendicular to the heading direction (cos yaw, sin yaw, 0), so
+    yaw = atan2(-R[0, 1], R[1, 1]); it equals the usual ZYX yaw when the vehicle is level.
+    """
+    return float(np.arctan2(-r[0, 1], r[1, 1]))
 
 
 def _change_frames(q_wxyz: ArrayLike) -> NDArray[np.float64]:
