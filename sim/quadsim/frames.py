@@ -73,7 +73,7 @@ def wrap_angle(angle: NDArray[np.float64]) -> NDArray[np.float64]: ...
 def wrap_angle(angle: float | NDArray[np.float64]) -> float | NDArray[np.float64]:
     """Angles wrapped to (-pi, pi]: a float for a float, an array for an array."""
     if np.ndim(angle) == 0:
-        w = math.remainder(float(angle), 2.0 * math.pi)  # type: ignore[arg-type]
+        w = math.remainder(float(angle), 2.0 * math.pi)
         return math.pi if w == -math.pi else w
     return np.asarray(-((-np.asarray(angle, dtype=np.float64) + np.pi) % (2.0 * np.pi) - np.pi))
 

@@ -11,6 +11,11 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from px4link.config import BridgeConfig, FailsafeConfig, LinkConfig, OffboardConfig, PreflightConfig
+from px4link.signing import SigningConfig
+from quadsim.controller import SE3Gains
+from quadsim.geofence import BoxGeofence, CylinderGeofence, Geofence
+
 
 class ConfigError(ValueError):
     """A parameter value that the node cannot use; the message names the parameter and what is allowed."""
@@ -29,12 +34,16 @@ def _hover_start() -> list[float]:
     return [0.0, 0.0, 1.0]
 
 
+_GAINS = SE3Gains()
+"""The SE(3) controller's own gains, which the tracker's parameters take as defaults."""
+
+
 def _kp_position() -> list[float]:
-    return [16.0, 16.0, 20.0]
+    return list(_GAINS.kp_position)
 
 
 def _kd_position() -> list[float]:
-    return [8.0, 8.0, 9.0]
+    return list(_GAINS.kd_position)
 
 
 def _recorded_topics() -> list[str]:
@@ -324,8 +333,8 @@ class TrackerConfig:
     max_plan_lead_s: float = 1.0
     kp_position: list[float] = field(default_factory=_kp_position)
     kd_position: list[float] = field(default_factory=_kd_position)
-    kp_attitude: float = 544.0
-    kd_attitude: float = 46.64
+    kp_attitude: float = _GAINS.kp_attitude
+    kd_attitude: float = _GAINS.kd_attitude
     frame_id: str = "world"
     publish_reference: bool = True
     max_tracking_error_m: float = 1.0
@@ -548,9 +557,15 @@ def _geofence_max() -> list[float]:
     return [50.0, 50.0, 30.0]
 
 
+_LINK, _OFFBOARD, _FAILSAFES = LinkConfig(), OffboardConfig(), FailsafeConfig()
+_PREFLIGHT, _BRIDGE = PreflightConfig(), BridgeConfig()
+"""The library's defaults, which the px4_bridge node's parameters take."""
+
+
 @dataclass(frozen=True)
 class Px4BridgeNodeConfig:
-    """Parameters of the `px4_bridge` node (the main fields of `px4link.config.BridgeConfig`).
+    """Parameters of the `px4_bridge` node: the main fields of `px4link.config.BridgeConfig`, whose defaults
+    they take and whose checks they run (`bridge_config`), so the node and the library cannot disagree.
 
     Attributes:
         vehicle_url: MAVLink link: "/dev/ttyTHS1:921600" (serial at a baud rate), "udpin:0.0.0.0:14540", "tcp:H:P".
@@ -579,22 +594,22 @@ class Px4BridgeNodeConfig:
         diagnostics_period_s: period of /diagnostics.
     """
 
-    vehicle_url: str = "udpin:0.0.0.0:14540"
+    vehicle_url: str = _LINK.url
     signing_key_file: str = ""
     require_signing: bool = True
-    setpoint_rate_hz: float = 50.0
-    realtime_priority: int = 0
-    link_loss_s: float = 0.5
-    link_loss_action: str = "hold"
+    setpoint_rate_hz: float = _OFFBOARD.rate_hz
+    realtime_priority: int = _OFFBOARD.realtime_priority
+    link_loss_s: float = _FAILSAFES.link_loss_s
+    link_loss_action: str = _FAILSAFES.link_loss_action
     geofence_min_enu_m: list[float] = field(default_factory=_geofence_min)
     geofence_max_enu_m: list[float] = field(default_factory=_geofence_max)
     geofence_radius_m: float = 0.0
     geofence_center_enu_m: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    battery_low_fraction: float = 0.25
-    battery_critical_fraction: float = 0.12
-    trajectory_stale_s: float = 5.0
-    takeoff_altitude_m: float = 2.0
-    require_gps: bool = False
+    battery_low_fraction: float = _FAILSAFES.battery_low_fraction
+    battery_critical_fraction: float = _FAILSAFES.battery_critical_fraction
+    trajectory_stale_s: float = _FAILSAFES.trajectory_stale_s
+    takeoff_altitude_m: float = _BRIDGE.takeoff_altitude_m
+    require_gps: bool = _PREFLIGHT.require_gps
     offboard_on_trajectory: bool = False
     frame_id: str = "world"
     child_frame_id: str = "base_link"
@@ -603,10 +618,6 @@ class Px4BridgeNodeConfig:
 
     def __post_init__(self) -> None:
         _require(bool(self.vehicle_url), "vehicle_url", self.vehicle_url, "a MAVLink link URL")
-        _require(20.0 <= self.setpoint_rate_hz <= 250.0, "setpoint_rate_hz", self.setpoint_rate_hz, "in [20, 250]")
-        _require(0 <= self.realtime_priority <= 99, "realtime_priority", self.realtime_priority, "in 0..99")
-        _require(0.05 <= self.link_loss_s <= 10.0, "link_loss_s", self.link_loss_s, "in [0.05, 10]")
-        _require(self.link_loss_action in ("hold", "land"), "link_loss_action", self.link_loss_action, "hold or land")
         fence = (self.geofence_min_enu_m, self.geofence_max_enu_m)
         _require(
             fence == ([], []) or (len(fence[0]) == 3 and len(fence[1]) == 3 and _finite(fence[0] + fence[1])),
@@ -632,18 +643,40 @@ class Px4BridgeNodeConfig:
             self.geofence_center_enu_m,
             "a finite (x, y)",
         )
-        _require(
-            0.0 <= self.battery_critical_fraction <= self.battery_low_fraction <= 1.0,
-            "battery_low_fraction/battery_critical_fraction",
-            (self.battery_low_fraction, self.battery_critical_fraction),
-            "0 <= critical <= low <= 1",
-        )
-        _require(self.trajectory_stale_s >= 0.0, "trajectory_stale_s", self.trajectory_stale_s, ">= 0")
-        _require(
-            0.5 <= self.takeoff_altitude_m <= 100.0, "takeoff_altitude_m", self.takeoff_altitude_m, "in [0.5, 100]"
-        )
+        _require(self.link_loss_action in ("hold", "land"), "link_loss_action", self.link_loss_action, "hold or land")
         _require(bool(self.frame_id), "frame_id", self.frame_id, "non-empty")
         _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
+        try:  # every other range is the library's own
+            self.bridge_config()
+        except ValueError as exc:
+            raise ConfigError(f"px4_bridge parameters are invalid: {exc}") from exc
+
+    def geofence(self) -> Geofence | None:
+        """The geofence the parameters describe (None: off)."""
+        if not self.geofence_min_enu_m:
+            return None
+        low, high = self.geofence_min_enu_m, self.geofence_max_enu_m
+        if self.geofence_radius_m > 0.0:
+            center = self.geofence_center_enu_m
+            return CylinderGeofence((center[0], center[1]), self.geofence_radius_m, low[2], high[2])
+        return BoxGeofence((low[0], low[1], low[2]), (high[0], high[1], high[2]))
+
+    def bridge_config(self, signing: SigningConfig | None = None) -> BridgeConfig:
+        """The bridge's settings from these parameters (raises the library's ValueError with the reason)."""
+        return BridgeConfig(
+            link=LinkConfig(url=self.vehicle_url, signing=signing),
+            offboard=OffboardConfig(rate_hz=self.setpoint_rate_hz, realtime_priority=self.realtime_priority),
+            failsafes=FailsafeConfig(
+                link_loss_s=self.link_loss_s,
+                link_loss_action="land" if self.link_loss_action == "land" else "hold",
+                geofence=self.geofence(),
+                battery_low_fraction=self.battery_low_fraction,
+                battery_critical_fraction=self.battery_critical_fraction,
+                trajectory_stale_s=self.trajectory_stale_s,
+            ),
+            preflight=PreflightConfig(require_gps=self.require_gps),
+            takeoff_altitude_m=self.takeoff_altitude_m,
+        )
 
 
 NODE_CONFIGS: dict[str, type[Any]] = {

@@ -35,14 +35,7 @@ from mfrl.trajectory_wire import WireFormatError, read_trajectory
 from px4link.bridge import ActionEvent, BridgeEvent, OffboardError, Px4Bridge
 from px4link.commands import CommandError, CommandResult
 from px4link.config import (
-    BoxGeofence,
     BridgeConfig,
-    CylinderGeofence,
-    FailsafeConfig,
-    Geofence,
-    LinkConfig,
-    OffboardConfig,
-    PreflightConfig,
 )
 from px4link.failsafes import FailsafeEvent
 from px4link.offboard import OffboardState, OffboardTransition
@@ -59,32 +52,11 @@ OFFBOARD_MARGIN_S = 0.5
 
 
 def bridge_config(config: Px4BridgeNodeConfig) -> BridgeConfig:
-    """The bridge's settings from the node's parameters (raises ValueError with the reason)."""
+    """The bridge's settings from the node's parameters, with the signing key read (raises ValueError)."""
     signing = None
     if config.signing_key_file:
         signing = signing_from_key_file(config.signing_key_file, require=config.require_signing)
-    geofence: Geofence | None = None
-    if config.geofence_min_enu_m:
-        low, high = config.geofence_min_enu_m, config.geofence_max_enu_m
-        if config.geofence_radius_m > 0.0:
-            center = config.geofence_center_enu_m
-            geofence = CylinderGeofence((center[0], center[1]), config.geofence_radius_m, low[2], high[2])
-        else:
-            geofence = BoxGeofence((low[0], low[1], low[2]), (high[0], high[1], high[2]))
-    return BridgeConfig(
-        link=LinkConfig(url=config.vehicle_url, signing=signing),
-        offboard=OffboardConfig(rate_hz=config.setpoint_rate_hz, realtime_priority=config.realtime_priority),
-        failsafes=FailsafeConfig(
-            link_loss_s=config.link_loss_s,
-            link_loss_action="land" if config.link_loss_action == "land" else "hold",
-            geofence=geofence,
-            battery_low_fraction=config.battery_low_fraction,
-            battery_critical_fraction=config.battery_critical_fraction,
-            trajectory_stale_s=config.trajectory_stale_s,
-        ),
-        preflight=PreflightConfig(require_gps=config.require_gps),
-        takeoff_altitude_m=config.takeoff_altitude_m,
-    )
+    return config.bridge_config(signing)
 
 
 class Px4BridgeNode(LifecycleNode):
