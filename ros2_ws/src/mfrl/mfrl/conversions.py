@@ -133,6 +133,12 @@ def course_from_path(
     if problem:
         raise CourseError(f"path stamp is invalid: {problem}", "invalid stamp")
     stamp_ns = stamp_to_ns(msg.header.stamp)
+    if now_ns == 0 and stamp_ns > max_stamp_ahead_ns:
+        raise CourseError(
+            f"path stamped {stamp_ns * 1e-9:.6f} s, but the node's clock has not started (no /clock received yet "
+            "with use_sim_time): send it again once the simulator runs",
+            "no clock yet",
+        )
     if now_ns is not None and stamp_ns > now_ns + max_stamp_ahead_ns:
         raise CourseError(
             f"path stamped {stamp_ns * 1e-9:.6f} s is {(stamp_ns - now_ns) * 1e-9:.3f} s ahead of the node's clock "
