@@ -27,9 +27,7 @@ from numpy.typing import NDArray
 from pymavlink.dialects.v20 import common as mavlink
 
 from flightkit.logs import get_logger
-from px4link import px4_modes
-from px4link.frames import enu_to_ned, flu_to_frd, quat_enu_flu_to_ned_frd
-from px4link.px4_modes import Px4Mode
+from px4sim import px4_custom_mode as px4_modes
 from px4sim.battery import Battery, BatteryConfig
 from px4sim.commander import (
     ACCEPTED,
@@ -43,11 +41,12 @@ from px4sim.commander import (
 from px4sim.flight import FlightModel
 from px4sim.flight_log import FlightLog
 from px4sim.params import ParamError, ParamStore
+from px4sim.px4_custom_mode import Px4Mode
+from px4sim.px4_frames import enu_to_ned, flu_to_frd, heading_enu, quat_ned_frd_of_rotation
 from px4sim.setpoints import MAV_FRAME_LOCAL_NED, setpoint_from_local_ned
 from px4sim.signing import SignatureCounters, SignatureVerifier, signing_timestamp_now
 from px4sim.telemetry import GeoOrigin, TelemetryStreams, VehicleView
 from px4sim.transport import UdpLink
-from quadsim.rotations import yaw_of
 
 _log = get_logger("px4sim")
 _DUPLICATE_WINDOW_S = 3.0
@@ -251,7 +250,7 @@ class SimulatedPx4:
                 rebooting=self._reboot_until is not None,
                 position_enu=state.position_m.copy(),
                 velocity_enu=state.velocity_m_s.copy(),
-                yaw_enu_rad=yaw_of(state.rotation),
+                yaw_enu_rad=heading_enu(state.rotation),
                 failsafes=frozenset(c.failsafes),
                 battery_remaining=self.battery.remaining,
                 offboard_signal_ok=c.offboard_signal_ok(self._time_s),
@@ -324,7 +323,7 @@ class SimulatedPx4:
             time_boot_s=self._time_s,
             position_ned=enu_to_ned(state.position_m),
             velocity_ned=enu_to_ned(state.velocity_m_s),
-            quaternion_ned_frd=quat_enu_flu_to_ned_frd(state.quaternion_wxyz),
+            quaternion_ned_frd=quat_ned_frd_of_rotation(state.rotation),
             rates_frd=flu_to_frd(state.body_rates_rad_s),
             home_ned=enu_to_ned(self.home_enu),
             armed=c.armed,
@@ -548,7 +547,7 @@ class SimulatedPx4:
             return c.request_mode(px4_modes.RTL, now)[0]
         if command == mavlink.MAV_CMD_DO_FLIGHTTERMINATION:
             if p[0] > 0.5:
-                c.mode, c.armed = px4_modes.Px4Mode(px4_modes.MainMode.TERMINATION), False
+                c.mode, c.armed = px4_modes.TERMINATION, False
                 self._emit(2, "Flight termination active")
             return ACCEPTED
         if command == mavlink.MAV_CMD_PREFLIGHT_REBOOT_SHUTDOWN:

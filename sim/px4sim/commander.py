@@ -32,22 +32,21 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from px4link import px4_modes
-from px4link.px4_modes import MainMode, Px4Mode
+from px4sim import px4_custom_mode as px4_modes
 from px4sim.battery import Battery
 from px4sim.flight import FlightModel, MotionLimits
 from px4sim.navigator import Carrot
 from px4sim.params import ParamStore
+from px4sim.px4_custom_mode import TERMINATION, MainMode, Px4Mode
+from px4sim.px4_frames import heading_enu
 from px4sim.setpoints import OffboardSetpoint, OffboardTracker
 from quadsim.controller import Reference
-from quadsim.rotations import yaw_of
 
 # MAV_RESULT and MAV_SEVERITY values.
 ACCEPTED, TEMPORARILY_REJECTED, DENIED, UNSUPPORTED, FAILED = 0, 1, 2, 3, 4
 CRITICAL, WARNING, NOTICE, INFO = 2, 4, 5, 6
 FORCE_MAGIC = 21196
 
-TERMINATION = Px4Mode(MainMode.TERMINATION)
 _NEEDS_RC = {
     MainMode.MANUAL,
     MainMode.ALTCTL,
@@ -216,7 +215,7 @@ class Commander:
 
     def _enter_mode(self, mode: Px4Mode, now_s: float) -> None:
         state = self.flight.state()
-        yaw = yaw_of(state.rotation)
+        yaw = heading_enu(state.rotation)
         here = state.position_m.copy()
         if self.flight.landed:
             here[2] = self.flight.ground_z_m

@@ -1,6 +1,6 @@
 """The airframe the simulated PX4 flies: the MuJoCo quadrotor, the SE(3) controller, a land detector.
 
-World ENU, body FLU (the project's frames); the MAVLink side converts through `px4link.frames`.
+World ENU, body FLU (the project's frames); the MAVLink side converts through `px4sim.px4_frames`.
 Disarmed, the motors are off and the vehicle rests on the ground plane; armed on the ground with
 nothing above to climb to, the motors idle (PX4 spins them at idle while armed).
 """

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from px4link import px4_modes
-from px4link.frames import enu_to_ned, quat_enu_flu_to_ned_frd, yaw_enu_to_ned
-from px4link.px4_modes import Px4Mode
+from px4sim import px4_custom_mode as px4_modes
 from px4sim.battery import Battery
 from px4sim.commander import Commander
 from px4sim.flight import FlightModel
 from px4sim.params import ParamStore
+from px4sim.px4_custom_mode import Px4Mode
+from px4sim.px4_frames import enu_to_ned, quat_ned_frd_of_rotation, yaw_enu_to_ned
 from px4sim.ulog_writer import PX4_TOPICS, UlogWriter
 
 _TOPICS = ("vehicle_local_position", "trajectory_setpoint", "vehicle_attitude", "battery_status", "vehicle_status")
@@ -85,7 +85,7 @@ class FlightLog:
             )
         self._write(
             "vehicle_attitude",
-            {"timestamp": t, "timestamp_sample": t, "q": quat_enu_flu_to_ned_frd(state.quaternion_wxyz)},
+            {"timestamp": t, "timestamp_sample": t, "q": quat_ned_frd_of_rotation(state.rotation)},
         )
         cells = int(params.get("BAT1_N_CELLS"))
         voltage = battery.voltage_v(cells, params.get("BAT1_V_CHARGED"), params.get("BAT1_V_EMPTY"))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from px4link.frames import ned_to_enu, wrap_angle, yaw_ned_to_enu, yaw_rate_enu_to_ned
+from px4sim.px4_frames import ned_to_enu, wrap_angle, yaw_ned_to_enu, yaw_rate_ned_to_enu
 from quadsim.controller import Reference
 from quadsim.mujoco_vehicle import VehicleState
 
@@ -61,8 +61,7 @@ def setpoint_from_local_ned(
         return None
     yaw = None if type_mask & _YAW_BIT or not math.isfinite(yaw_ned_rad) else yaw_ned_to_enu(yaw_ned_rad)
     rate_ok = not type_mask & _YAW_RATE_BIT and math.isfinite(yaw_rate_ned_rad_s)
-    # A yaw rate about down (NED) is minus the rate about up (ENU): the same map both ways.
-    yaw_rate = yaw_rate_enu_to_ned(yaw_rate_ned_rad_s) if rate_ok else None
+    yaw_rate = yaw_rate_ned_to_enu(yaw_rate_ned_rad_s) if rate_ok else None
     return OffboardSetpoint(
         position_enu=ned_to_enu(_masked(position_ned, type_mask, 0)),
         velocity_enu=ned_to_enu(_masked(velocity_ned, type_mask, 3)),

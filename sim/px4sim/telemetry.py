@@ -15,7 +15,13 @@ import numpy as np
 from numpy.typing import NDArray
 from pymavlink.dialects.v20 import common as mavlink
 
-from px4link.px4_modes import MAV_MODE_FLAG_CUSTOM_MODE_ENABLED, MAV_MODE_FLAG_SAFETY_ARMED, Px4Mode, encode_custom_mode
+from px4sim.px4_custom_mode import (
+    MAV_MODE_FLAG_CUSTOM_MODE_ENABLED,
+    MAV_MODE_FLAG_SAFETY_ARMED,
+    MainMode,
+    Px4Mode,
+    encode_custom_mode,
+)
 
 EARTH_RADIUS_M = 6_378_137.0
 
@@ -164,7 +170,7 @@ class TelemetryStreams:
 
     def heartbeat(self, v: VehicleView) -> mavlink.MAVLink_message:
         base = MAV_MODE_FLAG_CUSTOM_MODE_ENABLED | (MAV_MODE_FLAG_SAFETY_ARMED if v.armed else 0)
-        if v.mode.main in (4, 6):  # AUTO, OFFBOARD
+        if v.mode.main in (MainMode.AUTO, MainMode.OFFBOARD):
             base |= mavlink.MAV_MODE_FLAG_AUTO_ENABLED | mavlink.MAV_MODE_FLAG_GUIDED_ENABLED
             base |= mavlink.MAV_MODE_FLAG_STABILIZE_ENABLED
         status = MAV_STATE_CRITICAL if v.armed and v.failsafe else MAV_STATE_ACTIVE if v.armed else MAV_STATE_STANDBY

@@ -10,7 +10,7 @@ from typing import Any
 
 from pymavlink.dialects.v20 import common as mavlink
 
-from px4link import px4_modes
+from px4sim import px4_custom_mode as px4_modes
 from px4sim.signing import signing_timestamp_now
 
 

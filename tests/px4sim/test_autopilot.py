@@ -10,7 +10,7 @@ from conftest import VehicleFactory
 from ground import SetpointStream
 from pymavlink.dialects.v20 import common as mavlink
 
-from px4link import px4_modes
+from px4sim import px4_custom_mode as px4_modes
 from px4sim.params import PX4_PARAMS, float_bits_of_int, int_of_float_bits
 
 pytestmark = pytest.mark.mavlink

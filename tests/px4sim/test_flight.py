@@ -12,7 +12,7 @@ from conftest import VehicleFactory
 from ground import Ground, SetpointStream
 from pymavlink.dialects.v20 import common as mavlink
 
-from px4link import px4_modes
+from px4sim import px4_custom_mode as px4_modes
 
 pytestmark = [pytest.mark.mavlink, pytest.mark.sim]
 

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from pymavlink.dialects.v20 import common as mavlink
 
+from px4sim import px4_custom_mode as px4_modes
 from px4sim.autopilot import Px4SimConfig, SimulatedPx4
 
 mavsdk = pytest.importorskip("mavsdk")
 from mavsdk import ComponentType, Configuration, Mavsdk  # noqa: E402
 from mavsdk.plugins.action import Action  # noqa: E402
+from mavsdk.plugins.offboard import Offboard, PositionNedYaw  # noqa: E402
 from mavsdk.plugins.param import Param  # noqa: E402
 from mavsdk.plugins.telemetry import FlightMode, Telemetry  # noqa: E402
 
 pytestmark = [pytest.mark.mavlink, pytest.mark.sim]
+
+# px4sim's name of each mode it reports -> MAVSDK's name of it (MAVSDK decodes HEARTBEAT.custom_mode itself).
+MAVSDK_MODE = {
+    "OFFBOARD": FlightMode.OFFBOARD,
+    "POSCTL": FlightMode.POSCTL,
+    "ALTCTL": FlightMode.ALTCTL,
+    "MANUAL": FlightMode.MANUAL,
+    "STABILIZED": FlightMode.STABILIZED,
+    "AUTO.LOITER": FlightMode.HOLD,
+    "AUTO.TAKEOFF": FlightMode.TAKEOFF,
+    "AUTO.LAND": FlightMode.LAND,
+    "AUTO.RTL": FlightMode.RETURN_TO_LAUNCH,
+    "AUTO.MISSION": FlightMode.MISSION,
+    "AUTO.READY": FlightMode.READY,
+}
 
 
 def _free_udp_port() -> int:
@@ -75,3 +94,53 @@ def test_mavsdk_sees_modes_armed_state_position_and_params(mavsdk_and_vehicle: t
     assert _until(lambda: telemetry.flight_mode() == FlightMode.LAND, 3.0)
     assert _until(lambda: not telemetry.armed(), 12.0), "landing ends disarmed"
     assert vehicle.snapshot().landed
+
+
+def test_mavsdk_names_every_mode_px4sim_reports(mavsdk_and_vehicle: tuple[object, SimulatedPx4]) -> None:
+    system, vehicle = mavsdk_and_vehicle
+    telemetry = Telemetry(system)
+    assert {mode.name for mode in px4_modes.NAMED_MODES} == set(MAVSDK_MODE)
+    vehicle.streams.set_interval(mavlink.MAVLINK_MSG_ID_HEARTBEAT, 50_000)  # 20 Hz: quicker mode reports
+    for mode in px4_modes.NAMED_MODES:
+        vehicle.commander.mode = mode  # disarmed: only the reported mode changes
+        expected = MAVSDK_MODE[mode.name]
+        assert _until(lambda expected=expected: telemetry.flight_mode() == expected, 2.0), (
+            f"px4sim reports {mode.name}; MAVSDK reads {telemetry.flight_mode().name}, not {expected.name}"
+        )
+    vehicle.commander.mode = px4_modes.TERMINATION
+    assert _until(lambda: telemetry.flight_mode() == FlightMode.UNKNOWN, 2.0), telemetry.flight_mode().name
+
+
+def test_mavsdk_offboard_position_setpoint_flies_north(mavsdk_and_vehicle: tuple[object, SimulatedPx4]) -> None:
+    """MAVSDK's offboard plugin (its own DO_SET_MODE and NED setpoints) flies px4sim: north is ENU +y."""
+    system, vehicle = mavsdk_and_vehicle
+    telemetry, action, offboard = Telemetry(system), Action(system), Offboard(system)
+    assert _until(lambda: telemetry.flight_mode() == FlightMode.HOLD, 3.0)
+    start = vehicle.snapshot().position_enu
+    assert start[:2] == pytest.approx([0.0, 0.0], abs=0.05)
+    assert vehicle.snapshot().yaw_enu_rad == pytest.approx(0.0, abs=0.05)  # boots facing east
+
+    # Hover 1.5 m up, facing north (NED yaw 0), before and after the mode switch.
+    offboard.set_position_ned(PositionNedYaw(0.0, 0.0, -1.5, 0.0))
+    assert _until(lambda: vehicle.snapshot().offboard_signal_ok, 3.0), "MAVSDK's setpoints did not arrive"
+    offboard.start()  # MAVSDK's MAV_CMD_DO_SET_MODE for OFFBOARD; raises unless px4sim accepts it
+    assert _until(lambda: telemetry.flight_mode() == FlightMode.OFFBOARD, 3.0)
+    assert vehicle.snapshot().mode.name == "OFFBOARD"
+    action.arm()
+    assert _until(lambda: vehicle.snapshot().position_enu[2] > 1.35, 10.0), "did not climb to the setpoint"
+    assert _until(lambda: abs(telemetry.position_velocity_ned().position.down_m + 1.5) < 0.15, 5.0)
+    assert _until(lambda: abs(vehicle.snapshot().yaw_enu_rad - math.pi / 2) < 0.05, 5.0), "did not face north"
+    assert _until(lambda: abs(telemetry.attitude_euler().yaw_deg) < 3.0, 3.0), "MAVSDK does not see it face north"
+
+    # One metre north in NED is one metre along ENU +y; east (ENU x) and height stay.
+    offboard.set_position_ned(PositionNedYaw(1.0, 0.0, -1.5, 0.0))
+    assert _until(lambda: abs(vehicle.snapshot().position_enu[1] - 1.0) < 0.05, 8.0), vehicle.snapshot().position_enu
+    end = vehicle.snapshot().position_enu
+    assert end[0] == pytest.approx(start[0], abs=0.1)
+    assert end[2] == pytest.approx(1.5, abs=0.15)
+    assert _until(lambda: abs(telemetry.position_velocity_ned().position.north_m - 1.0) < 0.1, 3.0)
+    assert telemetry.position_velocity_ned().position.east_m == pytest.approx(0.0, abs=0.1)
+
+    offboard.stop()  # MAVSDK asks for Hold: AUTO.LOITER in px4sim
+    assert _until(lambda: telemetry.flight_mode() == FlightMode.HOLD, 3.0)
+    assert vehicle.snapshot().mode.name == "AUTO.LOITER"
