@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -532,6 +533,22 @@ class MissingCheckpointError(PolicyCheckpointError, FileNotFoundError):
     """No policy checkpoint at the given path."""
 
 
+def one_line_error(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` of an exception on one line, at most about `limit` characters.
+
+    For torch's refusal of a pickled object (weights_only) only the refused global is kept, not torch's
+    advice to load the file without `weights_only` (which would run what it holds).
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch's message carries terminal escapes
+    refusal = "WeightsUnpickler error:"
+    if refusal in text:
+        detail = text.split(refusal, 1)[1].strip().split(". ", 1)[0]
+        text = f"refused by the safe loader (tensors and plain values only): {detail}"
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def _feature_names() -> dict[str, list[str]]:
     return {"segment": list(SEGMENT_FEATURE_NAMES), "global": list(GLOBAL_FEATURE_NAMES)}
 
@@ -553,9 +570,13 @@ def save_policy(path: str | Path, policy: TimeAllocationPolicy, metadata: dict[s
 def load_policy(path: str | Path) -> tuple[TimeAllocationPolicy, dict[str, Any]]:
     """Read a checkpoint written by `save_policy`; returns the policy (in eval mode) and its metadata.
 
+    The file is read with `torch.load(weights_only=True)`: tensors and plain values only, so a crafted
+    file (a pickle whose objects would run code) is refused instead of executed.
+
     Raises:
         MissingCheckpointError: no file at `path`.
-        PolicyCheckpointError: the file is not a readable policy checkpoint of this format version.
+        PolicyCheckpointError: the file is not a readable policy checkpoint of this format version
+            (one line, naming the file).
     """
     source = Path(path)
     if not source.is_file():
@@ -564,10 +585,8 @@ def load_policy(path: str | Path) -> tuple[TimeAllocationPolicy, dict[str, Any]]
         )
     try:
         payload = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated, corrupt or foreign files
-        raise PolicyCheckpointError(
-            f"{source} is not a readable policy checkpoint ({type(exc).__name__}: {str(exc)[:300]})"
-        ) from exc
+    except Exception as exc:  # torch raises many types for pickles, truncated, corrupt or foreign files
+        raise PolicyCheckpointError(f"{source} is not a readable policy checkpoint ({one_line_error(exc)})") from None
     if not isinstance(payload, dict) or "format" not in payload:
         raise PolicyCheckpointError(f"{source} is a torch file but not an mfplan policy checkpoint (no 'format' key)")
     if payload["format"] != CHECKPOINT_FORMAT:
@@ -586,8 +605,8 @@ def load_policy(path: str | Path) -> tuple[TimeAllocationPolicy, dict[str, Any]]
     try:
         policy = TimeAllocationPolicy(PolicyConfig(**payload["config"]))
         policy.load_state_dict(payload["state_dict"])
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise PolicyCheckpointError(f"{source}: the stored model does not fit: {exc}") from exc
+    except (TypeError, ValueError, RuntimeError, AttributeError, KeyError) as exc:
+        raise PolicyCheckpointError(f"{source}: the stored model does not fit: {one_line_error(exc)}") from None
     bad = [name for name, tensor in policy.state_dict().items() if not torch.isfinite(tensor).all()]
     if bad:
         raise PolicyCheckpointError(f"{source}: non-finite weights in {bad}")

@@ -47,9 +47,11 @@ from mfplan.planner import CertifiedPlanner
 from mfplan.policy import (
     CourseBatch,
     CourseEncoding,
+    PolicyCheckpointError,
     TimeAllocationPolicy,
     collate,
     encode_course,
+    one_line_error,
     save_policy,
     segment_times_from_log_factors,
 )
@@ -60,11 +62,28 @@ from quadsim.analytic import AnalyticEvaluator
 log = get_logger("mfplan.trainer")
 
 TRAINER_CHECKPOINT = "trainer_state.pt"
+TRAINER_FORMAT = "mfplan.trainer/1"
+"""Tensors and plain values only: read with `torch.load(weights_only=True)`."""
+_TRAINER_KEYS = (
+    "iteration",
+    "config",
+    "policy",
+    "optimizer",
+    "estimator",
+    "costs",
+    "numpy_rng",
+    "torch_generator",
+    "torch_rng",
+)
 POLICY_CHECKPOINT = "policy.pt"
 DATASET_FILE = "evaluations.jsonl"
 TRAIN_COURSE_SEED_OFFSET = 1_000
 UNCERTIFIABLE_TIME_RATIO = 3.0
 """An allocation the planner cannot certify is charged this multiple of the course's reference time."""
+
+
+class TrainerCheckpointError(PolicyCheckpointError):
+    """A trainer checkpoint (`trainer_state.pt`) is unreadable, of another format, or does not fit the run."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +178,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write the trainer state and the policy atomically."""
         state = {
-            "format": "mfplan.trainer/1",
+            "format": TRAINER_FORMAT,
             "iteration": self.iteration,
             "config": _jsonable_config(self.config),
             "policy": self.policy.state_dict(),
@@ -177,22 +196,38 @@ class Trainer:
         return path
 
     def load_checkpoint(self) -> bool:
-        """Restore the last checkpoint of `out_dir`; False if there is none."""
+        """Restore the last checkpoint of `out_dir`; False if there is none.
+
+        The file is read with `torch.load(weights_only=True)` (nothing in it is unpickled into an object);
+        anything but a trainer checkpoint that fits this run raises TrainerCheckpointError (one line).
+        """
         path = self.config.out_dir / TRAINER_CHECKPOINT
         if not path.exists():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("format") != "mfplan.trainer/1":
-            raise ValueError(f"{path} is not an mfplan trainer checkpoint (format {state.get('format')!r})")
-        self.iteration = int(state["iteration"])
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state["estimator"] is not None:
-            self.estimator.load_state_dict(state["estimator"])
-        self.costs = FidelityCosts.from_dict(state["costs"])
-        self.rng.bit_generator.state = state["numpy_rng"]
-        self.torch_generator.set_state(state["torch_generator"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for pickles, truncated, corrupt or foreign files
+            raise TrainerCheckpointError(
+                f"{path} is not a readable mfplan trainer checkpoint ({one_line_error(exc)})"
+            ) from None
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        if found != TRAINER_FORMAT:
+            raise TrainerCheckpointError(f"{path} is not an mfplan trainer checkpoint (format {found!r})")
+        missing = [key for key in _TRAINER_KEYS if key not in state]
+        if missing:
+            raise TrainerCheckpointError(f"{path} lacks the entries {missing} of a {TRAINER_FORMAT} checkpoint")
+        try:
+            self.iteration = int(state["iteration"])
+            self.policy.load_state_dict(state["policy"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state["estimator"] is not None:
+                self.estimator.load_state_dict(state["estimator"])
+            self.costs = FidelityCosts.from_dict(state["costs"])
+            self.rng.bit_generator.state = state["numpy_rng"]
+            self.torch_generator.set_state(state["torch_generator"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise TrainerCheckpointError(f"{path} does not fit this run: {one_line_error(exc)}") from None
         log.info("resumed from %s at iteration %d (%d evaluations on disk)", path, self.iteration, len(self.dataset))
         return True
 
@@ -489,4 +524,4 @@ def train(config: TrainConfig) -> dict[str, Any]:
     return Trainer(config).train()
 
 
-__all__ = ["TrainConfig", "Trainer", "train"]
+__all__ = ["TRAINER_FORMAT", "TrainConfig", "Trainer", "TrainerCheckpointError", "train"]

@@ -7,13 +7,22 @@ step, the update count and the configuration: `resume` continues from it, bit fo
 environment can be restored. A policy file (`export_policy`) keeps only what deployment needs.
 `load_policy` reads either and returns a `DeployedPolicy`: numpy in, deterministic action out, with
 the observations normalised exactly as in training.
+
+Files hold tensors and plain values only (dicts, lists, tuples, str, int, float, bool, None) and are
+read with `torch.load(weights_only=True)`: nothing in a file is unpickled into an object, so a crafted
+file cannot run code. numpy arrays in `extra` are stored as tagged tensors and come back as arrays;
+random generators and the environment as numbers (`capture_rng`, `envs.capture_env_state`). Anything
+that is not a file of the expected kind (another format, the old pickled format /1, a truncated or
+foreign file) raises `CheckpointError` with a one-line message naming the file.
 """
 
 from __future__ import annotations
 
 import io
 import random
-from collections.abc import Mapping
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,14 +36,25 @@ from torch import nn
 from flightkit import to_jsonable, write_bytes_atomic
 from policyopt.envs import ObservationNormalizer, capture_env_state, observation_normalizer, restore_env_state
 from policyopt.networks import Actor, PolicySpec
+from policyopt.squashed_gaussian import SquashedGaussianActor
 
 CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_FORMAT = "policyopt.checkpoint/1"
-POLICY_FORMAT = "policyopt.policy/1"
+CHECKPOINT_FORMAT = "policyopt.checkpoint/2"
+POLICY_FORMAT = "policyopt.policy/2"
+LEGACY_FORMATS = ("policyopt.checkpoint/1", "policyopt.policy/1")
+"""Formats that needed unpickling (numpy arrays, pickled environments): refused, see `UPGRADE_COMMAND`."""
+UPGRADE_COMMAND = "python learning/policyopt/checkpoints/upgrade_v1.py"
+"""Re-exports a trusted policy file of format /1 into the current format (see checkpoints/README.md)."""
+_CHECKPOINT_KEYS = ("algo", "config", "global_step", "update", "policy", "modules", "optimizers", "rng", "env", "extra")
+_NUMPY_TAG = "__numpy__"
 
 
 class CheckpointError(ValueError):
     """A file is not a policyopt checkpoint or does not match the run it is loaded into."""
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """No file at the checkpoint's path."""
 
 
 class PolicyInputError(ValueError):
@@ -42,16 +62,40 @@ class PolicyInputError(ValueError):
 
 
 def capture_rng() -> dict[str, Any]:
-    """States of python's, numpy's global and torch's CPU random generators."""
-    numpy_state = np.random.get_state()  # noqa: NPY002 (the global generator that libraries draw from)
-    return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+    """States of python's, numpy's global and torch's CPU random generators, as plain numbers and tensors."""
+    version, internal, gauss_next = random.getstate()
+    numpy_state = np.random.get_state(legacy=True)  # noqa: NPY002 (the global generator that libraries draw from)
+    assert isinstance(numpy_state, tuple)  # legacy=True: ("MT19937", keys, position, has_gauss, cached_gaussian)
+    kind, keys, position, has_gauss, cached_gaussian = numpy_state
+    return {
+        "python": {"version": int(version), "internal": [int(v) for v in internal], "gauss_next": gauss_next},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
+        "torch": torch.get_rng_state(),
+    }
 
 
 def restore_rng(state: Mapping[str, Any]) -> None:
-    """Inverse of `capture_rng`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
-    torch.set_rng_state(state["torch"])
+    """Inverse of `capture_rng`: the three generators continue with the same streams."""
+    python, numpy_state = state["python"], state["numpy"]
+    gauss_next = python["gauss_next"]
+    random.setstate((int(python["version"]), tuple(int(v) for v in python["internal"]), gauss_next))
+    keys = np.asarray(torch.as_tensor(numpy_state["keys"]).numpy(), dtype=np.uint32)
+    np.random.set_state(  # noqa: NPY002
+        (
+            str(numpy_state["kind"]),
+            keys,
+            int(numpy_state["position"]),
+            int(numpy_state["has_gauss"]),
+            float(numpy_state["cached_gaussian"]),
+        )
+    )
+    torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8))
 
 
 def seed_everything(seed: int, torch_deterministic: bool = True) -> None:
@@ -73,6 +117,88 @@ def _policy_payload(spec: PolicySpec, actor: nn.Module, normalizer: ObservationN
         "actor": {k: v.detach().clone() for k, v in actor.state_dict().items()},
         "obs_normalizer": normalizer.state_dict() if normalizer is not None else None,
     }
+
+
+def _storable(value: Any) -> Any:
+    """`value` with numpy arrays and scalars as tagged tensors; raises TypeError for what a file cannot hold."""
+    if isinstance(value, np.ndarray | np.generic):  # before float: np.float64 is a float
+        return {_NUMPY_TAG: torch.from_numpy(np.array(value, copy=True)), "scalar": isinstance(value, np.generic)}
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return value
+    if isinstance(value, Mapping):
+        return {key: _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_storable(item) for item in value)
+    raise TypeError(f"a checkpoint cannot hold a {type(value).__name__}: store tensors, arrays and plain values")
+
+
+def _from_storable(value: Any) -> Any:
+    """Inverse of `_storable` (tagged tensors back to numpy arrays and scalars)."""
+    if isinstance(value, dict):
+        if value.keys() == {_NUMPY_TAG, "scalar"} and isinstance(value[_NUMPY_TAG], torch.Tensor):
+            array = value[_NUMPY_TAG].numpy().copy()
+            return array[()] if value["scalar"] else array
+        return {key: _from_storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_storable(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_from_storable(item) for item in value)
+    return value
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message` of an exception on one line, at most about `limit` characters.
+
+    For torch's refusal of a pickled object (weights_only) only the refused global is kept, not torch's
+    advice to load the file without `weights_only` (which would run what it holds).
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch's message carries terminal escapes
+    refusal = "WeightsUnpickler error:"
+    if refusal in text:
+        detail = text.split(refusal, 1)[1].strip().split(". ", 1)[0]
+        text = f"refused by the safe loader (tensors and plain values only): {detail}"
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _legacy_format(path: Path) -> str | None:
+    """The old (/1) format tag in a torch zip file's pickle, found by reading bytes (never unpickling)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next((n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")), None)
+            if name is None:
+                return None
+            with archive.open(name) as pickled:
+                head = pickled.read(1 << 20)  # the format is the payload's first key
+    except (OSError, zipfile.BadZipFile, RuntimeError):
+        return None
+    return next((tag for tag in LEGACY_FORMATS if tag.encode() in head), None)
+
+
+def _read(path: Path, formats: Sequence[str], kind: str) -> dict[str, Any]:
+    """The payload of a torch file of one of `formats`, loaded with weights_only=True; else CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingCheckpointError(f"no policyopt {kind} at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for pickles, truncated, corrupt or foreign files
+        legacy = _legacy_format(path)
+        if legacy is not None:
+            raise CheckpointError(
+                f"{path} is in the old format {legacy!r}, which needs unpickling and is no longer read: "
+                f"re-export it with `{UPGRADE_COMMAND} {path}` (only for a file you trust)"
+            ) from None
+        raise CheckpointError(f"{path} is not a readable policyopt {kind} ({_one_line(exc)})") from None
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if found in LEGACY_FORMATS:
+        raise CheckpointError(f"{path} is in the old format {found!r}: re-export it with `{UPGRADE_COMMAND} {path}`")
+    if not isinstance(state, dict) or found not in formats:
+        raise CheckpointError(f"{path} is not a policyopt {kind} (format {found!r}, expected {' or '.join(formats)})")
+    return state
 
 
 def save_checkpoint(
@@ -100,7 +226,7 @@ def save_checkpoint(
     if envs is not None:
         try:
             env_state = capture_env_state(envs)
-        except Exception as exc:  # an environment that cannot be pickled: resume resets it instead
+        except Exception as exc:  # not a SyncVectorEnv, for one: resume resets the environments instead
             env_state = {"error": repr(exc)}
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -113,19 +239,35 @@ def save_checkpoint(
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "rng": capture_rng(),
         "env": env_state,
-        "extra": dict(extra or {}),
+        "extra": _storable(dict(extra or {})),
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     return write_bytes_atomic(path, buffer.getvalue())
 
 
+def _check_policy_file(state: Mapping[str, Any], path: Path) -> None:
+    """CheckpointError unless a policy file's entries have the types `load_policy` and `export_policy` use."""
+    policy, metadata = state.get("policy"), state.get("metadata", {})
+    if not isinstance(policy, dict) or not {"spec", "actor", "obs_normalizer"} <= policy.keys():
+        raise CheckpointError(f"{path}: 'policy' must be a dict with 'spec', 'actor' and 'obs_normalizer'")
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: 'metadata' must be a dict, got {type(metadata).__name__}")
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a training checkpoint (any algorithm); raises CheckpointError for other files."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{path} is not a policyopt training checkpoint (format {found!r})")
+    """Read a training checkpoint (any algorithm) safely; raises CheckpointError for any other file.
+
+    `extra` comes back as saved (numpy arrays as arrays).
+    """
+    state = _read(path, (CHECKPOINT_FORMAT,), "training checkpoint")
+    missing = [key for key in _CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} lacks the entries {missing} of a {CHECKPOINT_FORMAT} checkpoint")
+    for key in ("config", "policy", "modules", "optimizers", "rng", "extra"):
+        if not isinstance(state[key], dict):
+            raise CheckpointError(f"{path}: {key!r} must be a dict, got {type(state[key]).__name__}")
+    state["extra"] = _from_storable(state["extra"])
     return state
 
 
@@ -141,26 +283,27 @@ def restore_training(
     Returns True when the environment's state was restored (then the rollout continues exactly),
     False when it was not saved (then the caller resets the environments).
     """
-    missing = set(modules) - set(state["modules"])
+    missing = (set(modules) - set(state["modules"])) | (set(optimizers) - set(state["optimizers"]))
     if missing:
         raise CheckpointError(f"checkpoint has no state for {sorted(missing)} (algo {state.get('algo')!r})")
-    for name, module in modules.items():
-        module.load_state_dict(state["modules"][name])
-    for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(state["optimizers"][name])
-    restore_rng(state["rng"])
-    env_state = state.get("env")
-    if envs is not None and env_state is not None and "error" not in env_state:
-        restore_env_state(envs, env_state)
-        return True
+    try:
+        for name, module in modules.items():
+            module.load_state_dict(state["modules"][name])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        restore_rng(state["rng"])
+        env_state = state.get("env")
+        if envs is not None and isinstance(env_state, dict) and "error" not in env_state:
+            restore_env_state(envs, env_state)
+            return True
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint does not fit this run: {_one_line(exc)}") from None
     return False
 
 
 def _deployed_actor(spec: PolicySpec) -> nn.Module:
     """The actor network a spec describes (on-policy Gaussian/categorical, or SAC's squashed Gaussian)."""
     if spec.actor_kind == "squashed_gaussian":
-        from policyopt.sac import SquashedGaussianActor  # the off-policy module imports this one
-
         return SquashedGaussianActor(
             spec.obs_dim, spec.action_dim, spec.hidden_sizes, np.asarray(spec.action_low), np.asarray(spec.action_high)
         )
@@ -235,8 +378,9 @@ def export_policy(
     policy was trained on (`gymnasium.make(env_id).action_space`) into the spec, so that the deployed
     policy clips to them.
     """
-    state = torch.load(Path(checkpoint_path), map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and state.get("format") == POLICY_FORMAT:
+    state = _read(checkpoint_path, (CHECKPOINT_FORMAT, POLICY_FORMAT), "checkpoint or policy file")
+    if state["format"] == POLICY_FORMAT:
+        _check_policy_file(state, checkpoint_path)
         policy, meta = dict(state["policy"]), dict(state.get("metadata", {}))
     else:
         state = load_checkpoint(checkpoint_path)
@@ -252,10 +396,20 @@ def export_policy(
     if bounds_from_env:
         policy["spec"] = _spec_with_env_bounds(PolicySpec.from_dict(policy["spec"]), str(meta.get("env_id"))).to_dict()
         meta["action_bounds_from"] = meta.get("env_id")
-    payload = {"format": POLICY_FORMAT, "policy": policy, "metadata": to_jsonable(meta)}
+    return save_policy_file(out_path, policy, meta)
+
+
+def policy_file_bytes(policy: Mapping[str, Any], metadata: Mapping[str, Any]) -> bytes:
+    """A policy file's content: `policy` (spec dict, actor tensors, normaliser state or None) and metadata."""
+    payload = {"format": POLICY_FORMAT, "policy": dict(policy), "metadata": to_jsonable(dict(metadata))}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    return write_bytes_atomic(out_path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_policy_file(path: Path, policy: Mapping[str, Any], metadata: Mapping[str, Any]) -> Path:
+    """Write a policy file (`policy_file_bytes`) atomically; return its path."""
+    return write_bytes_atomic(path, policy_file_bytes(policy, metadata))
 
 
 def _spec_with_env_bounds(spec: PolicySpec, env_id: str) -> PolicySpec:
@@ -272,29 +426,45 @@ def _spec_with_env_bounds(spec: PolicySpec, env_id: str) -> PolicySpec:
 
 
 def load_policy(path: Path) -> DeployedPolicy:
-    """A `DeployedPolicy` from a training checkpoint or an exported policy file."""
-    state = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("format") not in (CHECKPOINT_FORMAT, POLICY_FORMAT):
-        raise CheckpointError(f"{path} is not a policyopt checkpoint or policy file")
-    policy = state["policy"]
-    if state["format"] == POLICY_FORMAT:
-        metadata = state.get("metadata", {})
-    else:
-        metadata = {"algo": state["algo"], "global_step": state["global_step"], "config": state["config"]}
-    return DeployedPolicy(PolicySpec.from_dict(policy["spec"]), policy["actor"], policy["obs_normalizer"], metadata)
+    """A `DeployedPolicy` from a training checkpoint or an exported policy file, read safely.
+
+    Raises CheckpointError (one line, naming the file) for anything else: a file of another format, the
+    old pickled format, a truncated or foreign file, or a policy that does not fit its spec.
+    """
+    state = _read(path, (CHECKPOINT_FORMAT, POLICY_FORMAT), "checkpoint or policy file")
+    _check_policy_file(state, path)
+    try:
+        policy = state["policy"]
+        if state["format"] == POLICY_FORMAT:
+            metadata = state.get("metadata", {})
+        else:
+            metadata = {"algo": state["algo"], "global_step": state["global_step"], "config": state["config"]}
+        spec = PolicySpec.from_dict(policy["spec"])
+        return DeployedPolicy(spec, policy["actor"], policy["obs_normalizer"], metadata)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} does not hold a usable policy ({_one_line(exc)})") from None
 
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "CHECKPOINT_FORMAT",
+    "LEGACY_FORMATS",
+    "POLICY_FORMAT",
+    "UPGRADE_COMMAND",
     "CheckpointError",
     "DeployedPolicy",
+    "MissingCheckpointError",
     "PolicyInputError",
     "capture_rng",
     "export_policy",
     "load_checkpoint",
     "load_policy",
+    "policy_file_bytes",
     "restore_rng",
     "restore_training",
     "save_checkpoint",
+    "save_policy_file",
     "seed_everything",
 ]

@@ -10,16 +10,20 @@ episode's last state is the value of the observation stored at t + 1 (no `final_
 Observation and reward normalisation are vector wrappers (one numpy operation per step for all
 sub-environments). The observation statistics are an `ObservationNormalizer`, saved in checkpoints
 and applied unchanged at deployment (`observation_normalizer(envs)` finds it).
+
+Checkpoints store the vector environment's numeric state (`capture_env_state`: tensors, numbers and
+lists, never pickled objects) and write it back into freshly built environments (`restore_env_state`).
 """
 
 from __future__ import annotations
 
-import inspect
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import VectorEnv, VectorWrapper
 
 OBS_CLIP = 10.0
@@ -67,19 +71,19 @@ class ObservationNormalizer:
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain arrays and floats: what a checkpoint stores."""
+        """float64 tensors and floats: what a checkpoint stores (loadable with `torch.load(weights_only=True)`)."""
         return {
-            "mean": self.rms.mean.copy(),
-            "var": self.rms.var.copy(),
-            "count": self.rms.count,
+            "mean": torch.from_numpy(self.rms.mean.copy()),
+            "var": torch.from_numpy(self.rms.var.copy()),
+            "count": float(self.rms.count),
             "epsilon": self.epsilon,
             "clip": self.clip,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore statistics written by `state_dict`."""
-        self.rms.mean = np.array(state["mean"], dtype=np.float64)
-        self.rms.var = np.array(state["var"], dtype=np.float64)
+        """Restore statistics written by `state_dict` (tensors, arrays or lists)."""
+        self.rms.mean = _float64_array(state["mean"])
+        self.rms.var = _float64_array(state["var"])
         self.rms.count = float(state["count"])
         self.epsilon = float(state["epsilon"])
         self.clip = float(state["clip"])
@@ -87,9 +91,16 @@ class ObservationNormalizer:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> ObservationNormalizer:
         """A normaliser with the statistics of `state`."""
-        normalizer = cls(tuple(np.shape(state["mean"])))
+        normalizer = cls(_float64_array(state["mean"]).shape)
         normalizer.load_state_dict(state)
         return normalizer
+
+
+def _float64_array(values: Any) -> np.ndarray:
+    """A float64 copy of a tensor, an array or a (nested) list."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.array(values, dtype=np.float64)
 
 
 class NormalizeObservationVector(VectorWrapper):
@@ -244,83 +255,207 @@ def episode_returns(info: dict[str, Any]) -> list[tuple[float, int]]:
     return [(float(r), int(n)) for r, n, m in zip(episode["r"], episode["l"], mask, strict=True) if m]
 
 
-def _picklable_vars(layer: VectorEnv) -> dict[str, Any]:
-    """A wrapper's attributes that hold state (statistics, running returns), not its functions."""
-    import pickle
+ENV_STATE_VERSION = 1
+"""Version of `capture_env_state`'s layout (restore refuses others)."""
 
-    kept: dict[str, Any] = {}
-    for name, value in vars(layer).items():
-        if name == "env" or inspect.isroutine(value):
-            continue
+_NOT_STATE = frozenset({"env", "envs", "env_fns", "model", "data", "spec", "metadata", "mujoco_renderer"})
+"""Attributes that are structure, configuration or simulator objects, never saved as numeric state."""
+
+_STATE_OBJECTS = (RunningMeanStd, ObservationNormalizer)
+"""Objects of this module that hold statistics: saved attribute by attribute."""
+
+_UNSTORABLE = object()
+
+
+def _storable(value: Any) -> Any:
+    """`value` as checkpoint data (tensors, numbers, lists, dicts), or `_UNSTORABLE`.
+
+    Arrays and numpy scalars become tensors, deques and tuples lists, a numpy `Generator` the plain
+    dict of its bit generator's state. Strings (configuration, not state), spaces, functions and
+    other objects are not stored.
+    """
+    if isinstance(value, np.ndarray | np.generic):  # before float: np.float64 is a float
         try:
-            pickle.dumps(value)
-        except Exception:  # functions inside containers and the like: not state
+            return torch.from_numpy(np.array(value, copy=True))
+        except TypeError:  # object, string and other dtypes torch has no tensor for
+            return _UNSTORABLE
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, np.random.Generator):
+        return dict(value.bit_generator.state)
+    if isinstance(value, list | tuple | deque):
+        items = [_storable(item) for item in value]
+        return _UNSTORABLE if any(item is _UNSTORABLE for item in items) else items
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            return _UNSTORABLE
+        entries = {key: _storable(item) for key, item in value.items()}
+        return _UNSTORABLE if any(item is _UNSTORABLE for item in entries.values()) else entries
+    if isinstance(value, _STATE_OBJECTS):
+        return _attributes_state(value)
+    return _UNSTORABLE
+
+
+def _attributes_state(obj: object) -> dict[str, Any]:
+    """The storable attributes of `obj` (its instance dictionary), by name."""
+    state: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if name in _NOT_STATE:
             continue
-        kept[name] = value
-    return kept
+        stored = _storable(value)
+        if stored is not _UNSTORABLE:
+            state[name] = stored
+    return state
+
+
+def _restored(saved: Any, current: Any) -> Any:
+    """`saved` (written by `_storable`) in the form of `current`, the attribute's value in the fresh environment.
+
+    Only plain values, arrays and generator states come out: nothing in `saved` chooses a type.
+    """
+    if isinstance(current, np.random.Generator):
+        if not isinstance(saved, dict):
+            raise ValueError(f"expected a random generator's state, got {type(saved).__name__}")
+        current.bit_generator.state = saved  # numpy checks the generator's kind and fields
+        return current
+    if isinstance(current, _STATE_OBJECTS):
+        _restore_attributes(current, saved)
+        return current
+    if isinstance(current, deque) and isinstance(saved, list):
+        return deque((_restored(item, None) for item in saved), maxlen=current.maxlen)
+    if isinstance(current, list | tuple) and isinstance(saved, list):
+        templates = list(current) if len(current) == len(saved) else [None] * len(saved)
+        items = [_restored(item, template) for item, template in zip(saved, templates, strict=True)]
+        return tuple(items) if isinstance(current, tuple) else items
+    if isinstance(saved, torch.Tensor):
+        array = saved.numpy().copy()
+        scalar = isinstance(current, np.generic) or (not isinstance(current, np.ndarray) and array.ndim == 0)
+        return array[()] if scalar else array
+    if isinstance(saved, dict):
+        current_entries = current if isinstance(current, dict) else {}
+        return {key: _restored(item, current_entries.get(key)) for key, item in saved.items()}
+    if isinstance(saved, list):
+        return [_restored(item, None) for item in saved]
+    if saved is None or isinstance(saved, bool | int | float):
+        return saved
+    raise ValueError(f"unexpected {type(saved).__name__} in a saved environment state")
+
+
+def _restore_attributes(obj: object, saved: Any) -> None:
+    """Set the attributes of `obj` that `saved` names and `obj` already has (no new attribute is made)."""
+    if not isinstance(saved, dict):
+        raise ValueError(f"expected the attributes of a {type(obj).__name__}, got {type(saved).__name__}")
+    present = vars(obj)
+    for name, value in saved.items():
+        if isinstance(name, str) and name in present and name not in _NOT_STATE:
+            setattr(obj, name, _restored(value, present[name]))
+
+
+def _env_chain(env: gym.Env) -> list[Any]:
+    """A sub-environment's wrappers, outer to inner, then the environment itself."""
+    chain: list[Any] = [env]
+    while isinstance(chain[-1], gym.Wrapper):
+        chain.append(chain[-1].env)
+    return chain
+
+
+def _type_name(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _layers_state(layers: list[Any]) -> list[dict[str, Any]]:
+    return [{"type": _type_name(layer), "attributes": _attributes_state(layer)} for layer in layers]
+
+
+def _restore_layers(layers: list[Any], saved: Any, where: str) -> None:
+    if not isinstance(saved, list) or len(saved) != len(layers):
+        raise ValueError(f"the saved {where} has another number of wrappers than this one")
+    for layer, entry in zip(layers, saved, strict=True):
+        if not isinstance(entry, dict) or entry.get("type") != _type_name(layer):
+            found = entry.get("type") if isinstance(entry, dict) else type(entry).__name__
+            raise ValueError(f"the saved {where} has {found!r} where this one has {_type_name(layer)!r}")
+        _restore_attributes(layer, entry.get("attributes"))
+
+
+def _is_mujoco(env: Any) -> bool:
+    return hasattr(env, "data") and hasattr(env, "model") and hasattr(env, "set_state")
+
+
+def _mujoco_state(env: Any) -> torch.Tensor | None:
+    """The simulator's full integration state (`mjSTATE_INTEGRATION`) of a MuJoCo environment, else None."""
+    if not _is_mujoco(env):
+        return None
+    import mujoco  # only MuJoCo sub-environments need it
+
+    state = np.empty(mujoco.mj_stateSize(env.model, mujoco.mjtState.mjSTATE_INTEGRATION), dtype=np.float64)
+    mujoco.mj_getState(env.model, env.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+    return torch.from_numpy(state)
+
+
+def _restore_mujoco(env: Any, saved: Any) -> None:
+    if saved is None and not _is_mujoco(env):
+        return
+    if not isinstance(saved, torch.Tensor) or not _is_mujoco(env):
+        raise ValueError("the saved simulator state does not match the environment (MuJoCo or not)")
+    import mujoco
+
+    state = saved.numpy().astype(np.float64)
+    expected = mujoco.mj_stateSize(env.model, mujoco.mjtState.mjSTATE_INTEGRATION)
+    if state.shape != (expected,):
+        raise ValueError(f"the saved MuJoCo state has {state.size} numbers, this model's has {expected}")
+    mujoco.mj_setState(env.model, env.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
 
 
 def capture_env_state(envs: VectorEnv) -> dict[str, Any]:
-    """The vector environment's state for a checkpoint: sub-environments, wrapper state, MuJoCo data.
+    """The vector environment's numeric state, as tensors, numbers, lists and dicts (nothing pickled).
 
-    Sub-environments are pickled (pure-Python environments such as CartPole restore exactly); for
-    MuJoCo environments, which pickle as their constructor arguments, the simulator data and the
-    random generator are stored as well. `restore_env_state` puts it back.
+    For every wrapper of the vector environment and of each sub-environment, and for each
+    sub-environment itself: the attributes that hold numbers, arrays, deques of numbers or a numpy
+    random generator (its bit generator's state), e.g. CartPole's `state`, a `TimeLimit`'s elapsed
+    steps, `RecordEpisodeStatistics`' counters, the normalisers' statistics, the autoreset flags. MuJoCo
+    environments add the simulator's integration state (`mjSTATE_INTEGRATION`: time, qpos, qvel, act,
+    warm start, controls, applied forces, ...). Not saved: spaces' sampling generators, strings,
+    functions and other objects (configuration that rebuilding the environment gives back).
+    `restore_env_state` writes it into a vector environment built the same way.
     """
-    import pickle
-
     layers = _wrappers(envs)
-    base = layers[-1]
-    sub_envs = getattr(base, "envs", None)
+    sub_envs = getattr(layers[-1], "envs", None)
     if sub_envs is None:
-        raise TypeError(f"expected a SyncVectorEnv at the bottom of {envs}, got {type(base).__name__}")
-    mujoco_states: list[dict[str, Any] | None] = []
-    for env in sub_envs:
-        raw = env.unwrapped
-        if hasattr(raw, "data") and hasattr(raw, "model") and hasattr(raw, "set_state"):
-            mujoco_states.append({"data": pickle.dumps(raw.data), "np_random": raw.np_random.bit_generator.state})
-        else:
-            mujoco_states.append(None)
-    wrapper_states = [_picklable_vars(layer) for layer in layers[:-1]]
-    base_state = {
-        k: v
-        for k, v in vars(base).items()
-        if k.startswith("_") and isinstance(v, np.ndarray | list | tuple | bool | int | float)
-    }
+        raise TypeError(f"expected a SyncVectorEnv at the bottom of {envs}, got {type(layers[-1]).__name__}")
     return {
-        "sub_envs": pickle.dumps(list(sub_envs)),
-        "mujoco": mujoco_states,
-        "wrappers": pickle.dumps(wrapper_states),
-        "base": pickle.dumps(base_state),
+        "version": ENV_STATE_VERSION,
+        "vector": _layers_state(layers),
+        "sub_envs": [_layers_state(_env_chain(env)) for env in sub_envs],
+        "mujoco": [_mujoco_state(env.unwrapped) for env in sub_envs],
     }
 
 
 def restore_env_state(envs: VectorEnv, state: dict[str, Any]) -> None:
-    """Put back a state taken by `capture_env_state` into a vector environment built the same way."""
-    import pickle
+    """Put back a state taken by `capture_env_state` into a vector environment built the same way.
 
+    Only attributes the fresh environment already has are set, to values of the kind they hold; a
+    state of another layout or wrapper stack raises ValueError.
+    """
+    if not isinstance(state, dict) or state.get("version") != ENV_STATE_VERSION:
+        found = state.get("version") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"environment state version {found!r}; this version reads {ENV_STATE_VERSION}")
     layers = _wrappers(envs)
-    base = layers[-1]
-    for env in base.envs:  # type: ignore[attr-defined]
-        env.close()
-    sub_envs = pickle.loads(state["sub_envs"])
-    for env, saved in zip(sub_envs, state["mujoco"], strict=True):
-        if saved is not None:
-            import mujoco  # only MuJoCo sub-environments need it
-
-            raw = env.unwrapped
-            data = pickle.loads(saved["data"])
-            mujoco.mj_copyData(raw.data, raw.model, data)
-            raw.np_random.bit_generator.state = saved["np_random"]
-    base.envs = sub_envs  # type: ignore[attr-defined]
-    for name, value in pickle.loads(state["base"]).items():
-        setattr(base, name, value)
-    for layer, saved_vars in zip(layers[:-1], pickle.loads(state["wrappers"]), strict=True):
-        for name, value in saved_vars.items():
-            setattr(layer, name, value)
+    sub_envs = getattr(layers[-1], "envs", None)
+    if sub_envs is None:
+        raise TypeError(f"expected a SyncVectorEnv at the bottom of {envs}, got {type(layers[-1]).__name__}")
+    saved_envs, saved_mujoco = state.get("sub_envs"), state.get("mujoco")
+    if not isinstance(saved_envs, list) or not isinstance(saved_mujoco, list):
+        raise ValueError("environment state without its sub-environments")
+    if not len(saved_envs) == len(saved_mujoco) == len(sub_envs):
+        raise ValueError(f"the saved state has {len(saved_envs)} sub-environments, this one {len(sub_envs)}")
+    _restore_layers(layers, state.get("vector"), "vector environment")
+    for index, (env, saved_chain, saved_sim) in enumerate(zip(sub_envs, saved_envs, saved_mujoco, strict=True)):
+        _restore_layers(_env_chain(env), saved_chain, f"sub-environment {index}")
+        _restore_mujoco(env.unwrapped, saved_sim)
 
 
 __all__ = [
+    "ENV_STATE_VERSION",
     "NormalizeObservationVector",
     "NormalizeRewardVector",
     "ObservationNormalizer",

@@ -8,7 +8,9 @@ policy acts at `policy_rate_hz` (its training rate); on every odometry message t
 (`quadsim.rate_controller`) turns its latest collective thrust and body-rate command into the wrench.
 
 Lifecycle: configuring loads the policy (`policyopt.checkpoint.load_policy`, or the geometric CTBR
-baseline for `checkpoint: geometric`); activating starts the policy. Until then, and whenever the
+baseline for `checkpoint: geometric`); a file that is not a policyopt policy (nothing in it is
+unpickled, so a crafted one cannot run code) fails the transition with a one-line reason on `~/status`
+and in the log, and the node stays up. Activating starts the policy. Until then, and whenever the
 odometry or the policy's output is not finite, the command is a hold: hover thrust, levelling the
 vehicle when its attitude is known (no torque otherwise), with an ERROR on `~/status` (at most once
 a second while it lasts, and again when it clears) and a log line; the node never stops on bad input.
@@ -221,8 +223,9 @@ class PolicyController(LifecycleNode):
         torch.set_num_threads(self.config.torch_threads)
         try:
             self.policy = load_controller_policy(self.config.checkpoint, self.env_config, self.vehicle)
-        except Exception as exc:
-            self.report_error(f"cannot load the policy {self.config.checkpoint!r}: {exc}")
+        except Exception as exc:  # a bad file fails the transition with its reason; the node stays up
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            self.report_error(f"cannot load the policy {self.config.checkpoint!r}: {reason}")
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(f"policy loaded: {self.config.checkpoint}")
         return super().on_configure(state)
