@@ -17,9 +17,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import tyro
+from pyulog.exceptions import ULogException
 
-from flightkit.reports import to_jsonable
+from flightkit import UserError, as_user_error, run_cli, to_jsonable
 from px4link.bridge import Px4Bridge
 from px4link.commands import CommandError
 from px4link.config import BridgeConfig, LinkConfig
@@ -88,10 +88,8 @@ class HoldArgs(LinkArgs):
 
 
 def _connected(args: LinkArgs) -> Px4Bridge:
-    try:
+    with as_user_error(ValueError):  # a bad URL or signing key: say which
         config = args.bridge_config()
-    except ValueError as exc:  # a bad URL or signing key: say which
-        raise SystemExit(f"px4link: {exc}") from exc
     bridge = Px4Bridge(config).start()
     if not bridge.wait_vehicle(args.wait_s):
         bridge.stop()
@@ -136,21 +134,30 @@ def run(args: LinkArgs) -> int:
         bridge.stop()
 
 
+def review_command(args: FlightReviewArgs) -> int:
+    """`px4link review`: a missing or unreadable log is the user's to fix (one line, exit status 2)."""
+    if not args.log.is_file():
+        raise UserError(f"no such log file: {args.log}")
+    with as_user_error(ULogException, prefix=f"{args.log} is not a readable PX4 ULog: "):
+        return review(args)
+
+
+def run_command(args: LinkArgs | FlightReviewArgs) -> int:
+    """Run one parsed subcommand; returns the exit status."""
+    return review_command(args) if isinstance(args, FlightReviewArgs) else run(args)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `px4link` console script."""
-    args = tyro.extras.subcommand_cli_from_dict(
-        {
-            "preflight": PreflightArgs,
-            "telemetry": TelemetryArgs,
-            "arm": ArmArgs,
-            "land": LandArgs,
-            "hold": HoldArgs,
-            "review": FlightReviewArgs,
-        },
-        args=argv,
-        description=__doc__,
-    )
-    raise SystemExit(review(args) if isinstance(args, FlightReviewArgs) else run(args))
+    commands = {
+        "preflight": PreflightArgs,
+        "telemetry": TelemetryArgs,
+        "arm": ArmArgs,
+        "land": LandArgs,
+        "hold": HoldArgs,
+        "review": FlightReviewArgs,
+    }
+    raise SystemExit(run_cli(commands, run_command, argv=argv, description=__doc__))
 
 
 if __name__ == "__main__":

@@ -27,13 +27,21 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import tyro
 from numpy.typing import NDArray
 
-from flightkit import format_table, get_logger, to_jsonable, write_bytes_atomic, write_json_atomic
+from flightkit import (
+    UserError,
+    as_user_error,
+    format_table,
+    get_logger,
+    run_cli,
+    to_jsonable,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from mfrl_graph.flight_record import FlightRecord, read_flight
-from mfrl_graph.graph import GraphOptions, build_graph
-from mfrl_graph.runner import run_graph
+from mfrl_graph.graph import GraphOptions, GraphSpec
+from mfrl_graph.runner import checked_graph, run_graph
 from minsnap.waypoint_files import load_waypoints
 from quadsim.courses import DEFAULT_COURSE, load_course
 
@@ -169,16 +177,43 @@ def plot_demo(record: FlightRecord, mission: dict[str, Any], path: Path) -> Path
     return write_bytes_atomic(path, buffer.getvalue())
 
 
+class MissionFailed(RuntimeError):  # noqa: N818  (the name says what happened)
+    """The demo graph ended without the mission's results (a node died or the graph timed out)."""
+
+
 def _course_waypoints(course: str) -> NDArray[np.float64]:
     """A built-in course by name, or the waypoints of a file (errors name the file and the line)."""
     if Path(course).suffix.lower() in (".csv", ".yaml", ".yml"):
         return load_waypoints(course)
-    return load_course(course)
+    with as_user_error(FileNotFoundError, prefix="--course: "):
+        return load_course(course)
+
+
+def demo_graph(args: DemoArgs) -> GraphSpec:
+    """The demo graph for `args`, every argument checked (`UserError`) before anything is started or deleted."""
+    if not args.timeout_s > 0.0:
+        raise UserError(f"--timeout-s must be > 0, got {args.timeout_s}")
+    course = _course_waypoints(args.course)[:, :3]
+    options = GraphOptions(
+        mode="sim",
+        viewer=True,
+        real_time_factor=args.real_time_factor,
+        course=tuple(float(v) for v in course.reshape(-1)),
+        replan_count=args.replan_count,
+        bag_dir=str(args.out_dir / "bag"),
+        results_file=str(args.out_dir / "mission.json"),
+        mission_timeout_s=args.timeout_s,
+        foxglove=args.foxglove,
+        controller=args.controller,
+        controller_checkpoint=args.controller_checkpoint,
+    )
+    return checked_graph("demo", options)
 
 
 def run(args: DemoArgs) -> dict[str, Any]:
-    """Fly the demo graph and write the report; return the summary."""
+    """Fly the demo graph and write the report; return the summary (`MissionFailed` when the mission wrote none)."""
     began = time.monotonic()
+    graph = demo_graph(args)
     out = args.out_dir
     bag_dir, results_file = out / "bag", out / "mission.json"
     out.mkdir(parents=True, exist_ok=True)
@@ -188,23 +223,9 @@ def run(args: DemoArgs) -> dict[str, Any]:
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env.setdefault("ROS_DOMAIN_ID", "42")
-    course = _course_waypoints(args.course)[:, :3]
-    options = GraphOptions(
-        mode="sim",
-        viewer=True,
-        real_time_factor=args.real_time_factor,
-        course=tuple(float(v) for v in course.reshape(-1)),
-        replan_count=args.replan_count,
-        bag_dir=str(bag_dir),
-        results_file=str(results_file),
-        mission_timeout_s=args.timeout_s,
-        foxglove=args.foxglove,
-        controller=args.controller,
-        controller_checkpoint=args.controller_checkpoint,
-    )
-    outcome = run_graph(build_graph("demo", options), env=env, log_dir=out / "logs", timeout_s=args.timeout_s + 30.0)
+    outcome = run_graph(graph, env=env, log_dir=out / "logs", timeout_s=args.timeout_s + 30.0)
     if not results_file.is_file():
-        raise RuntimeError(f"the mission wrote no results ({outcome.reason}); node logs are in {out / 'logs'}")
+        raise MissionFailed(f"the mission wrote no results ({outcome.reason}); node logs are in {out / 'logs'}")
     import json
 
     mission = json.loads(results_file.read_text())
@@ -227,13 +248,12 @@ def _ms(value: float | None) -> str:
     return "none" if value is None else f"{value:.2f}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `mfrl-demo`."""
-    args = tyro.cli(DemoArgs, args=argv)
+def demo_command(args: DemoArgs) -> int:
+    """Fly the demo, print the table; exit status 0 when the vehicle reached the goal, else 1."""
     try:
         summary = run(args)
-    except (RuntimeError, ValueError, FileNotFoundError) as exc:
-        print(f"mfrl-demo: error: {exc}", file=sys.stderr)
+    except MissionFailed as exc:
+        print(f"mfrl-demo: {exc}", file=sys.stderr)
         return 1
     replans = summary["in_flight_replans"]
     rows = [
@@ -249,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(["figure", "value"], rows))
     print(f"wrote {args.out_dir / 'demo.png'}, {args.out_dir / 'summary.json'} and the bag {args.out_dir / 'bag'}")
     return 0 if summary["success"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `mfrl-demo`: a bad argument ends in one line and exit status 2, before any node starts."""
+    return run_cli(DemoArgs, demo_command, argv=argv)
 
 
 if __name__ == "__main__":

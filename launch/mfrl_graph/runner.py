@@ -14,6 +14,7 @@ lifecycle shutdown), and says which and how.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import subprocess
@@ -23,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Annotated, Literal
 
+import numpy as np
 import tyro
 
-from flightkit import get_logger
+from flightkit import UserError, as_user_error, get_logger, run_cli
 from mfrl_graph.graph import GraphOptions, GraphSpec, NodeSpec, build_graph, ros_arguments
+from minsnap import TrajectoryInputError
+from minsnap.validation import as_waypoints
 
 LOG = get_logger("mfrl_graph.runner")
 STOP_GRACE_S = 5.0
@@ -172,15 +176,57 @@ class LaunchArgs:
     """Write each node's output to <log_dir>/<node>.log (default: this terminal)."""
 
 
+class LaunchArgumentError(UserError):
+    """A launch argument that a node would refuse, found before any process starts; the message names it."""
+
+
+def check_launch_options(options: GraphOptions) -> None:
+    """Raise `LaunchArgumentError` for an option that a node would refuse only once the graph is up.
+
+    The nodes validate their parameters again (`mfrl.configs`); this catches what a user types before
+    five processes start and one of them dies.
+    """
+    if options.course:
+        if len(options.course) % 3:
+            raise LaunchArgumentError(f"--course: {len(options.course)} numbers; give three per waypoint (x y z)")
+        try:
+            as_waypoints(np.reshape(options.course, (-1, 3)))
+        except TrajectoryInputError as exc:
+            raise LaunchArgumentError(f"--course: {exc}") from None
+    if options.replan_count < 0:
+        raise LaunchArgumentError(f"--replan-count must be >= 0, got {options.replan_count}")
+    if not (math.isfinite(options.real_time_factor) and options.real_time_factor >= 0.0):
+        raise LaunchArgumentError(f"--real-time-factor must be finite and >= 0, got {options.real_time_factor}")
+    if not options.mission_timeout_s > 0.0:
+        raise LaunchArgumentError(f"--mission-timeout-s must be > 0, got {options.mission_timeout_s}")
+    if not 0 <= options.foxglove_port <= 65535:
+        raise LaunchArgumentError(f"--foxglove-port must be in 0..65535, got {options.foxglove_port}")
+    for flag, path in (
+        ("--checkpoint", options.checkpoint),
+        ("--controller-checkpoint", options.controller_checkpoint),
+    ):
+        if path and not Path(path).is_file():
+            raise LaunchArgumentError(f"{flag}: no such file {path}")
+
+
+def checked_graph(name: str, options: GraphOptions) -> GraphSpec:
+    """The graph `name` for `options`, every launch argument checked (`LaunchArgumentError`) before anything starts."""
+    check_launch_options(options)
+    with as_user_error(ValueError):  # build_graph's refusals: an unknown graph, a demo without course or vehicle
+        graph = build_graph(name, options)
+    if not graph.params_file.is_file():
+        raise LaunchArgumentError(f"parameter file {graph.params_file} does not exist")
+    return graph
+
+
+def launch_command(args: LaunchArgs) -> int:
+    """Check the arguments, then run the graph; return its exit code (0 finished or stopped, 1 a node died)."""
+    return run_graph(checked_graph(args.graph, args.options), log_dir=args.log_dir).code
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `mfrl-launch`."""
-    args = tyro.cli(LaunchArgs, args=argv)
-    try:
-        graph = build_graph(args.graph, args.options)
-        return run_graph(graph, log_dir=args.log_dir).code
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"mfrl-launch: error: {exc}", file=sys.stderr)
-        return 2
+    """Entry point of `mfrl-launch`: a bad argument ends in one line and exit status 2, before any node starts."""
+    return run_cli(LaunchArgs, launch_command, argv=argv)
 
 
 if __name__ == "__main__":

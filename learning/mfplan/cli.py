@@ -9,13 +9,11 @@ mfrl plan --waypoints course.csv [--out plan.json]        plan one course (JSON 
 from __future__ import annotations
 
 import json
-import signal
 import sys
 
 import numpy as np
-import tyro
 
-from flightkit import to_jsonable, write_json_atomic
+from flightkit import run_cli, to_jsonable, write_json_atomic
 from mfplan.configs import CalibrateConfig, EvalConfig, PlanConfig, TrainConfig
 from minsnap import EndpointState, TrajectoryInputError
 from minsnap.waypoint_files import load_waypoints
@@ -41,46 +39,39 @@ def plan_command(config: PlanConfig) -> int:
     return 0 if result.feasible else 1
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+USER_ERRORS = (
+    TrajectoryInputError,
+    "mfplan.policy:PolicyCheckpointError",  # a missing or corrupt --checkpoint (named: policy.py imports torch)
+    "mfplan.dataset:DatasetCorruptError",  # a --resume whose evaluation dataset is damaged
+)
+"""Errors that are the user's to fix (reported on one line, exit status 2); every other one keeps its traceback."""
+
+
+def run_command(command: TrainConfig | CalibrateConfig | EvalConfig | PlanConfig) -> int:
+    """Run one parsed subcommand; return the exit status."""
+    if isinstance(command, TrainConfig):
+        from mfplan.trainer import train
+
+        print(json.dumps(to_jsonable(train(command)), indent=2))
+        return 0
+    if isinstance(command, CalibrateConfig):
+        from mfplan.calibration import calibrate
+
+        calibration = calibrate(command)
+        print(json.dumps(to_jsonable({k: v for k, v in calibration.items() if k != "boundaries"}), indent=2))
+        return 0
+    if isinstance(command, EvalConfig):
+        from mfplan.evaluation import run_evaluation
+
+        run_evaluation(command)
+        return 0
+    return plan_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`mfrl`). SIGTERM unwinds like Ctrl-C, so worker processes are shut down."""
-    signal.signal(signal.SIGTERM, _interrupt)
-
-    command = tyro.extras.subcommand_cli_from_dict(
-        {"train": TrainConfig, "calibrate": CalibrateConfig, "eval": EvalConfig, "plan": PlanConfig},
-        args=argv,
-        description=__doc__,
-    )
-    try:
-        if isinstance(command, TrainConfig):
-            from mfplan.trainer import train
-
-            summary = train(command)
-            print(json.dumps(to_jsonable(summary), indent=2))
-            status = 0
-        elif isinstance(command, CalibrateConfig):
-            from mfplan.calibration import calibrate
-
-            calibration = calibrate(command)
-            print(json.dumps(to_jsonable({k: v for k, v in calibration.items() if k != "boundaries"}), indent=2))
-            status = 0
-        elif isinstance(command, EvalConfig):
-            from mfplan.evaluation import run_evaluation
-
-            run_evaluation(command)
-            status = 0
-        else:
-            status = plan_command(command)
-    except TrajectoryInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        status = 2
-    except (FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        status = 2
-    raise SystemExit(status)
+    commands = {"train": TrainConfig, "calibrate": CalibrateConfig, "eval": EvalConfig, "plan": PlanConfig}
+    raise SystemExit(run_cli(commands, run_command, argv=argv, description=__doc__, user_errors=USER_ERRORS))
 
 
 if __name__ == "__main__":

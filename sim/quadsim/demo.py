@@ -9,16 +9,15 @@ rotor speeds vs limits, tracking error) and a JSON summary.
 
 from __future__ import annotations
 
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tyro
 
-from flightkit import format_table, get_logger, to_jsonable, write_json_atomic
+from flightkit import as_user_error, format_table, get_logger, run_cli, to_jsonable, write_json_atomic
 from minsnap import Trajectory, TrajectoryInputError, solve_min_snap
 from minsnap.allocation import optimise_segment_times, scale_to_feasibility_boundary, trapezoidal_times
 from minsnap.waypoint_files import load_waypoints
@@ -120,13 +119,21 @@ def results_table(runs: list[FidelityRun]) -> str:
     return format_table([*headers, "why not"], rows)
 
 
+def course_waypoints(config: DemoConfig) -> np.ndarray:
+    """The waypoints of `--waypoints`, or else of the built-in course `--course` (UserError when there is none)."""
+    if config.waypoints:
+        return load_waypoints(config.waypoints)
+    with as_user_error(FileNotFoundError, prefix="--course: "):
+        return load_course(config.course)
+
+
 def run(config: DemoConfig) -> dict[str, Any]:
     """Run the demo and return its summary (also written to `out_dir/summary.json`)."""
     if not config.time_margins or min(config.time_margins) <= 0:
         raise TrajectoryInputError(f"time margins must be > 0, got {config.time_margins}")
     vehicle = VehicleParams()
     criteria = FeasibilityCriteria()
-    waypoints = load_waypoints(config.waypoints) if config.waypoints else load_course(config.course)
+    waypoints = course_waypoints(config)
     log.info("planning through %d waypoints", len(waypoints))
     boundary_times, planning = plan_baseline(waypoints, vehicle)
     log.info(
@@ -176,14 +183,16 @@ def run(config: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-def main() -> None:
-    """Console entry point (`quadsim-demo`)."""
-    config = tyro.cli(DemoConfig, description=__doc__)
-    try:
-        run(config)
-    except TrajectoryInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+def demo_command(config: DemoConfig) -> int:
+    """Run the demo from the command line; exit status 0."""
+    run(config)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point (`quadsim-demo`): bad waypoints or arguments end in one line and exit status 2."""
+    status = run_cli(DemoConfig, demo_command, argv=argv, description=__doc__, user_errors=(TrajectoryInputError,))
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,36 @@ def test_the_shipped_checkpoint_plans_by_default(course: Path) -> None:
     result = _mfrl("plan", "--waypoints", str(course))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["feasible"] is True
+
+
+def _one_line_user_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The single stderr line of a command that stopped on a user's mistake (exit status 2, no traceback)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_a_binary_waypoint_file_is_one_line_naming_it(tmp_path: Path, checkpoint: Path) -> None:
+    binary = tmp_path / "course.csv"
+    binary.write_bytes(bytes(range(128, 256)))
+    line = _one_line_user_error(_mfrl("plan", "--waypoints", str(binary), "--checkpoint", str(checkpoint)))
+    assert f"{binary}:1: not a UTF-8 text file" in line
+
+
+def test_a_broken_yaml_waypoint_file_names_the_line(tmp_path: Path, checkpoint: Path) -> None:
+    broken = tmp_path / "course.yaml"
+    broken.write_text("waypoints:\n  - [0, 0, 1]\n  - [1, 2\n  - [3, 3, 1]\n")  # line 3 is never closed
+    line = _one_line_user_error(_mfrl("plan", "--waypoints", str(broken), "--checkpoint", str(checkpoint)))
+    assert f"{broken}:4: not valid YAML" in line
+
+
+@pytest.mark.parametrize("command", ["plan", "eval"])
+def test_a_corrupt_checkpoint_is_one_line_naming_it(tmp_path: Path, course: Path, command: str) -> None:
+    corrupt = tmp_path / "policy.pt"
+    corrupt.write_bytes(b"not a torch file at all")
+    extra = ["--waypoints", str(course)] if command == "plan" else ["--smoke"]
+    line = _one_line_user_error(_mfrl(command, "--checkpoint", str(corrupt), *extra))
+    assert f"{corrupt} is not a readable policy checkpoint" in line

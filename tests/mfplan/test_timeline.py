@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mfplan.timeline import PlanTimeline
 from minsnap import solve_min_snap
@@ -49,3 +50,23 @@ def test_after_its_end_the_last_plan_is_held_at_rest() -> None:
     assert reference is not None
     np.testing.assert_allclose(reference[0, :3], [2.0, 0.0, 1.0], atol=1e-9)
     assert not reference[1:].any()
+
+
+def test_a_plan_the_autopilot_started_late_is_found_where_the_vehicle_is() -> None:
+    """PX4's bridge holds a plan until OFFBOARD is in: the vehicle flies it 1.5 s behind its stamp."""
+    timeline = PlanTimeline()
+    line = _line(0.0, 6.0, 6.0)
+    timeline.add(0, line, now_ns=0)
+    now_ns = 4 * S
+    flown = line.derivatives(np.array([2.5]), max_order=0)[0, 0, :3]  # where the vehicle is: 1.5 s behind
+    reference = timeline.reference_at(now_ns)
+    assert reference is not None
+    assert np.linalg.norm(reference[0, :3] - flown) > 0.5
+    shift = timeline.resynchronise(now_ns, flown, max_delay_s=2.0, tolerance_m=0.5)
+    assert shift == pytest.approx(1.5, abs=0.011)
+    reference = timeline.reference_at(now_ns)
+    assert reference is not None
+    assert np.linalg.norm(reference[0, :3] - flown) < 0.05
+    # A vehicle far from every point of the last 2 s of the plan is not matched: nothing changes.
+    assert timeline.resynchronise(now_ns, flown + np.array([0.0, 3.0, 0.0]), 2.0, 0.5) is None
+    assert timeline.flown_at(now_ns) == (round(shift * 1e9), line)

@@ -263,6 +263,8 @@ class Replanner(LifecycleNode):
         self.waypoint_times_s = np.zeros(0)  # when the last plan reaches each of its points
         self.plan_stamp_ns = 0  # its start
         self.timeline = PlanTimeline()  # the plans sent that are flown now or will be
+        self.reference_deviation_m = math.inf  # odometry's distance from the reference at the last plan's start
+        self.resynchronised = 0  # plans found flown later than stamped (timeline.resynchronise)
         self.sim_rates: deque[float] = deque([1.0], maxlen=3)  # node-clock seconds per wall second, recent windows
         self.sim_rate_mark: tuple[float, int] | None = None  # (wall, node clock) where the window began
         self.plan_start = ""
@@ -534,19 +536,32 @@ class Replanner(LifecycleNode):
         deviation = math.inf
         if reference is not None:
             deviation = float(np.linalg.norm(self.odometry.position - reference[0, :3]))
-            if deviation <= self.config.max_reference_deviation_m:
-                start_ns = now_ns + self.plan_lead_ns()
-                position, velocity, acceleration, jerk = self.reference_at(start_ns)  # type: ignore[misc]
-                # jerk too: the body rates the tracker feeds forward stay continuous across the switch
-                state = EndpointState(
-                    velocity=velocity[:3].copy(),
-                    acceleration=acceleration[:3].copy(),
-                    jerk=jerk[:3].copy(),
-                    yaw_rate=float(velocity[3]),
-                    yaw_acceleration=float(acceleration[3]),
-                    yaw_jerk=float(jerk[3]),
-                )
-                return Start("reference", position.copy(), state, start_ns)
+            limit = self.config.max_reference_deviation_m
+            odometry = self.odometry
+            moving = float(np.linalg.norm(odometry.velocity)) > HOVER_SPEED_M_S  # a late plan is being flown
+            if (
+                deviation > limit
+                and moving
+                and self.timeline.resynchronise(now_ns, odometry.position, 2.0, limit, odometry.velocity) is not None
+            ):
+                self.resynchronised += 1  # the plan started later than stamped (the autopilot held it)
+                reference = self.reference_at(now_ns)
+                assert reference is not None
+                deviation = float(np.linalg.norm(self.odometry.position - reference[0, :3]))
+        self.reference_deviation_m = deviation
+        if reference is not None and deviation <= self.config.max_reference_deviation_m:
+            start_ns = now_ns + self.plan_lead_ns()
+            position, velocity, acceleration, jerk = self.reference_at(start_ns)  # type: ignore[misc]
+            # jerk too: the body rates the tracker feeds forward stay continuous across the switch
+            state = EndpointState(
+                velocity=velocity[:3].copy(),
+                acceleration=acceleration[:3].copy(),
+                jerk=jerk[:3].copy(),
+                yaw_rate=float(velocity[3]),
+                yaw_acceleration=float(acceleration[3]),
+                yaw_jerk=float(jerk[3]),
+            )
+            return Start("reference", position.copy(), state, start_ns)
         point = np.append(self.odometry.position, first_pose[3])
         if reference is None and float(np.linalg.norm(self.odometry.velocity)) <= HOVER_SPEED_M_S:
             # Nothing flown yet and the vehicle hovers: it stays where it is until the plan starts.
@@ -624,6 +639,8 @@ class Replanner(LifecycleNode):
             "start": start.kind,
             "plan_stamp_ns": start.stamp_ns,
             "plan_lead_s": (start.stamp_ns - now_ns) * 1e-9,
+            "reference_deviation_m": self.reference_deviation_m,
+            "resynchronised": self.resynchronised,
             "path_stamp": path_stamp,
         }
         self.status_pub.publish(diagnostic_status(self.get_name(), "mfrl", DiagnosticStatus.OK, "planned", values))
