@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from torch import nn
 from torch.nn import functional
 
 from flightkit import to_jsonable, write_bytes_atomic
+from flightkit.cli import typed_one_line
 from minsnap.validation import as_vector, as_waypoints
 
 SEGMENT_FEATURE_NAMES = (
@@ -533,22 +533,6 @@ class MissingCheckpointError(PolicyCheckpointError, FileNotFoundError):
     """No policy checkpoint at the given path."""
 
 
-def one_line_error(exc: BaseException, limit: int = 300) -> str:
-    """`Type: message` of an exception on one line, at most about `limit` characters.
-
-    For torch's refusal of a pickled object (weights_only) only the refused global is kept, not torch's
-    advice to load the file without `weights_only` (which would run what it holds).
-    """
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch's message carries terminal escapes
-    refusal = "WeightsUnpickler error:"
-    if refusal in text:
-        detail = text.split(refusal, 1)[1].strip().split(". ", 1)[0]
-        text = f"refused by the safe loader (tensors and plain values only): {detail}"
-    text = " ".join(text.split())
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _feature_names() -> dict[str, list[str]]:
     return {"segment": list(SEGMENT_FEATURE_NAMES), "global": list(GLOBAL_FEATURE_NAMES)}
 
@@ -586,7 +570,7 @@ def load_policy(path: str | Path) -> tuple[TimeAllocationPolicy, dict[str, Any]]
     try:
         payload = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for pickles, truncated, corrupt or foreign files
-        raise PolicyCheckpointError(f"{source} is not a readable policy checkpoint ({one_line_error(exc)})") from None
+        raise PolicyCheckpointError(f"{source} is not a readable policy checkpoint ({typed_one_line(exc)})") from None
     if not isinstance(payload, dict) or "format" not in payload:
         raise PolicyCheckpointError(f"{source} is a torch file but not an mfplan policy checkpoint (no 'format' key)")
     if payload["format"] != CHECKPOINT_FORMAT:
@@ -606,7 +590,7 @@ def load_policy(path: str | Path) -> tuple[TimeAllocationPolicy, dict[str, Any]]
         policy = TimeAllocationPolicy(PolicyConfig(**payload["config"]))
         policy.load_state_dict(payload["state_dict"])
     except (TypeError, ValueError, RuntimeError, AttributeError, KeyError) as exc:
-        raise PolicyCheckpointError(f"{source}: the stored model does not fit: {one_line_error(exc)}") from None
+        raise PolicyCheckpointError(f"{source}: the stored model does not fit: {typed_one_line(exc)}") from None
     bad = [name for name, tensor in policy.state_dict().items() if not torch.isfinite(tensor).all()]
     if bad:
         raise PolicyCheckpointError(f"{source}: non-finite weights in {bad}")

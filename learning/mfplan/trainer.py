@@ -36,6 +36,7 @@ from scipy.stats import norm
 from tqdm import tqdm
 
 from flightkit import get_logger, write_bytes_atomic, write_json_atomic
+from flightkit.cli import typed_one_line
 from mfplan.analysis import analyse
 from mfplan.configs import TRAIN_WIND_SEED_STRIDE, TrainConfig
 from mfplan.courses import course_set
@@ -51,7 +52,6 @@ from mfplan.policy import (
     TimeAllocationPolicy,
     collate,
     encode_course,
-    one_line_error,
     save_policy,
     segment_times_from_log_factors,
 )
@@ -208,7 +208,7 @@ class Trainer:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for pickles, truncated, corrupt or foreign files
             raise TrainerCheckpointError(
-                f"{path} is not a readable mfplan trainer checkpoint ({one_line_error(exc)})"
+                f"{path} is not a readable mfplan trainer checkpoint ({typed_one_line(exc)})"
             ) from None
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         if found != TRAINER_FORMAT:
@@ -227,7 +227,7 @@ class Trainer:
             self.torch_generator.set_state(state["torch_generator"])
             torch.set_rng_state(state["torch_rng"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            raise TrainerCheckpointError(f"{path} does not fit this run: {one_line_error(exc)}") from None
+            raise TrainerCheckpointError(f"{path} does not fit this run: {typed_one_line(exc)}") from None
         log.info("resumed from %s at iteration %d (%d evaluations on disk)", path, self.iteration, len(self.dataset))
         return True
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import random
-import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass, replace
@@ -34,6 +33,7 @@ from gymnasium.vector import VectorEnv
 from torch import nn
 
 from flightkit import to_jsonable, write_bytes_atomic
+from flightkit.cli import typed_one_line
 from policyopt.envs import ObservationNormalizer, capture_env_state, observation_normalizer, restore_env_state
 from policyopt.networks import Actor, PolicySpec
 from policyopt.squashed_gaussian import SquashedGaussianActor
@@ -148,22 +148,6 @@ def _from_storable(value: Any) -> Any:
     return value
 
 
-def _one_line(exc: BaseException, limit: int = 300) -> str:
-    """`Type: message` of an exception on one line, at most about `limit` characters.
-
-    For torch's refusal of a pickled object (weights_only) only the refused global is kept, not torch's
-    advice to load the file without `weights_only` (which would run what it holds).
-    """
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch's message carries terminal escapes
-    refusal = "WeightsUnpickler error:"
-    if refusal in text:
-        detail = text.split(refusal, 1)[1].strip().split(". ", 1)[0]
-        text = f"refused by the safe loader (tensors and plain values only): {detail}"
-    text = " ".join(text.split())
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _legacy_format(path: Path) -> str | None:
     """The old (/1) format tag in a torch zip file's pickle, found by reading bytes (never unpickling)."""
     try:
@@ -192,7 +176,7 @@ def _read(path: Path, formats: Sequence[str], kind: str) -> dict[str, Any]:
                 f"{path} is in the old format {legacy!r}, which needs unpickling and is no longer read: "
                 f"re-export it with `{UPGRADE_COMMAND} {path}` (only for a file you trust)"
             ) from None
-        raise CheckpointError(f"{path} is not a readable policyopt {kind} ({_one_line(exc)})") from None
+        raise CheckpointError(f"{path} is not a readable policyopt {kind} ({typed_one_line(exc)})") from None
     found = state.get("format") if isinstance(state, dict) else type(state).__name__
     if found in LEGACY_FORMATS:
         raise CheckpointError(f"{path} is in the old format {found!r}: re-export it with `{UPGRADE_COMMAND} {path}`")
@@ -297,7 +281,7 @@ def restore_training(
             restore_env_state(envs, env_state)
             return True
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint does not fit this run: {_one_line(exc)}") from None
+        raise CheckpointError(f"checkpoint does not fit this run: {typed_one_line(exc)}") from None
     return False
 
 
@@ -444,7 +428,7 @@ def load_policy(path: Path) -> DeployedPolicy:
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} does not hold a usable policy ({_one_line(exc)})") from None
+        raise CheckpointError(f"{path} does not hold a usable policy ({typed_one_line(exc)})") from None
 
 
 __all__ = [

@@ -18,6 +18,7 @@ imported, so the name is looked up in `sys.modules` when something was raised, n
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import threading
@@ -54,6 +55,22 @@ def one_line(error: BaseException) -> str:
     """The message of `error` on one line (its lines joined with spaces; the type name when it has none)."""
     text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
     return text or type(error).__name__
+
+
+def typed_one_line(error: BaseException, limit: int = 300) -> str:
+    """`Type: message` of an error on one line, at most about `limit` characters, for a file's refusal.
+
+    For torch's refusal of a pickled object (weights_only) only the refused global is kept, not torch's
+    advice to load the file without `weights_only` (which would run what it holds).
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # torch's message carries terminal escapes
+    refusal = "WeightsUnpickler error:"
+    if refusal in text:
+        detail = text.split(refusal, 1)[1].strip().split(". ", 1)[0]
+        text = f"refused by the safe loader (tensors and plain values only): {detail}"
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def run_cli(

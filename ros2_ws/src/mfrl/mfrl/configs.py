@@ -557,6 +557,17 @@ def _geofence_max() -> list[float]:
     return [50.0, 50.0, 30.0]
 
 
+def geofence_of(config: Any) -> Geofence | None:
+    """The geofence of a node's `geofence_*` parameters (the replanner's and px4_bridge's are the same), or None."""
+    if not config.geofence_min_enu_m:
+        return None
+    low, high = config.geofence_min_enu_m, config.geofence_max_enu_m
+    if config.geofence_radius_m > 0.0:
+        center = config.geofence_center_enu_m
+        return CylinderGeofence((center[0], center[1]), config.geofence_radius_m, low[2], high[2])
+    return BoxGeofence((low[0], low[1], low[2]), (high[0], high[1], high[2]))
+
+
 _LINK, _OFFBOARD, _FAILSAFES = LinkConfig(), OffboardConfig(), FailsafeConfig()
 _PREFLIGHT, _BRIDGE = PreflightConfig(), BridgeConfig()
 """The library's defaults, which the px4_bridge node's parameters take."""
@@ -651,16 +662,6 @@ class Px4BridgeNodeConfig:
         except ValueError as exc:
             raise ConfigError(f"px4_bridge parameters are invalid: {exc}") from exc
 
-    def geofence(self) -> Geofence | None:
-        """The geofence the parameters describe (None: off)."""
-        if not self.geofence_min_enu_m:
-            return None
-        low, high = self.geofence_min_enu_m, self.geofence_max_enu_m
-        if self.geofence_radius_m > 0.0:
-            center = self.geofence_center_enu_m
-            return CylinderGeofence((center[0], center[1]), self.geofence_radius_m, low[2], high[2])
-        return BoxGeofence((low[0], low[1], low[2]), (high[0], high[1], high[2]))
-
     def bridge_config(self, signing: SigningConfig | None = None) -> BridgeConfig:
         """The bridge's settings from these parameters (raises the library's ValueError with the reason)."""
         return BridgeConfig(
@@ -669,7 +670,7 @@ class Px4BridgeNodeConfig:
             failsafes=FailsafeConfig(
                 link_loss_s=self.link_loss_s,
                 link_loss_action="land" if self.link_loss_action == "land" else "hold",
-                geofence=self.geofence(),
+                geofence=geofence_of(self),
                 battery_low_fraction=self.battery_low_fraction,
                 battery_critical_fraction=self.battery_critical_fraction,
                 trajectory_stale_s=self.trajectory_stale_s,

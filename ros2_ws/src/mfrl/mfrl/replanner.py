@@ -51,7 +51,7 @@ from visualization_msgs.msg import MarkerArray
 from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner, PlanResult
 from mfplan.timeline import PlanTimeline
 from mfrl import qos
-from mfrl.configs import ReplannerConfig
+from mfrl.configs import ReplannerConfig, geofence_of
 from mfrl.conversions import (
     CourseError,
     course_from_path,
@@ -68,7 +68,6 @@ from mfrl.parameters import ConfigParameters
 from mfrl.trajectory_wire import write_trajectory
 from minsnap import EndpointState, Trajectory, TrajectoryInputError
 from quadsim.certificate import SafetyLimits
-from quadsim.geofence import BoxGeofence, CylinderGeofence, Geofence
 from quadsim.health import EnvelopeLimits, EnvelopeMonitor, tilt_of
 from quadsim.sampled_trajectory import SampledTrajectory
 from quadsim.vehicle import VehicleParams
@@ -96,17 +95,6 @@ def vehicle_max_speed_m_s(configured: float, vehicle: VehicleParams | None = Non
     if configured > 0.0:
         return configured
     return float((vehicle or VehicleParams()).max_speed_m_s)
-
-
-def geofence_of(config: Any) -> Geofence | None:
-    """The geofence of a node's `geofence_*` parameters (the replanner's and px4_bridge's are the same), or None."""
-    if not config.geofence_min_enu_m:
-        return None
-    low, high = config.geofence_min_enu_m, config.geofence_max_enu_m
-    if config.geofence_radius_m > 0.0:
-        center = config.geofence_center_enu_m
-        return CylinderGeofence((center[0], center[1]), config.geofence_radius_m, low[2], high[2])
-    return BoxGeofence((low[0], low[1], low[2]), (high[0], high[1], high[2]))
 
 
 def safety_limits(config: ReplannerConfig) -> SafetyLimits:
