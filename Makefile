@@ -29,7 +29,7 @@ ros-build: setup
 ## Lint, type-check, then the whole test suite (unit, property, sim-in-the-loop, benchmarks in smoke mode).
 # pytest exits 5 when it collected no tests: that is a failure here, said out loud.
 test: setup lint ros-build
-	@$(PY) -m pytest -n $(PYTEST_WORKERS) -q; status=$$?; \
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; failing" >&2; exit 1; fi; \
 	exit $$status
 

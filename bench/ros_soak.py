@@ -167,7 +167,10 @@ def run(minutes: float, real_time_factor: float, domain_id: int, seed: int, view
                 [client_module.CirclingGoal(seed), client_module.DriftingCourse(seed + 1)], PATTERN_PERIOD_S
             )
             if not client.first_plan(pattern, 90.0):
-                raise RuntimeError("the replanner never answered with a trajectory")
+                logs = {q.name: q.read_text()[-600:] for q in Path(scratch).glob("*.log")}
+                raise RuntimeError(
+                    f"no trajectory was flown within 90 s: {client.first_plan_failure()}; node logs: {logs}"
+                )
             since_sim = client.record.plans[0].stamp_s
             began_wall = time.monotonic()
             replanner_pid = processes.processes["replanner"].pid

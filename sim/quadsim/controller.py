@@ -21,12 +21,42 @@ def _kd_pos() -> tuple[float, float, float]:
 
 @dataclass(frozen=True)
 class SE3Gains:
-    """Gains in acceleration units (position: 1/s^2 and 1/s; attitude: scaled by the inertia)."""
+    """Gains in acceleration units (position: 1/s^2 and 1/s; attitude: scaled by the inertia), and the
+    limits of the thrust vector the position loop may ask for.
+
+    Attributes:
+        max_tilt_deg: the commanded thrust axis stays within this angle of vertical (horizontal
+            acceleration gives way first, as in PX4's position controller); above the planner's 45 deg so
+            feedback has room around a certified plan.
+        min_thrust_to_weight: the commanded thrust's vertical part stays at least this fraction of the
+            weight. Without it, a reference falling faster than gravity plus feedback on a rising vehicle
+            asks for the thrust axis to point down, and the attitude loop flips the vehicle to get there.
+    """
 
     kp_position: tuple[float, float, float] = field(default_factory=_kp_pos)
     kd_position: tuple[float, float, float] = field(default_factory=_kd_pos)
     kp_attitude: float = 544.0
     kd_attitude: float = 46.64
+    max_tilt_deg: float = 55.0
+    min_thrust_to_weight: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_tilt_deg < 90.0:
+            raise ValueError(f"max_tilt_deg must be in (0, 90), got {self.max_tilt_deg}")
+        if not 0.0 < self.min_thrust_to_weight < 1.0:
+            raise ValueError(f"min_thrust_to_weight must be in (0, 1), got {self.min_thrust_to_weight}")
+
+
+def limit_thrust_vector(force: NDArray[np.float64], min_vertical_n: float, max_tilt_rad: float) -> NDArray[np.float64]:
+    """The desired thrust vector with its vertical part at least `min_vertical_n` and its axis within
+    `max_tilt_rad` of vertical (the horizontal part is shortened; its direction is kept)."""
+    limited = np.array(force, dtype=np.float64)
+    limited[2] = max(float(limited[2]), min_vertical_n)
+    horizontal = float(np.hypot(limited[0], limited[1]))
+    allowed = limited[2] * float(np.tan(max_tilt_rad))
+    if horizontal > allowed:
+        limited[:2] *= allowed / horizontal
+    return limited
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,7 @@ class SE3Controller:
         self.gains = gains or SE3Gains()
         self._kp = np.asarray(self.gains.kp_position)
         self._kd = np.asarray(self.gains.kd_position)
+        self._max_tilt_rad = float(np.radians(self.gains.max_tilt_deg))
         self._inertia = vehicle.inertia_matrix
         self._mixer = vehicle.mixer_matrix
         self._thrust_min = vehicle.rotor_thrust_min_n
@@ -72,7 +103,11 @@ class SE3Controller:
         g = self.gains
         mass = self.vehicle.mass_kg
         accel_cmd = -self._kp * (position - ref.position) - self._kd * (velocity - ref.velocity) + ref.acceleration
-        force = mass * (accel_cmd + np.array([0.0, 0.0, GRAVITY_M_S2]))
+        force = limit_thrust_vector(
+            mass * (accel_cmd + np.array([0.0, 0.0, GRAVITY_M_S2])),
+            g.min_thrust_to_weight * mass * GRAVITY_M_S2,
+            self._max_tilt_rad,
+        )
         b3 = rotation[:, 2]
         thrust = float(force @ b3)
         force_norm = norm3(force)

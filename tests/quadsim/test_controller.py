@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from minsnap import solve_min_snap
-from quadsim.controller import Reference, SE3Controller, desaturate
+from quadsim.controller import Reference, SE3Controller, desaturate, limit_thrust_vector
 from quadsim.flatness import flat_state
+from quadsim.mujoco_vehicle import MujocoQuadrotor
 from quadsim.reference import ReferenceTrack
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
@@ -143,3 +144,49 @@ def test_desaturated_thrusts_are_in_range_and_keep_roll_and_pitch_when_they_fit(
         assert thrusts.max() <= high + 1e-12
         if roll_pitch.max() - roll_pitch.min() <= high - low:
             np.testing.assert_allclose(wrench_of(thrusts)[1:3], wanted[1:3], atol=1e-9)
+
+
+def test_a_reference_falling_faster_than_gravity_does_not_turn_the_thrust_axis_down() -> None:
+    """The CI flip of 2026-12-05: a vehicle rising at 1.8 m/s, a reference that brakes it at -4.3 m/s^2 and
+    feedback on the vertical speed error asked for -10 m/s^2; the thrust axis pointed down and the attitude
+    loop rolled the vehicle over. The commanded thrust keeps an upward part and a bounded tilt."""
+    controller = SE3Controller(VEHICLE)
+    ref = Reference(np.array([0.0, 0.0, 1.0]), np.array([3.0, 0.0, 0.0]), np.array([0.0, 0.0, -9.0]), 0.0,
+                    np.zeros(3), np.zeros(3))  # fmt: skip
+    thrusts = controller.rotor_thrusts(
+        np.array([0.0, 0.0, 1.1]), np.array([0.0, 0.0, 2.0]), np.eye(3), np.zeros(3), ref
+    )
+    thrust, roll, pitch, _ = wrench_of(thrusts)
+    assert thrust >= 0.2 * WEIGHT_N - 1e-9
+    # Level now, and the axis it wants is within 55 deg of vertical: a bounded pitch command, no roll.
+    assert abs(roll) < 1e-9
+    assert pitch > 0.0  # towards +x, where the reference runs
+
+
+def test_the_commanded_tilt_is_capped_and_keeps_the_horizontal_direction() -> None:
+    force = limit_thrust_vector(np.array([30.0, -40.0, 5.0]), 1.0, math.radians(55.0))
+    assert math.degrees(math.atan2(math.hypot(force[0], force[1]), force[2])) == pytest.approx(55.0)
+    assert force[0] / force[1] == pytest.approx(30.0 / -40.0)
+    down = limit_thrust_vector(np.array([0.0, 0.0, -3.0]), 1.0, math.radians(55.0))
+    np.testing.assert_allclose(down, [0.0, 0.0, 1.0])
+    inside = np.array([1.0, 1.0, 5.0])
+    np.testing.assert_array_equal(limit_thrust_vector(inside, 1.0, math.radians(55.0)), inside)
+
+
+def test_braking_a_rising_vehicle_harder_than_gravity_does_not_flip_it_in_mujoco() -> None:
+    """Closed loop in MuJoCo: the same demand held for 0.5 s keeps the vehicle upright."""
+    vehicle = MujocoQuadrotor()
+    vehicle.reset(np.array([0.0, 0.0, 2.0]))
+    vehicle.data.qvel[:3] = [-3.5, 1.2, 1.8]
+    controller = SE3Controller(VEHICLE)
+    lowest_up = 1.0
+    for _ in range(125):  # 0.5 s at 250 Hz
+        state = vehicle.state()
+        ref = Reference(state.position_m - np.array([0.0, 0.0, 0.05]), np.array([-3.7, 0.8, 1.2]),
+                        np.array([-0.9, -2.6, -4.3]), 0.0, np.zeros(3), np.zeros(3))  # fmt: skip
+        vehicle.set_rotor_thrusts(
+            controller.rotor_thrusts(state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, ref)
+        )
+        vehicle.step(0.004)
+        lowest_up = min(lowest_up, float(vehicle.state().rotation[2, 2]))
+    assert lowest_up > math.cos(math.radians(60.0)), lowest_up

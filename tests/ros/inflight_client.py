@@ -482,6 +482,21 @@ class InflightClient:
                 return True
         return False
 
+    def first_plan_failure(self) -> str:
+        """Why `first_plan` gave up: the graph's state, the answers to the paths sent, and what the tracker says."""
+        answers: dict[str, int] = {}
+        for send in self.record.sends:
+            key = (send.answer or "unanswered")[:160]
+            answers[key] = answers.get(key, 0) + 1
+        tracker = self.record.diagnostics.get("mfrl: tracker")
+        said = "never received" if tracker is None else {k: tracker.get(k) for k in ("mode", "plans", "refused_plans")}
+        return (
+            f"graph {self.graph_state()}; {len(self.record.sends)} paths sent, answers {answers}; "
+            f"{len(self.record.plans)} trajectories received; tracker diagnostics "
+            f"{said}; "
+            f"diagnostics seen from {sorted(self.record.diagnostics)}"
+        )
+
     def fly(
         self,
         pattern: Pattern,

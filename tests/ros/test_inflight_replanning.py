@@ -105,7 +105,7 @@ def flight(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
                 logs = {p.name: p.read_text()[-800:] for p in (out / "logs").glob("*.log")}
                 pytest.fail(f"the graph did not come up: {client.graph_state()}; logs: {logs}")
             pattern = PATTERNS[name](7)
-            assert client.first_plan(pattern, 60.0), "the replanner never answered with a trajectory"
+            assert client.first_plan(pattern, 60.0), f"no trajectory was flown: {client.first_plan_failure()}"
             since = client.record.plans[0].stamp_s
             client.fly(pattern, SIM_SECONDS, WALL_LIMIT_S, seed=11)
             flown = client.sim_now_s() - since
@@ -127,7 +127,9 @@ def flight(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return result
 
 
-pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow]
+# One flight graph at a time: two MuJoCo graphs flat out on two cores starve each other's replanner
+# (seconds without an answer, seen in CI); `make test` runs pytest with --dist loadgroup.
+pytestmark = [pytest.mark.ros, pytest.mark.sim, pytest.mark.slow, pytest.mark.xdist_group("flight_graph")]
 
 
 def test_vehicle_stays_inside_the_box_of_its_waypoints(flight: Flight) -> None:
