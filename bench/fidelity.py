@@ -35,7 +35,6 @@ import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off
 import numpy as np
 from numpy.typing import NDArray
 
-from flightkit import to_jsonable
 from minsnap import solve_min_snap
 from minsnap.allocation import constant_speed_times, segment_lengths_m
 from quadsim.analytic import AnalyticEvaluator
@@ -43,6 +42,8 @@ from quadsim.evaluation import EvaluationResult, FeasibilityCriteria, FidelityEv
 from quadsim.mujoco_flight import MujocoEvaluator
 from quadsim.rotorpy_flight import RotorPyEvaluator
 from quadsim.vehicle import VehicleParams
+from runkit import to_jsonable
+from runkit.config import smoke_requested
 
 TARGET_MUJOCO_REALTIME_FACTOR = 50.0
 BOX_M = (9.0, 9.0, 3.0)
@@ -278,7 +279,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="shrink the run to a few seconds (also SMOKE_TEST=1)")
     args = parser.parse_args()
-    smoke = args.smoke or os.environ.get("SMOKE_TEST", "") not in ("", "0")
+    smoke = smoke_requested(args.smoke)
     result = run(make_config(smoke))
     print(json.dumps(to_jsonable(result), indent=2))
 

@@ -36,6 +36,7 @@ from px4link.config import LinkConfig
 from px4link.connection import MavlinkConnection
 from px4link.offboard import SetpointStreamer, period_jitter_ms
 from px4link.setpoints import encode_target, target_from_derivatives
+from runkit.config import smoke_requested
 
 TARGET_JITTER_P99_MS = 2.0
 TARGET_CPU_PERCENT = 5.0
@@ -238,7 +239,7 @@ def main() -> None:
         "--realtime-priority", type=int, default=0, help="SCHED_FIFO priority of the streamer (0: normal scheduling)"
     )
     args = parser.parse_args()
-    smoke = args.smoke or os.environ.get("SMOKE_TEST") == "1"
+    smoke = smoke_requested(args.smoke)
     seconds = args.seconds if args.seconds is not None else (2.0 if smoke else 20.0)
     bridge = run_bridge(seconds, args.realtime_priority)
     full = run_full_bridge(seconds, args.realtime_priority)

@@ -34,6 +34,7 @@ import scipy.sparse as sparse
 from numpy.typing import NDArray
 
 from minsnap import EndpointState, Trajectory, solve_min_snap
+from runkit.config import smoke_requested
 
 NUM_COEFFS = 8
 TARGET_SPEEDUP_VS_OSQP = 20.0
@@ -443,7 +444,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="shrink the run to a few seconds (also SMOKE_TEST=1)")
     args = parser.parse_args()
-    smoke = args.smoke or os.environ.get("SMOKE_TEST", "") not in ("", "0")
+    smoke = smoke_requested(args.smoke)
     started = time.perf_counter()
     result = run(make_config(smoke))
     result["wall_time_s"] = time.perf_counter() - started

@@ -42,6 +42,7 @@ from minsnap import solve_min_snap
 from minsnap.allocation import optimise_segment_times, trapezoidal_times
 from quadsim.analytic import sample_times
 from quadsim.flatness import flat_state
+from runkit.config import smoke_requested
 
 NUM_WAYPOINTS = 10
 TARGET_POLICY_MIN_SNAP_P50_MS = 1.0
@@ -275,7 +276,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="shrink the run to a few seconds (also SMOKE_TEST=1)")
     parser.add_argument("--checkpoint", type=Path, default=None, help="policy checkpoint (default: the package's)")
     args = parser.parse_args()
-    smoke = args.smoke or os.environ.get("SMOKE_TEST", "") not in ("", "0")
+    smoke = smoke_requested(args.smoke)
     started = time.perf_counter()
     result = run(make_config(smoke), args.checkpoint)
     result["wall_time_s"] = time.perf_counter() - started

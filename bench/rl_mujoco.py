@@ -1,14 +1,16 @@
 """Sweep of policyopt's algorithms on MuJoCo v5 tasks at a step budget, and the report of the finished runs.
 
-Each (algorithm, environment, seed) is one process of the project's CLI (`python -m policyopt.cli <algo> ...`),
-started under `nice`, `--workers` at a time, with its own run folder
+Each (algorithm, environment, seed) is one process of the project's `policyopt` command (`python -m
+policyopt.cli <algo> ...`), started under `nice`, `--workers` at a time, in a folder of its own
 
-    <out-dir>/<algo>/<env>__s<seed>__<steps>/   (checkpoint.pt, scalars.jsonl, stdout.log, stderr.log, result.json)
+    <out-dir>/<algo>/<env>__s<seed>__<steps>/   (stdout.log, stderr.log, result.json)
+        run/                                    (policyopt's run folder: checkpoint.pt, scalars.jsonl, summary.json)
 
 `result.json` is written once the process has finished cleanly: a sweep that is started again skips those
 runs and resumes the others from their checkpoints (`--resume`), so an interrupted sweep continues where it
-stopped. The report (JSON on stdout and in `<report-dir>/rl_mujoco.json`, and two PNGs) reads every
-finished run under `<out-dir>`:
+stopped; a run stopped before its first checkpoint starts again from scratch (its partial run folder is
+removed first: policyopt refuses a fresh run in a folder that holds an earlier one). The report (JSON on
+stdout and in `<report-dir>/rl_mujoco.json`, and two PNGs) reads every finished run under `<out-dir>`:
 
 * per (algo, env, budget): the final return (mean of the last 10 % of the logged training episodes'
   returns, per seed), its mean over seeds and 95 % t-interval, the area under the learning curve (the
@@ -33,6 +35,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -45,10 +48,14 @@ from typing import Any
 import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off sys.path)
 import numpy as np
 
-from flightkit import write_json_atomic
+from runkit import write_json_atomic
+from runkit.config import smoke_requested
+from runkit.metrics import read_scalars as read_run_scalars
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_FILE = "result.json"
+TRAINING_DIR = "run"
+"""policyopt's run folder inside each run's folder (older sweeps wrote its files into the run's folder itself)."""
 REPORT_FILE = "rl_mujoco.json"
 CURVES_PNG = "learning_curves.png"
 SAMPLING_ERROR_PNG = "sampling_error.png"
@@ -98,8 +105,12 @@ class RunSpec:
     """More policyopt arguments for this run (e.g. ("--learning-starts", "2000"))."""
 
     def run_dir(self, out_dir: Path) -> Path:
-        """The run's folder: <out-dir>/<algo>/<env>__s<seed>__<steps>."""
+        """The run's folder: <out-dir>/<algo>/<env>__s<seed>__<steps> (the process's logs and result.json)."""
         return out_dir / self.algo / f"{self.env_id}__s{self.seed}__{self.steps}"
+
+    def training_dir(self, out_dir: Path) -> Path:
+        """policyopt's run folder (checkpoint.pt, scalars.jsonl), inside the run's folder."""
+        return self.run_dir(out_dir) / TRAINING_DIR
 
     def command(self, run_dir: Path, resume: bool, smoke: bool) -> list[str]:
         """The policyopt command line of this run (without `nice`)."""
@@ -129,8 +140,11 @@ def execute(spec: RunSpec, out_dir: Path, niceness: int, smoke: bool) -> dict[st
     """Run (or resume) one training process; write result.json when it finishes cleanly."""
     run_dir = spec.run_dir(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    resume = (run_dir / "checkpoint.pt").is_file()
-    argv = spec.command(run_dir, resume, smoke)
+    training_dir = spec.training_dir(out_dir)
+    resume = (training_dir / "checkpoint.pt").is_file()
+    if not resume and training_dir.exists():
+        shutil.rmtree(training_dir)  # stopped before its first checkpoint: nothing to resume, start again
+    argv = spec.command(training_dir, resume, smoke)
     if niceness:
         argv = ["nice", "-n", str(niceness), *argv]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -167,10 +181,9 @@ def sweep(specs: list[RunSpec], out_dir: Path, workers: int, niceness: int, smok
 
 
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """A run's scalars (policyopt.runlog's reader, imported late so that the sweep starts without torch)."""
-    from policyopt.runlog import read_scalars as read
-
-    return read(run_dir)
+    """A run's scalars (runkit's reader), from its training folder (or the run's folder, in older sweeps)."""
+    training_dir = run_dir / TRAINING_DIR
+    return read_run_scalars(training_dir if training_dir.is_dir() else run_dir)
 
 
 def final_return(returns: list[float]) -> float:
@@ -226,7 +239,7 @@ def summarise_run(run_dir: Path) -> dict[str, Any] | None:
     curve = binned_curve(episodes, int(meta["steps"]))
     sps = scalars.get("charts/SPS", [])
     errors = scalars.get("rollout/sampling_error", [])
-    evaluation = scalars.get("eval/mean_return", [])
+    evaluation = scalars.get("rollout/eval_mean_return", scalars.get("eval/mean_return", []))  # older runs: eval/
     return {
         **meta,
         "episodes": len(returns),
@@ -485,7 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     parser.add_argument("--smoke", action="store_true", help="two runs of a few hundred steps (also SMOKE_TEST=1)")
     args = parser.parse_args(argv)
-    smoke = args.smoke or os.environ.get("SMOKE_TEST", "") not in ("", "0")
+    smoke = smoke_requested(args.smoke)
     if smoke:
         args.algos, args.envs, args.seeds, args.steps = ["ppo", "props"], ["Hopper-v5"], [0], 384
     report_dir = args.report_dir or args.out_dir

@@ -46,6 +46,8 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
+from runkit.config import SMOKE_ENV, smoke_requested
+
 TARGET_SPS_RATIO = 1.0
 
 
@@ -339,7 +341,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="add a cProfile of one more policyopt run")
     parser.add_argument("--smoke", action="store_true", help="a few seconds (also SMOKE_TEST=1)")
     args = parser.parse_args()
-    smoke = args.smoke or os.environ.get("SMOKE_TEST", "") not in ("", "0")
+    smoke = smoke_requested(args.smoke)
+    # The sizes are this script's own, the same for both sides: SMOKE_TEST must not shrink policyopt's alone
+    # (its smoke rule shrinks every size left at policyopt's default, e.g. one environment into two).
+    os.environ.pop(SMOKE_ENV, None)
     settings = SpsSettings(env_id=args.env_id, num_envs=args.num_envs, num_steps=args.num_steps, updates=args.updates)
     rounds = args.rounds
     if smoke:

@@ -25,6 +25,7 @@ import numpy as np
 
 from mfrl_graph.graph import GraphOptions, GraphSpec, NodeSpec, build_graph
 from mfrl_graph.runner import run_graph
+from runkit.config import smoke_requested
 
 TARGET_P50_MS = 5.0
 
@@ -98,7 +99,7 @@ def main() -> int:
     )
     parser.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "77")))
     args = parser.parse_args()
-    smoke = args.smoke or os.environ.get("SMOKE_TEST") == "1"
+    smoke = smoke_requested(args.smoke)
     messages, warmup = (20, 3) if smoke else (args.messages, 10)
     try:
         result = run(messages, warmup, args.waypoints, args.domain_id, not args.no_viewer)

@@ -36,11 +36,12 @@ from typing import Any
 import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off sys.path)
 import numpy as np
 
-from flightkit import write_json_atomic
 from mfrl.configs import ReplannerConfig
 from mfrl_graph.graph import GraphOptions, build_graph
 from mfrl_graph.runner import GraphProcesses
 from quadsim.vehicle import VehicleParams
+from runkit import write_json_atomic
+from runkit.config import smoke_requested
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIENT_FILE = REPO_ROOT / "tests" / "ros" / "inflight_client.py"
@@ -267,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         help="first ROS domain id tried (one with other nodes in it is skipped)",
     )
     args = parser.parse_args(argv)
-    smoke = args.smoke or os.environ.get("SMOKE_TEST") == "1"
+    smoke = smoke_requested(args.smoke)
     minutes = SMOKE_MINUTES if smoke else args.minutes
     try:
         result = run(minutes, args.real_time_factor, args.domain_id, args.seed, not args.no_viewer)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -45,7 +44,6 @@ import numpy as np
 from numpy.typing import NDArray
 from rotorpy.vehicles.multirotor import Multirotor
 
-from flightkit import to_jsonable, write_text_atomic
 from minsnap import Trajectory
 from quadsim.evaluation import FeasibilityCriteria
 from quadsim.mujoco_flight import MujocoEvaluator
@@ -69,6 +67,8 @@ from quadsim.tracking_env import (
     tracking_observation,
 )
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
+from runkit import to_jsonable, write_text_atomic
+from runkit.config import smoke_requested
 
 HELD_OUT_SEED = 7_700_001
 """References are drawn from this seed (training draws from its own run seeds, small integers)."""
@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fidelities", nargs="+", default=["mujoco", "rotorpy"], choices=["mujoco", "rotorpy"])
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
-    args.smoke = args.smoke or os.environ.get("SMOKE_TEST") == "1"
+    args.smoke = smoke_requested(args.smoke)
     if args.smoke:
         args.trajectories = min(args.trajectories, 1)
     result = run(args)

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from pymavlink.dialects.v20 import common as mavlink2
 
-from flightkit.logs import get_logger
 from px4link import px4_modes
 from px4link.commands import CommandError, CommandResult, CommandSender
 from px4link.config import BridgeConfig
@@ -32,6 +31,7 @@ from px4link.preflight import PreflightFailed, PreflightReport, run_preflight
 from px4link.setpoints import PositionTargetNed, TrajectoryLike, hold_target, target_from_derivatives
 from px4link.telemetry import TelemetrySnapshot, TelemetryStore, parse_status
 from quadsim import frames
+from runkit.logs import get_logger
 
 _LOG = get_logger("px4link.bridge")
 

@@ -19,22 +19,25 @@ from dataclasses import dataclass
 
 from pyulog.exceptions import ULogException
 
-from flightkit import UserError, as_user_error, run_cli, to_jsonable
 from px4link.bridge import Px4Bridge
 from px4link.commands import CommandError
 from px4link.config import BridgeConfig, LinkConfig
 from px4link.flight_review import FlightReviewArgs, review
 from px4link.preflight import PreflightFailed
 from px4link.signing import SigningConfig, signing_from_key_file
+from runkit import as_user_error, run_cli, to_jsonable
+
+_LINK = LinkConfig()
+"""The library's defaults: the command line's are the same values, not copies of them."""
 
 
 @dataclass(frozen=True)
 class LinkArgs:
     """Where the vehicle is."""
 
-    url: str = "udpin:0.0.0.0:14540"
+    url: str = _LINK.url
     """Link URL: /dev/ttyACM0:921600, serial:///dev/ttyUSB0?baud=57600, udpin:H:P, udpout:H:P, tcp:H:P."""
-    system_id: int = 1
+    system_id: int = _LINK.system_id
     """Our (and the vehicle's) MAVLink system id."""
     signing_key_file: str = ""
     """MAVLink 2 signing: a file with the vehicle's key (64 hex digits), as the px4_bridge node takes it."""
@@ -136,8 +139,6 @@ def run(args: LinkArgs) -> int:
 
 def review_command(args: FlightReviewArgs) -> int:
     """`px4link review`: a missing or unreadable log is the user's to fix (one line, exit status 2)."""
-    if not args.log.is_file():
-        raise UserError(f"no such log file: {args.log}")
     with as_user_error(ULogException, prefix=f"{args.log} is not a readable PX4 ULog: "):
         return review(args)
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from pymavlink.dialects.v20 import common as mavlink2
 
-from flightkit.logs import get_logger
 from px4link import px4_modes
 from px4link.config import CommandConfig
 from px4link.connection import MavlinkConnection
+from runkit.logs import get_logger
 
 _LOG = get_logger("px4link.commands")
 

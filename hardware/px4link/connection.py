@@ -16,11 +16,11 @@ from typing import Any
 
 from pymavlink.dialects.v20 import common as mavlink2
 
-from flightkit.logs import get_logger
 from px4link.config import LinkConfig
 from px4link.link_url import parse_link_url
 from px4link.signing import SigningCounters, apply_signing, signing_counters
 from px4link.transports import Transport, open_transport
+from runkit.logs import get_logger
 
 _LOG = get_logger("px4link.connection")
 

@@ -1,6 +1,6 @@
 """Post-flight review of a PX4 ULog: planned vs flown trajectory, tracking error, mode and arming changes.
 
-    python -m px4link.flight_review LOG.ulg --out-dir runs/flight_review
+    px4link review LOG.ulg --out-dir runs/flight_review
 
 Reads (pyulog) the flown path from `vehicle_local_position` and the plan from `trajectory_setpoint`
 (what an offboard companion sends) or, when the log lacks it, `vehicle_local_position_setpoint`;
@@ -13,7 +13,6 @@ altitude vs time, tracking error vs time, speed; mode and arming changes marked)
 from __future__ import annotations
 
 import io
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,8 @@ import tyro
 from numpy.typing import NDArray
 from pyulog import ULog
 
-from flightkit import format_table, get_logger, write_bytes_atomic, write_json_atomic
 from quadsim.frames import ned_to_enu
+from runkit import UserError, format_table, get_logger, write_bytes_atomic, write_json_atomic
 
 log = get_logger("px4link.flight_review")
 
@@ -63,7 +62,7 @@ NAV_STATE_NAMES = {
 """PX4's vehicle_status.nav_state values and their mode names."""
 
 
-class FlightReviewError(ValueError):
+class FlightReviewError(UserError, ValueError):
     """A log that cannot be reviewed (missing topics or fields); the message says what the log has."""
 
 
@@ -375,21 +374,15 @@ class FlightReviewArgs:
     """Setpoints further apart than this end the plan in force (the stream stopped)."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit status (1 when the log cannot be reviewed)."""
-    return review(tyro.cli(FlightReviewArgs, args=argv, description=__doc__))
-
-
 def review(args: FlightReviewArgs) -> int:
-    """Review the log, print the figures, write the PNG and JSON; returns the exit status."""
+    """Review the log, print the figures, write the PNG and JSON; returns the exit status.
+
+    Raises:
+        UserError: no such log file; FlightReviewError (a UserError): a log without the topics a review needs.
+    """
     if not args.log.is_file():
-        log.error("no such log file: %s", args.log)
-        return 1
-    try:
-        summary, png, json_path = review_flight(args.log, args.out_dir, args.max_gap_s)
-    except FlightReviewError as exc:
-        log.error("%s", exc)
-        return 1
+        raise UserError(f"no such log file: {args.log}")
+    summary, png, json_path = review_flight(args.log, args.out_dir, args.max_gap_s)
     rows = [
         ("flight time (s)", summary.flight_time_s),
         ("tracked time (s)", summary.tracked_time_s),
@@ -402,7 +395,3 @@ def review(args: FlightReviewArgs) -> int:
         print(f"  {change['time_s']:8.2f} s  {'ARMED   ' if change['armed'] else 'DISARMED'}  {change['mode']}")
     log.info("wrote %s and %s", png, json_path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from flightkit.logs import get_logger
 from px4link.connection import MavlinkConnection
 from px4link.setpoints import PositionTargetNed, encode_target
+from runkit.logs import get_logger
 
 _LOG = get_logger("px4link.offboard")
 

@@ -29,7 +29,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from numpy.typing import NDArray
 
-from flightkit import (
+from mfrl_graph.flight_record import FlightRecord, read_flight
+from mfrl_graph.graph import GraphOptions, GraphSpec
+from mfrl_graph.runner import checked_graph, run_graph
+from minsnap.waypoint_files import load_waypoints
+from quadsim.courses import DEFAULT_COURSE, load_course
+from runkit import (
     UserError,
     as_user_error,
     format_table,
@@ -39,11 +44,6 @@ from flightkit import (
     write_bytes_atomic,
     write_json_atomic,
 )
-from mfrl_graph.flight_record import FlightRecord, read_flight
-from mfrl_graph.graph import GraphOptions, GraphSpec
-from mfrl_graph.runner import checked_graph, run_graph
-from minsnap.waypoint_files import load_waypoints
-from quadsim.courses import DEFAULT_COURSE, load_course
 
 LOG = get_logger("mfrl_graph.demo")
 

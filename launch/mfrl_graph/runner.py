@@ -27,10 +27,10 @@ from typing import IO, Annotated, Literal
 import numpy as np
 import tyro
 
-from flightkit import UserError, as_user_error, get_logger, run_cli
 from mfrl_graph.graph import GraphOptions, GraphSpec, NodeSpec, build_graph, ros_arguments
 from minsnap import TrajectoryInputError
 from minsnap.validation import as_waypoints
+from runkit import UserError, as_user_error, get_logger, run_cli
 
 LOG = get_logger("mfrl_graph.runner")
 STOP_GRACE_S = 5.0

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from flightkit import get_logger, to_jsonable
 from mfplan.boundaries import BoundarySearch, search_boundaries
 from mfplan.configs import CALIBRATION_WIND_OFFSET, TRAIN_WIND_SEED_STRIDE, CalibrateConfig
 from mfplan.courses import course_set
 from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
 from mfplan.planner import CertifiedPlanner
-from mfplan.policy import load_policy, save_policy
+from mfplan.policy import read_policy, save_policy
+from runkit import get_logger, to_jsonable
 
 log = get_logger("mfplan.calibration")
 
@@ -46,7 +46,8 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     """Search every calibration flight's boundary, pick the conformal margin, store it in the checkpoint."""
     cfg = config.resolved()
     started = time.perf_counter()
-    policy, metadata = load_policy(cfg.checkpoint)
+    loaded = read_policy(cfg.checkpoint)
+    policy, metadata = loaded.policy, loaded.metadata
     planner = CertifiedPlanner(policy, safety_margin=1.0)
     spec = EvaluatorSpec()
     courses = course_set(cfg.courses, CALIBRATION_COURSE_SEED + cfg.seed)
@@ -65,7 +66,7 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
             searches.append(BoundarySearch(waypoints, proposal, seed, low=plan.time_scale))
     if not searches:
         raise RuntimeError("no calibration course could be certified: nothing to calibrate on")
-    with EvaluationDispatcher(spec, cfg.num_workers, cfg.ray_address) as dispatcher:
+    with EvaluationDispatcher(spec, cfg.num_workers, cfg.ray_address, show_progress=cfg.progress) as dispatcher:
         search_boundaries(dispatcher, searches, "rotorpy", cfg.max_margin, cfg.tolerance)
     boundaries = np.array([s.boundary for s in searches])
     margin = conformal_margin(boundaries, cfg.miss_rate)
@@ -87,7 +88,7 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
         f"--miss-rate {cfg.miss_rate} --seed {cfg.seed}",
         "wall_time_s": time.perf_counter() - started,
     }
-    save_policy(cfg.checkpoint, policy, {**metadata, "calibration": to_jsonable(calibration)})
+    save_policy(cfg.checkpoint, policy, {**metadata, "calibration": to_jsonable(calibration)}, config=loaded.config)
     log.info(
         "safety margin %.3f from %d flights (miss rate %.3f); written to %s",
         margin,

@@ -1,9 +1,11 @@
-"""The `mfrl` command: train, eval and plan.
+"""The `mfrl` command: train, calibrate, eval and plan.
 
-mfrl train [--smoke] [--out-dir runs/mfrl] [--resume]     co-train policy and reward estimator
-mfrl calibrate --checkpoint P                             safety margin for 99 % feasibility at RotorPy
-mfrl eval [--checkpoint P] [--smoke]                      compare with heuristic and baseline
-mfrl plan --waypoints course.csv [--out plan.json]        plan one course (JSON out)
+mfrl train [--smoke] [--run-dir runs/mfrl/seed0] [--resume]   co-train policy and reward estimator
+mfrl calibrate --checkpoint P                                 safety margin for 99 % feasibility at RotorPy
+mfrl eval [--checkpoint P] [--out-dir runs/mfrl_eval] [--smoke]  compare with heuristic and baseline
+mfrl plan --waypoints course.csv [--out plan.json]            plan one course (JSON out)
+
+--smoke (or SMOKE_TEST=1) shrinks only the sizes left at their defaults.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import sys
 
 import numpy as np
 
-from flightkit import run_cli, to_jsonable, write_json_atomic
 from mfplan.configs import CalibrateConfig, EvalConfig, PlanConfig, TrainConfig
 from minsnap import EndpointState, TrajectoryInputError
 from minsnap.waypoint_files import load_waypoints
+from runkit import run_cli, to_jsonable, write_json_atomic
 
 
 def plan_command(config: PlanConfig) -> int:
@@ -39,12 +41,11 @@ def plan_command(config: PlanConfig) -> int:
     return 0 if result.feasible else 1
 
 
-USER_ERRORS = (
-    TrajectoryInputError,
-    "mfplan.policy:PolicyCheckpointError",  # a missing or corrupt --checkpoint (named: policy.py imports torch)
-    "mfplan.dataset:DatasetCorruptError",  # a --resume whose evaluation dataset is damaged
-)
-"""Errors that are the user's to fix (reported on one line, exit status 2); every other one keeps its traceback."""
+USER_ERRORS = (TrajectoryInputError,)
+"""Errors that are the user's to fix (reported on one line, exit status 2), besides runkit's `UserError`s: a
+missing or corrupt checkpoint (`mfplan.policy.PolicyCheckpointError`, `mfplan.trainer.TrainerCheckpointError`),
+a run folder that does not fit the request (`runkit.RunDirectoryError`), a damaged evaluation data set
+(`mfplan.dataset.DatasetCorruptError`). Every other error keeps its traceback."""
 
 
 def run_command(command: TrainConfig | CalibrateConfig | EvalConfig | PlanConfig) -> int:

@@ -1,17 +1,25 @@
-"""Typed configurations of the `mfrl` commands (train, eval, plan): the CLI is a view of these.
+"""Typed configurations of the `mfrl` commands (train, calibrate, eval, plan): the CLI is a view of these.
 
-Kept apart from the code they configure so that the command line starts without importing BoTorch
-or matplotlib.
+Kept apart from the code they configure, and importing neither torch nor BoTorch nor matplotlib, so that
+the command line starts light. `TrainConfig` is a `runkit.config.RunConfig` (seed, run folder, resume,
+smoke, threads, determinism, progress); every command follows runkit's one smoke rule: `--smoke` or
+`SMOKE_TEST=1` shrinks the sizes left at their defaults and never a value the user set
+(`mfrl eval --courses 10 --smoke` evaluates 10 courses).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from mfplan.planner import DEFAULT_CHECKPOINT
-from mfplan.policy import PolicyConfig
+from runkit.config import RunConfig, shrink_defaults, smoke_requested
+
+C = TypeVar("C", "EvalConfig", "CalibrateConfig")
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mfrl_policy.pt"
+"""The package's trained policy (shipped; `mfrl plan`, `mfrl eval` and the ROS replanner load it by default)."""
 
 DISPLACEMENTS_M = (0.0, 1.0, 2.0, 3.0)
 TRAIN_WIND_SEED_STRIDE = 100_000
@@ -22,14 +30,64 @@ EVAL_WIND_SEEDS = (900_001, 900_002)
 """RotorPy wind realisations of the evaluation: outside every training run's range (seeds < 9)."""
 
 
-@dataclass
-class TrainConfig:
-    """Co-training of the MFRL planning policy and its multi-fidelity reward estimator."""
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Hyper-parameters of the policy (saved in every checkpoint; `mfplan.policy` re-exports it)."""
 
-    out_dir: Path = Path("runs/mfrl")
-    """Run folder: checkpoints, the evaluation data set, TensorBoard logs, the final policy."""
-    seed: int = 0
-    """Seed of courses, sampling and network initialisation."""
+    d_model: int = 64
+    """Width of every token."""
+    num_heads: int = 4
+    """Attention heads per block (must divide `d_model`)."""
+    num_layers: int = 2
+    """Transformer blocks."""
+    ff_hidden: int = 128
+    """Hidden width of each block's feed-forward layer."""
+    reference_speed_m_s: float = 3.0
+    """A log-time factor of 0 flies a segment's straight-line length at this speed."""
+    min_segment_time_s: float = 0.05
+    """Floor on every segment time."""
+    max_segment_time_s: float = 1.0e6
+    """Ceiling on every segment time (keeps absurd courses finite)."""
+    mean_log_factor_limit: float = 3.0
+    """The mean log-time factor is soft-clamped (scaled tanh) into (-limit, limit)."""
+    action_log_factor_limit: float = 4.0
+    """Any action (sampled ones too) is clipped to [-limit, limit] before it becomes a time."""
+    init_log_std: float = math.log(0.3)
+    """Initial log standard deviation of the actions."""
+    head_init_std: float = 0.01
+    """Initial weight scale of the action heads: a new policy flies every segment near `reference_speed_m_s`."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.d_model <= 0 or self.num_heads <= 0 or self.d_model % self.num_heads:
+            problems.append(f"d_model ({self.d_model}) must be a positive multiple of num_heads ({self.num_heads})")
+        if self.num_layers < 0 or self.ff_hidden <= 0:
+            problems.append(f"need num_layers >= 0 and ff_hidden > 0, got {self.num_layers}, {self.ff_hidden}")
+        if not 0 < self.min_segment_time_s < self.max_segment_time_s < math.inf:
+            problems.append(
+                f"need 0 < min_segment_time_s < max_segment_time_s < inf, "
+                f"got {self.min_segment_time_s}, {self.max_segment_time_s}"
+            )
+        if not (self.reference_speed_m_s > 0 and math.isfinite(self.reference_speed_m_s)):
+            problems.append(f"reference_speed_m_s must be finite and > 0, got {self.reference_speed_m_s}")
+        if not 0 < self.mean_log_factor_limit <= self.action_log_factor_limit < 50:
+            problems.append(
+                "need 0 < mean_log_factor_limit <= action_log_factor_limit < 50, "
+                f"got {self.mean_log_factor_limit}, {self.action_log_factor_limit}"
+            )
+        if problems:
+            raise ValueError("invalid PolicyConfig: " + "; ".join(problems))
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    """Co-training of the MFRL planning policy and its multi-fidelity reward estimator.
+
+    The run folder (`--run-dir`, default runs/mfrl/seed<seed>) holds the checkpoints, the evaluation data
+    set, scalars.jsonl and TensorBoard events, the final policy and summary.json. A fresh run in a folder
+    that holds an earlier one is refused (pass `--resume` or another folder).
+    """
+
     iterations: int = 300
     """Policy updates."""
     train_courses: int = 400
@@ -69,10 +127,6 @@ class TrainConfig:
     """Evaluations per acquisition round at most."""
     checkpoint_every: int = 10
     """Iterations between checkpoints (a kill -9 loses at most this many iterations)."""
-    resume: bool = False
-    """Continue from `out_dir`'s last checkpoint (the data set is append-only and kept in any case)."""
-    smoke: bool = False
-    """Shrink every size left at its default so the run finishes in about two minutes (for tests)."""
     num_workers: int = 2
     """Local worker processes for simulated evaluations."""
     ray_address: str | None = None
@@ -91,8 +145,6 @@ class TrainConfig:
     final_action_std: float = 0.05
     """...and at the last: it falls log-linearly in between, so that the mean action the planner uses is
     tuned to its own neighbourhood rather than kept back from the feasibility boundary by exploration noise."""
-    torch_threads: int = 1
-    """Threads of the trainer's own torch work (small networks: more threads only add contention)."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """The policy network."""
 
@@ -107,17 +159,9 @@ class TrainConfig:
                 f"got {self.final_action_std}, {self.initial_action_std}"
             )
 
-    def action_std(self, iteration: int) -> float:
-        """Exploration standard deviation at `iteration` (1-based): log-linear from initial to final."""
-        fraction = min(max((iteration - 1) / max(self.iterations - 1, 1), 0.0), 1.0)
-        return float(self.initial_action_std * (self.final_action_std / self.initial_action_std) ** fraction)
-
-    def resolved(self) -> TrainConfig:
-        """The configuration actually run: `smoke` shrinks every size left at its default."""
-        if not self.smoke:
-            return self
-        defaults = TrainConfig()
-        shrunk: dict[str, Any] = {
+    def smoke_sizes(self) -> dict[str, Any]:
+        """Sizes of a smoke run (about two minutes), where the user left the defaults."""
+        return {
             "iterations": 6,
             "train_courses": 16,
             "courses_per_iteration": 8,
@@ -130,7 +174,15 @@ class TrainConfig:
             "acquisition_max_count": 3,
             "checkpoint_every": 2,
         }
-        return replace(self, **{k: v for k, v in shrunk.items() if getattr(self, k) == getattr(defaults, k)})
+
+    def default_run_dir(self) -> Path:
+        """runs/mfrl/seed<seed>."""
+        return Path("runs") / "mfrl" / f"seed{self.seed}"
+
+    def action_std(self, iteration: int) -> float:
+        """Exploration standard deviation at `iteration` (1-based): log-linear from initial to final."""
+        fraction = min(max((iteration - 1) / max(self.iterations - 1, 1), 0.0), 1.0)
+        return float(self.initial_action_std * (self.final_action_std / self.initial_action_std) ** fraction)
 
 
 @dataclass
@@ -163,7 +215,10 @@ class EvalConfig:
     rotorpy_seed: int = 0
     """The training wind (the seed `mfrl train` used): the wind the `baseline-rotorpy` search flies in."""
     smoke: bool = False
-    """Three courses, two sets, one wind, no RotorPy-searched baseline, coarse searches: for tests."""
+    """Three courses, two sets, one wind, no RotorPy-searched baseline, coarse searches, for what the user left
+    at its default (also SMOKE_TEST=1): for tests."""
+    progress: bool = True
+    """Show progress bars."""
 
     def __post_init__(self) -> None:
         if not self.wind_seeds:
@@ -173,18 +228,19 @@ class EvalConfig:
                 f"need max_margin > 1 and 0 < margin_tolerance < 0.5, got {self.max_margin}, {self.margin_tolerance}"
             )
 
+    def smoke_sizes(self) -> dict[str, Any]:
+        """Sizes of a smoke run (seconds), where the user left the defaults."""
+        return {
+            "courses": 3,
+            "displacements_m": (0.0, 2.0),
+            "wind_seeds": EVAL_WIND_SEEDS[:1],
+            "hifi_baseline_courses": 0,
+            "margin_tolerance": 0.1,
+        }
+
     def resolved(self) -> EvalConfig:
-        """The configuration actually run."""
-        if not self.smoke:
-            return self
-        return replace(
-            self,
-            courses=3,
-            displacements_m=(0.0, 2.0),
-            wind_seeds=self.wind_seeds[:1],
-            hifi_baseline_courses=0,
-            margin_tolerance=0.1,
-        )
+        """The configuration actually run: runkit's smoke rule applied (`--smoke` or SMOKE_TEST=1)."""
+        return _smoke_resolved(self, self.smoke, self.smoke_sizes())
 
 
 @dataclass
@@ -211,7 +267,10 @@ class CalibrateConfig:
     ray_address: str | None = None
     """Fly on a Ray cluster instead of local workers."""
     smoke: bool = False
-    """Four courses, one wind, miss rate 0.2, coarse searches: seconds, for tests."""
+    """Four courses, one wind, miss rate 0.2, coarse searches, for what the user left at its default (also
+    SMOKE_TEST=1): seconds, for tests."""
+    progress: bool = True
+    """Show progress bars."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.miss_rate < 0.5:
@@ -219,11 +278,13 @@ class CalibrateConfig:
         if self.courses < 1 or self.winds < 1:
             raise ValueError(f"need at least one course and one wind, got {self.courses}, {self.winds}")
 
+    def smoke_sizes(self) -> dict[str, Any]:
+        """Sizes of a smoke run (seconds), where the user left the defaults."""
+        return {"courses": 4, "winds": 1, "miss_rate": 0.2, "tolerance": 0.1}
+
     def resolved(self) -> CalibrateConfig:
-        """The configuration actually run."""
-        if not self.smoke:
-            return self
-        return replace(self, courses=4, winds=1, miss_rate=0.2, tolerance=0.1)
+        """The configuration actually run: runkit's smoke rule applied (`--smoke` or SMOKE_TEST=1)."""
+        return _smoke_resolved(self, self.smoke, self.smoke_sizes())
 
 
 @dataclass
@@ -240,3 +301,10 @@ class PlanConfig:
     """Acceleration (m/s^2, ENU) at the first waypoint."""
     out: Path | None = None
     """Write the JSON here (atomically) instead of to stdout."""
+
+
+def _smoke_resolved(config: C, smoke: bool, sizes: dict[str, Any]) -> C:
+    """runkit's smoke rule for a command that is not a run (no run folder, nothing to resume)."""
+    if not smoke_requested(smoke):
+        return config
+    return shrink_defaults(replace(config, smoke=True), sizes)

@@ -1,10 +1,12 @@
 """Every evaluation the trainer paid for, in an append-only JSON-lines file that survives a crash.
 
-One line is one `EvaluationRecord`. An append writes its lines with one `write`, then flushes and
-fsyncs, so a crash (kill -9, power loss) loses at most the lines being written. On load a torn tail
-(a last line without its newline, or one that does not parse) is skipped with a warning and cut
-off the file, so that later appends start on a clean line. Reopening the same path resumes: the
-records are read back and the record index goes on from the last one.
+One line is one `EvaluationRecord`. The file is read and written through `runkit.jsonlines`: an append
+writes its lines with one `write`, then flushes and fsyncs, so a crash (kill -9, power loss) loses at
+most the lines being written; on load a torn tail (a last line without its newline, or one that does not
+parse) is skipped with a warning and cut off the file, so that later appends start on a clean line.
+Anything else that is not a record (a bad line before good ones, a record out of order) is damage:
+`DatasetCorruptError`. Reopening the same path resumes: the records are read back and the record index
+goes on from the last one.
 
 One writer per file (the trainer); any number of read-only readers.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -25,16 +26,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from flightkit import get_logger
 from mfplan.analysis import NUM_FEATURES, feasibility_score
 from mfplan.fidelities import FIDELITY_NAMES, fidelity_value
 from quadsim.evaluation import EvaluationResult
+from runkit.jsonlines import JsonLinesCorruptError, append_json_lines, read_json_lines
 
-log = get_logger("mfplan.dataset")
 
-
-class DatasetCorruptError(ValueError):
-    """The file holds something other than records followed by at most one torn line."""
+class DatasetCorruptError(JsonLinesCorruptError):
+    """The file holds something other than records followed by at most one torn line (a user's error: one line)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,11 @@ class EvaluationRecord:
 
     def to_json(self) -> str:
         """One JSON line (no newline)."""
-        payload = {
+        return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON values (what one line of the data set holds)."""
+        return {
             "index": self.index,
             "timestamp": self.timestamp,
             "fidelity": self.fidelity,
@@ -114,7 +117,6 @@ class EvaluationRecord:
             "reason": self.reason,
             "wind_seed": self.wind_seed,
         }
-        return json.dumps(payload, allow_nan=False, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, payload: Mapping[str, Any]) -> EvaluationRecord:
@@ -191,12 +193,7 @@ class EvaluationDataset:
                 self._check_width(record)
             if not stored:
                 return []
-            data = "".join(r.to_json() + "\n" for r in stored).encode("utf-8")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            append_json_lines(self.path, [r.to_dict() for r in stored], durable=True)
             self._records.extend(stored)
         return stored
 
@@ -237,44 +234,21 @@ class EvaluationDataset:
             )
 
     def _read(self) -> list[EvaluationRecord]:
-        if not self.path.exists():
-            return []
-        data = self.path.read_bytes()
+        try:
+            rows = read_json_lines(self.path, repair=not self.read_only)
+        except JsonLinesCorruptError as exc:
+            raise DatasetCorruptError(str(exc)) from None
         records: list[EvaluationRecord] = []
-        offset = 0
-        line_number = 0
-        while offset < len(data):
-            end = data.find(b"\n", offset)
-            line_number += 1
-            if end < 0:  # no newline: the write of this line never completed
-                self._drop_torn_tail(data, offset, line_number, "has no newline")
-                break
-            line = data[offset:end]
-            if line.strip():
-                try:
-                    record = EvaluationRecord.from_json(json.loads(line))
-                except (ValueError, KeyError, TypeError) as error:
-                    if data[end + 1 :].strip():
-                        raise DatasetCorruptError(f"{self.path}:{line_number}: not a record ({error})") from error
-                    self._drop_torn_tail(data, offset, line_number, f"does not parse ({error})")
-                    break
-                self._check_width(record)
-                previous = records[-1].index if records else None
-                if previous is not None and record.index is not None and record.index <= previous:
-                    raise DatasetCorruptError(
-                        f"{self.path}:{line_number}: record index {record.index} does not follow {previous}"
-                    )
-                records.append(record)
-            offset = end + 1
+        for number, row in enumerate(rows, start=1):
+            try:
+                record = EvaluationRecord.from_json(row)
+            except (ValueError, KeyError, TypeError) as error:
+                raise DatasetCorruptError(f"{self.path}: record {number}: not an evaluation record ({error})") from None
+            self._check_width(record)
+            previous = records[-1].index if records else None
+            if previous is not None and record.index is not None and record.index <= previous:
+                raise DatasetCorruptError(
+                    f"{self.path}: record {number}: record index {record.index} does not follow {previous}"
+                )
+            records.append(record)
         return records
-
-    def _drop_torn_tail(self, data: bytes, offset: int, line_number: int, why: str) -> None:
-        torn = len(data) - offset
-        if self.read_only:
-            log.warning("%s:%d: skipping a torn last line (%d bytes) that %s", self.path, line_number, torn, why)
-            return
-        log.warning("%s:%d: cutting off a torn last line (%d bytes) that %s", self.path, line_number, torn, why)
-        with self.path.open("r+b") as handle:
-            handle.truncate(offset)
-            handle.flush()
-            os.fsync(handle.fileno())

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from flightkit import get_logger
 from mfplan.fidelities import FIDELITY_NAMES
 from minsnap import Trajectory
 from quadsim.analytic import AnalyticEvaluator
@@ -22,6 +21,8 @@ from quadsim.evaluation import EvaluationResult, FeasibilityCriteria, FidelityEv
 from quadsim.mujoco_flight import MujocoEvaluator
 from quadsim.rotorpy_flight import RotorPyEvaluator
 from quadsim.vehicle import VehicleParams
+from runkit import get_logger
+from runkit.metrics import progress_bar
 
 log = get_logger("mfplan.dispatch")
 
@@ -73,12 +74,20 @@ class EvaluationDispatcher:
         spec: vehicle, criteria and simulator seed.
         num_workers: local worker processes for simulated fidelities (ignored with Ray).
         ray_address: a Ray cluster address (e.g. "auto" or "ray://host:10001"); None for local workers.
+        show_progress: draw the progress bars that `evaluate(progress=...)` asks for (False: none at all).
     """
 
-    def __init__(self, spec: EvaluatorSpec | None = None, num_workers: int = 2, ray_address: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: EvaluatorSpec | None = None,
+        num_workers: int = 2,
+        ray_address: str | None = None,
+        show_progress: bool = True,
+    ) -> None:
         self.spec = spec or EvaluatorSpec()
         self.num_workers = max(1, num_workers)
         self.ray_address = ray_address
+        self.show_progress = show_progress
         self._pool: Executor | None = None
         self._ray_task: Any = None
         self._analytic = self.spec.build("analytic")
@@ -126,11 +135,11 @@ class EvaluationDispatcher:
                 import ray
 
                 refs = [self._ray_task.remote(self.spec, f, d, seed) for _, f, d, seed in remote]
-                outputs = [ray.get(ref) for ref in _bar(refs, progress)]
+                outputs = _collect(refs, ray.get, progress, self.show_progress)
             else:
                 assert self._pool is not None
                 futures = [self._pool.submit(evaluate_request, self.spec, f, d, seed) for _, f, d, seed in remote]
-                outputs = [future.result() for future in _bar(futures, progress)]
+                outputs = _collect(futures, lambda future: future.result(), progress, self.show_progress)
             for (i, _, _, _), output in zip(remote, outputs, strict=True):
                 results[i] = output
         return [r for r in results if r is not None]
@@ -148,10 +157,16 @@ class EvaluationDispatcher:
         self.close()
 
 
-def _bar(items: list[Any], label: str | None) -> Iterable[Any]:
-    """`items` in order, with a progress bar (advanced as each one is collected) when `label` is given."""
+def _collect(
+    items: list[Any], get: Callable[[Any], EvaluationResult], label: str | None, enabled: bool
+) -> list[EvaluationResult]:
+    """`get(item)` of every item in order, with the project's progress bar (advanced as each one is collected)
+    when `label` is given and bars are `enabled`."""
     if label is None:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=label, unit="flight")
+        return [get(item) for item in items]
+    outputs = []
+    with progress_bar(len(items), label, enabled, unit="flight") as bar:
+        for item in items:
+            outputs.append(get(item))
+            bar.update(1)
+    return outputs

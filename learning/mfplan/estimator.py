@@ -58,9 +58,9 @@ from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 from torch import Tensor
 
-from flightkit import get_logger
 from mfplan.analysis import NUM_FEATURES
 from mfplan.fidelities import TARGET_FIDELITY_VALUE
+from runkit import get_logger
 
 log = get_logger("mfplan.estimator")
 

@@ -21,7 +21,6 @@ baseline's time-feasibility curve with MFRL on it) to the output folder.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -35,9 +34,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from tqdm import tqdm
 
-from flightkit import format_table, get_logger, to_jsonable, write_bytes_atomic, write_json_atomic, write_text_atomic
 from mfplan.boundaries import BoundarySearch, search_boundaries
 from mfplan.configs import EvalConfig
 from mfplan.courses import held_out_courses, replanning_set
@@ -47,6 +44,8 @@ from minsnap import Trajectory, solve_min_snap
 from minsnap.allocation import optimise_segment_times, scale_to_feasibility_boundary, trapezoidal_times
 from quadsim.analytic import AnalyticEvaluator
 from quadsim.evaluation import EvaluationResult
+from runkit import format_table, get_logger, save_figure, to_jsonable, write_json_atomic, write_text_atomic
+from runkit.metrics import progress_bar
 
 log = get_logger("mfplan.evaluation")
 
@@ -185,10 +184,10 @@ def plot_report(
         ax.legend(fontsize=8, loc="lower right")
     else:
         ax.set_axis_off()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return write_bytes_atomic(path, buffer.getvalue())
+    try:
+        return save_figure(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def fly_plans(
@@ -226,14 +225,16 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     for displacement in cfg.displacements_m:
         name = f"d={displacement:g}m"
         course_sets[name] = replanning_set(nominal, displacement, REPLAN_SEED)
-        for index, waypoints in enumerate(tqdm(course_sets[name], desc=f"plan {name}", unit="course")):
-            for method, plan in methods.items():
-                trajectory, feasible, ms = timed(plan, waypoints)
-                plans.append(PlannedCourse(method, name, index, trajectory, ms, feasible))
+        with progress_bar(len(course_sets[name]), f"plan {name}", cfg.progress, unit="course") as bar:
+            for index, waypoints in enumerate(course_sets[name]):
+                for method, plan in methods.items():
+                    trajectory, feasible, ms = timed(plan, waypoints)
+                    plans.append(PlannedCourse(method, name, index, trajectory, ms, feasible))
+                bar.update(1)
     nominal_set = next(iter(course_sets))
     frontier: dict[str, Any] | None = None
     targets: dict[str, Any] = {}
-    with EvaluationDispatcher(spec, cfg.num_workers, cfg.ray_address) as dispatcher:
+    with EvaluationDispatcher(spec, cfg.num_workers, cfg.ray_address, show_progress=cfg.progress) as dispatcher:
         fly_plans(dispatcher, plans, cfg.fidelities, cfg.wind_seeds)
         if top is not None:
             frontier, extra = match_baseline(dispatcher, cfg, plans, course_sets, nominal_set, top)

@@ -40,6 +40,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from mfplan.configs import DEFAULT_CHECKPOINT
 from mfplan.policy import TimeAllocationPolicy, encode_validated_course, load_policy
 from minsnap import EndpointState, Trajectory, TrajectoryInputError, solve_min_snap
 from minsnap.allocation import constant_speed_times, trapezoidal_times
@@ -48,9 +49,6 @@ from quadsim.analytic import AnalyticEvaluator
 from quadsim.certificate import CertificateResult, SafetyLimits, TrajectoryCertificate
 from quadsim.evaluation import EvaluationResult, FeasibilityCriteria
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
-
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mfrl_policy.pt"
-"""Where the package's trained policy lives (written by `mfrl train`)."""
 
 CertifiedBy = Literal["policy", "time-scale search", "repair", "none"]
 
@@ -264,8 +262,9 @@ class CertifiedPlanner:
         criteria: FeasibilityCriteria | None = None,
         **options: Any,
     ) -> CertifiedPlanner:
-        """A planner with the policy of a checkpoint (`mfplan.policy.MissingCheckpointError` if there is none),
-        and the checkpoint's calibrated `safety_margin` unless one is given."""
+        """A planner with the policy of a checkpoint (`mfplan.policy.MissingCheckpointError` if there is none,
+        `mfplan.policy.PolicyCheckpointError` for a file that is not a current policy checkpoint), and the
+        checkpoint's calibrated `safety_margin` unless one is given."""
         policy, metadata = load_policy(path)
         options.setdefault("safety_margin", calibrated_margin(metadata))
         return cls(policy, vehicle, criteria, **options)

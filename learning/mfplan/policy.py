@@ -15,14 +15,17 @@ weights can push the deterministic action outside a sane range.
 A single course takes a fast path (`act`): no padding mask, no autograd. Batches of courses
 (`collate`) carry a padding mask; padded segments contribute nothing to log-probabilities or entropy.
 
-One checkpoint format (`save_policy` / `load_policy`): a `torch.save` of the format version, the
-model configuration, the feature names, the weights and the caller's metadata, written atomically.
+One checkpoint format (`save_policy` / `read_policy` / `load_policy`, `CHECKPOINT_FORMAT`): a runkit
+envelope (`runkit.checkpoint`) whose state holds the weights, the model configuration and the feature
+names, whose config is the training run's and whose metadata holds plain values (the command that made
+it, the calibration); written atomically, read with `weights_only=True` (a crafted file is refused,
+never executed). Files of the retired format `mfplan.policy/1` are refused with the command that
+re-exports them (`UPGRADE_COMMAND`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,9 +39,12 @@ from scipy.special import erf
 from torch import nn
 from torch.nn import functional
 
-from flightkit import to_jsonable, write_bytes_atomic
-from flightkit.cli import typed_one_line
+from mfplan.configs import PolicyConfig
 from minsnap.validation import as_vector, as_waypoints
+from runkit import checkpoint as runkit_checkpoint
+from runkit import to_jsonable, write_bytes_atomic
+from runkit.checkpoint import CheckpointError, envelope_bytes, load_envelope, require
+from runkit.cli import typed_one_line
 
 SEGMENT_FEATURE_NAMES = (
     "dx",
@@ -74,7 +80,15 @@ SEGMENT_COUNT_SCALE = 10.0
 FEATURE_CLIP = 10.0
 """Every feature is clipped to [-FEATURE_CLIP, FEATURE_CLIP]: far-out inputs cannot blow up activations."""
 
-CHECKPOINT_FORMAT = "mfplan.policy/1"
+CHECKPOINT_FORMAT = "mfplan.policy/2"
+"""A runkit envelope (`runkit.checkpoint`): state = weights, policy config and feature names; config = the
+training run's; metadata = plain values (what made the file, the calibration)."""
+POLICY_KIND = "mfplan policy checkpoint"
+"""What errors call a policy file."""
+RETIRED_FORMATS = ("mfplan.policy/1",)
+"""Refused with the command that re-exports the file (`UPGRADE_COMMAND`)."""
+UPGRADE_COMMAND = "python learning/mfplan/checkpoints/upgrade.py"
+"""Re-exports an `mfplan.policy/1` file as `mfplan.policy/2` (see learning/mfplan/checkpoints/README.md)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,55 +223,6 @@ def collate(encodings: Sequence[CourseEncoding]) -> CourseBatch:
 
 # ---------------------------------------------------------------------------------------------
 # The model.
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    """Hyper-parameters of the policy (saved in every checkpoint)."""
-
-    d_model: int = 64
-    """Width of every token."""
-    num_heads: int = 4
-    """Attention heads per block (must divide `d_model`)."""
-    num_layers: int = 2
-    """Transformer blocks."""
-    ff_hidden: int = 128
-    """Hidden width of each block's feed-forward layer."""
-    reference_speed_m_s: float = 3.0
-    """A log-time factor of 0 flies a segment's straight-line length at this speed."""
-    min_segment_time_s: float = 0.05
-    """Floor on every segment time."""
-    max_segment_time_s: float = 1.0e6
-    """Ceiling on every segment time (keeps absurd courses finite)."""
-    mean_log_factor_limit: float = 3.0
-    """The mean log-time factor is soft-clamped (scaled tanh) into (-limit, limit)."""
-    action_log_factor_limit: float = 4.0
-    """Any action (sampled ones too) is clipped to [-limit, limit] before it becomes a time."""
-    init_log_std: float = math.log(0.3)
-    """Initial log standard deviation of the actions."""
-    head_init_std: float = 0.01
-    """Initial weight scale of the action heads: a new policy flies every segment near `reference_speed_m_s`."""
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.d_model <= 0 or self.num_heads <= 0 or self.d_model % self.num_heads:
-            problems.append(f"d_model ({self.d_model}) must be a positive multiple of num_heads ({self.num_heads})")
-        if self.num_layers < 0 or self.ff_hidden <= 0:
-            problems.append(f"need num_layers >= 0 and ff_hidden > 0, got {self.num_layers}, {self.ff_hidden}")
-        if not 0 < self.min_segment_time_s < self.max_segment_time_s < math.inf:
-            problems.append(
-                f"need 0 < min_segment_time_s < max_segment_time_s < inf, "
-                f"got {self.min_segment_time_s}, {self.max_segment_time_s}"
-            )
-        if not (self.reference_speed_m_s > 0 and math.isfinite(self.reference_speed_m_s)):
-            problems.append(f"reference_speed_m_s must be finite and > 0, got {self.reference_speed_m_s}")
-        if not 0 < self.mean_log_factor_limit <= self.action_log_factor_limit < 50:
-            problems.append(
-                "need 0 < mean_log_factor_limit <= action_log_factor_limit < 50, "
-                f"got {self.mean_log_factor_limit}, {self.action_log_factor_limit}"
-            )
-        if problems:
-            raise ValueError("invalid PolicyConfig: " + "; ".join(problems))
 
 
 class _Dense(nn.Module):
@@ -525,75 +490,111 @@ def segment_times_from_log_factors(
 # Checkpoints.
 
 
-class PolicyCheckpointError(ValueError):
-    """A policy checkpoint is missing, unreadable, from another format version, or does not fit the model."""
+class PolicyCheckpointError(CheckpointError):
+    """A policy checkpoint is missing, unreadable, of another format, or does not fit the model (one line)."""
 
 
-class MissingCheckpointError(PolicyCheckpointError, FileNotFoundError):
+class MissingCheckpointError(PolicyCheckpointError, runkit_checkpoint.MissingCheckpointError):
     """No policy checkpoint at the given path."""
 
 
-def _feature_names() -> dict[str, list[str]]:
+@dataclass(frozen=True)
+class PolicyFile:
+    """A policy checkpoint as read: the policy (in eval mode), its metadata, and the training run's config."""
+
+    path: Path
+    policy: TimeAllocationPolicy
+    metadata: dict[str, Any]
+    """Plain values about the file: what made it (`command`, `iteration`, `evaluations`), `calibration`."""
+    config: dict[str, Any]
+    """The training run's configuration as JSON values ({} when not known)."""
+
+
+def feature_names() -> dict[str, list[str]]:
+    """The names of the features the policy reads (stored in every checkpoint, checked when one is read)."""
     return {"segment": list(SEGMENT_FEATURE_NAMES), "global": list(GLOBAL_FEATURE_NAMES)}
 
 
-def save_policy(path: str | Path, policy: TimeAllocationPolicy, metadata: dict[str, Any] | None = None) -> Path:
-    """Write `policy` and JSON-like `metadata` (numpy values are converted) to `path` atomically."""
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "config": dataclasses.asdict(policy.config),
-        "features": _feature_names(),
-        "state_dict": {name: tensor.detach().cpu().clone() for name, tensor in policy.state_dict().items()},
-        "metadata": to_jsonable(metadata or {}),
+def retired_formats(path: Path) -> dict[str, str]:
+    """What to do about a file of a retired format (the advice `runkit.checkpoint.load_envelope` gives)."""
+    return {
+        "mfplan.policy/1": f"re-export it with `{UPGRADE_COMMAND} {path}`",
+        "mfplan.trainer/1": f"this version cannot resume it (start a new run in another folder); "
+        f"re-export the run's policy with `{UPGRADE_COMMAND} {path.parent / 'policy.pt'}`",
     }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return write_bytes_atomic(path, buffer.getvalue())
 
 
-def load_policy(path: str | Path) -> tuple[TimeAllocationPolicy, dict[str, Any]]:
-    """Read a checkpoint written by `save_policy`; returns the policy (in eval mode) and its metadata.
+def policy_state(policy: TimeAllocationPolicy) -> dict[str, Any]:
+    """The `state` of a policy file: the weights and everything needed to rebuild the model around them."""
+    return {
+        "model": {name: tensor.detach().cpu().clone() for name, tensor in policy.state_dict().items()},
+        "policy_config": dataclasses.asdict(policy.config),
+        "features": feature_names(),
+    }
 
-    The file is read with `torch.load(weights_only=True)`: tensors and plain values only, so a crafted
-    file (a pickle whose objects would run code) is refused instead of executed.
+
+def policy_file_bytes(
+    policy: TimeAllocationPolicy, metadata: Mapping[str, Any] | None = None, config: Any = None
+) -> bytes:
+    """The bytes of a policy file (format `CHECKPOINT_FORMAT`): what `save_policy` writes."""
+    return envelope_bytes(CHECKPOINT_FORMAT, policy_state(policy), config=config, metadata=to_jsonable(metadata or {}))
+
+
+def save_policy(
+    path: str | Path, policy: TimeAllocationPolicy, metadata: Mapping[str, Any] | None = None, config: Any = None
+) -> Path:
+    """Write `policy` to `path` atomically, as a runkit envelope of format `CHECKPOINT_FORMAT`.
+
+    Args:
+        metadata: plain values about the file (numpy values are converted; non-finite floats become None).
+        config: the training run's configuration (a dataclass or a mapping), stored as JSON values.
+    """
+    return write_bytes_atomic(path, policy_file_bytes(policy, metadata, config))
+
+
+def read_policy(path: str | Path) -> PolicyFile:
+    """Read a policy checkpoint safely (`weights_only=True`: a crafted file is refused, never executed).
 
     Raises:
         MissingCheckpointError: no file at `path`.
-        PolicyCheckpointError: the file is not a readable policy checkpoint of this format version
-            (one line, naming the file).
+        PolicyCheckpointError: the file is not a readable policy checkpoint of this format (one line, naming the
+            file); a /1 file is refused with the command that re-exports it.
     """
     source = Path(path)
     if not source.is_file():
         raise MissingCheckpointError(
-            f"no policy checkpoint at {source}; train one with `mfrl train` (it writes one there by default)"
+            f"no policy checkpoint at {source}; train one with `mfrl train` (it writes one in its run folder)"
         )
     try:
-        payload = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for pickles, truncated, corrupt or foreign files
-        raise PolicyCheckpointError(f"{source} is not a readable policy checkpoint ({typed_one_line(exc)})") from None
-    if not isinstance(payload, dict) or "format" not in payload:
-        raise PolicyCheckpointError(f"{source} is a torch file but not an mfplan policy checkpoint (no 'format' key)")
-    if payload["format"] != CHECKPOINT_FORMAT:
-        raise PolicyCheckpointError(
-            f"{source} has checkpoint format {payload['format']!r}; this version reads {CHECKPOINT_FORMAT!r}. "
-            "Retrain the policy with `mfrl train`"
+        envelope = load_envelope(source, (CHECKPOINT_FORMAT,), POLICY_KIND, retired=retired_formats(source))
+        state = envelope.state
+        missing = [key for key in ("model", "policy_config", "features") if key not in state]
+        require(not missing, envelope, f"lacks the entries {missing} of a {CHECKPOINT_FORMAT} checkpoint")
+        require(
+            state["features"] == feature_names(),
+            envelope,
+            f"trained on features {state['features']}, but this version computes {feature_names()}; "
+            "retrain the policy with `mfrl train`",
         )
-    missing = {"config", "features", "state_dict", "metadata"} - payload.keys()
-    if missing:
-        raise PolicyCheckpointError(f"{source} lacks the entries {sorted(missing)} of a {CHECKPOINT_FORMAT} checkpoint")
-    if payload["features"] != _feature_names():
-        raise PolicyCheckpointError(
-            f"{source} was trained on features {payload['features']}, but this version computes {_feature_names()}; "
-            "retrain the policy with `mfrl train`"
-        )
+    except CheckpointError as exc:
+        raise PolicyCheckpointError(str(exc)) from None
     try:
-        policy = TimeAllocationPolicy(PolicyConfig(**payload["config"]))
-        policy.load_state_dict(payload["state_dict"])
+        policy = TimeAllocationPolicy(PolicyConfig(**state["policy_config"]))
+        policy.load_state_dict(state["model"])
     except (TypeError, ValueError, RuntimeError, AttributeError, KeyError) as exc:
         raise PolicyCheckpointError(f"{source}: the stored model does not fit: {typed_one_line(exc)}") from None
     bad = [name for name, tensor in policy.state_dict().items() if not torch.isfinite(tensor).all()]
     if bad:
         raise PolicyCheckpointError(f"{source}: non-finite weights in {bad}")
-    if not isinstance(payload["metadata"], dict):
-        raise PolicyCheckpointError(f"{source}: metadata must be a dict, got {type(payload['metadata']).__name__}")
-    return policy.eval(), payload["metadata"]
+    return PolicyFile(source, policy.eval(), dict(envelope.metadata), dict(envelope.config))
+
+
+def load_policy(path: str | Path) -> tuple[TimeAllocationPolicy, dict[str, Any]]:
+    """The policy (in eval mode) and the metadata of a checkpoint written by `save_policy` (see `read_policy`).
+
+    Raises:
+        MissingCheckpointError: no file at `path`.
+        PolicyCheckpointError: the file is not a readable policy checkpoint of this format (one line).
+    """
+    loaded = read_policy(path)
+    return loaded.policy, loaded.metadata

@@ -16,27 +16,30 @@ Every `refit_every` iterations a cost-aware multi-fidelity acquisition picks whi
 proposals to evaluate at which fidelity, the evaluations are appended to the data set (append-only,
 on disk), and the estimator is refitted on it: it improves where the policy proposes.
 
-    mfrl train --out-dir runs/mfrl            # a full run (about an hour on 2 cores)
-    mfrl train --smoke                         # a couple of minutes
-    mfrl train --out-dir runs/mfrl --resume    # continue after an interruption
+The run folder follows runkit's rules (`runkit.config.prepare_run_dir`): a fresh run in a folder that
+holds an earlier one is refused, and so is `--resume` where there is no checkpoint. It holds
+`trainer_state.pt` (`mfplan.trainer/2`, a runkit envelope: policy, optimiser, estimator, costs, the
+trainer's own generators; the run's config; python's, numpy's and torch's generators), `policy.pt`
+(`mfplan.policy/2`), `evaluations.jsonl`, `scalars.jsonl` and TensorBoard events (`runkit.metrics.RunLogger`:
+`charts/`, `losses/`, `rollout/`), and at the end `summary.json`.
+
+    mfrl train --run-dir runs/mfrl            # a full run (about an hour on 2 cores)
+    mfrl train --smoke                        # a couple of minutes (runs/mfrl/seed0)
+    mfrl train --run-dir runs/mfrl --resume   # continue after an interruption
 """
 
 from __future__ import annotations
 
-import io
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.stats import norm
-from tqdm import tqdm
 
-from flightkit import get_logger, write_bytes_atomic, write_json_atomic
-from flightkit.cli import typed_one_line
 from mfplan.analysis import analyse
 from mfplan.configs import TRAIN_WIND_SEED_STRIDE, TrainConfig
 from mfplan.courses import course_set
@@ -48,33 +51,29 @@ from mfplan.planner import CertifiedPlanner
 from mfplan.policy import (
     CourseBatch,
     CourseEncoding,
-    PolicyCheckpointError,
     TimeAllocationPolicy,
     collate,
     encode_course,
+    retired_formats,
     save_policy,
     segment_times_from_log_factors,
 )
 from minsnap import EndpointState, Trajectory, solve_min_snap
 from minsnap.allocation import scale_to_feasibility_boundary, trapezoidal_times
 from quadsim.analytic import AnalyticEvaluator
+from runkit import get_logger, prepare_run_dir, write_summary
+from runkit.checkpoint import CheckpointError, load_envelope, require, save_envelope
+from runkit.cli import typed_one_line
+from runkit.metrics import RunLogger
+from runkit.seeding import capture_rng, restore_rng, seed_everything
 
 log = get_logger("mfplan.trainer")
 
 TRAINER_CHECKPOINT = "trainer_state.pt"
-TRAINER_FORMAT = "mfplan.trainer/1"
-"""Tensors and plain values only: read with `torch.load(weights_only=True)`."""
-_TRAINER_KEYS = (
-    "iteration",
-    "config",
-    "policy",
-    "optimizer",
-    "estimator",
-    "costs",
-    "numpy_rng",
-    "torch_generator",
-    "torch_rng",
-)
+TRAINER_FORMAT = "mfplan.trainer/2"
+"""A runkit envelope (tensors and plain values only: read with `torch.load(weights_only=True)`)."""
+TRAINER_KIND = "mfplan trainer checkpoint"
+_TRAINER_KEYS = ("iteration", "policy", "optimizer", "estimator", "costs", "numpy_generator", "torch_generator")
 POLICY_CHECKPOINT = "policy.pt"
 DATASET_FILE = "evaluations.jsonl"
 TRAIN_COURSE_SEED_OFFSET = 1_000
@@ -82,7 +81,7 @@ UNCERTIFIABLE_TIME_RATIO = 3.0
 """An allocation the planner cannot certify is charged this multiple of the course's reference time."""
 
 
-class TrainerCheckpointError(PolicyCheckpointError):
+class TrainerCheckpointError(CheckpointError):
     """A trainer checkpoint (`trainer_state.pt`) is unreadable, of another format, or does not fit the run."""
 
 
@@ -145,14 +144,19 @@ def make_training_courses(config: TrainConfig, analytic: AnalyticEvaluator) -> l
 
 
 class Trainer:
-    """Runs (or resumes) one co-training run in `config.out_dir`."""
+    """Runs (or resumes) one co-training run in `config.run_dir`.
+
+    The run folder is checked first (`runkit.config.prepare_run_dir`): a fresh run in a folder that holds an
+    earlier one, and `resume` without a checkpoint there, raise `runkit.RunDirectoryError` before anything
+    in the folder is read or written.
+    """
 
     def __init__(self, config: TrainConfig) -> None:
-        self.config = config.resolved()
+        self.config = config.resolved()  # runkit's smoke rule; the default run folder filled in
         cfg = self.config
-        cfg.out_dir.mkdir(parents=True, exist_ok=True)
-        torch.set_num_threads(cfg.torch_threads)
-        torch.manual_seed(cfg.seed)
+        self.run_dir = cfg.run_path
+        self.resumed = prepare_run_dir(self.run_dir, cfg.resume, self.run_dir / TRAINER_CHECKPOINT)
+        seed_everything(cfg.seed, cfg.torch_deterministic, cfg.torch_threads)
         self.rng = np.random.default_rng(cfg.seed)
         self.torch_generator = torch.Generator().manual_seed(cfg.seed)
         self.spec = EvaluatorSpec(rotorpy_seed=cfg.rotorpy_seed)
@@ -165,57 +169,53 @@ class Trainer:
         )
         self.estimator = FeasibilityEstimator()
         self.costs = FidelityCosts()
-        self.dataset = EvaluationDataset(cfg.out_dir / DATASET_FILE)
+        self.dataset = EvaluationDataset(self.run_dir / DATASET_FILE)
         self.iteration = 0
         self.z_min = float(norm.ppf(cfg.feasibility_probability))
         log.info("preparing %d training courses", cfg.train_courses)
         self.courses = make_training_courses(cfg, self.analytic)
-        self._writer: Any = None
+        self.logger: RunLogger | None = None
 
     # ----------------------------------------------------------------------------------------
     # Checkpoints
 
     def save_checkpoint(self) -> Path:
-        """Write the trainer state and the policy atomically."""
+        """Write the trainer state (`TRAINER_FORMAT`) and the policy (`policy.pt`) atomically."""
         state = {
-            "format": TRAINER_FORMAT,
             "iteration": self.iteration,
-            "config": _jsonable_config(self.config),
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "estimator": self.estimator.state_dict() if self.estimator.is_fitted else None,
             "costs": self.costs.to_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
+            "numpy_generator": self.rng.bit_generator.state,
             "torch_generator": self.torch_generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
         }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        path = write_bytes_atomic(self.config.out_dir / TRAINER_CHECKPOINT, buffer.getvalue())
-        save_policy(self.config.out_dir / POLICY_CHECKPOINT, self.policy, self.policy_metadata())
+        path = save_envelope(
+            self.run_dir / TRAINER_CHECKPOINT, TRAINER_FORMAT, state, config=self.config, rng=capture_rng()
+        )
+        save_policy(self.run_dir / POLICY_CHECKPOINT, self.policy, self.policy_metadata(), config=self.config)
         return path
 
     def load_checkpoint(self) -> bool:
-        """Restore the last checkpoint of `out_dir`; False if there is none.
+        """Restore the last checkpoint of the run folder; False if there is none.
 
         The file is read with `torch.load(weights_only=True)` (nothing in it is unpickled into an object);
         anything but a trainer checkpoint that fits this run raises TrainerCheckpointError (one line).
         """
-        path = self.config.out_dir / TRAINER_CHECKPOINT
+        path = self.run_dir / TRAINER_CHECKPOINT
         if not path.exists():
             return False
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for pickles, truncated, corrupt or foreign files
-            raise TrainerCheckpointError(
-                f"{path} is not a readable mfplan trainer checkpoint ({typed_one_line(exc)})"
-            ) from None
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        if found != TRAINER_FORMAT:
-            raise TrainerCheckpointError(f"{path} is not an mfplan trainer checkpoint (format {found!r})")
-        missing = [key for key in _TRAINER_KEYS if key not in state]
-        if missing:
-            raise TrainerCheckpointError(f"{path} lacks the entries {missing} of a {TRAINER_FORMAT} checkpoint")
+            retired = {
+                tag: advice for tag, advice in retired_formats(path).items() if tag.startswith("mfplan.trainer/")
+            }
+            envelope = load_envelope(path, (TRAINER_FORMAT,), TRAINER_KIND, retired=retired)
+            missing = [key for key in _TRAINER_KEYS if key not in envelope.state]
+            require(not missing, envelope, f"lacks the entries {missing} of a {TRAINER_FORMAT} checkpoint")
+            require(envelope.rng is not None, envelope, "a trainer checkpoint must hold the random generators")
+        except CheckpointError as exc:
+            raise TrainerCheckpointError(str(exc)) from None
+        state = envelope.state
         try:
             self.iteration = int(state["iteration"])
             self.policy.load_state_dict(state["policy"])
@@ -223,10 +223,11 @@ class Trainer:
             if state["estimator"] is not None:
                 self.estimator.load_state_dict(state["estimator"])
             self.costs = FidelityCosts.from_dict(state["costs"])
-            self.rng.bit_generator.state = state["numpy_rng"]
+            self.rng.bit_generator.state = state["numpy_generator"]
             self.torch_generator.set_state(state["torch_generator"])
-            torch.set_rng_state(state["torch_rng"])
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            assert envelope.rng is not None
+            restore_rng(envelope.rng)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
             raise TrainerCheckpointError(f"{path} does not fit this run: {typed_one_line(exc)}") from None
         log.info("resumed from %s at iteration %d (%d evaluations on disk)", path, self.iteration, len(self.dataset))
         return True
@@ -235,7 +236,6 @@ class Trainer:
         """What the policy checkpoint says about how it was made."""
         return {
             "iteration": self.iteration,
-            "train_config": _jsonable_config(self.config),
             "evaluations": self.dataset.counts(),
             "command": reproduce_command(self.config),
         }
@@ -308,10 +308,10 @@ class Trainer:
         """Fit the estimator on the whole data set."""
         X, Y = self.dataset.as_tensors()
         report = self.estimator.fit(X, Y)
-        self._scalar("estimator/fit_seconds", report.seconds)
-        self._scalar("estimator/points_used", report.num_used)
+        self._scalar("charts/estimator_fit_seconds", report.seconds)
+        self._scalar("charts/estimator_points_used", report.num_used)
         for fidelity, count in self.dataset.counts().items():
-            self._scalar(f"estimator/evaluations_{fidelity}", count)
+            self._scalar(f"rollout/evaluations_{fidelity}", count)
 
     def acquire(self, dispatcher: EvaluationDispatcher, samples: list[Sample]) -> None:
         """Let the cost-aware acquisition pick evaluations among this iteration's samples; evaluate; refit."""
@@ -331,7 +331,7 @@ class Trainer:
             chosen = {f: sum(1 for _, g in requests if g == f) for f in FIDELITY_NAMES}
             log.debug("acquisition picked %s", chosen)
             for fidelity, count in chosen.items():
-                self._scalar(f"acquisition/picked_{fidelity}", count)
+                self._scalar(f"rollout/acquired_{fidelity}", count)
             self.evaluate_and_record(dispatcher, requests)
         self.refit()
 
@@ -373,14 +373,14 @@ class Trainer:
         for sample, reward in zip(samples, rewards, strict=True):
             sample.reward = float(reward)
         return {
-            "train/reward_mean": float(rewards.mean()),
-            "train/time_ratio_mean": float(time_ratio.mean()),
-            "train/prob_feasible_mean": float(norm.cdf(z).mean()),
-            "train/confident_fraction": float((z >= self.z_min).mean()),
-            "train/proposal_certified_as_is": float(
+            "rollout/reward_mean": float(rewards.mean()),
+            "rollout/time_ratio_mean": float(time_ratio.mean()),
+            "rollout/prob_feasible_mean": float(norm.cdf(z).mean()),
+            "rollout/confident_fraction": float((z >= self.z_min).mean()),
+            "rollout/proposal_certified_as_is": float(
                 np.mean([np.allclose(s.proposed_times_s, s.segment_times_s) for s in samples])
             ),
-            "train/certifiable_fraction": float(np.mean([s.certified for s in samples])),
+            "rollout/certifiable_fraction": float(np.mean([s.certified for s in samples])),
         }
 
     def rollout(self) -> tuple[CourseBatch, torch.Tensor, torch.Tensor, list[Sample]]:
@@ -423,100 +423,111 @@ class Trainer:
             with torch.no_grad():
                 log_ratio = log_prob - old_log_prob
                 stats = {
-                    "losses/policy": float(loss),
+                    "losses/policy_loss": float(loss),
                     "losses/approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
                     "losses/clipfrac": float(((ratio - 1.0).abs() > cfg.clip_ratio).float().mean()),
                 }
-        stats["policy/std"] = float(self.policy.action_std.detach())
+        stats["charts/action_std"] = float(self.policy.action_std.detach())
         return stats
 
     # ----------------------------------------------------------------------------------------
     # The loop
 
     def _scalar(self, name: str, value: float) -> None:
-        if self._writer is not None:
-            self._writer.add_scalar(name, value, self.iteration)
+        if self.logger is not None:
+            self.logger.scalar(name, value, self.iteration)
 
     def train(self) -> dict[str, Any]:
-        """Run the remaining iterations; return a summary (also written to `out_dir/train_summary.json`)."""
-        from torch.utils.tensorboard import SummaryWriter
-
+        """Run the remaining iterations; return a summary (also written to the run folder's summary.json)."""
         cfg = self.config
-        resumed = cfg.resume and self.load_checkpoint()
+        resumed = self.resumed and self.load_checkpoint()
         started = time.perf_counter()
-        self._writer = SummaryWriter(log_dir=str(cfg.out_dir / "tensorboard"))
+        start_iteration, samples_done = self.iteration, 0
         use_estimator = cfg.reward_source == "estimator"
-        with EvaluationDispatcher(self.spec, cfg.num_workers, cfg.ray_address) as dispatcher:
-            if use_estimator and len(self.dataset) == 0:
-                self.initial_design(dispatcher)
-            if use_estimator and not self.estimator.is_fitted:
-                self.refit()
-            progress = tqdm(
-                range(self.iteration, cfg.iterations),
+        stats: dict[str, float] = {}
+        with (
+            RunLogger(
+                self.run_dir,
+                cfg.iterations,
                 desc="mfrl train",
                 unit="it",
-                initial=self.iteration,
-                total=cfg.iterations,
-            )
-            stats: dict[str, float] = {}
-            for iteration in progress:
-                self.iteration = iteration + 1
-                with torch.no_grad():
-                    self.policy.log_std.fill_(math.log(cfg.action_std(self.iteration)))
-                tick = time.perf_counter()
-                batch, actions, old_log_prob, samples = self.rollout()
-                stats = self.rewards(samples)
-                stats.update(self.update(batch, actions, old_log_prob, samples))
-                stats["charts/samples_per_s"] = len(samples) / max(time.perf_counter() - tick, 1e-9)
-                for name, value in stats.items():
-                    self._scalar(name, value)
-                progress.set_postfix(
-                    time=f"{stats['train/time_ratio_mean']:.3f}",
-                    as_is=f"{stats['train/proposal_certified_as_is']:.2f}",
-                    p_ok=f"{stats['train/prob_feasible_mean']:.2f}",
-                    n=len(self.dataset),
-                )
-                if use_estimator and self.iteration % cfg.refit_every == 0:
-                    self.acquire(dispatcher, samples)
-                if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
-                    self.save_checkpoint()
-        self._writer.close()
+                progress=cfg.progress,
+                resume_step=self.iteration if resumed else None,
+            ) as logger,
+            EvaluationDispatcher(self.spec, cfg.num_workers, cfg.ray_address) as dispatcher,
+        ):
+            self.logger = logger
+            logger.text("command", reproduce_command(cfg))
+            try:
+                if use_estimator and len(self.dataset) == 0:
+                    self.initial_design(dispatcher)
+                if use_estimator and not self.estimator.is_fitted:
+                    self.refit()
+                loop_started = time.perf_counter()
+                while self.iteration < cfg.iterations:
+                    self.iteration += 1
+                    with torch.no_grad():
+                        self.policy.log_std.fill_(math.log(cfg.action_std(self.iteration)))
+                    batch, actions, old_log_prob, samples = self.rollout()
+                    stats = self.rewards(samples)
+                    stats.update(self.update(batch, actions, old_log_prob, samples))
+                    samples_done += len(samples)
+                    # sampled allocations (each certified and rewarded) per second since this session's first iteration
+                    stats["charts/SPS"] = samples_done / max(time.perf_counter() - loop_started, 1e-9)
+                    logger.scalars(stats, self.iteration)
+                    logger.advance(
+                        1,
+                        time=stats["rollout/time_ratio_mean"],
+                        as_is=stats["rollout/proposal_certified_as_is"],
+                        p_ok=stats["rollout/prob_feasible_mean"],
+                        n=len(self.dataset),
+                    )
+                    if use_estimator and self.iteration % cfg.refit_every == 0:
+                        self.acquire(dispatcher, samples)
+                    if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+                        logger.flush()
+                        self.save_checkpoint()
+            finally:
+                self.logger = None
         summary = {
             "iterations": self.iteration,
+            "iterations_this_session": self.iteration - start_iteration,
             "resumed": resumed,
             "wall_time_s": time.perf_counter() - started,
             "evaluations": self.dataset.counts(),
             "final_stats": stats,
-            "policy": str(cfg.out_dir / POLICY_CHECKPOINT),
+            "policy": str(self.run_dir / POLICY_CHECKPOINT),
+            "command": reproduce_command(cfg),
         }
-        write_json_atomic(cfg.out_dir / "train_summary.json", summary)
+        write_summary(self.run_dir, summary)
         return summary
 
 
+_NOT_IN_COMMAND = ("run_dir", "policy", "resume", "smoke")
+"""Fields `reproduce_command` does not spell out (the run folder comes first; smoke sizes appear as values)."""
+
+
 def reproduce_command(config: TrainConfig) -> str:
-    """The `mfrl train` command line that makes this configuration (flags for the non-default fields)."""
+    """The `mfrl train` command line that makes this (resolved) configuration: the run folder, then a flag for
+    every field that differs from its default."""
     defaults = TrainConfig()
-    flags = []
-    for name in ("out_dir", *(f for f in asdict(config) if f not in ("out_dir", "policy"))):
+    flags = [f"--run-dir {config.run_path}"]
+    for name in (f.name for f in fields(config) if f.name not in _NOT_IN_COMMAND):
         value = getattr(config, name)
-        if name != "out_dir" and value == getattr(defaults, name):
+        if value == getattr(defaults, name):
             continue
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             flags.append(flag if value else f"--no-{name.replace('_', '-')}")
         elif isinstance(value, tuple):
             flags.append(flag + " " + " ".join(str(v) for v in value))
+        elif isinstance(value, dict):
+            flags.append(flag + " " + " ".join(f"{k} {v}" for k, v in value.items()))
         else:
             flags.append(f"{flag} {value}")
     if config.policy != defaults.policy:
-        flags.append("# with a non-default PolicyConfig (see train_config)")
+        flags.append("# with a non-default PolicyConfig (see the file's config)")
     return "mfrl train " + " ".join(flags)
-
-
-def _jsonable_config(config: TrainConfig) -> dict[str, Any]:
-    data = asdict(config)
-    data["out_dir"] = str(config.out_dir)
-    return data
 
 
 def train(config: TrainConfig) -> dict[str, Any]:

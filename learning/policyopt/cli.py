@@ -1,11 +1,15 @@
-"""The `policyopt` command: train an on-policy or off-policy agent, or export a trained policy.
+"""The `policyopt` command, the one entry point of the package: train an agent, or export a trained policy.
 
-policyopt ppo   --env-id Hopper-v5 --seed 1 [--smoke] [--resume]
+policyopt ppo   --env-id Hopper-v5 --seed 1 [--smoke] [--resume] [--run-dir DIR]
 policyopt props --env-id Hopper-v5 --seed 1
 policyopt mdpo  --env-id Hopper-v5 --seed 1
-policyopt sac   ...                 (policyopt.sac, when installed)
-policyopt mdpo-offpolicy ...        (policyopt.mdpo_offpolicy, when installed)
-policyopt export --checkpoint runs/.../checkpoint.pt --out policy.pt [--bounds-from-env]
+policyopt sac   --env-id Hopper-v5 --seed 1
+policyopt mdpo-offpolicy --env-id Hopper-v5 --seed 1
+policyopt export --checkpoint runs/.../checkpoint.pt --out policy.pt [--action-bounds-from ENV_ID]
+
+Seed, run folder, resume and smoke follow runkit's conventions: the default run folder is
+runs/policyopt/<algo>/<env>__<seed>; a fresh run in a folder that holds an earlier one, and --resume
+without a checkpoint, are refused; --smoke (or SMOKE_TEST=1) shrinks every size left at its default.
 """
 
 from __future__ import annotations
@@ -13,18 +17,18 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flightkit import UserError, run_cli, to_jsonable
-from policyopt.configs import MDPOConfig, PPOConfig, PropsConfig, RunConfig
+from policyopt.configs import MDPOConfig, MDPOOffPolicyConfig, PPOConfig, PropsConfig, RunConfig, SACConfig
+from runkit import UserError, run_cli, to_jsonable
 
 
 @dataclass
 class ExportConfig:
-    """Write the deployment part of a training checkpoint (actor, observation statistics, metadata)."""
+    """Write the deployable part of a training checkpoint (actor, observation statistics, config, metadata)."""
 
     checkpoint: Path
     """Training checkpoint (run_dir/checkpoint.pt), or a policy file to re-export."""
@@ -32,54 +36,45 @@ class ExportConfig:
     """Policy file to write (read by `policyopt.checkpoint.load_policy`)."""
     command: str = ""
     """The command that trained it, stored in the metadata."""
-    bounds_from_env: bool = False
-    """Store the training environment's action bounds in the policy (the deployed policy clips to them)."""
+    action_bounds_from: str | None = None
+    """An environment id whose own action bounds the policy clips to instead of the stored ones (which are
+    the training environment's). Named here, never read from the file."""
 
 
-_ON_POLICY: dict[str, tuple[str, type[RunConfig]]] = {
-    "ppo": ("policyopt.ppo", PPOConfig),
-    "props": ("policyopt.props", PropsConfig),
-    "mdpo": ("policyopt.mdpo", MDPOConfig),
+ALGORITHMS: dict[str, tuple[str, type[RunConfig]]] = {
+    config.algo: (module, config)
+    for module, config in (
+        ("policyopt.ppo", PPOConfig),
+        ("policyopt.props", PropsConfig),
+        ("policyopt.mdpo", MDPOConfig),
+        ("policyopt.sac", SACConfig),
+        ("policyopt.mdpo_offpolicy", MDPOOffPolicyConfig),
+    )
 }
-_OFF_POLICY = {
-    "sac": ("policyopt.sac", "SACConfig"),
-    "mdpo-offpolicy": ("policyopt.mdpo_offpolicy", "MDPOOffPolicyConfig"),
-}
-"""The off-policy configs live in their algorithm's module, which imports torch and gymnasium."""
+"""Subcommand -> (the algorithm's module, imported only to run it; its config)."""
 
-USER_ERRORS = ("policyopt.checkpoint:CheckpointError",)  # a missing or unreadable --checkpoint, or --resume
-"""Errors that are the user's to fix (one line, exit status 2), besides `UserError`."""
+
+_PARAGRAPHS = (__doc__ or "").split("\n\n")
+DESCRIPTION = f"{_PARAGRAPHS[0]} {_PARAGRAPHS[-1]}"
+"""`policyopt --help`'s text: the module docstring's first and last paragraphs (tyro would reflow the commands)."""
 
 
 class UnknownEnvironmentError(UserError):
     """--env-id names no environment that gymnasium knows."""
 
 
-def subcommands(argv: Sequence[str]) -> dict[str, Callable[..., Any]]:
-    """The subcommands and their configs; the off-policy configs are loaded only when `argv` may need them.
-
-    `policyopt ppo ...` (or props, mdpo, export) starts without torch and gymnasium; `policyopt sac ...`,
-    `policyopt --help` and a misspelt command load the off-policy modules too (to parse, or to list them).
-    """
-    commands: dict[str, Callable[..., Any]] = {name: config for name, (_, config) in _ON_POLICY.items()}
-    named = next((arg for arg in argv if not arg.startswith("-")), None)
-    light = named in commands or named == "export"
-    for name, (module_name, config_name) in _OFF_POLICY.items():
-        if light:
-            continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:  # not installed (torch or gymnasium missing)
-            continue
-        config = getattr(module, config_name, None)
-        if config is not None:
-            commands[name] = config
+def subcommands() -> dict[str, Callable[..., Any]]:
+    """The subcommands and their configs (all light: parsing imports neither torch nor gymnasium)."""
+    commands: dict[str, Callable[..., Any]] = {name: config for name, (_, config) in ALGORITHMS.items()}
     commands["export"] = ExportConfig
     return commands
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise `UnknownEnvironmentError` when gymnasium knows no `env_id` ("Name-vN", or "module:Name-vN")."""
+    """Raise `UnknownEnvironmentError` when gymnasium knows no `env_id` ("Name-vN", or "module:Name-vN").
+
+    `env_id` is what the user typed: a "module:" prefix is imported, as `gymnasium.make` would.
+    """
     import gymnasium
 
     module_name, _, name = env_id.rpartition(":")
@@ -99,11 +94,13 @@ def check_env_id(env_id: str) -> None:
 
 
 def export_command(config: ExportConfig) -> int:
-    """Write the deployment part of a checkpoint; print the policy file's path as JSON."""
+    """Write the deployable part of a checkpoint; print the policy file's path as JSON."""
     from policyopt.checkpoint import export_policy
 
+    if config.action_bounds_from is not None:
+        check_env_id(config.action_bounds_from)
     metadata = {"command": config.command} if config.command else None
-    path = export_policy(config.checkpoint, config.out, metadata, bounds_from_env=config.bounds_from_env)
+    path = export_policy(config.checkpoint, config.out, metadata, action_bounds_from=config.action_bounds_from)
     print(json.dumps({"policy": str(path)}))
     return 0
 
@@ -111,12 +108,9 @@ def export_command(config: ExportConfig) -> int:
 def train_command(config: RunConfig) -> int:
     """Train the algorithm whose config was parsed; print its summary as JSON."""
     check_env_id(config.env_id)
-    module_name = next((m for m, c in _ON_POLICY.values() if type(config) is c), type(config).__module__)
+    module_name, _ = ALGORITHMS[config.algo]
     module = importlib.import_module(module_name)  # torch and gymnasium: only now
-    if hasattr(module, "train"):
-        print(json.dumps(to_jsonable(module.train(config)), indent=2))
-    else:  # an algorithm whose main(config) runs and reports
-        module.main(config)
+    print(json.dumps(to_jsonable(module.train(config)), indent=2))
     return 0
 
 
@@ -128,10 +122,13 @@ def run_command(config: ExportConfig | RunConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (`policyopt`). SIGTERM unwinds like Ctrl-C; user errors end in one line."""
+    """Console entry point (`policyopt`). SIGTERM unwinds like Ctrl-C; user errors end in one line, exit 2.
+
+    User errors are runkit's: a refused run folder (`RunDirectoryError`), an unreadable or foreign
+    checkpoint (`CheckpointError`), an unknown environment id.
+    """
     args = sys.argv[1:] if argv is None else argv
-    commands = subcommands(args)
-    raise SystemExit(run_cli(commands, run_command, argv=args, description=__doc__, user_errors=USER_ERRORS))
+    raise SystemExit(run_cli(subcommands(), run_command, argv=args, description=DESCRIPTION))
 
 
 if __name__ == "__main__":

@@ -1,69 +1,51 @@
 """Typed configurations of the `policyopt` algorithms: the CLI (tyro) is a view of these.
 
-`RunConfig` holds what every run has (environment, seed, budget, run folder, checkpoints); each
-algorithm's config extends it. Kept apart from the algorithms so that the command line starts
-without importing torch or gymnasium.
+`RunConfig` extends runkit's (seed, run folder, resume, smoke, threads, determinism, progress: the
+project's run conventions, one smoke rule for every command) with what every policyopt run has
+(environment, budget, parallel environments, checkpoints, TensorBoard); each algorithm's config
+extends it. Kept apart from the algorithms, and importing neither torch nor gymnasium, so that the
+command line starts light.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
-C = TypeVar("C", bound="RunConfig")
+from runkit.config import RunConfig as BaseRunConfig
 
 
 @dataclass
-class RunConfig:
-    """What every policyopt run has: environment, seed, budget, run folder, checkpoints, logging."""
+class RunConfig(BaseRunConfig):
+    """What every policyopt run has: runkit's run settings, environment, budget, checkpoints, TensorBoard."""
 
+    algo: ClassVar[str] = "run"
+    """The algorithm's name: the `policyopt` subcommand, and the folder of its default run folders."""
+
+    seed: int = 1
+    """Seed of the environments, the networks and the sampling (the same seed gives the same run)."""
     env_id: str = "CartPole-v1"
     """Gymnasium id ("Hopper-v5", "CartPole-v1") or "module:EnvId" (the module is imported first, e.g.
     "quadsim.tracking_env:QuadrotorTracking-v0")."""
-    seed: int = 1
-    """Seed of the environments, the networks and the sampling (the same seed gives the same run)."""
     total_timesteps: int = 1_000_000
     """Environment steps of the run, summed over the parallel environments."""
     num_envs: int = 1
     """Parallel environments (one SyncVectorEnv)."""
-    run_dir: Path | None = None
-    """Run folder (checkpoint, scalars.jsonl, TensorBoard events); default runs/policyopt/<algo>/<env>__<seed>."""
     checkpoint_every_steps: int = 100_000
     """Environment steps between checkpoints (0: only at the end). Checkpoints are written at update boundaries."""
-    resume: bool = False
-    """Continue from the run folder's checkpoint (bit for bit where the environment's state can be saved)."""
-    torch_deterministic: bool = True
-    """Ask torch for deterministic algorithms (identical results for the same seed)."""
-    torch_threads: int = 1
-    """Threads of torch's CPU work (small networks: more threads only add contention)."""
     tensorboard: bool = True
     """Write TensorBoard events next to scalars.jsonl."""
-    progress: bool = True
-    """Show a progress bar."""
-    smoke: bool = False
-    """Shrink every size left at its default so that the run finishes in seconds (for tests)."""
 
     def smoke_sizes(self) -> dict[str, Any]:
-        """Field values that `smoke` uses in place of the defaults (extended by each algorithm)."""
+        """Field values that a smoke run uses where the user left the default (extended by each algorithm)."""
         return {"total_timesteps": 512, "num_envs": 2, "checkpoint_every_steps": 256}
 
-    def resolved(self: C) -> C:
-        """The configuration actually run: with `smoke`, every size left at its default is shrunk."""
-        if not self.smoke:
-            return self
-        defaults = type(self)()
-        names = {f.name for f in fields(self)}
-        sizes = self.smoke_sizes().items()
-        shrunk = {k: v for k, v in sizes if k in names and getattr(self, k) == getattr(defaults, k)}
-        return replace(self, **shrunk)
-
-    def run_path(self, algo: str) -> Path:
-        """The run folder: `run_dir`, or runs/policyopt/<algo>/<env>__<seed>."""
-        if self.run_dir is not None:
-            return Path(self.run_dir)
+    def default_run_dir(self) -> Path:
+        """The run folder when none is given: runs/policyopt/<algo>/<env>__<seed>."""
         env_name = self.env_id.split(":")[-1].replace("/", "_")
-        return Path("runs/policyopt") / algo / f"{env_name}__{self.seed}"
+        return Path("runs/policyopt") / self.algo / f"{env_name}__{self.seed}"
 
 
 @dataclass
@@ -126,6 +108,8 @@ class OnPolicyConfig(RunConfig):
 class PPOConfig(OnPolicyConfig):
     """PPO with the clipped surrogate objective (Schulman et al., 2017), CleanRL's defaults for MuJoCo."""
 
+    algo: ClassVar[str] = "ppo"
+
     clip_coef: float = 0.2
     """Clipping of the probability ratio (and of the value loss when clip_vloss)."""
 
@@ -133,6 +117,8 @@ class PPOConfig(OnPolicyConfig):
 @dataclass
 class PropsConfig(OnPolicyConfig):
     """PROPS (Corrado & Hanna): an adaptive behaviour policy collects the data; the target policy learns with PPO."""
+
+    algo: ClassVar[str] = "props"
 
     clip_coef: float = 0.2
     """PPO clipping of the target policy's ratio."""
@@ -173,7 +159,9 @@ class PropsConfig(OnPolicyConfig):
 
 @dataclass
 class MDPOConfig(OnPolicyConfig):
-    """On-policy MDPO (Tomar et al.): SGD steps on ratio * advantage - KL(pi || pi_old) / t_k, no clipping."""
+    """On-policy MDPO (Tomar et al.): SGD steps on ratio * advantage - KL(pi || pi_old) / t_k, no policy clipping."""
+
+    algo: ClassVar[str] = "mdpo"
 
     update_epochs: int = 5
     """SGD passes over each batch (the paper's m, the number of mirror-descent steps per iteration)."""
@@ -184,6 +172,11 @@ class MDPOConfig(OnPolicyConfig):
     """KL weight 1/t_k when kl_step_schedule is "constant"."""
     min_step_size: float = 1e-3
     """Lower bound on t_k (the KL weight is at most 1 / min_step_size)."""
+    clip_coef: float = 0.2
+    """Value-loss clipping only (with clip_vloss): the value loss is the larger of the squared errors of the
+    new value and of the new value clipped to the rollout's value +- clip_coef, as in PPO. Nothing else is
+    clipped: MDPO's policy objective has no ratio clipping (its KL term keeps pi near pi_k). 0.2 as in the
+    authors' code (`cliprange_vf = 0.2`, constant over the run)."""
 
     def __post_init__(self) -> None:
         if self.kl_step_schedule not in ("anneal", "constant"):
@@ -197,4 +190,127 @@ class MDPOConfig(OnPolicyConfig):
         return 1.0 / step_size
 
 
-__all__ = ["MDPOConfig", "OnPolicyConfig", "PPOConfig", "PropsConfig", "RunConfig"]
+@dataclass
+class SACConfig(RunConfig):
+    """Soft Actor-Critic (continuous actions) with CleanRL's defaults for MuJoCo."""
+
+    algo: ClassVar[str] = "sac"
+
+    env_id: str = "Hopper-v5"
+    """Gymnasium id of a task with a Box action space ("Pendulum-v1", "Hopper-v5"), or "module:EnvId"."""
+    buffer_size: int = 1_000_000
+    """Replay buffer capacity (transitions)."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak coefficient of the target Q-networks (target <- tau * online + (1 - tau) * target)."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    learning_starts: int = 5_000
+    """Environment steps of uniformly random actions before learning starts."""
+    policy_lr: float = 3e-4
+    """Adam learning rate of the actor."""
+    q_lr: float = 1e-3
+    """Adam learning rate of the Q-networks (and of the temperature)."""
+    policy_frequency: int = 2
+    """Critic steps between actor updates; each actor update takes this many actor steps (TD3's delay)."""
+    target_network_frequency: int = 1
+    """Critic steps between Polyak updates of the targets."""
+    gradient_steps: int = 1
+    """Critic steps per vector-environment step."""
+    alpha: float = 0.2
+    """Entropy temperature (its initial value when `autotune`)."""
+    autotune: bool = True
+    """Tune the temperature towards `target_entropy`."""
+    target_entropy: float | None = None
+    """Target entropy of automatic tuning (None: -dim(A))."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the actor and Q MLPs (ReLU)."""
+    eval_episodes: int = 10
+    """Episodes of the deterministic (mean-action) policy evaluated at the end of the run."""
+    log_every_updates: int = 100
+    """Gradient steps between logged losses."""
+
+    def __post_init__(self) -> None:
+        for name in ("buffer_size", "batch_size", "policy_frequency", "target_network_frequency", "gradient_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if self.alpha <= 0.0:
+            raise ValueError(f"alpha must be positive, got {self.alpha}")
+
+    def smoke_sizes(self) -> dict[str, Any]:
+        """Smoke sizes: a few hundred steps with small networks, learning after 128 steps."""
+        return {
+            **super().smoke_sizes(),
+            "buffer_size": 10_000,
+            "batch_size": 32,
+            "learning_starts": 128,
+            "hidden_sizes": (32, 32),
+            "eval_episodes": 1,
+            "log_every_updates": 20,
+        }
+
+
+@dataclass
+class MDPOOffPolicyConfig(SACConfig):
+    """Off-policy MDPO: SAC's critics, an actor that takes `sgd_steps` mirror-descent steps per iteration."""
+
+    algo: ClassVar[str] = "mdpo-offpolicy"
+
+    alpha: float = 0.2
+    """Entropy regularisation lambda of the soft objective (the authors' 0.2; the initial value with `autotune`)."""
+    autotune: bool = False
+    """Tune lambda towards `target_entropy` as SAC does (the paper keeps it fixed)."""
+    policy_frequency: int = 1
+    """Critic steps between actor steps (the authors: one actor step per critic step, no delay)."""
+    sgd_steps: int = 1000
+    """Actor SGD steps per mirror-descent iteration (the paper's m): the anchor pi_theta_k is refreshed this often."""
+    kl_step_schedule: str = "constant"
+    """Step size t_k: "constant" (1/t_k = `kl_coef_constant`, the authors' released setting) or "anneal"
+    (t_k = 1 - k/K, k from 0, over the run's K iterations, the schedule of the paper's on-policy MDPO)."""
+    kl_coef_constant: float = 0.8
+    """KL weight 1/t_k when kl_step_schedule is "constant" (0.8: the authors' released off-policy setting)."""
+    min_step_size: float = 1e-3
+    """Lower bound on t_k when annealing (the KL weight is at most 1 / min_step_size)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kl_step_schedule not in ("anneal", "constant"):
+            raise ValueError(f"kl_step_schedule must be 'anneal' or 'constant', got {self.kl_step_schedule!r}")
+        if self.sgd_steps < 1:
+            raise ValueError(f"sgd_steps must be at least 1, got {self.sgd_steps}")
+        if not 0.0 < self.min_step_size <= 1.0:
+            raise ValueError(f"min_step_size must be in (0, 1], got {self.min_step_size}")
+        if self.kl_coef_constant < 0.0:
+            raise ValueError(f"kl_coef_constant must be non-negative, got {self.kl_coef_constant}")
+
+    def smoke_sizes(self) -> dict[str, Any]:
+        """SAC's smoke sizes, with an anchor refresh every 50 actor steps."""
+        return {**super().smoke_sizes(), "sgd_steps": 50}
+
+    @property
+    def num_mirror_iterations(self) -> int:
+        """K: mirror-descent iterations in the run (actor steps / m, at least 1)."""
+        learning_iterations = self.total_timesteps // self.num_envs - self.learning_starts // self.num_envs
+        actor_steps = max(learning_iterations, 0) * self.gradient_steps
+        return max(math.ceil(actor_steps / self.sgd_steps), 1)
+
+    def kl_weight(self, iteration: int) -> float:
+        """1 / t_k at mirror-descent iteration `iteration` (1-based): t_k = max(1 - (k - 1) / K, min_step_size)."""
+        if self.kl_step_schedule == "constant":
+            return self.kl_coef_constant
+        step_size = max(1.0 - (iteration - 1.0) / self.num_mirror_iterations, self.min_step_size)
+        return 1.0 / step_size
+
+
+__all__ = [
+    "MDPOConfig",
+    "MDPOOffPolicyConfig",
+    "OnPolicyConfig",
+    "PPOConfig",
+    "PropsConfig",
+    "RunConfig",
+    "SACConfig",
+]

@@ -1,6 +1,6 @@
 """On-policy MDPO: mirror-descent policy optimisation (Tomar, Shani, Efroni and Ghavamzadeh, ICLR 2022).
 
-    python -m policyopt.mdpo --env-id Hopper-v5 --seed 1
+    policyopt mdpo --env-id Hopper-v5 --seed 1
     policyopt mdpo --env-id Pendulum-v1 --smoke
 
 Each iteration k approximately solves the mirror-descent step
@@ -12,19 +12,17 @@ by `update_epochs` (the paper's m) passes of minibatch SGD, without clipping, st
 theta_k. The KL is the closed form for the Gaussian (or categorical) policy at the batch's states,
 taken against a frozen copy of pi_k. The step size follows the paper's annealing t_k = 1 - k/K (k counted from 0)
 (K updates in the run), so the proximity weight 1/t_k grows as training goes on. Everything else
-(rollouts, GAE, normalisation, value loss) is the shared on-policy loop, as for PPO.
+(rollouts, GAE, normalisation, value loss) is the shared on-policy loop, as for PPO; MDPO's own
+`clip_coef` (0.2, the authors' `cliprange_vf`) clips only the value loss, never the policy objective.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
-import tyro
 from torch.distributions import Distribution
 
-from flightkit import to_jsonable
 from policyopt.configs import MDPOConfig
 from policyopt.networks import kl_divergence
 from policyopt.onpolicy import Batch, OnPolicyTrainer
@@ -57,17 +55,11 @@ class MDPOTrainer(OnPolicyTrainer):
         loss = mdpo_loss(dist.log_prob(mb["actions"]), mb["logprobs"], mb["advantages"], kl, weight)
         return loss, {"kl_to_old": kl.mean().detach(), "kl_weight": torch.tensor(weight)}
 
+    def value_clip_coef(self) -> float:
+        """MDPO's `clip_coef`: it clips the value loss only (the policy objective is unclipped)."""
+        return self.config.clip_coef
+
 
 def train(config: MDPOConfig) -> dict[str, Any]:
     """Train (or resume) on-policy MDPO; return the run summary."""
     return MDPOTrainer(config).train()
-
-
-def main(config: MDPOConfig | None = None) -> None:
-    """Entry point of `python -m policyopt.mdpo`."""
-    summary = train(config if config is not None else tyro.cli(MDPOConfig, description=__doc__))
-    print(json.dumps(to_jsonable(summary), indent=2))
-
-
-if __name__ == "__main__":
-    main()

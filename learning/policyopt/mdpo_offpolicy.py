@@ -30,24 +30,20 @@ Differences from the authors' TensorFlow code, kept on purpose: the soft value c
 target Q-networks (SAC v2, as `sac.py`) instead of a separate V-network, the actor uses min(Q_1, Q_2)
 instead of Q_1, and there is no 1e-3 penalty on the Gaussian's mean and log-std.
 
-    python -m policyopt.mdpo_offpolicy --env-id Pendulum-v1 --total-timesteps 15000 --learning-starts 1000
+    policyopt mdpo-offpolicy --env-id Pendulum-v1 --total-timesteps 15000 --learning-starts 1000
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import tyro
 
-from flightkit import to_jsonable
 from policyopt import sac
-from policyopt.sac import SACConfig, SoftActorCritic
+from policyopt.configs import MDPOOffPolicyConfig
+from policyopt.sac import SoftActorCritic
 
 
 def mdpo_actor_loss(
@@ -67,56 +63,6 @@ def mdpo_actor_loss(
         entropy_coef: lambda, the entropy regularisation (SAC's alpha).
     """
     return ((kl_weight + entropy_coef) * log_prob - kl_weight * old_log_prob - q_min).mean()
-
-
-@dataclass
-class MDPOOffPolicyConfig(SACConfig):
-    """Off-policy MDPO: SAC's critics, an actor that takes `sgd_steps` mirror-descent steps per iteration."""
-
-    alpha: float = 0.2
-    """Entropy regularisation lambda of the soft objective (the authors' 0.2; the initial value with `autotune`)."""
-    autotune: bool = False
-    """Tune lambda towards `target_entropy` as SAC does (the paper keeps it fixed)."""
-    policy_frequency: int = 1
-    """Critic steps between actor steps (the authors: one actor step per critic step, no delay)."""
-    sgd_steps: int = 1000
-    """Actor SGD steps per mirror-descent iteration (the paper's m): the anchor pi_theta_k is refreshed this often."""
-    kl_step_schedule: str = "constant"
-    """Step size t_k: "constant" (1/t_k = `kl_coef_constant`, the authors' released setting) or "anneal"
-    (t_k = 1 - k/K, k from 0, over the run's K iterations, the schedule of the paper's on-policy MDPO)."""
-    kl_coef_constant: float = 0.8
-    """KL weight 1/t_k when kl_step_schedule is "constant" (0.8: the authors' released off-policy setting)."""
-    min_step_size: float = 1e-3
-    """Lower bound on t_k when annealing (the KL weight is at most 1 / min_step_size)."""
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.kl_step_schedule not in ("anneal", "constant"):
-            raise ValueError(f"kl_step_schedule must be 'anneal' or 'constant', got {self.kl_step_schedule!r}")
-        if self.sgd_steps < 1:
-            raise ValueError(f"sgd_steps must be at least 1, got {self.sgd_steps}")
-        if not 0.0 < self.min_step_size <= 1.0:
-            raise ValueError(f"min_step_size must be in (0, 1], got {self.min_step_size}")
-        if self.kl_coef_constant < 0.0:
-            raise ValueError(f"kl_coef_constant must be non-negative, got {self.kl_coef_constant}")
-
-    def smoke_sizes(self) -> dict[str, Any]:
-        """SAC's smoke sizes, with an anchor refresh every 50 actor steps."""
-        return {**super().smoke_sizes(), "sgd_steps": 50}
-
-    @property
-    def num_mirror_iterations(self) -> int:
-        """K: mirror-descent iterations in the run (actor steps / m, at least 1)."""
-        learning_iterations = self.total_timesteps // self.num_envs - self.learning_starts // self.num_envs
-        actor_steps = max(learning_iterations, 0) * self.gradient_steps
-        return max(math.ceil(actor_steps / self.sgd_steps), 1)
-
-    def kl_weight(self, iteration: int) -> float:
-        """1 / t_k at mirror-descent iteration `iteration` (1-based): t_k = max(1 - (k - 1) / K, min_step_size)."""
-        if self.kl_step_schedule == "constant":
-            return self.kl_coef_constant
-        step_size = max(1.0 - (iteration - 1.0) / self.num_mirror_iterations, self.min_step_size)
-        return 1.0 / step_size
 
 
 class OffPolicyMDPO(SoftActorCritic):
@@ -177,13 +123,4 @@ def train(config: MDPOOffPolicyConfig) -> dict[str, Any]:
     return sac.train(config, OffPolicyMDPO)
 
 
-def main(config: MDPOOffPolicyConfig | None = None) -> dict[str, Any]:
-    """Train off-policy MDPO (`python -m policyopt.mdpo_offpolicy --help`); the summary is printed and returned."""
-    cfg = tyro.cli(MDPOOffPolicyConfig) if config is None else config
-    summary = train(cfg)
-    print(json.dumps(to_jsonable(summary), indent=2))
-    return summary
-
-
-if __name__ == "__main__":
-    main()
+__all__ = ["MDPOOffPolicyConfig", "OffPolicyMDPO", "mdpo_actor_loss", "train"]

@@ -21,20 +21,16 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from flightkit import get_logger, write_json_atomic
-from policyopt.checkpoint import (
-    CHECKPOINT_FILE,
-    load_checkpoint,
-    restore_training,
-    save_checkpoint,
-    seed_everything,
-)
+from policyopt.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_training, save_checkpoint
 from policyopt.configs import OnPolicyConfig
 from policyopt.envs import episode_returns, make_vector_env
 from policyopt.networks import Actor, ActorCritic, PolicySpec
 from policyopt.rollout import RolloutStorage, compute_gae
-from policyopt.runlog import RunLogger
 from policyopt.sampling_error import sampling_error
+from runkit import get_logger, prepare_run_dir, write_summary
+from runkit.checkpoint import CheckpointError
+from runkit.metrics import RunLogger
+from runkit.seeding import seed_everything
 
 log = get_logger("policyopt.onpolicy")
 
@@ -49,10 +45,9 @@ class OnPolicyTrainer(abc.ABC):
     """Batches the storage keeps (PROPS keeps several; PPO and MDPO one)."""
 
     def __init__(self, config: OnPolicyConfig) -> None:
-        self.config = cfg = config.resolved()
-        torch.set_num_threads(cfg.torch_threads)
-        seed_everything(cfg.seed, cfg.torch_deterministic)
-        self.run_dir = cfg.run_path(self.algo)
+        self.config = cfg = config.resolved()  # runkit's smoke rule; the default run folder filled in
+        seed_everything(cfg.seed, cfg.torch_deterministic, cfg.torch_threads)
+        self.run_dir = cfg.run_path
         self.envs = make_vector_env(
             cfg.env_id,
             cfg.num_envs,
@@ -90,6 +85,13 @@ class OnPolicyTrainer(abc.ABC):
         """The policy's loss on a minibatch (to be minimised) and figures to log; `dist` is pi_theta(.|mb obs).
 
         Each algorithm (PPO, PROPS, MDPO) defines its own; the shared loop has none.
+        """
+
+    @abc.abstractmethod
+    def value_clip_coef(self) -> float:
+        """How far a new value prediction may move from the rollout's in the clipped value loss (`clip_vloss`).
+
+        Each algorithm's config names it (`clip_coef`): the shared loop has no default of its own.
         """
 
     def sampling_distribution(self, obs: torch.Tensor) -> Distribution:
@@ -239,7 +241,7 @@ class OnPolicyTrainer(abc.ABC):
         unclipped = (new_values - mb["returns"]) ** 2
         if not cfg.clip_vloss:
             return 0.5 * unclipped.mean()
-        coef = float(getattr(cfg, "clip_coef", 0.2))
+        coef = self.value_clip_coef()
         clipped_values = mb["values"] + torch.clamp(new_values - mb["values"], -coef, coef)
         clipped = (clipped_values - mb["returns"]) ** 2
         return 0.5 * torch.max(unclipped, clipped).mean()
@@ -295,16 +297,15 @@ class OnPolicyTrainer(abc.ABC):
             extra=self.extra_state(),
         )
 
-    def resume(self) -> bool:
-        """Load the run's checkpoint; FileNotFoundError (saying so) when the run folder has none."""
-        if not self.checkpoint_path.exists():
-            raise FileNotFoundError(
-                f"no checkpoint at {self.checkpoint_path}: nothing to resume (run without --resume first)"
-            )
-        state = load_checkpoint(self.checkpoint_path)
+    def resume(self) -> None:
+        """Continue from the run's checkpoint (CheckpointError when it is another algorithm's or does not fit)."""
+        checkpoint = load_checkpoint(self.checkpoint_path)
+        state = checkpoint.state
         if state["algo"] != self.algo:
-            raise ValueError(f"{self.checkpoint_path} was written by {state['algo']!r}, not {self.algo!r}")
-        env_restored = restore_training(state, modules=self.modules(), optimizers=self.optimizers(), envs=self.envs)
+            raise CheckpointError(f"{self.checkpoint_path} was written by {state['algo']!r}, not {self.algo!r}")
+        env_restored = restore_training(
+            checkpoint, modules=self.modules(), optimizers=self.optimizers(), envs=self.envs
+        )
         self.global_step = int(state["global_step"])
         self.update = int(state["update"])
         self.load_extra_state(state["extra"], env_restored)
@@ -315,7 +316,6 @@ class OnPolicyTrainer(abc.ABC):
             self.update,
             env_restored,
         )
-        return True
 
     # ------------------------------------------------------------------------------------------
     # The run
@@ -326,10 +326,15 @@ class OnPolicyTrainer(abc.ABC):
         return 0
 
     def train(self) -> dict[str, Any]:
-        """Run the remaining updates; return a summary (also written to run_dir/summary.json)."""
+        """Run the remaining updates; return a summary (also written to run_dir/summary.json).
+
+        The run folder follows runkit's rules (`prepare_run_dir`): a fresh run in a folder that holds an
+        earlier one, and `resume` without a checkpoint, are refused (`RunDirectoryError`).
+        """
         cfg = self.config
-        resumed = cfg.resume and self.resume()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        resumed = prepare_run_dir(self.run_dir, cfg.resume, self.checkpoint_path)
+        if resumed:
+            self.resume()
         logger = self.logger = RunLogger(
             self.run_dir,
             cfg.num_updates * cfg.batch_size,
@@ -378,7 +383,7 @@ class OnPolicyTrainer(abc.ABC):
             "sps": (self.global_step - start_step) / max(time.perf_counter() - start_time, 1e-9),
             "checkpoint": str(self.checkpoint_path),
         }
-        write_json_atomic(self.run_dir / "summary.json", summary)
+        write_summary(self.run_dir, summary)
         self.envs.close()
         return summary
 

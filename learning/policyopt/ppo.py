@@ -1,6 +1,6 @@
 """PPO with the clipped surrogate objective (Schulman et al., 2017), CleanRL-equivalent.
 
-    python -m policyopt.ppo --env-id Hopper-v5 --seed 1
+    policyopt ppo --env-id Hopper-v5 --seed 1
     policyopt ppo --env-id CartPole-v1 --smoke
 
 Per update: `num_steps` steps of `num_envs` environments with the current policy; GAE(lambda)
@@ -17,14 +17,11 @@ is logged (`rollout/sampling_error`) to compare with PROPS.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import torch
-import tyro
 from torch.distributions import Distribution
 
-from flightkit import to_jsonable
 from policyopt.configs import PPOConfig
 from policyopt.onpolicy import Batch, OnPolicyTrainer
 
@@ -53,17 +50,11 @@ class PPOTrainer(OnPolicyTrainer):
         )
         return loss, {"clipfrac": clipfrac}
 
+    def value_clip_coef(self) -> float:
+        """`clip_coef` clips the value loss too (with clip_vloss), as in PPO's reference implementation."""
+        return self.config.clip_coef
+
 
 def train(config: PPOConfig) -> dict[str, Any]:
     """Train (or resume) PPO; return the run summary."""
     return PPOTrainer(config).train()
-
-
-def main(config: PPOConfig | None = None) -> None:
-    """Entry point of `python -m policyopt.ppo` (tyro reads PPOConfig from the command line)."""
-    summary = train(config if config is not None else tyro.cli(PPOConfig, description=__doc__))
-    print(json.dumps(to_jsonable(summary), indent=2))
-
-
-if __name__ == "__main__":
-    main()

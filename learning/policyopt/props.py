@@ -1,7 +1,7 @@
 """PROPS: Proximal Robust On-Policy Sampling (Corrado and Hanna, "On-Policy Policy Gradient
 Reinforcement Learning Without On-Policy Sampling").
 
-    python -m policyopt.props --env-id Hopper-v5 --seed 1
+    policyopt props --env-id Hopper-v5 --seed 1
     policyopt props --env-id CartPole-v1 --smoke
 
 On-policy learning needs on-policy *data*, not on-policy *sampling*. PROPS keeps a buffer D of the
@@ -26,21 +26,21 @@ matches pi_theta more closely than i.i.d. sampling would (lower sampling error).
    time-contiguous buffer (no importance weights: the point of PROPS is that D is on-policy).
 
 `props_enabled=False` keeps pi_phi = pi_theta: the paper's PPO-BUFFER ablation (same reuse, i.i.d.
-sampling). `rollout/sampling_error` is KL(pi_D || pi_theta) over D before each target update.
+sampling). `rollout/sampling_error` is KL(pi_D || pi_theta) over D before each target update; the
+rollout's last behaviour update logs `losses/behaviour_loss`, `losses/behaviour_clipfrac`,
+`losses/kl_target_behaviour` (KL(pi_theta || pi_phi) over D), `charts/behaviour_minibatch_steps` and
+`charts/behaviour_resets` (updates undone so far).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import torch
-import tyro
 from torch import nn
 from torch.distributions import Distribution
 
-from flightkit import to_jsonable
 from policyopt.configs import PropsConfig
 from policyopt.networks import kl_divergence
 from policyopt.onpolicy import Batch, OnPolicyTrainer
@@ -173,11 +173,11 @@ class PropsTrainer(OnPolicyTrainer):
             kl = 0.0
         count = max(len(losses), 1)
         return {
-            "props/loss": sum(losses) / count,
-            "props/clipfrac": sum(clipfracs) / count,
-            "props/kl_target_behaviour": kl,
-            "props/minibatch_steps": float(len(losses)),
-            "props/behaviour_resets": float(self.behaviour_resets),
+            "losses/behaviour_loss": sum(losses) / count,
+            "losses/behaviour_clipfrac": sum(clipfracs) / count,
+            "losses/kl_target_behaviour": kl,
+            "charts/behaviour_minibatch_steps": float(len(losses)),
+            "charts/behaviour_resets": float(self.behaviour_resets),
         }
 
     def training_batch(self) -> Batch:
@@ -199,17 +199,11 @@ class PropsTrainer(OnPolicyTrainer):
         )
         return loss, {"clipfrac": clipfrac}
 
+    def value_clip_coef(self) -> float:
+        """`clip_coef` clips the value loss too (with clip_vloss), as in PPO's reference implementation."""
+        return self.config.clip_coef
+
 
 def train(config: PropsConfig) -> dict[str, Any]:
     """Train (or resume) PROPS; return the run summary."""
     return PropsTrainer(config).train()
-
-
-def main(config: PropsConfig | None = None) -> None:
-    """Entry point of `python -m policyopt.props`."""
-    summary = train(config if config is not None else tyro.cli(PropsConfig, description=__doc__))
-    print(json.dumps(to_jsonable(summary), indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -17,7 +17,7 @@ drops Gymnasium 1.x's autoreset steps). The losses are pure functions (`soft_td_
 networks and the update; off-policy MDPO (`mdpo_offpolicy.py`) is the same agent with another actor
 objective, so it subclasses it and reuses `train`.
 
-    python -m policyopt.sac --env-id Pendulum-v1 --total-timesteps 15000 --learning-starts 1000
+    policyopt sac --env-id Pendulum-v1 --total-timesteps 15000 --learning-starts 1000
 """
 
 from __future__ import annotations
@@ -25,97 +25,29 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-import tyro
 from gymnasium.vector import VectorEnv
 from torch import nn
 from torch.nn import functional
 
-from flightkit import to_jsonable, write_json_atomic
-from policyopt.checkpoint import (
-    CHECKPOINT_FILE,
-    CheckpointError,
-    load_checkpoint,
-    restore_training,
-    save_checkpoint,
-    seed_everything,
-)
-from policyopt.configs import RunConfig
+from policyopt.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_training, save_checkpoint
+from policyopt.configs import SACConfig
 from policyopt.envs import episode_returns, make_vector_env
 from policyopt.networks import PolicySpec
 from policyopt.replay import ReplayBatch, ReplayBuffer
-from policyopt.runlog import RunLogger
 from policyopt.squashed_gaussian import SquashedGaussianActor, mlp
+from runkit import prepare_run_dir, write_summary
+from runkit.checkpoint import CheckpointError
+from runkit.metrics import RunLogger
+from runkit.seeding import seed_everything
 
 EVAL_SEED_OFFSET = 10_000
 """The final evaluation's episodes are seeded from seed + 10_000 on (never a training episode's seed)."""
-
-
-@dataclass
-class SACConfig(RunConfig):
-    """Soft Actor-Critic (continuous actions) with CleanRL's defaults for MuJoCo."""
-
-    env_id: str = "Hopper-v5"
-    """Gymnasium id of a task with a Box action space ("Pendulum-v1", "Hopper-v5"), or "module:EnvId"."""
-    buffer_size: int = 1_000_000
-    """Replay buffer capacity (transitions)."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak coefficient of the target Q-networks (target <- tau * online + (1 - tau) * target)."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    learning_starts: int = 5_000
-    """Environment steps of uniformly random actions before learning starts."""
-    policy_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    q_lr: float = 1e-3
-    """Adam learning rate of the Q-networks (and of the temperature)."""
-    policy_frequency: int = 2
-    """Critic steps between actor updates; each actor update takes this many actor steps (TD3's delay)."""
-    target_network_frequency: int = 1
-    """Critic steps between Polyak updates of the targets."""
-    gradient_steps: int = 1
-    """Critic steps per vector-environment step."""
-    alpha: float = 0.2
-    """Entropy temperature (its initial value when `autotune`)."""
-    autotune: bool = True
-    """Tune the temperature towards `target_entropy`."""
-    target_entropy: float | None = None
-    """Target entropy of automatic tuning (None: -dim(A))."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Hidden layer widths of the actor and Q MLPs (ReLU)."""
-    eval_episodes: int = 10
-    """Episodes of the deterministic (mean-action) policy evaluated at the end of the run."""
-    log_every_updates: int = 100
-    """Gradient steps between logged losses."""
-
-    def __post_init__(self) -> None:
-        for name in ("buffer_size", "batch_size", "policy_frequency", "target_network_frequency", "gradient_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
-        if self.alpha <= 0.0:
-            raise ValueError(f"alpha must be positive, got {self.alpha}")
-
-    def smoke_sizes(self) -> dict[str, Any]:
-        """Smoke sizes: a few hundred steps with small networks, learning after 128 steps."""
-        return {
-            **super().smoke_sizes(),
-            "buffer_size": 10_000,
-            "batch_size": 32,
-            "learning_starts": 128,
-            "hidden_sizes": (32, 32),
-            "eval_episodes": 1,
-            "log_every_updates": 20,
-        }
 
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -334,12 +266,15 @@ def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic
     """Run SAC (or a subclass's algorithm) as `config` says; return the run's summary (also written to the run folder).
 
     Resumes from the run folder's checkpoint with `config.resume` (the environments' state included, so
-    the continuation is the one an uninterrupted run would have taken).
+    the continuation is the one an uninterrupted run would have taken). The run folder follows runkit's
+    rules: a fresh run in a folder that holds an earlier one, and `resume` without a checkpoint, are
+    refused (`RunDirectoryError`) before anything is built.
     """
-    cfg = config.resolved()
-    seed_everything(cfg.seed, cfg.torch_deterministic)
-    torch.set_num_threads(cfg.torch_threads)
-    run_dir = cfg.run_path(agent_type.algo)
+    cfg = config.resolved()  # runkit's smoke rule; the default run folder filled in
+    run_dir = cfg.run_path
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    resumed = prepare_run_dir(run_dir, cfg.resume, checkpoint_path)
+    seed_everything(cfg.seed, cfg.torch_deterministic, cfg.torch_threads)
     # The squashed actor's and the warm-up's actions lie inside the bounds already: no ClipAction.
     envs = make_vector_env(cfg.env_id, cfg.num_envs, cfg.seed, clip_action=False)
     action_space = envs.single_action_space
@@ -359,18 +294,19 @@ def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic
     iteration = 0
     obs, _ = envs.reset(seed=cfg.seed)
 
-    state: dict[str, Any] | None = None
-    if cfg.resume:
-        path = run_dir / CHECKPOINT_FILE
-        if not path.is_file():
+    if resumed:
+        try:
+            checkpoint = load_checkpoint(checkpoint_path)
+            found = checkpoint.state["algo"]
+            if found != agent_type.algo:
+                raise CheckpointError(f"{checkpoint_path} is a {found} checkpoint, not {agent_type.algo}")
+            env_restored = restore_training(
+                checkpoint, modules=agent.modules(), optimizers=agent.optimizers(), envs=envs
+            )
+        except BaseException:
             envs.close()
-            raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume (run without --resume first)")
-        state = load_checkpoint(path)
-        if state["algo"] != agent_type.algo:
-            envs.close()
-            raise CheckpointError(f"{path} is a {state['algo']} checkpoint, not {agent_type.algo}")
-        env_restored = restore_training(state, modules=agent.modules(), optimizers=agent.optimizers(), envs=envs)
-        extra = state["extra"]
+            raise
+        extra = checkpoint.state["extra"]
         agent.load_extra_state(extra["agent"])
         buffer.load_state_dict(extra["buffer"])
         warmup_rng.bit_generator.state = extra["warmup_rng"]
@@ -380,7 +316,7 @@ def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic
             obs, _ = envs.reset(seed=cfg.seed + iteration)
             buffer.resetting[:] = False
 
-    resume_step = iteration * cfg.num_envs if state is not None else None
+    resume_step = iteration * cfg.num_envs if resumed else None
     logger = RunLogger(
         run_dir,
         num_iterations * cfg.num_envs,
@@ -425,7 +361,7 @@ def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic
         _checkpoint(run_dir, cfg, agent, buffer, warmup_rng, envs, obs, iteration)
         eval_returns = evaluate(agent.actor, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + EVAL_SEED_OFFSET)
         mean_return = float(np.mean(eval_returns)) if eval_returns else float("nan")
-        logger.scalar("eval/mean_return", mean_return, iteration * cfg.num_envs)
+        logger.scalar("rollout/eval_mean_return", mean_return, iteration * cfg.num_envs)
     finally:
         logger.close()
         envs.close()
@@ -438,7 +374,7 @@ def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic
         "eval_mean_return": mean_return,
         "run_dir": str(run_dir),
     }
-    write_json_atomic(run_dir / "summary.json", summary)
+    write_summary(run_dir, summary)
     return summary
 
 
@@ -481,15 +417,16 @@ def _checkpoint(
     )
 
 
-def main(config: SACConfig | None = None) -> dict[str, Any]:
-    """Train SAC (`python -m policyopt.sac --help`); the summary is printed and returned."""
-    import json
-
-    cfg = tyro.cli(SACConfig) if config is None else config
-    summary = train(cfg, SoftActorCritic)
-    print(json.dumps(to_jsonable(summary), indent=2))
-    return summary
-
-
-if __name__ == "__main__":
-    main()
+__all__ = [
+    "EVAL_SEED_OFFSET",
+    "SACConfig",
+    "SoftActorCritic",
+    "SoftQNetwork",
+    "critic_loss",
+    "evaluate",
+    "polyak_update",
+    "sac_actor_loss",
+    "soft_td_target",
+    "temperature_loss",
+    "train",
+]

@@ -12,9 +12,9 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
-from flightkit import UserError
 from minsnap.errors import TrajectoryInputError
 from minsnap.validation import as_waypoints
+from runkit import UserError
 
 REQUIRED_COLUMNS = ("x", "y", "z")
 

@@ -26,7 +26,6 @@ import numpy as np
 from numpy.typing import NDArray
 from pymavlink.dialects.v20 import common as mavlink
 
-from flightkit.logs import get_logger
 from px4sim import px4_custom_mode as px4_modes
 from px4sim.battery import Battery, BatteryConfig
 from px4sim.commander import (
@@ -47,6 +46,7 @@ from px4sim.setpoints import MAV_FRAME_LOCAL_NED, setpoint_from_local_ned
 from px4sim.signing import SignatureCounters, SignatureVerifier, signing_timestamp_now
 from px4sim.telemetry import GeoOrigin, TelemetryStreams, VehicleView
 from px4sim.transport import UdpLink
+from runkit.logs import get_logger
 
 _log = get_logger("px4sim")
 _DUPLICATE_WINDOW_S = 3.0

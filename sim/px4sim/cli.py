@@ -13,8 +13,8 @@ from pathlib import Path
 
 import tyro
 
-from flightkit.logs import get_logger
 from px4sim.autopilot import Px4SimConfig, SimulatedPx4
+from runkit.logs import get_logger
 
 _log = get_logger("px4sim.cli")
 

@@ -37,7 +37,7 @@ class SE3Gains:
     kd_position: tuple[float, float, float] = field(default_factory=_kd_pos)
     kp_attitude: float = 544.0
     kd_attitude: float = 46.64
-    max_tilt_deg: float = 55.0
+    max_tilt_deg: float = 70.0
     min_thrust_to_weight: float = 0.2
 
     def __post_init__(self) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from flightkit import as_user_error, format_table, get_logger, run_cli, to_jsonable, write_json_atomic
 from minsnap import Trajectory, TrajectoryInputError, solve_min_snap
 from minsnap.allocation import optimise_segment_times, scale_to_feasibility_boundary, trapezoidal_times
 from minsnap.waypoint_files import load_waypoints
@@ -29,6 +28,7 @@ from quadsim.mujoco_flight import MujocoEvaluator
 from quadsim.plots import plot_fidelity_flights
 from quadsim.rotorpy_flight import FlightConditions, RotorPyEvaluator
 from quadsim.vehicle import VehicleParams
+from runkit import as_user_error, format_table, get_logger, run_cli, to_jsonable, write_json_atomic
 
 log = get_logger("quadsim.demo")
 

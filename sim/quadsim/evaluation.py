@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flightkit import get_logger
 from minsnap import Trajectory
 from quadsim.flight_log import FlightLog
 from quadsim.rotations import norm3
 from quadsim.vehicle import VehicleParams
+from runkit import get_logger
 
 log = get_logger("quadsim.evaluation")
 

@@ -12,10 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from flightkit import write_bytes_atomic
 from minsnap import Trajectory
 from quadsim.flight_log import FlightLog
 from quadsim.vehicle import VehicleParams
+from runkit import write_bytes_atomic
 
 _COLOURS = {"planned": "black", "analytic": "tab:green", "mujoco": "tab:blue", "rotorpy": "tab:orange"}
 

@@ -41,5 +41,3 @@ def test_reports_jitter_rate_and_cpu_with_a_baseline_from_the_same_run() -> None
     # The naive loop drifts: sleep(period) after the work runs slower than 50 Hz; the deadline-paced stream does not.
     assert abs(result["rate_error_bridge_percent"]) < abs(result["rate_error_baseline_percent"])
     assert baseline["rate_hz"] < 50.0
-    assert result["target_jitter_p99_ms"] == 2.0
-    assert result["target_cpu_percent_of_core"] == 5.0

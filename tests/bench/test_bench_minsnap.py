@@ -53,12 +53,19 @@ def test_smoke_run_reports_every_figure_and_the_answers_agree(args: list[str], e
     assert len(scaling["median_ms"]) == len(scaling["segments"]) >= 3
     assert all(math.isfinite(value) and value > 0 for value in scaling["median_ms"])
 
-    assert set(result["pass"]) == {
-        "speedup_vs_osqp",
-        "max_abs_diff_vs_osqp_m",
-        "scaling_slope",
-        "max_abs_diff_vs_rotorpy_m",
-    }
-    assert all(isinstance(flag, bool) for flag in result["pass"].values())
-    assert result["targets"]["speedup_vs_osqp_min"] == 20.0
-    assert result["targets"]["max_abs_diff_vs_osqp_m_max"] == 1e-6
+    # The ratios are computed from the two timings measured in this run, not written down.
+    vs_osqp, vs_rotorpy = result["vs_osqp"], result["vs_rotorpy"]
+    expected = vs_osqp["osqp"]["end_to_end"]["median_ms"] / vs_osqp["ours"]["median_ms"]
+    assert result["speedup_vs_osqp"] == pytest.approx(expected, rel=1e-12)
+    expected = vs_rotorpy["rotorpy"]["median_ms"] / vs_rotorpy["ours"]["median_ms"]
+    assert result["time_ratio_rotorpy_over_ours"] == pytest.approx(expected, rel=1e-12)
+    # Each pass flag is its figure held against its target (a flag written True regardless fails here).
+    targets, passed = result["targets"], result["pass"]
+    assert passed["speedup_vs_osqp"] == (result["speedup_vs_osqp"] >= targets["speedup_vs_osqp_min"])
+    assert passed["max_abs_diff_vs_osqp_m"] == (
+        result["max_abs_diff_vs_osqp_m"] <= targets["max_abs_diff_vs_osqp_m_max"]
+    )
+    rotorpy_ok = result["max_abs_diff_vs_rotorpy_m"] <= targets["max_abs_diff_vs_rotorpy_m_max"]
+    assert passed["max_abs_diff_vs_rotorpy_m"] == rotorpy_ok
+    slopes = [v for v in (scaling["scaling_slope"], scaling["scaling_slope_100_segments_and_up"]) if v is not None]
+    assert passed["scaling_slope"] == all(v <= targets["scaling_slope_max"] for v in slopes)

@@ -82,6 +82,35 @@ def test_each_run_calls_the_project_cli_with_its_own_folder_and_budget(tmp_path:
     assert argv[argv.index("--run-dir") + 1] == str(run_dir)
     assert argv[argv.index("--learning-rate") + 1] == "1e-4"
     assert argv[-1] == "--resume"
+    assert spec.training_dir(tmp_path) == run_dir / "run"  # policyopt's run folder, apart from the logs
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_a_stopped_run_resumes_from_its_checkpoint_or_starts_again_in_a_clean_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpointed: bool
+) -> None:
+    """policyopt refuses a fresh run in a used folder: the sweep clears a run folder that has nothing to resume."""
+    bench = _load_script()
+    spec = bench.RunSpec("ppo", "Hopper-v5", 0, 384)
+    training_dir = spec.training_dir(tmp_path)
+    training_dir.mkdir(parents=True)
+    (training_dir / "scalars.jsonl").write_text("")
+    if checkpointed:
+        (training_dir / "checkpoint.pt").write_bytes(b"checkpoint")
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    result = bench.execute(spec, tmp_path, niceness=0, smoke=True)
+    (argv,) = calls
+    assert argv[argv.index("--run-dir") + 1] == str(training_dir)
+    assert result["resumed"] is checkpointed
+    assert ("--resume" in argv) is checkpointed
+    assert (training_dir / "scalars.jsonl").exists() is checkpointed  # a fresh start finds an empty place
+    assert json.loads((spec.run_dir(tmp_path) / "result.json").read_text())["returncode"] == 0
 
 
 @pytest.mark.bench

@@ -11,7 +11,7 @@ import pytest
 from mfplan.calibration import calibrate, conformal_margin
 from mfplan.configs import CalibrateConfig
 from mfplan.planner import CertifiedPlanner
-from mfplan.policy import TimeAllocationPolicy, load_policy, save_policy
+from mfplan.policy import TimeAllocationPolicy, load_policy, read_policy, save_policy
 
 
 def test_conformal_margin_is_the_finite_sample_quantile() -> None:
@@ -32,13 +32,14 @@ def test_calibration_needs_enough_flights_and_a_sane_miss_rate() -> None:
 @pytest.mark.sim
 @pytest.mark.slow
 def test_smoke_calibration_writes_a_margin_the_planner_uses(tmp_path: Path) -> None:
-    path = save_policy(tmp_path / "policy.pt", TimeAllocationPolicy(), {"command": "test"})
-    calibration = calibrate(CalibrateConfig(checkpoint=path, smoke=True, num_workers=2))
+    path = save_policy(tmp_path / "policy.pt", TimeAllocationPolicy(), {"command": "test"}, config={"seed": 0})
+    calibration = calibrate(CalibrateConfig(checkpoint=path, smoke=True, num_workers=2, progress=False))
     assert calibration["flights"] == 4
     assert calibration["safety_margin"] >= 1.0
     # The margin is the rank-4 boundary of 4 flights at miss rate 0.2: every calibration flight flies with it.
     assert calibration["safety_margin"] == max(calibration["boundaries"])
     _, metadata = load_policy(path)
     assert metadata["command"] == "test"  # the training provenance is kept
+    assert read_policy(path).config == {"seed": 0}  # and so is the training run's config
     assert metadata["calibration"]["safety_margin"] == calibration["safety_margin"]
     assert CertifiedPlanner.from_checkpoint(path).safety_margin == calibration["safety_margin"]

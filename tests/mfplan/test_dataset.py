@@ -18,6 +18,8 @@ import torch
 from mfplan.dataset import DatasetCorruptError, EvaluationDataset, EvaluationRecord
 from mfplan.fidelities import FIDELITY_NAMES, UnknownFidelityError
 from quadsim.evaluation import EvaluationResult
+from runkit import UserError
+from runkit.jsonlines import JsonLinesCorruptError
 
 D = 3
 
@@ -37,10 +39,8 @@ def record(i: int, fidelity: str = "analytic") -> EvaluationRecord:
 
 
 def capture_warnings(caplog: pytest.LogCaptureFixture) -> None:
-    """The project's loggers do not propagate: let caplog see mfplan.dataset's records."""
-    logger = logging.getLogger("mfrlstack.mfplan.dataset")
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.WARNING, logger="mfrlstack.mfplan.dataset")
+    """Let caplog see the warnings of the torn-line recovery (runkit.jsonlines reads and repairs the file)."""
+    caplog.set_level(logging.WARNING, logger="runkit.jsonlines")
 
 
 def test_append_then_reload_gives_equal_records(tmp_path: Path) -> None:
@@ -117,7 +117,22 @@ def test_a_bad_line_before_good_ones_is_corruption_not_a_torn_tail(tmp_path: Pat
     good = record(1)
     with path.open("ab") as handle:
         handle.write((EvaluationRecord(**{**good.__dict__, "index": 1, "timestamp": 0.0}).to_json() + "\n").encode())
-    with pytest.raises(DatasetCorruptError, match=":2:"):
+    with pytest.raises(DatasetCorruptError, match=":2:") as error:
+        EvaluationDataset(path, num_features=D)
+    assert isinstance(error.value, JsonLinesCorruptError)  # runkit's damage error ...
+    assert isinstance(error.value, UserError)  # ... a user's error: one line, exit status 2 under `mfrl`
+
+
+def test_a_line_that_is_json_but_not_a_record_or_out_of_order_is_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "evals.jsonl"
+    EvaluationDataset(path, num_features=D).append([record(0), record(1)])
+    intact = path.read_bytes()
+    path.write_bytes(intact + b'{"index": 2}\n')
+    with pytest.raises(DatasetCorruptError, match="record 3: not an evaluation record"):
+        EvaluationDataset(path, num_features=D)
+    first, second = intact.splitlines(keepends=True)
+    path.write_bytes(second + first)
+    with pytest.raises(DatasetCorruptError, match="record index 0 does not follow 1"):
         EvaluationDataset(path, num_features=D)
 
 

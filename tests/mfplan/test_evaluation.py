@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.sim, pytest.mark.slow]
 
 def test_smoke_evaluation_writes_a_complete_report(tmp_path: Path) -> None:
     checkpoint = save_policy(tmp_path / "policy.pt", TimeAllocationPolicy(), {"command": "test"})
-    config = EvalConfig(checkpoint=checkpoint, out_dir=tmp_path / "eval", smoke=True, num_workers=2)
+    config = EvalConfig(checkpoint=checkpoint, out_dir=tmp_path / "eval", smoke=True, num_workers=2, progress=False)
     report = run_evaluation(config)
     rows = report["rows"]
     assert {r["set"] for r in rows} == {"d=0m", "d=2m"}

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.typing import NDArray
 
+from mfplan.configs import TrainConfig
 from mfplan.courses import course_set
 from mfplan.policy import (
     CHECKPOINT_FORMAT,
@@ -26,10 +27,12 @@ from mfplan.policy import (
     collate,
     encode_course,
     load_policy,
+    read_policy,
     save_policy,
     segment_times_from_log_factors,
 )
 from minsnap import TrajectoryInputError
+from runkit.checkpoint import CheckpointError, load_envelope
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 COURSES = course_set(6, seed=3)
@@ -295,28 +298,33 @@ def _corrupt_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     text.write_text("not a checkpoint")
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    old = tmp_path / "old.pt"
     payload = torch.load(good, weights_only=True)
-    torch.save({**payload, "format": "mfplan.policy/0"}, old)
-    shapes = tmp_path / "shapes.pt"
-    torch.save({**payload, "config": {**payload["config"], "d_model": 32}}, shapes)
-    unknown = tmp_path / "unknown.pt"
-    torch.save({**payload, "config": {**payload["config"], "colour": "red"}}, unknown)
-    features = tmp_path / "features.pt"
-    torch.save({**payload, "features": {"segment": ["dx"], "global": []}}, features)
-    nan = tmp_path / "nan.pt"
-    state = dict(payload["state_dict"])
-    state["log_std"] = torch.tensor([math.nan])
-    torch.save({**payload, "state_dict": state}, nan)
+    state = payload["state"]
+
+    def variant(name: str, **changes: object) -> Path:
+        path = tmp_path / f"{name}.pt"
+        torch.save({**payload, **changes}, path)
+        return path
+
+    model = dict(state["model"])
+    model["log_std"] = torch.tensor([math.nan])
     return {
-        "truncated": (truncated, "not a readable policy checkpoint"),
-        "text": (text, "not a readable policy checkpoint"),
-        "foreign": (foreign, "not an mfplan policy checkpoint"),
-        "old": (old, "this version reads"),
-        "shapes": (shapes, "does not fit"),
-        "unknown": (unknown, "does not fit"),
-        "features": (features, "trained on features"),
-        "nan": (nan, "non-finite weights"),
+        "truncated": (truncated, "not a readable mfplan policy checkpoint"),
+        "text": (text, "not a readable mfplan policy checkpoint"),
+        "foreign": (foreign, "is not a mfplan policy checkpoint"),
+        "old": (variant("old", format="mfplan.policy/0"), "expected mfplan.policy/2"),
+        "retired": (variant("retired", format="mfplan.policy/1"), "checkpoints/upgrade.py"),
+        "no model": (variant("no model", state={k: v for k, v in state.items() if k != "model"}), "lacks"),
+        "shapes": (
+            variant("shapes", state={**state, "policy_config": {**state["policy_config"], "d_model": 32}}),
+            "does not fit",
+        ),
+        "unknown": (
+            variant("unknown", state={**state, "policy_config": {**state["policy_config"], "colour": "red"}}),
+            "does not fit",
+        ),
+        "features": (variant("features", state={**state, "features": {"segment": ["dx"], "global": []}}), "features"),
+        "nan": (variant("nan", state={**state, "model": model}), "non-finite weights"),
     }
 
 
@@ -325,8 +333,22 @@ def test_corrupt_or_foreign_checkpoints_raise_the_typed_error(tmp_path: Path) ->
         with pytest.raises(PolicyCheckpointError, match=message) as error:
             load_policy(path)
         assert str(path) in str(error.value), name
+        assert "\n" not in str(error.value), name
+        assert isinstance(error.value, CheckpointError), name  # runkit's family: one line, exit status 2
     with pytest.raises(PolicyCheckpointError, match=CHECKPOINT_FORMAT):
         load_policy(tmp_path / "old.pt")
+
+
+def test_the_file_is_a_runkit_envelope_with_the_config_and_plain_metadata(tmp_path: Path) -> None:
+    config = TrainConfig(iterations=7)
+    path = save_policy(tmp_path / "policy.pt", TimeAllocationPolicy(), {"command": "mfrl train"}, config=config)
+    envelope = load_envelope(path, (CHECKPOINT_FORMAT,), "test")
+    assert set(envelope.state) == {"model", "policy_config", "features"}
+    assert envelope.config["iterations"] == 7
+    assert envelope.metadata == {"command": "mfrl train"}
+    loaded = read_policy(path)
+    assert loaded.config == envelope.config
+    assert loaded.metadata == {"command": "mfrl train"}
 
 
 def test_invalid_config_is_rejected() -> None:

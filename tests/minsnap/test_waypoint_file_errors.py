@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flightkit import UserError
 from minsnap import TrajectoryInputError
 from minsnap.waypoint_files import WaypointFileError, load_waypoints, parse_waypoints_yaml
+from runkit import UserError
 
 
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:

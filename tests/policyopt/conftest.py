@@ -1,11 +1,23 @@
-"""Shared settings of the policyopt tests: one torch thread, small configurations."""
+"""Shared settings of the policyopt tests: one torch thread; sizes exactly as each test sets them."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from runkit.config import SMOKE_ENV
+
 
 @pytest.fixture(autouse=True)
 def _one_thread() -> None:
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _sizes_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SMOKE_TEST in the caller's environment would shrink the sizes a test leaves at their defaults.
+
+    The tests size their runs themselves; the smoke runs of the real command set SMOKE_TEST for the
+    command's process only (`runkit.testing.run_console_script`) or pass `--smoke`.
+    """
+    monkeypatch.delenv(SMOKE_ENV, raising=False)

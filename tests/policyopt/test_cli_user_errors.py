@@ -1,14 +1,27 @@
-"""`policyopt`: a user's mistake ends in one line and exit status 2; the on-policy commands start without torch."""
+"""`policyopt`: a user's mistake ends in one line and exit status 2; the command starts without torch."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from policyopt.cli import main
+from runkit.testing import run_console_script
+
+
+class _OpensAFile:
+    """Unpickling this object would call `open(marker, "w")`: it creates the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.marker), "w"))
 
 
 def _user_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -54,16 +67,59 @@ def test_exporting_a_corrupt_checkpoint_is_one_line(tmp_path: Path, capsys: pyte
     assert line.startswith(f"error: {corrupt} is not a readable policyopt")
 
 
-def test_the_policyopt_command_starts_without_torch_or_gymnasium() -> None:
-    """`policyopt ppo --help` (the real entry point) parses its config without importing the learning stack."""
+def test_a_crafted_pickle_given_as_checkpoint_is_refused_in_one_line_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "marker"
+    crafted = tmp_path / "checkpoint.pt"
+    torch.save({"format": "policyopt.policy/3", "state": _OpensAFile(marker)}, crafted)
+    out = tmp_path / "policy.pt"
+    line = _user_error(["export", "--checkpoint", str(crafted), "--out", str(out)], capsys)
+    assert line.startswith(f"error: {crafted} is not a readable policyopt checkpoint or policy file")
+    assert "refused by the safe loader" in line
+    assert not marker.exists()
+    assert not out.exists()
+
+
+def test_resume_on_an_empty_folder_exits_2_with_one_line(tmp_path: Path) -> None:
+    """The installed `policyopt` command, as a user (or CI, SMOKE_TEST=1) runs it."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_console_script("policyopt", ["ppo", "--resume", "--run-dir", str(empty), "--no-progress"])
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.splitlines()
+    expected = (
+        f"nothing to resume in {empty}: there is no checkpoint.pt (run without --resume to start a new run there)"
+    )
+    assert line == f"error: {expected}"
+    assert result.stdout == ""
+    assert list(empty.iterdir()) == []
+
+
+def test_a_fresh_run_in_a_used_folder_exits_2_and_leaves_the_earlier_run(tmp_path: Path) -> None:
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "checkpoint.pt").write_bytes(b"an earlier run's")
+    result = run_console_script("policyopt", ["sac", "--env-id", "Pendulum-v1", "--run-dir", str(used)])
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {used} holds an earlier run (checkpoint.pt): pass --resume")
+    assert (used / "checkpoint.pt").read_bytes() == b"an earlier run's"
+    assert sorted(p.name for p in used.iterdir()) == ["checkpoint.pt"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["ppo", "--help"], ["sac", "--help"], ["export", "--help"]])
+def test_the_policyopt_command_starts_without_torch_or_gymnasium(argv: list[str]) -> None:
+    """The real entry point parses its configs (all of them) without importing the learning stack."""
     result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "policyopt.cli", "ppo", "--help"],
+        [sys.executable, "-X", "importtime", "-m", "policyopt.cli", *argv],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout
     imported = {
         line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")
     }

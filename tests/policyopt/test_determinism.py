@@ -1,9 +1,11 @@
-"""Same seed, same run; a resumed run continues exactly like an uninterrupted one (SB3-style tests)."""
+"""Same seed, same run; a resumed run continues exactly like an uninterrupted one (runkit.testing's helpers)."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,9 +15,13 @@ from policyopt.mdpo import MDPOTrainer
 from policyopt.onpolicy import OnPolicyTrainer
 from policyopt.ppo import PPOTrainer
 from policyopt.props import PropsTrainer
-from policyopt.runlog import read_scalars
+from runkit.config import RunDirectoryError
+from runkit.metrics import read_scalars
+from runkit.testing import assert_resume_matches, assert_same_seed_same_result
 
 SMALL = {"seed": 3, "num_envs": 2, "num_steps": 32, "total_timesteps": 256, "num_minibatches": 2, "update_epochs": 2}
+TIMING = {"charts/SPS"}
+"""Scalars that measure the machine, not the run."""
 
 
 def _config(cls: type[OnPolicyConfig], run_dir: Path, env_id: str = "CartPole-v1", **kw: object) -> OnPolicyConfig:
@@ -24,6 +30,10 @@ def _config(cls: type[OnPolicyConfig], run_dir: Path, env_id: str = "CartPole-v1
 
 def _params(trainer: OnPolicyTrainer) -> list[torch.Tensor]:
     return [p.detach().clone() for m in trainer.modules().values() for p in m.parameters()]
+
+
+def _log(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    return {name: series for name, series in read_scalars(run_dir).items() if name not in TIMING}
 
 
 @pytest.mark.parametrize(
@@ -37,17 +47,15 @@ def _params(trainer: OnPolicyTrainer) -> list[torch.Tensor]:
 def test_same_seed_twice_gives_identical_parameters_and_returns(
     tmp_path: Path, cls: type[OnPolicyConfig], trainer_cls: type[OnPolicyTrainer], extra: dict[str, object]
 ) -> None:
-    runs = []
-    for name in ("a", "b"):
-        trainer = trainer_cls(_config(cls, tmp_path / name, **extra))  # type: ignore[arg-type]
+    folders = (tmp_path / f"run{index}" for index in itertools.count())
+
+    def run(seed: int) -> dict[str, Any]:
+        run_dir = next(folders)
+        trainer = trainer_cls(_config(cls, run_dir, **{**extra, "seed": seed}))  # type: ignore[arg-type]
         trainer.train()
-        runs.append((_params(trainer), read_scalars(tmp_path / name)["charts/episodic_return"]))
-    (params_a, returns_a), (params_b, returns_b) = runs
-    assert all(torch.equal(a, b) for a, b in zip(params_a, params_b, strict=True))
-    assert returns_a == returns_b
-    different = trainer_cls(_config(cls, tmp_path / "c", seed=4, **extra))  # type: ignore[arg-type]
-    different.train()
-    assert not all(torch.equal(a, b) for a, b in zip(params_a, _params(different), strict=True))
+        return {"parameters": _params(trainer), "returns": read_scalars(run_dir)["charts/episodic_return"]}
+
+    assert_same_seed_same_result(run, seed=3, other_seed=4)
 
 
 @pytest.mark.parametrize(
@@ -63,31 +71,45 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(
     tmp_path: Path, cls: type[OnPolicyConfig], trainer_cls: type[OnPolicyTrainer], env_id: str, extra: dict[str, object]
 ) -> None:
     full_dir, resumed_dir = tmp_path / "full", tmp_path / "resumed"
-    config = _config(cls, full_dir, env_id, checkpoint_every_steps=128, **extra)
-    full = trainer_cls(config)  # type: ignore[arg-type]
-    original_save = full.save
+    logs: dict[str, dict[str, list[tuple[int, float]]]] = {}
 
-    def save_and_keep_midway() -> Path:
-        path = original_save()
-        if full.global_step == 128:  # the checkpoint an interrupted run would have left behind
-            resumed_dir.mkdir()
-            shutil.copy(path, resumed_dir / path.name)
-            shutil.copy(full_dir / "scalars.jsonl", resumed_dir / "scalars.jsonl")
-        return path
+    def uninterrupted() -> list[torch.Tensor]:
+        full = trainer_cls(_config(cls, full_dir, env_id, checkpoint_every_steps=128, **extra))  # type: ignore[arg-type]
+        original_save = full.save
 
-    full.save = save_and_keep_midway  # type: ignore[method-assign]
-    full.train()
-    resumed = trainer_cls(_config(cls, resumed_dir, env_id, checkpoint_every_steps=128, resume=True, **extra))  # type: ignore[arg-type]
-    summary = resumed.train()
-    assert summary["resumed"] is True
-    assert resumed.global_step == full.global_step == 256
-    assert all(torch.equal(a, b) for a, b in zip(_params(full), _params(resumed), strict=True))
-    timing = {"charts/SPS"}
-    full_log = {k: v for k, v in read_scalars(full_dir).items() if k not in timing}
-    assert full_log == {k: v for k, v in read_scalars(resumed_dir).items() if k not in timing}
+        def save_and_keep_midway() -> Path:
+            path = original_save()
+            if full.global_step == 128:  # what an interrupted run would have left behind
+                resumed_dir.mkdir()
+                shutil.copy(path, resumed_dir / path.name)
+                shutil.copy(full_dir / "scalars.jsonl", resumed_dir / "scalars.jsonl")
+            return path
+
+        full.save = save_and_keep_midway  # type: ignore[method-assign]
+        assert full.train()["global_step"] == 256
+        logs["full"] = _log(full_dir)
+        return _params(full)
+
+    def interrupted_then_resumed() -> list[torch.Tensor]:
+        config = _config(cls, resumed_dir, env_id, checkpoint_every_steps=128, resume=True, **extra)
+        resumed = trainer_cls(config)  # type: ignore[arg-type]
+        summary = resumed.train()
+        assert summary["resumed"] is True
+        assert resumed.global_step == 256
+        logs["resumed"] = _log(resumed_dir)
+        return _params(resumed)
+
+    assert_resume_matches(uninterrupted, interrupted_then_resumed)
+    assert logs["full"] == logs["resumed"]  # every logged figure, before and after the restart
 
 
-def test_resume_without_a_checkpoint_says_what_is_missing(tmp_path: Path) -> None:
+def test_resume_without_a_checkpoint_and_a_fresh_run_in_a_used_folder_are_refused(tmp_path: Path) -> None:
     trainer = PPOTrainer(_config(PPOConfig, tmp_path / "empty", resume=True))  # type: ignore[arg-type]
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+    with pytest.raises(RunDirectoryError, match="nothing to resume"):
         trainer.train()
+    used = tmp_path / "used"
+    PPOTrainer(_config(PPOConfig, used, total_timesteps=64)).train()  # type: ignore[arg-type]
+    checkpoint_before = (used / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunDirectoryError, match="holds an earlier run"):
+        PPOTrainer(_config(PPOConfig, used, total_timesteps=64)).train()  # type: ignore[arg-type]
+    assert (used / "checkpoint.pt").read_bytes() == checkpoint_before  # the earlier run is untouched

@@ -13,7 +13,7 @@ from policyopt.mdpo import MDPOTrainer
 from policyopt.onpolicy import OnPolicyTrainer
 from policyopt.ppo import PPOTrainer
 from policyopt.props import PropsTrainer
-from policyopt.runlog import read_scalars
+from runkit.metrics import read_scalars
 
 QUIET = {"tensorboard": False, "progress": False, "checkpoint_every_steps": 0}
 ALGORITHMS = [

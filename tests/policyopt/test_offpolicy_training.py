@@ -1,11 +1,9 @@
-"""SAC and off-policy MDPO runs: the CLI's smoke mode, determinism, resume, and learning Pendulum-v1."""
+"""SAC and off-policy MDPO runs: the command's smoke mode, determinism, resume, and learning Pendulum-v1."""
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +12,14 @@ import torch
 
 from policyopt.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from policyopt.mdpo_offpolicy import MDPOOffPolicyConfig, OffPolicyMDPO
-from policyopt.runlog import RunLogger, read_scalars
 from policyopt.sac import SACConfig, SoftActorCritic, train
+from runkit.config import RunDirectoryError
+from runkit.metrics import RunLogger, read_scalars
+from runkit.testing import assert_resume_matches, assert_same_seed_same_result, run_console_script
 
-REPO = Path(__file__).resolve().parents[2]
-ALGOS: dict[str, tuple[type[SACConfig], type[SoftActorCritic], str]] = {
-    "sac": (SACConfig, SoftActorCritic, "policyopt.sac"),
-    "mdpo-offpolicy": (MDPOOffPolicyConfig, OffPolicyMDPO, "policyopt.mdpo_offpolicy"),
+ALGOS: dict[str, tuple[type[SACConfig], type[SoftActorCritic]]] = {
+    "sac": (SACConfig, SoftActorCritic),
+    "mdpo-offpolicy": (MDPOOffPolicyConfig, OffPolicyMDPO),
 }
 
 
@@ -49,15 +48,8 @@ def tiny_config(algo: str, run_dir: Path, **overrides: Any) -> SACConfig:
 
 
 def parameters(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
-    return load_checkpoint(run_dir / CHECKPOINT_FILE)["modules"]
-
-
-def assert_same_parameters(a: Path, b: Path) -> None:
-    left, right = parameters(a), parameters(b)
-    assert left.keys() == right.keys()
-    for name in left:
-        for key in left[name]:
-            torch.testing.assert_close(left[name][key], right[name][key], rtol=0, atol=0, msg=f"{name}.{key}")
+    modules: dict[str, dict[str, torch.Tensor]] = load_checkpoint(run_dir / CHECKPOINT_FILE).state["modules"]
+    return modules
 
 
 def losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -65,51 +57,42 @@ def losses(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 @pytest.mark.parametrize("algo", list(ALGOS))
-def test_smoke_cli_runs_and_writes_checkpoint_and_scalars(algo: str, tmp_path: Path) -> None:
-    module = ALGOS[algo][2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(REPO / p) for p in ("learning", "sim"))}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            module,
-            "--smoke",
-            "--env-id",
-            "Pendulum-v1",
-            "--run-dir",
-            str(tmp_path),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
+def test_smoke_run_of_the_command_writes_checkpoint_and_scalars(algo: str, tmp_path: Path) -> None:
+    """`policyopt sac` (the console script, SMOKE_TEST=1 as CI sets it) runs a smoke-sized run."""
+    result = run_console_script(
+        "policyopt", [algo, "--env-id", "Pendulum-v1", "--run-dir", str(tmp_path), "--no-progress"], timeout_s=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert json.loads(result.stdout) == summary
     assert summary["algo"] == algo
     assert summary["total_timesteps"] == 512
-    state = load_checkpoint(tmp_path / CHECKPOINT_FILE)
+    state = load_checkpoint(tmp_path / CHECKPOINT_FILE).state
     assert state["algo"] == algo
     assert state["global_step"] == 512
     scalars = read_scalars(tmp_path)
+    assert "rollout/eval_mean_return" in scalars
     assert scalars["charts/SPS"][-1][1] > 0
     assert "losses/qf_loss" in scalars
     if algo == "mdpo-offpolicy":
         assert scalars["charts/mirror_iteration"][-1][1] > 1  # the anchor was refreshed
 
 
+def outcome(run_dir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """What a run ended with: every parameter, the logged losses and returns, the evaluation's returns."""
+    return {"parameters": parameters(run_dir), "losses": losses(run_dir), "eval_returns": summary["eval_returns"]}
+
+
 @pytest.mark.parametrize("algo", list(ALGOS))
 def test_same_seed_twice_gives_identical_runs(algo: str, tmp_path: Path) -> None:
     agent_type = ALGOS[algo][1]
-    first = train(tiny_config(algo, tmp_path / "a"), agent_type)
-    second = train(tiny_config(algo, tmp_path / "b"), agent_type)
-    assert first["eval_returns"] == second["eval_returns"]
-    assert_same_parameters(tmp_path / "a", tmp_path / "b")
-    assert losses(tmp_path / "a") == losses(tmp_path / "b")
-    other = train(tiny_config(algo, tmp_path / "c", seed=2), agent_type)
-    assert other["eval_returns"] != first["eval_returns"]
+    folders = (tmp_path / f"run{index}" for index in itertools.count())
+
+    def run(seed: int) -> dict[str, Any]:
+        run_dir = next(folders)
+        return outcome(run_dir, train(tiny_config(algo, run_dir, seed=seed), agent_type))
+
+    assert_same_seed_same_result(run, seed=1, other_seed=2)
 
 
 @pytest.mark.parametrize("algo", list(ALGOS))
@@ -117,30 +100,37 @@ def test_resume_continues_exactly_where_the_run_stopped(
     algo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     agent_type = ALGOS[algo][1]
-    train(tiny_config(algo, tmp_path / "straight", checkpoint_every_steps=200), agent_type)
 
-    advance = RunLogger.advance
-    done = [0]
+    def uninterrupted() -> dict[str, Any]:
+        straight = tmp_path / "straight"
+        return outcome(straight, train(tiny_config(algo, straight, checkpoint_every_steps=200), agent_type))
 
-    def crash_after_300_steps(self: RunLogger, steps: int, **postfix: float) -> None:
-        advance(self, steps, **postfix)
-        done[0] += steps
-        if done[0] >= 300:
-            raise KeyboardInterrupt("simulated kill")
+    def interrupted_then_resumed() -> dict[str, Any]:
+        resumed = tmp_path / "resumed"
+        advance = RunLogger.advance
+        done = [0]
 
-    monkeypatch.setattr(RunLogger, "advance", crash_after_300_steps)
-    with pytest.raises(KeyboardInterrupt):
-        train(tiny_config(algo, tmp_path / "resumed", checkpoint_every_steps=200), agent_type)
-    assert load_checkpoint(tmp_path / "resumed" / CHECKPOINT_FILE)["global_step"] == 200
-    monkeypatch.setattr(RunLogger, "advance", advance)
-    train(tiny_config(algo, tmp_path / "resumed", checkpoint_every_steps=200, resume=True), agent_type)
-    assert_same_parameters(tmp_path / "straight", tmp_path / "resumed")
-    assert losses(tmp_path / "straight") == losses(tmp_path / "resumed")
+        def crash_after_300_steps(self: RunLogger, steps: int, **postfix: float) -> None:
+            advance(self, steps, **postfix)
+            done[0] += steps
+            if done[0] >= 300:
+                raise KeyboardInterrupt("simulated kill")
+
+        monkeypatch.setattr(RunLogger, "advance", crash_after_300_steps)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(algo, resumed, checkpoint_every_steps=200), agent_type)
+        assert load_checkpoint(resumed / CHECKPOINT_FILE).state["global_step"] == 200
+        monkeypatch.setattr(RunLogger, "advance", advance)
+        summary = train(tiny_config(algo, resumed, checkpoint_every_steps=200, resume=True), agent_type)
+        return outcome(resumed, summary)
+
+    assert_resume_matches(uninterrupted, interrupted_then_resumed)
 
 
 def test_resume_without_checkpoint_says_what_is_missing(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+    with pytest.raises(RunDirectoryError, match="nothing to resume"):
         train(tiny_config("sac", tmp_path, resume=True), SoftActorCritic)
+    assert not (tmp_path / "scalars.jsonl").exists()
 
 
 @pytest.mark.learning

@@ -44,6 +44,6 @@ def test_a_behaviour_update_against_a_narrow_target_keeps_phi_finite_and_close(t
     obs = trainer.storage.obs[: config.num_steps].reshape(-1, *trainer.storage.obs.shape[2:])
     assert torch.isfinite(trainer.behaviour.distribution(obs).sample()).all()
     kl = float(kl_divergence(trainer.agent.distribution(obs), trainer.behaviour.distribution(obs)).mean())
-    assert figures["props/kl_target_behaviour"] == kl
+    assert figures["losses/kl_target_behaviour"] == kl
     assert kl <= config.props_max_kl  # not KL 10+ with the data far off-policy: the update was undone
-    assert figures["props/behaviour_resets"] == 1.0
+    assert figures["charts/behaviour_resets"] == 1.0

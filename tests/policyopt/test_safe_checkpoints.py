@@ -1,6 +1,6 @@
 """policyopt files are read without unpickling: crafted, truncated, foreign and old files raise CheckpointError.
 
-Also: what a checkpoint stores (random generators, environment state, numpy extras) round-trips through
+Also: what a checkpoint stores (environment state, numpy extras, networks, optimisers) round-trips through
 `torch.load(weights_only=True)` exactly, and the shipped controllers are in the current format.
 """
 
@@ -18,22 +18,22 @@ import numpy as np
 import pytest
 import torch
 
+import runkit.checkpoint
 from mfplan.policy import TimeAllocationPolicy, save_policy
 from policyopt.checkpoint import (
     CHECKPOINT_FORMAT,
     POLICY_FORMAT,
     CheckpointError,
     MissingCheckpointError,
-    capture_rng,
     export_policy,
     load_checkpoint,
     load_policy,
-    restore_rng,
     restore_training,
     save_checkpoint,
+    save_policy_file,
 )
 from policyopt.envs import capture_env_state, make_vector_env, observation_normalizer, restore_env_state
-from policyopt.networks import ActorCritic, PolicySpec
+from policyopt.networks import Actor, ActorCritic, PolicySpec
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((REPO / "learning" / "policyopt" / "checkpoints").glob("*.pt"))
@@ -80,7 +80,10 @@ def _crafted_files(tmp_path: Path) -> tuple[dict[str, Path], Path]:
     files["pickle.dump(open)"].write_bytes(
         pickle.dumps({"format": POLICY_FORMAT, "policy": _OpensAFile(marker)}, protocol=2)
     )
-    torch.save({"format": POLICY_FORMAT, "policy": _OpensAFile(marker), "metadata": {}}, files["disguised as a policy"])
+    torch.save(
+        {"format": POLICY_FORMAT, "config": {}, "state": {"policy": _OpensAFile(marker)}, "rng": None, "metadata": {}},
+        files["disguised as a policy"],
+    )
     return files, marker
 
 
@@ -114,8 +117,10 @@ def test_crafted_pickles_raise_checkpoint_error_and_run_nothing(tmp_path: Path, 
 
 
 def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
-    good = tmp_path / "good.pt"
-    torch.save({"format": POLICY_FORMAT, "policy": {}, "metadata": {}}, good)
+    spec = PolicySpec(obs_dim=3, action_dim=1, discrete=False)
+    good = save_policy_file(
+        tmp_path / "good.pt", {"spec": spec.to_dict(), "actor": Actor(spec).state_dict(), "obs_normalizer": None}, {}
+    )
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:200])
     text = tmp_path / "text.pt"
@@ -127,15 +132,24 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     torch.save({"format": "policyopt.policy/1", "policy": {"obs_normalizer": {"mean": np.zeros(3)}}}, legacy)
     plain_legacy = tmp_path / "plain_legacy.pt"  # a /1 file that happens to hold no numpy array
     torch.save({"format": "policyopt.checkpoint/1"}, plain_legacy)
+    safe_old = tmp_path / "safe_old.pt"  # format /2: weights-only, the layout before the envelope
+    torch.save({"format": "policyopt.policy/2", "policy": {}, "metadata": {}}, safe_old)
+    safe_old_checkpoint = tmp_path / "safe_old_checkpoint.pt"
+    torch.save({"format": "policyopt.checkpoint/2", "algo": "ppo"}, safe_old_checkpoint)
     tensor = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), tensor)
     return {
         "truncated": (truncated, "not a readable policyopt"),
         "text": (text, "not a readable policyopt"),
         "empty": (empty, "not a readable policyopt"),
-        "mfplan policy": (mfplan_policy, "mfplan.policy/1"),
-        "legacy /1 with numpy": (legacy, "re-export it with"),
-        "legacy /1": (plain_legacy, "re-export it with"),
+        "mfplan policy": (mfplan_policy, r"mfplan\.policy/"),
+        "legacy /1 with numpy": (legacy, rf"needs unpickling.*upgrade\.py --unpickle-trusted {legacy}"),
+        "legacy /1": (plain_legacy, rf"needs unpickling.*upgrade\.py --unpickle-trusted {plain_legacy} --out"),
+        "old /2 policy": (
+            safe_old,
+            rf"retired format 'policyopt\.policy/2': re-export it with .*upgrade\.py {safe_old}",
+        ),
+        "old /2 checkpoint": (safe_old_checkpoint, r"retired format 'policyopt\.checkpoint/2'.*resumes"),
         "a bare tensor": (tensor, "Tensor"),
     }
 
@@ -151,14 +165,13 @@ def test_truncated_text_foreign_and_old_files_raise_one_line_checkpoint_errors(t
 
 def test_a_policy_file_with_wrong_contents_is_a_checkpoint_error(tmp_path: Path) -> None:
     spec = PolicySpec(obs_dim=3, action_dim=2, discrete=False)
-    wrong_actor = tmp_path / "wrong_actor.pt"
-    torch.save(
-        {"format": POLICY_FORMAT, "policy": {"spec": spec.to_dict(), "actor": {}, "obs_normalizer": None}},
-        wrong_actor,
+    wrong_actor = save_policy_file(
+        tmp_path / "wrong_actor.pt", {"spec": spec.to_dict(), "actor": {}, "obs_normalizer": None}, {}
     )
     no_spec = tmp_path / "no_spec.pt"
     torch.save({"format": POLICY_FORMAT, "policy": {"actor": {}}, "metadata": {}}, no_spec)
-    for path in (wrong_actor, no_spec):
+    no_spec_envelope = runkit.checkpoint.save_envelope(tmp_path / "no_spec_envelope.pt", POLICY_FORMAT, {"policy": {}})
+    for path in (wrong_actor, no_spec, no_spec_envelope):
         with pytest.raises(CheckpointError) as error:
             load_policy(path)
         assert str(path) in str(error.value)
@@ -173,30 +186,6 @@ def test_a_missing_file_is_a_typed_file_not_found_error(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ contents
-
-
-def test_random_generators_continue_the_same_streams_after_a_weights_only_round_trip() -> None:
-    random.seed(11)
-    np.random.seed(12)  # noqa: NPY002 (the global generators are what capture_rng saves)
-    torch.manual_seed(13)
-    random.gauss(0.0, 1.0)  # leaves a cached Gaussian in python's generator
-    np.random.standard_normal()  # noqa: NPY002 (and in numpy's legacy generator)
-    state = _weights_only_round_trip(capture_rng())
-
-    def draws() -> tuple[list[float], list[float], torch.Tensor]:
-        python = [random.random() for _ in range(5)] + [random.gauss(0.0, 1.0) for _ in range(3)]
-        numpy = [float(x) for x in np.random.standard_normal(5)] + [float(np.random.rand())]  # noqa: NPY002
-        return python, numpy, torch.rand(5)
-
-    expected = draws()
-    random.seed(99)
-    np.random.seed(99)  # noqa: NPY002
-    torch.manual_seed(99)
-    restore_rng(state)
-    again = draws()
-    assert again[0] == expected[0]
-    assert again[1] == expected[1]
-    assert torch.equal(again[2], expected[2])
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "Hopper-v5"])
@@ -278,12 +267,17 @@ def test_a_training_checkpoint_is_weights_only_and_restores_everything(tmp_path:
         envs=envs,
         extra=extra,
     )
+    draws_after_save = (random.random(), float(np.random.rand()), torch.rand(3))  # noqa: NPY002
     saved_normalizer = observation_normalizer(envs)
     assert saved_normalizer is not None
     saved_mean = saved_normalizer.rms.mean.copy()
     raw = torch.load(path, weights_only=True)  # the whole file, with torch's safe loader
     assert raw["format"] == CHECKPOINT_FORMAT
-    state = load_checkpoint(path)
+    assert sorted(raw) == ["config", "format", "metadata", "rng", "state"]
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.config == {"env_id": "CartPole-v1", "seed": 0}
+    state = checkpoint.state
+    assert (state["algo"], state["global_step"], state["update"]) == ("ppo", 60, 1)
     for key in ("obs", "flags"):
         np.testing.assert_array_equal(state["extra"][key], extra[key], strict=True)
     assert state["extra"]["scalar"] == extra["scalar"]
@@ -294,10 +288,16 @@ def test_a_training_checkpoint_is_weights_only_and_restores_everything(tmp_path:
 
     fresh_envs, _, fresh_agent, fresh_optimizer = _small_run(1)
     assert restore_training(
-        state, modules={"agent": fresh_agent}, optimizers={"agent": fresh_optimizer}, envs=fresh_envs
+        checkpoint, modules={"agent": fresh_agent}, optimizers={"agent": fresh_optimizer}, envs=fresh_envs
     )
+    draws_after_restore = (random.random(), float(np.random.rand()), torch.rand(3))  # noqa: NPY002
+    assert draws_after_restore[:2] == draws_after_save[:2]
+    assert torch.equal(draws_after_restore[2], draws_after_save[2])
     for a, b in zip(agent.state_dict().values(), fresh_agent.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+    moments = [optimizer.state_dict()["state"], fresh_optimizer.state_dict()["state"]]
+    for name in ("exp_avg", "exp_avg_sq"):
+        assert all(torch.equal(moments[0][i][name], moments[1][i][name]) for i in moments[0])
     for action in ([1, 1], [0, 0], [1, 0]):
         for a, b in zip(envs.step(np.array(action))[:4], fresh_envs.step(np.array(action))[:4], strict=True):
             np.testing.assert_array_equal(a, b)
@@ -332,6 +332,18 @@ def test_shipped_controllers_are_current_weights_only_policy_files(path: Path) -
     assert policy.spec.obs_dim == 29
     assert policy.act(np.zeros(29)).shape == (4,)
     assert "command" in policy.metadata
+    assert "config" not in policy.metadata  # /3: the training configuration is the envelope's own entry
+    assert policy.config["env_id"] == policy.metadata["env_id"] == "quadsim.tracking_env:QuadrotorTracking-v0"
+
+
+def test_loading_a_shipped_controller_imports_no_environment_it_names() -> None:
+    code = (
+        "import sys; from policyopt.checkpoint import load_policy; "
+        f"load_policy({str(SHIPPED[0])!r}).act([0.0] * 29); "
+        "assert 'quadsim.tracking_env' not in sys.modules, 'loading imported the env module the file names'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_checkpoint_and_sac_import_without_a_cycle() -> None:

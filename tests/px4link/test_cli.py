@@ -122,3 +122,17 @@ def test_preflight_over_a_signed_link_with_the_vehicles_key_file(udp_port: int, 
     assert unusable.returncode != 0
     assert "32 bytes" in unusable.stderr
     assert "Traceback" not in unusable.stderr
+
+
+def test_the_command_line_defaults_are_the_link_configs() -> None:
+    """`px4link`'s --url and --system-id default to LinkConfig's own values (no second copy to drift)."""
+    from px4link.cli import LinkArgs
+    from px4link.config import LinkConfig
+
+    link = LinkArgs().bridge_config().link
+    defaults = LinkConfig()
+    assert (link.url, link.system_id, link.vehicle_system_id) == (
+        defaults.url,
+        defaults.system_id,
+        defaults.vehicle_system_id,
+    )

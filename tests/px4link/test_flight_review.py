@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from px4link.flight_review import FlightReviewError, load_flight, main, review_flight
+from px4link.cli import main
+from px4link.flight_review import FlightReviewError, load_flight, review_flight
 from px4sim.ulog_writer import PX4_TOPICS, UlogWriter
 
 T0_US = 5_000_000  # the log starts 5 s after boot, as PX4's logger does after its own start-up
@@ -159,16 +160,18 @@ def test_a_log_without_a_plan_is_refused_naming_the_topics_it_has(tmp_path: Path
         load_flight(log_path)
     assert "battery_status" in str(info.value)
     assert "vehicle_local_position" in str(info.value)
-    assert main([str(log_path), "--out-dir", str(tmp_path / "review")]) == 1
+    with pytest.raises(SystemExit) as exited:  # a user's error: one line, exit status 2
+        main(["review", str(log_path), "--out-dir", str(tmp_path / "review")])
+    assert exited.value.code == 2
     assert not (tmp_path / "review").exists()
 
 
-def test_the_module_runs_as_a_command(tmp_path: Path) -> None:
+def test_px4link_review_runs_as_a_command(tmp_path: Path) -> None:
     log_path = _write_log(tmp_path / "cli.ulg")
     out_dir = tmp_path / "review"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "MPLBACKEND": "Agg"}
     result = subprocess.run(
-        [sys.executable, "-m", "px4link.flight_review", str(log_path), "--out-dir", str(out_dir)],
+        [sys.executable, "-m", "px4link.cli", "review", str(log_path), "--out-dir", str(out_dir)],
         env=env,
         capture_output=True,
         text=True,

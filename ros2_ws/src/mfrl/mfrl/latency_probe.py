@@ -19,7 +19,6 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
-from flightkit import write_json_atomic
 from mfplan.courses import random_course
 from mfrl import qos
 from mfrl.configs import LatencyProbeConfig
@@ -27,6 +26,7 @@ from mfrl.conversions import path_from_points, stamp_to_ns
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
 from mfrl.trajectory_wire import WireFormatError, read_trajectory
+from runkit import write_json_atomic
 
 FIRST_STAMP_S = 1000
 

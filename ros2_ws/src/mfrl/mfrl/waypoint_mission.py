@@ -26,12 +26,12 @@ from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
-from flightkit import write_json_atomic
 from mfrl import qos
 from mfrl.configs import WaypointMissionConfig
 from mfrl.conversions import ns_to_stamp, odometry_state, path_from_points, stamp_to_ns
 from mfrl.node_main import run_node
 from mfrl.parameters import ConfigParameters
+from runkit import write_json_atomic
 
 RESEND_AFTER_S = 2.0
 """A path that got neither a trajectory nor a status in this long (wall) is sent again."""

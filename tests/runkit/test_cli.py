@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flightkit.cli import (
+from runkit.cli import (
     EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
     UserError,
@@ -24,12 +24,12 @@ from flightkit.cli import (
 # A console script built on the runner, run in its own process as a user runs one.
 SCRIPT = textwrap.dedent(
     '''
-    """A tiny command line on flightkit's runner."""
+    """A tiny command line on runkit's runner."""
     import sys
     import time
     from dataclasses import dataclass
 
-    from flightkit.cli import UserError, run_cli
+    from runkit.cli import UserError, run_cli
 
 
     class BadSetting(ValueError):
@@ -125,7 +125,7 @@ def test_sigterm_during_a_command_unwinds_like_ctrl_c(script: Path) -> None:
 
 def test_importing_the_runner_imports_no_heavy_package() -> None:
     heavy = "{'torch', 'gymnasium', 'mujoco', 'tyro'}"
-    code = f"import sys, flightkit, flightkit.cli; print(sorted({heavy} & set(sys.modules)))"
+    code = f"import sys, runkit, runkit.cli; print(sorted({heavy} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -168,8 +168,8 @@ class _LocalError(Exception):
 def test_a_type_named_by_string_is_looked_up_only_in_imported_modules() -> None:
     error = _LocalError("x")
     assert is_user_error(error, [f"{__name__}:_LocalError"])
-    assert not is_user_error(error, ["no_such_module_for_flightkit:_LocalError"])
-    assert "no_such_module_for_flightkit" not in sys.modules
+    assert not is_user_error(error, ["no_such_module_for_runkit:_LocalError"])
+    assert "no_such_module_for_runkit" not in sys.modules
     assert not is_user_error(error, [f"{__name__}:NoSuchName", KeyError])
     assert is_user_error(UserError("y"))
 

@@ -95,7 +95,7 @@ def run_cli(
     """
 
     def parse_and_run() -> int | None:
-        import tyro  # here, so that importing flightkit stays light
+        import tyro  # here, so that importing runkit stays light
 
         if isinstance(commands, Mapping):
             config = tyro.extras.subcommand_cli_from_dict(dict(commands), args=argv, description=description)

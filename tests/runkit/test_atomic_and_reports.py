@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flightkit import format_table, to_jsonable, write_json_atomic, write_text_atomic
+from runkit import format_table, to_jsonable, write_json_atomic, write_text_atomic
 
 
 def test_write_replaces_and_leaves_no_temporary_files(tmp_path: Path) -> None:
