@@ -20,6 +20,7 @@ file and the problem, a user's error (exit status 2 under the CLI runner).
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -179,6 +180,33 @@ def load_envelope(
     )
 
 
+def payload_difference(old: Any, new: Any, where: str = "payload") -> str | None:
+    """The first place where `new` does not hold exactly what `old` held (tensors and arrays bitwise, dtypes
+    included; NaN equals NaN), described; None when they are the same. For re-export scripts' checks."""
+    if isinstance(old, torch.Tensor) or isinstance(new, torch.Tensor):
+        if not (isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor)):
+            return f"{where}: tensor vs other"
+        same = old.dtype == new.dtype and old.shape == new.shape and torch.equal(old, new)
+        return None if same else f"{where} differs"
+    if isinstance(old, np.ndarray) or isinstance(new, np.ndarray):
+        same = isinstance(old, np.ndarray) and isinstance(new, np.ndarray) and old.dtype == new.dtype
+        return None if same and np.array_equal(old, new, equal_nan=True) else f"{where} differs"
+    if isinstance(old, Mapping):
+        if not isinstance(new, Mapping):
+            return f"{where}: dict vs {type(new).__name__}"
+        if set(old) != set(new):
+            return f"{where}: entries {sorted(map(str, old))} vs {sorted(map(str, new))}"
+        return next((d for k in old if (d := payload_difference(old[k], new[k], f"{where}.{k}"))), None)
+    if isinstance(old, list | tuple):
+        if not (isinstance(new, list | tuple) and len(old) == len(new)):
+            return f"{where}: sequences differ"
+        pairs = enumerate(zip(old, new, strict=True))
+        return next((d for i, (a, b) in pairs if (d := payload_difference(a, b, f"{where}[{i}]"))), None)
+    if isinstance(old, float) and math.isnan(old):
+        return None if isinstance(new, float) and math.isnan(new) else f"{where}: {old!r} vs {new!r}"
+    return None if type(old) is type(new) and old == new else f"{where}: {old!r} vs {new!r}"
+
+
 def require(condition: bool, envelope: Envelope, problem: str) -> None:
     """CheckpointError naming the file unless `condition` (for a package's checks of what `state` holds)."""
     if not condition:
@@ -210,6 +238,7 @@ __all__ = [
     "envelope_bytes",
     "from_storable",
     "load_envelope",
+    "payload_difference",
     "require",
     "save_envelope",
     "storable",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from mfplan.policy import (
     read_policy,
 )
 from runkit import UserError, to_jsonable, write_bytes_atomic
-from runkit.checkpoint import from_storable
+from runkit.checkpoint import from_storable, payload_difference
 from runkit.cli import run_guarded, typed_one_line
 
 OLD_FORMAT = "mfplan.policy/1"
@@ -102,23 +101,9 @@ def upgraded(old: Mapping[str, Any]) -> bytes:
 
 
 def assert_same(old: Any, new: Any, where: str) -> None:
-    """UpgradeMismatchError unless `new` holds exactly what `old` held (tensors bitwise, dtypes included)."""
-    if isinstance(old, torch.Tensor) or isinstance(new, torch.Tensor):
-        _expect(isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor), f"{where}: tensor vs other")
-        _expect(old.dtype == new.dtype and old.shape == new.shape and torch.equal(old, new), f"{where} differs")
-    elif isinstance(old, Mapping):
-        _expect(isinstance(new, Mapping), f"{where}: dict vs {type(new).__name__}")
-        _expect(set(old) == set(new), f"{where}: entries {sorted(map(str, old))} vs {sorted(map(str, new))}")
-        for key in old:
-            assert_same(old[key], new[key], f"{where}.{key}")
-    elif isinstance(old, list | tuple):
-        _expect(isinstance(new, list | tuple) and len(old) == len(new), f"{where}: sequences differ")
-        for index, (a, b) in enumerate(zip(old, new, strict=True)):
-            assert_same(a, b, f"{where}[{index}]")
-    elif isinstance(old, float) and math.isnan(old):
-        _expect(isinstance(new, float) and math.isnan(new), f"{where}: {old!r} vs {new!r}")
-    else:
-        _expect(type(old) is type(new) and old == new, f"{where}: {old!r} vs {new!r}")
+    """UpgradeMismatchError unless `new` holds exactly what `old` held (runkit's payload_difference)."""
+    problem = payload_difference(old, new, where)
+    _expect(problem is None, problem or "")
 
 
 def check_upgrade(old: Mapping[str, Any], state: Mapping[str, Any], config: Any, metadata: Any, where: str) -> None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,7 +53,7 @@ from policyopt.checkpoint import (
 from policyopt.envs import ObservationNormalizer
 from policyopt.networks import PolicySpec
 from runkit import UserError, to_jsonable, write_bytes_atomic
-from runkit.checkpoint import envelope_bytes, from_storable
+from runkit.checkpoint import envelope_bytes, from_storable, payload_difference
 from runkit.cli import run_guarded, typed_one_line
 
 OLD_POLICY_FORMATS = ("policyopt.policy/1", "policyopt.policy/2")
@@ -127,25 +126,9 @@ def upgraded(payload: Mapping[str, Any]) -> tuple[bytes, str]:
 
 
 def assert_same(old: Any, new: Any, where: str) -> None:
-    """AssertionError unless `new` holds exactly what `old` held (tensors bitwise, dtypes included)."""
-    if isinstance(old, torch.Tensor) or isinstance(new, torch.Tensor):
-        _expect(isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor), f"{where}: tensor vs other")
-        _expect(old.dtype == new.dtype and old.shape == new.shape and torch.equal(old, new), f"{where} differs")
-    elif isinstance(old, np.ndarray) or isinstance(new, np.ndarray):
-        np.testing.assert_array_equal(new, old, err_msg=where, strict=True)
-    elif isinstance(old, Mapping):
-        _expect(isinstance(new, Mapping), f"{where}: dict vs {type(new).__name__}")
-        _expect(set(old) == set(new), f"{where}: entries {sorted(map(str, old))} vs {sorted(map(str, new))}")
-        for key in old:
-            assert_same(old[key], new[key], f"{where}.{key}")
-    elif isinstance(old, list | tuple):
-        _expect(isinstance(new, list | tuple) and len(old) == len(new), f"{where}: sequences differ")
-        for index, (a, b) in enumerate(zip(old, new, strict=True)):
-            assert_same(a, b, f"{where}[{index}]")
-    elif isinstance(old, float) and math.isnan(old):
-        _expect(isinstance(new, float) and math.isnan(new), f"{where}: {old!r} vs {new!r}")
-    else:
-        _expect(type(old) is type(new) and old == new, f"{where}: {old!r} vs {new!r}")
+    """UpgradeMismatchError unless `new` holds exactly what `old` held (runkit's payload_difference)."""
+    problem = payload_difference(old, new, where)
+    _expect(problem is None, problem or "")
 
 
 def _same_actions(old_policy: Mapping[str, Any], new: DeployedPolicy, where: str) -> None:
