@@ -34,6 +34,16 @@ class RunDirectoryError(UserError):
     """A run folder that does not fit the request: an earlier run where a fresh one starts, or nothing to resume."""
 
 
+class ConfigValueError(UserError, ValueError):
+    """A configuration value out of its range (one line naming the field, the value and the rule; exit status 2)."""
+
+
+def require_config(ok: bool, name: str, value: Any, rule: str) -> None:
+    """`ConfigValueError` naming the field unless `ok`: the one way a config checks its values."""
+    if not ok:
+        raise ConfigValueError(f"{name} must be {rule}, got {value!r}")
+
+
 def smoke_from_environment() -> bool:
     """Whether `SMOKE_TEST` in the environment asks for a smoke run."""
     return os.environ.get(SMOKE_ENV, "").strip().lower() not in ("", "0", "false", "no")
@@ -89,6 +99,10 @@ class RunConfig:
     """Ask torch for deterministic algorithms (the same seed gives the same numbers)."""
     progress: bool = True
     """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        """Check the values (each package's config extends this and calls it first)."""
+        require_config(self.torch_threads >= 0, "torch_threads", self.torch_threads, ">= 0 (0: torch's default)")
 
     def smoke_sizes(self) -> dict[str, Any]:
         """Field values a smoke run uses where the user left the default (each package extends this)."""
@@ -146,9 +160,11 @@ def prepare_run_dir(run_dir: Path, resume: bool, checkpoint: Path, ignore: Itera
 
 __all__ = [
     "SMOKE_ENV",
+    "ConfigValueError",
     "RunConfig",
     "RunDirectoryError",
     "prepare_run_dir",
+    "require_config",
     "shrink_defaults",
     "smoke_from_environment",
     "smoke_requested",

@@ -105,6 +105,9 @@ def summarise(record: FlightRecord, mission: dict[str, Any], wall_time_s: float)
         "in_flight_replans": sum(
             1 for e in events if e.get("kind") == "moved waypoints" and e.get("result") == "planned"
         ),
+        "refused_paths": [
+            f"{e.get('kind')}: {e.get('result')}" for e in events if str(e.get("result", "")).startswith("error")
+        ],
         "replanner_errors": record.errors,
         "course_latency_ms": course_latency,
         "replan_latency_ms": {
@@ -261,6 +264,7 @@ def demo_command(args: DemoArgs) -> int:
         ["flight time (s)", summary["flight_time_s"]],
         ["max tracking error (m)", summary["max_tracking_error_m"]],
         ["plans (course + in-flight replans)", f"{summary['plans']} ({summary['course_plans']} + {replans})"],
+        ["paths the replanner refused (tried again)", len(summary["refused_paths"])],
         ["replan latency p50 / p99 (ms, path sent -> trajectory received)", _p50_p99(summary["replan_latency_ms"])],
         ["first plan latency (ms, includes the graph's discovery)", _ms(summary["course_latency_ms"])],
         ["planner time p50 / p99 (ms)", _p50_p99(summary["planner_time_ms"])],
@@ -268,6 +272,13 @@ def demo_command(args: DemoArgs) -> int:
     ]
     print(format_table(["figure", "value"], rows))
     print(f"wrote {args.out_dir / 'demo.png'}, {args.out_dir / 'summary.json'} and the bag {args.out_dir / 'bag'}")
+    if not summary["success"]:
+        refused = "; ".join(summary["refused_paths"]) or "none"
+        print(
+            f"mfrl-demo: the mission failed: {summary['message']} (refused paths: {refused}); "
+            f"node logs are in {args.out_dir / 'logs'}",
+            file=sys.stderr,
+        )
     return 0 if summary["success"] else 1
 
 

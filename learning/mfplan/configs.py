@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from runkit.config import RunConfig, shrink_defaults, smoke_requested
+from runkit.config import RunConfig, require_config, shrink_defaults, smoke_requested
 
 C = TypeVar("C", "EvalConfig", "CalibrateConfig")
 
@@ -149,15 +149,17 @@ class TrainConfig(RunConfig):
     """The policy network."""
 
     def __post_init__(self) -> None:
-        if self.reward_source not in ("estimator", "analytic"):
-            raise ValueError(f"reward_source must be 'estimator' or 'analytic', got {self.reward_source!r}")
-        if not 0.5 <= self.feasibility_probability < 1.0:
-            raise ValueError(f"feasibility_probability must be in [0.5, 1), got {self.feasibility_probability}")
-        if not (0.0 < self.final_action_std <= self.initial_action_std):
-            raise ValueError(
-                "need 0 < final_action_std <= initial_action_std, "
-                f"got {self.final_action_std}, {self.initial_action_std}"
-            )
+        super().__post_init__()
+        source = self.reward_source
+        require_config(source in ("estimator", "analytic"), "reward_source", source, "'estimator' or 'analytic'")
+        probability = self.feasibility_probability
+        require_config(0.5 <= probability < 1.0, "feasibility_probability", probability, "in [0.5, 1)")
+        require_config(
+            0.0 < self.final_action_std <= self.initial_action_std,
+            "final_action_std",
+            self.final_action_std,
+            f"in (0, initial_action_std = {self.initial_action_std}]",
+        )
 
     def smoke_sizes(self) -> dict[str, Any]:
         """Sizes of a smoke run (about two minutes), where the user left the defaults."""

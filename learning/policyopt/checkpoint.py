@@ -18,9 +18,9 @@ module named by a file: the observation and action sizes and the action bounds c
 `PolicySpec`.
 
 Anything else raises runkit's `CheckpointError` (a user's error: one line naming the file): another
-format, a truncated or foreign file, a crafted pickle, or a retired format. Formats /1 (which needed
-unpickling) and /2 (safe, the layout before the envelope) are refused with the command that
-re-exports them (`UPGRADE_COMMAND`, checkpoints/README.md).
+format, a truncated or foreign file, a crafted pickle, or a retired format. Formats /1 (numpy arrays
+inside) and /2 (the layout before the envelope) are refused with the command that re-exports them
+(`UPGRADE_COMMAND`, checkpoints/README.md), which reads them with the weights-only loader too.
 """
 
 from __future__ import annotations
@@ -57,15 +57,13 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = "policyopt.checkpoint/3"
 POLICY_FORMAT = "policyopt.policy/3"
 PICKLED_FORMATS = ("policyopt.checkpoint/1", "policyopt.policy/1")
-"""Formats that stored numpy arrays and pickled environments: reading them takes unpickling."""
+"""Formats that stored numpy arrays (and, in some training checkpoints, pickled environments)."""
 SAFE_OLD_FORMATS = ("policyopt.checkpoint/2", "policyopt.policy/2")
 """The weights-only layout before the runkit envelope."""
 RETIRED_FORMATS = PICKLED_FORMATS + SAFE_OLD_FORMATS
 """Formats that are refused with the command that re-exports them (`UPGRADE_COMMAND`)."""
 UPGRADE_COMMAND = "python learning/policyopt/checkpoints/upgrade.py"
 """Re-exports a policyopt file of a retired format in the current one (see checkpoints/README.md)."""
-TRUST_FLAG = "--unpickle-trusted"
-"""The upgrade command's flag that lets it unpickle a /1 file (only for a file you made or trust)."""
 
 _STATE_KEYS = ("algo", "global_step", "update", "policy", "modules", "optimizers", "env", "extra")
 _POLICY_KEYS = ("spec", "actor", "obs_normalizer")
@@ -77,7 +75,6 @@ __all__ = [
     "POLICY_FORMAT",
     "RETIRED_FORMATS",
     "SAFE_OLD_FORMATS",
-    "TRUST_FLAG",
     "UPGRADE_COMMAND",
     "CheckpointError",
     "DeployedPolicy",
@@ -102,15 +99,11 @@ class PolicyInputError(ValueError):
 
 def retired_formats(path: Path) -> dict[str, str]:
     """What to do about the file `path` in each retired format (the advice `load_envelope` gives)."""
-    trusted = (
-        "it needs unpickling, which runs any code a crafted file carries, and is no longer read; "
-        "if you made or trust the file, re-export it with"
-    )
     command = f"{UPGRADE_COMMAND} {path}"
     return {
-        "policyopt.policy/1": f"{trusted} `{UPGRADE_COMMAND} {TRUST_FLAG} {path}`",
-        "policyopt.checkpoint/1": f"{trusted} `{UPGRADE_COMMAND} {TRUST_FLAG} {path} --out policy.pt` "
-        "(its policy: the run itself cannot be resumed)",
+        "policyopt.policy/1": f"re-export it with `{command}`",
+        "policyopt.checkpoint/1": f"re-export its policy with `{command} --out policy.pt` (the run itself cannot be "
+        "resumed)",
         "policyopt.policy/2": f"re-export it with `{command}`",
         "policyopt.checkpoint/2": f"re-export it with `{command}` (the run then resumes from it)",
     }

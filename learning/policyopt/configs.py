@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runkit.config import RunConfig as BaseRunConfig
+from runkit.config import require_config
 
 
 @dataclass
@@ -37,6 +38,14 @@ class RunConfig(BaseRunConfig):
     """Environment steps between checkpoints (0: only at the end). Checkpoints are written at update boundaries."""
     tensorboard: bool = True
     """Write TensorBoard events next to scalars.jsonl."""
+
+    def __post_init__(self) -> None:
+        """Check the values: a bad one is a one-line error naming the field (exit status 2), never a traceback."""
+        super().__post_init__()
+        require_config(bool(self.env_id), "env_id", self.env_id, "a Gymnasium id")
+        require_config(self.total_timesteps >= 1, "total_timesteps", self.total_timesteps, ">= 1")
+        require_config(self.num_envs >= 1, "num_envs", self.num_envs, ">= 1")
+        require_config(self.checkpoint_every_steps >= 0, "checkpoint_every_steps", self.checkpoint_every_steps, ">= 0")
 
     def smoke_sizes(self) -> dict[str, Any]:
         """Field values that a smoke run uses where the user left the default (extended by each algorithm)."""
@@ -89,6 +98,31 @@ class OnPolicyConfig(RunConfig):
     sampling_error_epochs: int = 200
     """Fitting steps of the empirical policy when the sampling error is estimated (continuous states)."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_config(self.num_steps >= 1, "num_steps", self.num_steps, ">= 1")
+        require_config(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0"
+        )
+        require_config(0.0 <= self.gamma <= 1.0, "gamma", self.gamma, "in [0, 1]")
+        require_config(0.0 <= self.gae_lambda <= 1.0, "gae_lambda", self.gae_lambda, "in [0, 1]")
+        require_config(
+            1 <= self.num_minibatches <= self.batch_size,
+            "num_minibatches",
+            self.num_minibatches,
+            f"in [1, num_envs * num_steps = {self.batch_size}]",
+        )
+        require_config(self.update_epochs >= 1, "update_epochs", self.update_epochs, ">= 1")
+        require_config(self.ent_coef >= 0.0, "ent_coef", self.ent_coef, ">= 0")
+        require_config(self.vf_coef >= 0.0, "vf_coef", self.vf_coef, ">= 0")
+        require_config(self.max_grad_norm > 0.0, "max_grad_norm", self.max_grad_norm, "> 0")
+        require_config(self.target_kl is None or self.target_kl > 0.0, "target_kl", self.target_kl, "> 0 (or None)")
+        require_config(
+            bool(self.hidden_sizes) and min(self.hidden_sizes) >= 1, "hidden_sizes", self.hidden_sizes, "widths >= 1"
+        )
+        require_config(self.sampling_error_every >= 0, "sampling_error_every", self.sampling_error_every, ">= 0")
+        require_config(self.sampling_error_epochs >= 1, "sampling_error_epochs", self.sampling_error_epochs, ">= 1")
+
     def smoke_sizes(self) -> dict[str, Any]:
         """Smoke sizes: two updates of two short rollouts."""
         return {**super().smoke_sizes(), "num_steps": 64, "num_minibatches": 4, "update_epochs": 2}
@@ -112,6 +146,10 @@ class PPOConfig(OnPolicyConfig):
 
     clip_coef: float = 0.2
     """Clipping of the probability ratio (and of the value loss when clip_vloss)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_config(self.clip_coef > 0.0, "clip_coef", self.clip_coef, "> 0")
 
 
 @dataclass
@@ -145,12 +183,22 @@ class PropsConfig(OnPolicyConfig):
     """False: the behaviour policy stays equal to the target policy (the paper's PPO-BUFFER ablation)."""
 
     def __post_init__(self) -> None:
-        if self.buffer_batches < 1:
-            raise ValueError(f"buffer_batches must be >= 1, got {self.buffer_batches}")
-        if not 0.0 < self.props_clip_coef < 1.0:
-            raise ValueError(f"props_clip_coef must be in (0, 1), got {self.props_clip_coef}")
-        if not self.props_max_kl > 0.0:
-            raise ValueError(f"props_max_kl must be > 0, got {self.props_max_kl}")
+        super().__post_init__()
+        require_config(self.clip_coef > 0.0, "clip_coef", self.clip_coef, "> 0")
+        require_config(self.buffer_batches >= 1, "buffer_batches", self.buffer_batches, ">= 1")
+        require_config(self.props_learning_rate > 0.0, "props_learning_rate", self.props_learning_rate, "> 0")
+        require_config(0.0 < self.props_clip_coef < 1.0, "props_clip_coef", self.props_clip_coef, "in (0, 1)")
+        require_config(self.props_lambda >= 0.0, "props_lambda", self.props_lambda, ">= 0")
+        require_config(self.props_update_epochs >= 1, "props_update_epochs", self.props_update_epochs, ">= 1")
+        require_config(self.props_num_minibatches >= 1, "props_num_minibatches", self.props_num_minibatches, ">= 1")
+        require_config(
+            self.props_target_kl is None or self.props_target_kl > 0.0,
+            "props_target_kl",
+            self.props_target_kl,
+            "> 0 (or None)",
+        )
+        require_config(self.props_max_kl > 0.0, "props_max_kl", self.props_max_kl, "> 0")
+        require_config(self.props_update_every >= 1, "props_update_every", self.props_update_every, ">= 1")
 
     def smoke_sizes(self) -> dict[str, Any]:
         """Smoke sizes: PPO's, with a behaviour update every 32 steps."""
@@ -179,8 +227,12 @@ class MDPOConfig(OnPolicyConfig):
     authors' code (`cliprange_vf = 0.2`, constant over the run)."""
 
     def __post_init__(self) -> None:
-        if self.kl_step_schedule not in ("anneal", "constant"):
-            raise ValueError(f"kl_step_schedule must be 'anneal' or 'constant', got {self.kl_step_schedule!r}")
+        super().__post_init__()
+        schedule = self.kl_step_schedule
+        require_config(schedule in ("anneal", "constant"), "kl_step_schedule", schedule, "'anneal' or 'constant'")
+        require_config(self.kl_coef_constant >= 0.0, "kl_coef_constant", self.kl_coef_constant, ">= 0")
+        require_config(0.0 < self.min_step_size <= 1.0, "min_step_size", self.min_step_size, "in (0, 1]")
+        require_config(self.clip_coef >= 0.0, "clip_coef", self.clip_coef, ">= 0")
 
     def kl_weight(self, update: int) -> float:
         """1 / t_k at update `update` (1-based): t_k = max(1 - (k - 1) / K, min_step_size) when annealed."""
@@ -232,13 +284,20 @@ class SACConfig(RunConfig):
     """Gradient steps between logged losses."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("buffer_size", "batch_size", "policy_frequency", "target_network_frequency", "gradient_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
-        if self.alpha <= 0.0:
-            raise ValueError(f"alpha must be positive, got {self.alpha}")
+            require_config(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        require_config(self.learning_starts >= 0, "learning_starts", self.learning_starts, ">= 0")
+        require_config(0.0 <= self.gamma <= 1.0, "gamma", self.gamma, "in [0, 1]")
+        require_config(0.0 < self.tau <= 1.0, "tau", self.tau, "in (0, 1]")
+        require_config(self.policy_lr > 0.0, "policy_lr", self.policy_lr, "> 0")
+        require_config(self.q_lr > 0.0, "q_lr", self.q_lr, "> 0")
+        require_config(self.alpha > 0.0, "alpha", self.alpha, "> 0")
+        require_config(
+            bool(self.hidden_sizes) and min(self.hidden_sizes) >= 1, "hidden_sizes", self.hidden_sizes, "widths >= 1"
+        )
+        require_config(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
+        require_config(self.log_every_updates >= 1, "log_every_updates", self.log_every_updates, ">= 1")
 
     def smoke_sizes(self) -> dict[str, Any]:
         """Smoke sizes: a few hundred steps with small networks, learning after 128 steps."""
@@ -277,14 +336,11 @@ class MDPOOffPolicyConfig(SACConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.kl_step_schedule not in ("anneal", "constant"):
-            raise ValueError(f"kl_step_schedule must be 'anneal' or 'constant', got {self.kl_step_schedule!r}")
-        if self.sgd_steps < 1:
-            raise ValueError(f"sgd_steps must be at least 1, got {self.sgd_steps}")
-        if not 0.0 < self.min_step_size <= 1.0:
-            raise ValueError(f"min_step_size must be in (0, 1], got {self.min_step_size}")
-        if self.kl_coef_constant < 0.0:
-            raise ValueError(f"kl_coef_constant must be non-negative, got {self.kl_coef_constant}")
+        schedule = self.kl_step_schedule
+        require_config(schedule in ("anneal", "constant"), "kl_step_schedule", schedule, "'anneal' or 'constant'")
+        require_config(self.sgd_steps >= 1, "sgd_steps", self.sgd_steps, ">= 1")
+        require_config(0.0 < self.min_step_size <= 1.0, "min_step_size", self.min_step_size, "in (0, 1]")
+        require_config(self.kl_coef_constant >= 0.0, "kl_coef_constant", self.kl_coef_constant, ">= 0")
 
     def smoke_sizes(self) -> dict[str, Any]:
         """SAC's smoke sizes, with an anchor refresh every 50 actor steps."""

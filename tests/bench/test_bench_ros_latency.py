@@ -26,7 +26,10 @@ def test_reports_round_trip_and_planner_time_from_the_same_run() -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads(completed.stdout)
     assert result["messages"] == 20
-    assert result["errors"] == []
+    # The only refusal allowed: "behind", a replanner starved of CPU on a loaded machine (CI runs two workers)
+    # saying so instead of planning from stale inputs; the bench then does not claim its target.
+    assert all(error.startswith("path refused: behind") for error in result["errors"]), result["errors"]
+    assert not (result["errors"] and result["meets_target"])
     assert 0.0 < result["p50_ms"] <= result["p99_ms"]
     # The planner runs inside the round trip: its own time is part of it.
     assert 0.0 < result["planner_p50_ms"] < result["p50_ms"]

@@ -125,3 +125,28 @@ def test_the_policyopt_command_starts_without_torch_or_gymnasium(argv: list[str]
     }
     assert "policyopt.configs" in imported
     assert not {"torch", "gymnasium"} & imported
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["ppo", "--num-envs", "0"], "num_envs must be >= 1, got 0"),
+        (["ppo", "--learning-rate", "-1"], "learning_rate must be > 0, got -1.0"),
+        (["mdpo", "--num-minibatches", "100000"], "num_minibatches must be in [1, num_envs * num_steps"),
+        (["props", "--props-clip-coef", "2"], "props_clip_coef must be in (0, 1), got 2.0"),
+        (["sac", "--tau", "0"], "tau must be in (0, 1], got 0.0"),
+        (["mdpo-offpolicy", "--sgd-steps", "0"], "sgd_steps must be >= 1, got 0"),
+    ],
+)
+def test_a_value_out_of_range_is_named_before_anything_runs(
+    argv: list[str], field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: `--num-envs 0` or `--learning-rate -1` ended in a traceback from gymnasium or Adam mid-setup."""
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert "Traceback" not in err
+    assert field in err
+    assert not run_dir.exists()

@@ -143,8 +143,8 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "text": (text, "not a readable policyopt"),
         "empty": (empty, "not a readable policyopt"),
         "mfplan policy": (mfplan_policy, r"mfplan\.policy/"),
-        "legacy /1 with numpy": (legacy, rf"needs unpickling.*upgrade\.py --unpickle-trusted {legacy}"),
-        "legacy /1": (plain_legacy, rf"needs unpickling.*upgrade\.py --unpickle-trusted {plain_legacy} --out"),
+        "legacy /1 with numpy": (legacy, rf"re-export it with .*upgrade\.py {legacy}"),
+        "legacy /1": (plain_legacy, rf"re-export its policy with .*upgrade\.py {plain_legacy} --out"),
         "old /2 policy": (
             safe_old,
             rf"retired format 'policyopt\.policy/2': re-export it with .*upgrade\.py {safe_old}",

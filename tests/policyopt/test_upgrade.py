@@ -1,7 +1,8 @@
 """learning/policyopt/checkpoints/upgrade.py: /1 and /2 files become /3 files with identical contents.
 
-A /1 file is unpickled only with --unpickle-trusted (a crafted one runs nothing without it); a /2 policy
-becomes a /3 policy and a /2 training checkpoint a /3 checkpoint holding everything it held.
+Every file is read with the weights-only loader (numpy arrays allowed for /1): a crafted pickle is refused
+and runs nothing; a /2 policy becomes a /3 policy and a /2 training checkpoint a /3 checkpoint holding
+everything it held.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def test_an_old_policy_file_becomes_a_current_one_with_the_same_network_statisti
         {"format": f"policyopt.policy/{version}", "policy": old_policy, "metadata": {**METADATA, "config": CONFIG}},
         path,
     )
-    _script().upgrade(path, path, unpickle_trusted=version == 1)
+    _script().upgrade(path, path)
     assert torch.load(path, weights_only=True)["format"] == POLICY_FORMAT
     policy = load_policy(path)
     assert policy.metadata == METADATA
@@ -90,7 +91,7 @@ def test_an_old_policy_file_becomes_a_current_one_with_the_same_network_statisti
     _same_actions(old_policy, policy)
 
 
-def test_a_pickled_file_is_unpickled_only_when_the_user_trusts_it(tmp_path: Path) -> None:
+def test_a_crafted_pickle_is_refused_and_runs_nothing_while_numpy_arrays_are_read(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     crafted = tmp_path / "crafted.pt"
     torch.save({"format": "policyopt.policy/1", "policy": _OpensAFile(marker)}, crafted)
@@ -101,21 +102,17 @@ def test_a_pickled_file_is_unpickled_only_when_the_user_trusts_it(tmp_path: Path
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"error: {crafted} cannot be read without unpickling")
-    assert "--unpickle-trusted" in line
     assert not marker.exists()
     assert crafted.read_bytes() == before
+    assert "--unpickle" not in SCRIPT.read_text()  # there is no way to ask for unpickling
+    assert "weights_only=False" not in SCRIPT.read_text()
 
     legacy = tmp_path / "legacy.pt"
     torch.save({"format": "policyopt.policy/1", "policy": _old_policy(True), "metadata": METADATA}, legacy)
-    trusted = subprocess.run(
-        [sys.executable, str(SCRIPT), "--unpickle-trusted", str(legacy)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    upgraded = subprocess.run(
+        [sys.executable, str(SCRIPT), str(legacy)], capture_output=True, text=True, timeout=120, check=False
     )
-    assert trusted.returncode == 0, trusted.stderr[-2000:]
-    assert f"unpickling {legacy}" in trusted.stderr  # it says what it does
+    assert upgraded.returncode == 0, upgraded.stderr[-2000:]
     assert load_policy(legacy).metadata == METADATA
 
 
@@ -155,9 +152,9 @@ def test_a_pickled_training_checkpoint_becomes_a_policy_file_only_next_to_it(tmp
     torch.save({**payload, "policy": old_policy, "envs": np.zeros(2)}, legacy)
     script = _script()
     with pytest.raises(script.UpgradeError, match="pass --out"):
-        script.upgrade(legacy, legacy, unpickle_trusted=True)
+        script.upgrade(legacy, legacy)
     out = tmp_path / "policy.pt"
-    assert script.upgrade(legacy, out, unpickle_trusted=True) == (out, POLICY_FORMAT)
+    assert script.upgrade(legacy, out) == (out, POLICY_FORMAT)
     policy = load_policy(out)
     assert policy.metadata == {"algo": "ppo", "env_id": "Pendulum-v1", "seed": 1, "global_step": 64}
     assert policy.config == CONFIG

@@ -517,7 +517,9 @@ class InflightClient:
                 return now - began_sim
             if now >= next_send:
                 self.send(pattern.goals(now - began_sim))
-                next_send = now + float(rng.uniform(*interval_s))
+                # On the schedule, not from now: a client loop that saw sim time late (a loaded machine) does
+                # not send fewer paths; one that fell a whole interval behind does not send a burst either.
+                next_send = max(next_send, now - interval_s[0]) + float(rng.uniform(*interval_s))
             if on_tick is not None:
                 on_tick()
             self.executor.spin_once(timeout_sec=0.005)

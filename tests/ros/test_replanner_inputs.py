@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -295,3 +298,70 @@ def test_the_replanner_and_the_bridge_share_one_geofence() -> None:
     assert {k: replanner[k] for k in keys} == {k: bridge[k] for k in keys}
     with pytest.raises(ValueError, match="geofence"):
         ReplannerConfig(geofence_min_enu_m=[0.0, 0.0, 0.0], geofence_max_enu_m=[-1.0, 1.0, 1.0])
+
+
+@pytest.mark.ros
+def test_a_stalled_replanner_refuses_the_paths_that_waited_and_serves_the_next(
+    replanner: GraphProcesses, ros_peer: RosPeer
+) -> None:
+    """A starved replanner (here: stopped with SIGSTOP) must not plan from a stale clock and state when it wakes;
+    slow odometry (5 Hz) alone is not taken for a stall."""
+    node = ros_peer.node
+    statuses: list[DiagnosticStatus] = []
+    trajectories: list[MultiDOFJointTrajectory] = []
+    node.create_subscription(DiagnosticStatus, "/replanner/status", statuses.append, qos.REQUEST)
+    node.create_subscription(MultiDOFJointTrajectory, "/trajectory", trajectories.append, qos.LATCHED)
+    paths = node.create_publisher(PathMsg, "/waypoints", qos.REQUEST)
+    odometry = node.create_publisher(Odometry, "/odom", qos.SENSOR)
+    assert ros_peer.spin_until(
+        lambda: odometry.get_subscription_count() > 0 and paths.get_subscription_count() > 0, 30.0
+    )
+    hover = Odometry()
+    hover.header.frame_id, hover.child_frame_id = "world", "base_link"
+    hover.pose.pose.position.z, hover.pose.pose.orientation.w = 1.0, 1.0
+
+    def fly_for(seconds: float) -> None:
+        """Odometry at 5 Hz (hovering at the course's start) while spinning."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            hover.header.stamp = node.get_clock().now().to_msg()
+            odometry.publish(hover)
+            ros_peer.spin_until(lambda: False, 0.2)
+
+    def answer(stamp_s: int) -> str:
+        """The replanner's status message for the path stamped `stamp_s` ("planned" or why not; waits 10 s)."""
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            for status in statuses:
+                if any(kv.key == "path_stamp" and kv.value == f"{stamp_s}.000000000" for kv in status.values):
+                    return str(status.message)
+            fly_for(0.2)
+        return "no answer"
+
+    for _ in range(60):  # wait until the lifecycle node is active
+        paths.publish(path_from_points(GOOD, "world", Time(sec=10)))
+        if ros_peer.spin_until(lambda: bool(trajectories), 1.0):
+            break
+    assert trajectories, "the replanner never became active"
+    for stamp_s in (20, 21, 22):
+        fly_for(0.5)
+        statuses.clear()
+        paths.publish(path_from_points(GOOD, "world", Time(sec=stamp_s)))
+        assert answer(stamp_s) == "planned", "a path was refused while the replanner kept up (5 Hz odometry)"
+
+    pid = replanner.processes["replanner"].pid
+    statuses.clear()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        paths.publish(path_from_points(GOOD, "world", Time(sec=30)))
+        fly_for(0.6)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    reply = answer(30)
+    assert reply.startswith("path refused: behind"), reply
+    assert "max_input_lag_s" in reply
+
+    statuses.clear()
+    fly_for(0.5)
+    paths.publish(path_from_points(GOOD, "world", Time(sec=31)))
+    assert answer(31) == "planned", "the replanner did not serve the path sent after it woke"

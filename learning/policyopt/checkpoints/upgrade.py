@@ -2,8 +2,7 @@
 
     python learning/policyopt/checkpoints/upgrade.py learning/policyopt/checkpoints/*_tracking.pt
     python learning/policyopt/checkpoints/upgrade.py runs/x/checkpoint.pt           # a /2 run: it resumes after
-    python learning/policyopt/checkpoints/upgrade.py --unpickle-trusted old_policy.pt          # a /1 file
-    python learning/policyopt/checkpoints/upgrade.py --unpickle-trusted runs/x/checkpoint.pt --out policy.pt
+    python learning/policyopt/checkpoints/upgrade.py old_checkpoint.pt --out policy.pt   # a /1 run's policy
 
 What becomes what (in place without --out):
 
@@ -12,14 +11,14 @@ What becomes what (in place without --out):
   moves to the envelope's `config`;
 - a /2 training checkpoint becomes a /3 training checkpoint holding everything it held (networks,
   optimisers, generators, environment state, the algorithm's extra state): the run resumes from it exactly;
-- a /1 training checkpoint becomes a /3 policy file of its deployable part (--out required): its
-  environments were pickled objects, which no current file holds, so the run itself cannot be resumed.
+- a /1 training checkpoint becomes a /3 policy file of its deployable part (--out required): the run
+  itself cannot be resumed.
 
-Format /2 holds tensors and plain values and is read with the safe loader (`weights_only=True`). Format
-/1 stored numpy arrays and pickled environments: reading it takes full unpickling (`torch.load` without
-`weights_only`), which runs any code a crafted file carries. This script unpickles a file only when
-`--unpickle-trusted` is given, and says so: pass it only for files you made or trust (the shipped
-`*_tracking.pt` were made by this project). Nothing else in the project unpickles.
+Every file is read with torch's weights-only loader; nothing is unpickled into an arbitrary object, so a
+crafted file runs no code. Format /1 stored numpy arrays: those (arrays, scalars and their dtypes, and
+nothing else) are allowed to the loader for /1 files. A /1 training checkpoint that holds pickled
+environment objects cannot be read that way and is refused: re-train, or export its policy with the
+project's code of that time (before the runkit envelope).
 
 Before anything is written, the new content is read back with the safe loader and compared with the old
 file: every tensor, statistic, metadata entry, configuration value (and for a checkpoint every module,
@@ -32,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,6 @@ from policyopt.checkpoint import (
     CHECKPOINT_FORMAT,
     POLICY_FORMAT,
     RETIRED_FORMATS,
-    TRUST_FLAG,
     DeployedPolicy,
     load_checkpoint,
     load_policy,
@@ -60,7 +57,7 @@ OLD_POLICY_FORMATS = ("policyopt.policy/1", "policyopt.policy/2")
 
 
 class UpgradeError(UserError):
-    """A file this script cannot re-export (not a retired policyopt format, or /1 without --unpickle-trusted)."""
+    """A file this script cannot re-export (not a retired policyopt format, or not readable without unpickling)."""
 
 
 class UpgradeMismatchError(AssertionError):
@@ -72,20 +69,27 @@ def _expect(condition: bool, problem: str) -> None:
         raise UpgradeMismatchError(problem)
 
 
-def read_retired(path: Path, unpickle_trusted: bool) -> dict[str, Any]:
-    """The payload of a /1 or /2 file: safely if it can be, unpickled only when `unpickle_trusted`."""
+def _numpy_globals() -> list[Any]:
+    """What torch's weights-only loader needs to rebuild numpy arrays and scalars (and nothing else)."""
+    from numpy._core.multiarray import _reconstruct, scalar
+
+    dtypes = [type(np.dtype(code)) for code in ("?", "b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "e", "f", "d")]
+    return [np.ndarray, np.dtype, _reconstruct, scalar, *dtypes]
+
+
+def read_retired(path: Path) -> dict[str, Any]:
+    """The payload of a /1 or /2 file, read with the weights-only loader (numpy arrays allowed for /1)."""
     if not path.is_file():
         raise UpgradeError(f"no file at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a /1 file's numpy arrays and environments (or anything else not weights-only)
-        if not unpickle_trusted:
-            raise UpgradeError(
-                f"{path} cannot be read without unpickling ({typed_one_line(exc)}); if it is a /1 file you made "
-                f"or trust, pass {TRUST_FLAG} (unpickling runs any code a crafted file carries)"
-            ) from None
-        print(f"unpickling {path} ({TRUST_FLAG}: only for files you made or trust)", file=sys.stderr)
-        payload = torch.load(path, map_location="cpu", weights_only=False)  # trusted by the user's flag
+        with torch.serialization.safe_globals(_numpy_globals()):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a pickled object of any other kind: never unpickled here
+        raise UpgradeError(
+            f"{path} cannot be read without unpickling ({typed_one_line(exc)}); nothing in this project unpickles "
+            "a file (it would run any code a crafted file carries): a /1 training checkpoint with pickled "
+            "environments cannot be re-exported, re-train instead"
+        ) from None
     found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
     if found not in RETIRED_FORMATS:
         raise UpgradeError(f"{path} is not a policyopt file of a retired format (format {found!r})")
@@ -172,9 +176,9 @@ def check_upgrade(old: Mapping[str, Any], state: Mapping[str, Any], rest: Mappin
         _expect({k: rest["metadata"][k] for k in expected} == expected, f"{where}: metadata")
 
 
-def upgrade(source: Path, out: Path, unpickle_trusted: bool = False) -> tuple[Path, str]:
+def upgrade(source: Path, out: Path) -> tuple[Path, str]:
     """Re-export the retired file `source` at `out` (checked before and after writing); return it and its format."""
-    old = read_retired(source, unpickle_trusted)
+    old = read_retired(source)
     if old["format"] == "policyopt.checkpoint/1" and out == source:
         raise UpgradeError(f"{source} is a /1 training checkpoint: it becomes a policy file, so pass --out")
     content, new_format = upgraded(old)
@@ -204,19 +208,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, help="policyopt files of format /1 or /2")
     parser.add_argument("--out", type=Path, default=None, help="where to write (one file only; default: in place)")
-    parser.add_argument(
-        TRUST_FLAG,
-        dest="unpickle_trusted",
-        action="store_true",
-        help="unpickle /1 files (runs any code a crafted file carries: only for files you made or trust)",
-    )
     args = parser.parse_args(argv)
     if args.out is not None and len(args.files) != 1:
         parser.error("--out takes exactly one input file")
 
     def run() -> None:
         for source in args.files:
-            written, new_format = upgrade(source, args.out or source, args.unpickle_trusted)
+            written, new_format = upgrade(source, args.out or source)
             print(f"{source} -> {written} ({new_format}): contents identical")
 
     raise SystemExit(run_guarded(run))

@@ -118,6 +118,13 @@ class ReplannerConfig:
         max_plan_lead_s: ... and at most this far (within the tracker's max_plan_lead_s); a plan that took longer
             than its lead to make is refused as late.
         max_path_stamp_ahead_s: a path stamped more than this ahead of the node's clock is refused.
+        max_input_lag_s: a path is refused ("behind") when it waited longer than this before planning, or the
+            odometry a plan would start from was published longer than this beyond its period ago (node-clock
+            seconds; DDS source timestamps against this host's clock): the node has fallen behind its inputs (a
+            starved process), so its clock and the vehicle's state are stale and its plan would reach the
+            tracker late. With planning_deadline_s it bounds how late a plan can reach the tracker: keep the sum
+            below the tracker's max_plan_delay_s (0.2 + 0.25 < 0.5 s). 0 disables it (publishers on a host
+            whose clock is not synchronised with this one's).
         workspace_bound_m: a waypoint with |x|, |y| or |z| beyond this is refused before planning.
         max_speed_m_s: certificate: speed limit of a plan (0: the vehicle's); also the envelope's bound.
         max_acceleration_m_s2: certificate: acceleration limit of a plan (0: the vehicle's).
@@ -158,6 +165,7 @@ class ReplannerConfig:
     min_plan_lead_s: float = 0.1
     max_plan_lead_s: float = 0.5
     max_path_stamp_ahead_s: float = 1.0
+    max_input_lag_s: float = 0.2
     workspace_bound_m: float = 1000.0
     max_speed_m_s: float = 0.0
     max_acceleration_m_s2: float = 0.0
@@ -201,6 +209,7 @@ class ReplannerConfig:
             (self.min_plan_lead_s, self.max_plan_lead_s),
             "0 <= min <= max <= 1 (the tracker refuses plans starting over its max_plan_lead_s ahead)",
         )
+        _require(0.0 <= self.max_input_lag_s <= 10.0, "max_input_lag_s", self.max_input_lag_s, "in [0, 10] (0: off)")
         _require(0.0 < self.workspace_bound_m <= 1e6, "workspace_bound_m", self.workspace_bound_m, "in (0, 1e6]")
         _require(
             0.0 <= self.max_plan_tilt_deg < 90.0,

@@ -24,6 +24,15 @@ at most `max_viewer_samples` samples) a nav_msgs/Path (`planned_path`) and marke
 `~/status` (OK with the planning figures, or ERROR with the reason, also logged); a refused path or a
 refused plan publishes nothing, so the vehicle keeps flying its current plan. Refused inputs are
 counted by reason on /diagnostics, together with the vehicle's envelope (`quadsim.health`).
+
+A node that has fallen behind its inputs (its process was starved, and paths, odometry and /clock
+queued up) plans nothing: a plan made then starts from a stale clock and a stale state, reaches the
+tracker late (the tracker refuses it as stale, or blends a large jump) and, added to this node's
+timeline though the vehicle never flew it, would make the next plans start from where the vehicle is
+not. Before each plan the node measures, with the DDS source timestamps against this host's clock (times
+the node clock's rate), how long the path waited, and how much longer ago than its own period the
+odometry it starts from was published; past `max_input_lag_s` it refuses the path as "behind": the
+client sends it again, and the queue drains meanwhile.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry, Path
 from numpy.typing import NDArray
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.subscription import MessageInfo
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 from visualization_msgs.msg import MarkerArray
@@ -244,6 +254,10 @@ class Replanner(LifecycleNode):
         self.planner: CertifiedPlanner | None = None
         self.odometry = OdometryGate()
         self.pending_odometry: Odometry | None = None
+        self.pending_odometry_sent_ns = 0  # its DDS source timestamp (system clock; 0: not given)
+        self.odometry_sent_ns = 0  # the same for the odometry taken last
+        self.odometry_intervals_ns: deque[int] = deque([0], maxlen=5)  # between the latest samples' publications
+        self.path_sent_ns = 0  # the DDS source timestamp of the path being planned (0: a replan, or not given)
         self.odometry_taken_wall = 0.0
         self.last_path_stamp_ns = 0
         self.waypoints: NDArray[np.float64] | None = None  # the points of the last plan (its start first)
@@ -343,14 +357,18 @@ class Replanner(LifecycleNode):
         return bool(self._state_machine.current_state[1] == "active")
 
     # Inputs ------------------------------------------------------------------------------------------------
-    def on_odometry(self, msg: Odometry) -> None:
-        """Keep the latest odometry; check and take it at most every ODOMETRY_PERIOD_S (wall), and before a plan.
+    def on_odometry(self, msg: Odometry, info: MessageInfo) -> None:
+        """Keep the latest odometry (and when it was published); check and take it at most every
+        ODOMETRY_PERIOD_S (wall), and before a plan.
 
         Odometry comes at the controller's rate (250 Hz, faster in accelerated simulation); checking every
         sample kept this single-threaded node so busy that its clock (/clock is served by the same executor)
         fell behind and its plans went out stamped in the past, which the tracker refuses as stale.
         """
-        self.pending_odometry = msg
+        sent_ns = int(info.get("source_timestamp") or 0)
+        if sent_ns > self.pending_odometry_sent_ns > 0:
+            self.odometry_intervals_ns.append(sent_ns - self.pending_odometry_sent_ns)
+        self.pending_odometry, self.pending_odometry_sent_ns = msg, sent_ns
         now = time.monotonic()
         if now - self.odometry_taken_wall >= ODOMETRY_PERIOD_S:
             self.odometry_taken_wall = now
@@ -372,6 +390,7 @@ class Replanner(LifecycleNode):
         msg, self.pending_odometry = self.pending_odometry, None
         if msg is None:
             return
+        self.odometry_sent_ns = self.pending_odometry_sent_ns
         self.measure_sim_rate()
         received_ns = self.now_ns()
         try:
@@ -418,9 +437,10 @@ class Replanner(LifecycleNode):
         if count == 1 or count % ERROR_LOG_THROTTLE == 0:
             self.report_error(f"odometry refused ({count} so far for this reason): {why}", "", {"reason": reason})
 
-    def on_waypoints(self, msg: Path) -> None:
+    def on_waypoints(self, msg: Path, info: MessageInfo) -> None:
         """Plan through a new course; a bad one gets an error status and the node goes on."""
         received = time.perf_counter()
+        self.path_sent_ns = int(info.get("source_timestamp") or 0)
         stamp = f"{int(msg.header.stamp.sec)}.{int(msg.header.stamp.nanosec):09d}"
         if not self.active:
             self.report_error(
@@ -441,7 +461,10 @@ class Replanner(LifecycleNode):
                 workspace_bound_m=config.workspace_bound_m,
             )
             self.check_geofence(course.waypoints[1:])
-            self.plan_and_publish(course.waypoints, course.stamp_ns, received, stamp)
+            try:
+                self.plan_and_publish(course.waypoints, course.stamp_ns, received, stamp)
+            finally:
+                self.path_sent_ns = 0
             self.last_path_stamp_ns = max(self.last_path_stamp_ns, course.stamp_ns)
         except CourseError as exc:
             self.report_error(f"path refused: {exc}", f"path: {exc.reason}", {"path_stamp": stamp})
@@ -566,6 +589,32 @@ class Replanner(LifecycleNode):
             )
         return Start("odometry", point, state, min(self.odometry.stamp_ns, now_ns))
 
+    def input_lag_s(self) -> float:
+        """How far behind its inputs the node is (node-clock seconds): how long the path being planned waited, or
+        how much longer ago than its period the odometry taken last was published, whichever is more (0 when the
+        middleware gave no source timestamps)."""
+        now_ns = time.time_ns()
+        path_wait_ns = now_ns - self.path_sent_ns if self.path_sent_ns else 0
+        period_ns = int(np.median(self.odometry_intervals_ns))
+        starts_from_odometry = self.odometry.fresh(self.now_ns(), self.config.max_odometry_age_s)
+        odometry_wait_ns = now_ns - self.odometry_sent_ns - period_ns if self.odometry_sent_ns else 0
+        odometry_wait_ns = odometry_wait_ns if starts_from_odometry else 0  # else the path's first pose is used
+        return max(self.sim_rates) * max(path_wait_ns, odometry_wait_ns, 0) * 1e-9
+
+    def check_input_lag(self) -> None:
+        """Refuse to plan while the node is behind its inputs (see the module docstring)."""
+        limit = self.config.max_input_lag_s
+        if limit <= 0.0:
+            return
+        lag = self.input_lag_s()
+        if lag > limit:
+            raise CourseError(
+                f"behind: this node is {lag:.3f} s (node clock) behind its inputs (the path waited, or the newest "
+                f"odometry it has read is older than its period), more than max_input_lag_s={limit} s; a plan now "
+                "would start from a stale state: the current plan is kept (send the path again)",
+                "behind",
+            )
+
     def plan_and_publish(
         self, waypoints: NDArray[np.float64], path_stamp_ns: int, received: float, path_stamp: str
     ) -> PlanResult:
@@ -577,6 +626,7 @@ class Replanner(LifecycleNode):
         assert self.planner is not None
         config = self.config
         self.take_odometry()  # the latest sample, if it has not been taken yet
+        self.check_input_lag()
         now_ns = self.now_ns()
         chosen_wall = time.perf_counter()
         start = self.choose_start(now_ns, path_stamp_ns, waypoints[0])

@@ -5,9 +5,11 @@ replanner on `waypoints`, the controller and recorder on `trajectory`), counts a
 the vehicle comes within `reached_radius_m`, and every `replan_interval_s` of simulated time (up to
 `replan_count` times) moves the intermediate waypoints beyond the one being approached by
 `displacement_m` in a seeded horizontal direction and sends the rest of the course again, so the
-vehicle replans in the air. If the vehicle has not moved `START_WITHIN_S` after the course's plan
-(a controller that matched the replanner late got the latched plan stale and refused it), the course
-is sent again, up to `MAX_COURSE_SENDS` times. It
+vehicle replans in the air. A move the replanner refuses (say, a plan that came too late for its start
+on a loaded machine) is undone, as the vehicle flies on with its plan through the old waypoints, and
+tried again an interval later, up to `MAX_MOVE_ATTEMPTS_PER_MOVE` tries per move. If the vehicle has
+not moved `START_WITHIN_S` after the course's plan (a controller that matched the replanner late got
+the latched plan stale and refused it), the course is sent again, up to `MAX_COURSE_SENDS` times. It
 times each path from sending to the trajectory's arrival (wall clock), and ends (exit code 0) when the
 vehicle rests at the last waypoint, or fails (exit code 1) after `timeout_s`. Its figures go to
 `results_file` (JSON).
@@ -41,6 +43,10 @@ START_DISTANCE_M = 0.1
 """... or the course is sent again: a controller that joined late refused the (latched) plan as stale."""
 MAX_COURSE_SENDS = 3
 """The course goes out at most this often; after that the mission goes on with the last plan."""
+RETRY_AFTER_REFUSAL_S = 0.3
+"""A path the replanner refused is sent again (the course) or retried (a move) no sooner than this (wall)."""
+MAX_MOVE_ATTEMPTS_PER_MOVE = 3
+"""A refused move is tried again at the next interval; at most this many tries per planned move."""
 
 
 class WaypointMission(Node):
@@ -65,7 +71,10 @@ class WaypointMission(Node):
         self.started = False
         self.course_sends = 0
         self.moves = 0
+        self.move_attempts = 0
+        self.last_move_ns = 0
         self.awaiting: dict[str, Any] | None = None
+        self.quiet_until = 0.0  # monotonic time before which no path goes out (after a refusal)
         self.events: list[dict[str, Any]] = []
         self.began = time.monotonic()
         self.warned_waiting = False
@@ -93,6 +102,7 @@ class WaypointMission(Node):
         event = self.awaiting
         self.awaiting = None
         event["latency_ms"] = 1e3 * (time.perf_counter() - event.pop("sent"))
+        event.pop("previous_course", None)
         event["plan_stamp_s"] = stamp_to_ns(msg.header.stamp) * 1e-9
         event["result"] = "planned"
         self.events.append(event)
@@ -110,9 +120,15 @@ class WaypointMission(Node):
             event["result"] = f"error: {msg.message}"
             self.events.append(event)
             self.get_logger().warning(f"{event['kind']} refused by the replanner: {msg.message}")
+            self.quiet_until = time.monotonic() + RETRY_AFTER_REFUSAL_S
+            if event["kind"] == "moved waypoints":  # the vehicle flies on through the old waypoints
+                self.course = np.asarray(event.pop("previous_course"), dtype=np.float64)
+                self.moves -= 1
 
-    def send(self, kind: str, waypoints: NDArray[np.float64]) -> None:
-        """Send the vehicle's position followed by `waypoints` as a path."""
+    def send(
+        self, kind: str, waypoints: NDArray[np.float64], previous_course: NDArray[np.float64] | None = None
+    ) -> None:
+        """Send the vehicle's position and `waypoints` as a path (`previous_course`: what a refusal restores)."""
         assert self.position is not None
         points = np.vstack([self.position, waypoints])
         self.path_pub.publish(path_from_points(points, self.config.frame_id, ns_to_stamp(self.now_ns)))
@@ -123,6 +139,8 @@ class WaypointMission(Node):
             "sent_wall": time.monotonic(),
             "waypoints": waypoints.tolist(),
         }
+        if previous_course is not None:
+            self.awaiting["previous_course"] = previous_course.tolist()
 
     def graph_ready(self) -> bool:
         """Odometry is in, the replanner listens, and the controller (and recorder) can hear its plans."""
@@ -147,12 +165,17 @@ class WaypointMission(Node):
         if time.monotonic() - self.began > config.timeout_s:
             self.finish(False, f"timed out after {config.timeout_s} s (wall)")
             return
-        if not self.graph_ready():
+        if not self.graph_ready() or time.monotonic() < self.quiet_until:
             return
         if self.awaiting is not None:
             if time.monotonic() - self.awaiting["sent_wall"] > RESEND_AFTER_S:
                 self.get_logger().warning("no answer to the path: sending it again")
-                self.send(self.awaiting["kind"], np.asarray(self.awaiting["waypoints"]))
+                previous = self.awaiting.get("previous_course")
+                self.send(
+                    self.awaiting["kind"],
+                    np.asarray(self.awaiting["waypoints"]),
+                    None if previous is None else np.asarray(previous),
+                )
             return
         if not self.first_plan_ns:
             self.course_sends += 1
@@ -170,14 +193,19 @@ class WaypointMission(Node):
                     )
                     self.first_plan_ns = 0
                 return  # no waypoint moves before the vehicle is on its way
-        due_ns = self.first_plan_ns + round((self.moves + 1) * config.replan_interval_s * 1e9)
+        interval_ns = round(config.replan_interval_s * 1e9)
+        due_ns = max(self.first_plan_ns, self.last_move_ns) + interval_ns
         ahead = self.course[self.next_index + 1 : -1]  # the waypoint being approached and the goal stay put
-        if self.moves < config.replan_count and self.now_ns >= due_ns and ahead.shape[0] > 0:
+        attempts_left = self.move_attempts < MAX_MOVE_ATTEMPTS_PER_MOVE * config.replan_count
+        if self.moves < config.replan_count and attempts_left and self.now_ns >= due_ns and ahead.shape[0] > 0:
             self.moves += 1
+            self.move_attempts += 1
+            self.last_move_ns = self.now_ns
+            previous = self.course.copy()
             angles = self.rng.uniform(0.0, 2.0 * np.pi, ahead.shape[0])
             shift = config.displacement_m * np.stack([np.cos(angles), np.sin(angles), np.zeros_like(angles)], axis=1)
             self.course[self.next_index + 1 : -1] += shift
-            self.send("moved waypoints", self.course[self.next_index :])
+            self.send("moved waypoints", self.course[self.next_index :], previous)
             return
         goal = self.course[-1]
         assert self.position is not None
