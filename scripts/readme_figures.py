@@ -5,7 +5,7 @@ A figure in a Markdown file is marked with the bench result it comes from:
     <!--fig minsnap:vs_rotorpy.time_ratio:.0f-->155<!--/fig-->
 
 `minsnap` names `bench/results/minsnap.json` (a full run's output, committed with the command that made
-it), `vs_rotorpy.time_ratio` the dotted path of the value in it (list items by index), and `.0f` the
+it; `ros_soak/ros_soak` names `bench/results/ros_soak/ros_soak.json`), `vs_rotorpy.time_ratio` the dotted path of the value in it (list items by index), and `.0f` the
 format (Python's format spec; a trailing `%` multiplies by 100). The text between the marks is replaced.
 
     python scripts/readme_figures.py            # rewrite the marked figures in README.md and bench/README.md
@@ -24,7 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCUMENTS = ("README.md", "bench/README.md", "learning/README.md")
-MARK = re.compile(r"<!--fig (?P<bench>[\w-]+):(?P<path>[\w.\-\[\]]+):(?P<spec>[^>]*?)-->(?P<text>.*?)<!--/fig-->")
+MARK = re.compile(r"<!--fig (?P<bench>[\w\-/]+):(?P<path>[\w.\-\[\]]+):(?P<spec>[^>]*?)-->(?P<text>.*?)<!--/fig-->")
 
 
 def lookup(result: Any, path: str) -> Any:

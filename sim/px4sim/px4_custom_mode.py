@@ -1,4 +1,4 @@
-"""PX4's flight modes on the wire, as the simulated vehicle reads and writes them (independent of px4link).
+"""PX4's flight modes on the wire, as the simulated vehicle reads and writes them (independent of the bridge).
 
 From PX4's `px4_custom_mode.h`: HEARTBEAT.custom_mode is a uint32 laid out as the little-endian union
 `{uint16 reserved; uint8 main_mode; uint8 sub_mode}`, so the main mode sits in bits 16-23 and the sub

@@ -1,4 +1,4 @@
-"""The simulated vehicle's own frame changes between the project's frames and PX4's (independent of px4link).
+"""The simulated vehicle's own frame changes between the project's frames and PX4's (independent of the bridge).
 
 Conventions:
 - The project (and the physics): world ENU (x east, y north, z up), body FLU (x forward, y left, z up).

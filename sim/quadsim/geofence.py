@@ -1,8 +1,8 @@
 """Geofences in the local ENU frame: an axis-aligned box or a vertical cylinder.
 
-Shared by the planner's trajectory certificate and the PX4 bridge's failsafes (`px4link.config` re-exports
-them). `excess_m` is convex in the position, so its largest value over a convex hull of positions is at a
-vertex: that is what lets `quadsim.certificate` bound it over whole trajectory segments.
+Shared by the planner's trajectory certificate and the PX4 bridge's failsafes (the bridge's config, in
+hardware/, re-exports them). `excess_m` is convex in the position, so its largest value over a convex hull
+of positions is at a vertex: that is what lets `quadsim.certificate` bound it over whole trajectory segments.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 class SettingError(ValueError):
     """A setting out of range; the message names the field and the allowed range.
 
-    The geofences raise it, and `px4link.config.BridgeConfigError` is this type, so that every bridge setting
+    The geofences raise it, and the bridge's BridgeConfigError (hardware/) is this type, so that every setting
     (the geofence's included) fails with one error type although the geofence lives in sim.
     """
 
