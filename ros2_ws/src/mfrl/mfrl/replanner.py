@@ -730,6 +730,7 @@ class Replanner(LifecycleNode):
             "plan_start": self.plan_start or "no plan",
             "plan_age_s": (now_ns - self.plan_stamp_ns) * 1e-9 if self.plan_stamp_ns else "no plan",
             "odometry": "fresh" if fresh else ("stale" if self.odometry.received_ns else "none"),
+            "input_lag_s": self.input_lag_s(),  # how far behind its odometry the node is (max_input_lag_s)
             "tracking_error_m": health.tracking_error_m,
             "speed_m_s": health.speed_m_s,
             "tilt_deg": math.degrees(health.tilt_rad),
