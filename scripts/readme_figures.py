@@ -5,8 +5,9 @@ A figure in a Markdown file is marked with the bench result it comes from:
     <!--fig minsnap:vs_rotorpy.time_ratio:.0f-->155<!--/fig-->
 
 `minsnap` names `bench/results/minsnap.json` (a full run's output, committed with the command that made
-it; `ros_soak/ros_soak` names `bench/results/ros_soak/ros_soak.json`), `vs_rotorpy.time_ratio` the dotted path of the value in it (list items by index), and `.0f` the
-format (Python's format spec; a trailing `%` multiplies by 100). The text between the marks is replaced.
+it; `ros_soak/ros_soak` names `bench/results/ros_soak/ros_soak.json`), `vs_rotorpy.time_ratio` the dotted
+path of the value in it (list items by index), and `.0f` the format (Python's format spec; a trailing `%`
+multiplies by 100). The text between the marks is replaced.
 
     python scripts/readme_figures.py            # rewrite the marked figures in README.md and bench/README.md
     python scripts/readme_figures.py --check    # exit 1, naming each figure, if a file is out of date

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-MODULE = '''
+MODULE = """
 import os
 import pytest
 
@@ -37,7 +37,7 @@ def test_grouped(flight, check):
 @pytest.mark.parametrize("index", range(6))
 def test_free(index):
     pass
-'''
+"""
 
 
 @pytest.mark.slow
