@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from nav_msgs.msg import Odometry
 from nav_msgs.msg import Path as PathMsg
+from rclpy.publisher import Publisher
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import MultiDOFJointTrajectory
 
@@ -69,6 +71,38 @@ def replanner(ros_env: dict[str, str], graph_logs: Path) -> Iterator[GraphProces
         yield processes
     finally:
         processes.stop()
+
+
+@dataclass
+class ReplannerClient:
+    """A test's ear and voice on the replanner's documented topics: statuses, trajectories, paths, odometry."""
+
+    statuses: list[DiagnosticStatus]
+    trajectories: list[MultiDOFJointTrajectory]
+    paths: Publisher
+    odometry: Publisher
+
+
+def active_replanner_client(ros_peer: RosPeer) -> ReplannerClient:
+    """Subscribe and publish as a client would, and wait until the lifecycle node serves a first path."""
+    node = ros_peer.node
+    client = ReplannerClient(
+        [],
+        [],
+        node.create_publisher(PathMsg, "/waypoints", qos.REQUEST),
+        node.create_publisher(Odometry, "/odom", qos.SENSOR),
+    )
+    node.create_subscription(DiagnosticStatus, "/replanner/status", client.statuses.append, qos.REQUEST)
+    node.create_subscription(MultiDOFJointTrajectory, "/trajectory", client.trajectories.append, qos.LATCHED)
+    assert ros_peer.spin_until(
+        lambda: client.odometry.get_subscription_count() > 0 and client.paths.get_subscription_count() > 0, 30.0
+    )
+    for _ in range(60):  # wait until the lifecycle node is active
+        client.paths.publish(path_from_points(GOOD, "world", Time(sec=10)))
+        if ros_peer.spin_until(lambda: bool(client.trajectories), 1.0):
+            break
+    assert client.trajectories, "the replanner never became active"
+    return client
 
 
 @pytest.mark.ros
@@ -169,20 +203,8 @@ def test_nan_odometry_is_refused_and_the_next_plan_starts_from_the_last_good_sta
     replanner: GraphProcesses, ros_peer: RosPeer
 ) -> None:
     node = ros_peer.node
-    statuses: list[DiagnosticStatus] = []
-    trajectories: list[MultiDOFJointTrajectory] = []
-    node.create_subscription(DiagnosticStatus, "/replanner/status", statuses.append, qos.REQUEST)
-    node.create_subscription(MultiDOFJointTrajectory, "/trajectory", trajectories.append, qos.LATCHED)
-    paths = node.create_publisher(PathMsg, "/waypoints", qos.REQUEST)
-    odometry = node.create_publisher(Odometry, "/odom", qos.SENSOR)
-    assert ros_peer.spin_until(
-        lambda: odometry.get_subscription_count() > 0 and paths.get_subscription_count() > 0, 30.0
-    )
-    for _ in range(60):  # wait until the lifecycle node is active
-        paths.publish(path_from_points(GOOD, "world", Time(sec=10)))
-        if ros_peer.spin_until(lambda: bool(trajectories), 1.0):
-            break
-    assert trajectories, "the replanner never became active"
+    client = active_replanner_client(ros_peer)
+    statuses, trajectories, paths, odometry = client.statuses, client.trajectories, client.paths, client.odometry
 
     def odom(position: tuple[float, float, float], velocity_x: float) -> Odometry:
         msg = Odometry()
@@ -307,15 +329,8 @@ def test_a_stalled_replanner_refuses_the_paths_that_waited_and_serves_the_next(
     """A starved replanner (here: stopped with SIGSTOP) must not plan from a stale clock and state when it wakes;
     slow odometry (5 Hz) alone is not taken for a stall."""
     node = ros_peer.node
-    statuses: list[DiagnosticStatus] = []
-    trajectories: list[MultiDOFJointTrajectory] = []
-    node.create_subscription(DiagnosticStatus, "/replanner/status", statuses.append, qos.REQUEST)
-    node.create_subscription(MultiDOFJointTrajectory, "/trajectory", trajectories.append, qos.LATCHED)
-    paths = node.create_publisher(PathMsg, "/waypoints", qos.REQUEST)
-    odometry = node.create_publisher(Odometry, "/odom", qos.SENSOR)
-    assert ros_peer.spin_until(
-        lambda: odometry.get_subscription_count() > 0 and paths.get_subscription_count() > 0, 30.0
-    )
+    client = active_replanner_client(ros_peer)
+    statuses, paths, odometry = client.statuses, client.paths, client.odometry
     hover = Odometry()
     hover.header.frame_id, hover.child_frame_id = "world", "base_link"
     hover.pose.pose.position.z, hover.pose.pose.orientation.w = 1.0, 1.0
@@ -338,11 +353,6 @@ def test_a_stalled_replanner_refuses_the_paths_that_waited_and_serves_the_next(
             fly_for(0.2)
         return "no answer"
 
-    for _ in range(60):  # wait until the lifecycle node is active
-        paths.publish(path_from_points(GOOD, "world", Time(sec=10)))
-        if ros_peer.spin_until(lambda: bool(trajectories), 1.0):
-            break
-    assert trajectories, "the replanner never became active"
     for stamp_s in (20, 21, 22):
         fly_for(0.5)
         statuses.clear()

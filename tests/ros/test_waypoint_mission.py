@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -79,6 +79,14 @@ class HoveringVehicle:
         return len(self.paths) >= count
 
 
+def spin_without_odometry(executor: SingleThreadedExecutor, condition: Callable[[], bool]) -> None:
+    """Spin until `condition()` holds (at most 10 s): no odometry goes out, so sim time stands still and no move
+    falls due meanwhile."""
+    deadline = time.monotonic() + 10.0
+    while not condition() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.01)
+
+
 @pytest.mark.ros
 def test_the_course_waits_for_a_controller_on_the_trajectory_topic(
     mission_and_peer: tuple[SingleThreadedExecutor, Node, WaypointMission],
@@ -135,25 +143,19 @@ def test_a_move_the_replanner_refuses_is_undone_and_tried_again(
 
     assert vehicle.spin_until_paths(1, 10.0), "the course never went out"
     answer_with_a_plan()
-    deadline = time.monotonic() + 10.0
-    while not mission.first_plan_ns and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.01)  # sim time stands still until the mission has the plan
+    spin_without_odometry(executor, lambda: bool(mission.first_plan_ns))
     vehicle.quad.reset(np.array([0.5, 0.0, 1.0]))  # on its way to the first waypoint
     assert vehicle.spin_until_paths(2, 20.0), "the waypoints were never moved"
     assert not np.allclose(mission.course, course), "the move did not change the mission's course"
     assert status_pub.get_subscription_count() == 1, "the mission does not listen to the replanner status"
     status_pub.publish(DiagnosticStatus(level=DiagnosticStatus.ERROR, name="replanner", message="late: test"))
-    deadline = time.monotonic() + 10.0
-    while mission.awaiting is not None and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.01)  # no odometry: sim time stands still, no move falls due
+    spin_without_odometry(executor, lambda: mission.awaiting is None)
     assert mission.awaiting is None, "the refusal was not taken as the answer to the move"
     np.testing.assert_array_equal(mission.course, course)  # the vehicle flies on through the old waypoints
     assert mission.moves == 0
     assert vehicle.spin_until_paths(3, 20.0), "the refused move was not tried again"
     answer_with_a_plan()
-    deadline = time.monotonic() + 10.0
-    while mission.awaiting is not None and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.01)
+    spin_without_odometry(executor, lambda: mission.awaiting is None)
     vehicle.spin_until_paths(4, 2.0)  # 2 s of sim time and more: no further move may go out
     assert [e.get("result", "")[:5] for e in mission.events] == ["plann", "error", "plann"]
     assert mission.moves == 1
