@@ -28,3 +28,12 @@ def test_a_figure_that_drifted_from_its_result_is_found_and_rewritten() -> None:
     assert len(changed) == 2
     assert "the text says 30" in changed[0]
     assert module.sync(new, results, "README.md") == (new, [])
+
+
+def test_committed_results_are_full_runs_not_smoke_runs() -> None:
+    import json
+
+    results = sorted((ROOT / "bench" / "results").rglob("*.json"))
+    assert {path.stem for path in results} >= {"minsnap", "fidelity", "planner", "ros_latency", "ros_soak"}
+    smoke = [path.name for path in results if json.loads(path.read_text()).get("smoke") is not False]
+    assert smoke == [], f"smoke-sized or unmarked results committed as figures: {smoke}"
