@@ -5,7 +5,8 @@ A figure in a Markdown file is marked with the bench result it comes from:
     <!--fig minsnap:vs_rotorpy.time_ratio:.0f-->155<!--/fig-->
 
 `minsnap` names `bench/results/minsnap.json` (a full run's output, committed with the command that made
-it; `ros_soak/ros_soak` names `bench/results/ros_soak/ros_soak.json`), `vs_rotorpy.time_ratio` the dotted
+it; `ros_soak/ros_soak` names `bench/results/ros_soak/ros_soak.json`; a name that is not there is a path from
+the repository's root, e.g. `learning/policyopt/results/rl_sps`), `vs_rotorpy.time_ratio` the dotted
 path of the value in it (list items by index), and `.0f` the format (Python's format spec; a trailing `%`
 multiplies by 100). The text between the marks is replaced.
 
@@ -26,6 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCUMENTS = ("README.md", "bench/README.md", "learning/README.md")
 MARK = re.compile(r"<!--fig (?P<bench>[\w\-/]+):(?P<path>[\w.\-\[\]]+):(?P<spec>[^>]*?)-->(?P<text>.*?)<!--/fig-->")
+
+
+def result_path(bench: str) -> Path:
+    """The JSON file a figure names: under bench/results/, else from the repository's root."""
+    in_results = RESULTS / f"{bench}.json"
+    return in_results if in_results.exists() else ROOT / f"{bench}.json"
 
 
 def lookup(result: Any, path: str) -> Any:
@@ -51,7 +58,7 @@ def sync(text: str, results: dict[str, Any], source: str) -> tuple[str, list[str
     def replace(match: re.Match[str]) -> str:
         bench, path, spec, old = match["bench"], match["path"], match["spec"], match["text"]
         if bench not in results:
-            results[bench] = json.loads((RESULTS / f"{bench}.json").read_text())
+            results[bench] = json.loads(result_path(bench).read_text())
         new = render(lookup(results[bench], path), spec)
         if new != old:
             changed.append(f"{source}: {bench}:{path} is {new}, the text says {old}")
