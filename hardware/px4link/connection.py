@@ -18,13 +18,16 @@ from pymavlink.dialects.v20 import common as mavlink2
 
 from px4link.config import LinkConfig
 from px4link.link_url import parse_link_url
-from px4link.signing import SigningCounters, apply_signing, signing_counters
+from px4link.signing import SigningCounters, SpecSigningMAVLink, apply_signing, signing_counters
 from px4link.transports import Transport, open_transport
 from runkit.logs import get_logger
 
 _LOG = get_logger("px4link.connection")
 
 MessageCallback = Callable[[Any], None]
+
+SIGNING_TIMESTAMP_SAVE_PERIOD_S = 5.0
+"""How often the outgoing signing timestamp is written to its file (when one is configured)."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +74,9 @@ class MavlinkConnection:
         self.config = config
         self.url = parse_link_url(config.url)
         self._transport: Transport | None = None
-        self._rx = mavlink2.MAVLink(None, srcSystem=config.system_id, srcComponent=config.component_id)
+        self._rx = SpecSigningMAVLink(None, srcSystem=config.system_id, srcComponent=config.component_id)
         self._rx.robust_parsing = True
-        self._tx = mavlink2.MAVLink(None, srcSystem=config.system_id, srcComponent=config.component_id)
+        self._tx = SpecSigningMAVLink(None, srcSystem=config.system_id, srcComponent=config.component_id)
         if config.signing is not None:
             apply_signing(self._rx, config.signing, sign_outgoing=False)
             apply_signing(self._tx, config.signing, sign_outgoing=True)
@@ -91,6 +94,7 @@ class MavlinkConnection:
         self._last_vehicle_heartbeat_s: float | None = None
         self._last_vehicle_message_s: float | None = None
         self._vehicle_seen = threading.Event()
+        self._vehicle_spoke = False
         self._timesync: TimesyncEstimate | None = None
         self._reported_errors: set[str] = set()
 
@@ -116,6 +120,7 @@ class MavlinkConnection:
         for thread in self._threads:
             thread.join(timeout=2.0)
         self._threads.clear()
+        self._save_signing_timestamp()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -185,7 +190,8 @@ class MavlinkConnection:
                 continue
             self._frames_received += 1
             dispatched += 1
-            self._dispatch(message)
+            if self._dispatch(message):
+                self._vehicle_spoke = True
         return dispatched
 
     def _restart_parser(self) -> None:
@@ -194,13 +200,15 @@ class MavlinkConnection:
         self._rx.expected_length = mavlink2.HEADER_LEN_V1 + 2
         self._rx.have_prefix_error = False
 
-    def _dispatch(self, message: Any) -> None:
+    def _dispatch(self, message: Any) -> bool:
+        """Hand `message` to its subscribers; True when it came from the vehicle."""
         now = time.monotonic()
         msg_type = message.get_type()
-        if (
+        from_vehicle = (
             message.get_srcSystem() == self.config.vehicle_system_id
             and message.get_srcComponent() == self.config.vehicle_component_id
-        ):
+        )
+        if from_vehicle:
             self._last_vehicle_message_s = now
             if msg_type == "HEARTBEAT":
                 self._last_vehicle_heartbeat_s = now
@@ -214,6 +222,7 @@ class MavlinkConnection:
             except Exception as exc:
                 self._callback_errors += 1
                 self._count_error(f"callback {getattr(callback, '__qualname__', callback)}", exc)
+        return from_vehicle
 
     def _count_error(self, where: str, exc: Exception) -> None:
         key = f"{where}:{type(exc).__name__}"
@@ -233,15 +242,29 @@ class MavlinkConnection:
                 time.sleep(0.05)
                 continue
             if data:
+                self._vehicle_spoke = False
                 self.feed(data, datagram=transport.datagram)
+                if self._vehicle_spoke:  # reply where the vehicle is, not wherever the last datagram came from
+                    transport.confirm_sender()
 
     # ---- heartbeat and time sync ------------------------------------------------------------------------------
+
+    def _save_signing_timestamp(self) -> None:
+        try:
+            self._tx.save_timestamp()
+        except OSError as exc:  # a full or read-only disk must not stop the link; the clock still stamps frames
+            self._count_error("signing timestamp file", exc)
 
     def _housekeeping_loop(self) -> None:
         next_heartbeat = time.monotonic()
         next_timesync = next_heartbeat + 0.1
+        next_timestamp_save = next_heartbeat + SIGNING_TIMESTAMP_SAVE_PERIOD_S
         while not self._stop.is_set():
             now = time.monotonic()
+            if now >= next_timestamp_save:
+                with self._send_lock:
+                    self._save_signing_timestamp()
+                next_timestamp_save = now + SIGNING_TIMESTAMP_SAVE_PERIOD_S
             if now >= next_heartbeat:
                 self.send(
                     self._tx.heartbeat_encode(

@@ -37,13 +37,22 @@ class Transport(Protocol):
         """Send bytes; failures are counted in `write_failures`."""
         ...
 
+    def confirm_sender(self) -> None:
+        """The last bytes read held a frame of the vehicle (checked and, with signing, verified): reply there."""
+        ...
+
     def close(self) -> None:
         """Release the link."""
         ...
 
 
 class UdpTransport:
-    """UDP: `udpin` binds and replies to the last sender; `udpout` sends to a fixed address from an ephemeral port."""
+    """UDP: `udpin` binds and replies to the vehicle; `udpout` sends to a fixed address from an ephemeral port.
+
+    With `udpin` the reply address is the sender of the last datagram that held a frame of the vehicle (the
+    connection confirms it after parsing, and after the signature verified when signing is on), never merely the
+    last sender: one stray or hostile datagram must not redirect the commands away from the vehicle.
+    """
 
     datagram = True
 
@@ -54,6 +63,7 @@ class UdpTransport:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self._listen = url.kind == "udpin"
         self._remote: tuple[str, int] | None = None
+        self._last_sender: tuple[str, int] | None = None
         try:
             if self._listen:
                 self._sock.bind((url.host, url.port))
@@ -81,8 +91,12 @@ class UdpTransport:
         except OSError:
             return b""
         if self._listen:
-            self._remote = address
+            self._last_sender = address
         return data
+
+    def confirm_sender(self) -> None:
+        if self._listen and self._last_sender is not None:
+            self._remote = self._last_sender
 
     def write(self, data: bytes) -> None:
         if self._remote is None:
@@ -163,6 +177,9 @@ class TcpTransport:
         except OSError:
             self.write_failures += 1
 
+    def confirm_sender(self) -> None:
+        pass  # one peer on the other end: nothing to choose
+
     def close(self) -> None:
         with self._lock:
             sock, self._sock = self._sock, None
@@ -238,6 +255,9 @@ class SerialTransport:
             os.write(fd, data)
         except OSError:
             self.write_failures += 1
+
+    def confirm_sender(self) -> None:
+        pass  # one peer on the other end: nothing to choose
 
     def close(self) -> None:
         with self._lock:

@@ -160,3 +160,45 @@ def test_signed_commands_reach_a_peer_that_requires_signing(connection_to: Any) 
     sock.close()
     assert accepted == {191}, "only the command signed with the right key may be accepted"
     assert vehicle.signing.reject_count >= 2
+
+
+def test_optional_signing_accepts_unsigned_frames_but_never_a_failed_signature() -> None:
+    conn = _bridge_side(KEY, require=False)
+    seen = _heartbeats(conn)
+    for frame in _vehicle_frames(None, count=2) + _vehicle_frames(OTHER_KEY, count=2):
+        conn.feed(frame)
+    good = _vehicle_frames(KEY, count=1)[0]
+    conn.feed(good)
+    conn.feed(good)  # replayed
+    assert len(seen) == 3  # two unsigned, one good
+    counters = conn.counters().signing
+    assert (counters.unsigned_accepted, counters.bad_signatures, counters.replayed, counters.refused) == (2, 3, 1, 3)
+
+
+def test_a_wrong_key_with_a_future_timestamp_does_not_poison_the_stream() -> None:
+    conn = _bridge_side(KEY)
+    seen = _heartbeats(conn)
+    future = signing_timestamp_now() + 3600 * 100_000
+    for frame in _vehicle_frames(OTHER_KEY, count=256, start_ts=future):
+        conn.feed(frame)
+    for frame in _vehicle_frames(KEY, count=3):
+        conn.feed(frame)
+    assert len(seen) == 3
+    assert conn.counters().signing.bad_signatures == 256
+
+
+def test_the_outgoing_timestamp_is_kept_across_a_restart(tmp_path: Any) -> None:
+    stamp_file = tmp_path / "signing_timestamp"
+    later = signing_timestamp_now() + 600 * 100_000  # a run whose clock was ten minutes ahead of today's
+    stamp_file.write_text(f"{later}\n")
+    signing = SigningConfig(secret_key_hex=KEY.hex(), timestamp_file=str(stamp_file))
+    conn = MavlinkConnection(LinkConfig(url="udpin:127.0.0.1:1", signing=signing))
+    sent = bytes(conn.mav.heartbeat_encode(6, 8, 0, 0, 4).pack(conn.mav))
+    assert int.from_bytes(sent[-12:-6], "little") > later, "a restart must never stamp below what was sent before"
+    conn.close()
+    assert int(stamp_file.read_text()) > later
+    fresh = tmp_path / "none_yet"
+    signing = SigningConfig(secret_key_hex=KEY.hex(), timestamp_file=str(fresh))
+    conn = MavlinkConnection(LinkConfig(url="udpin:127.0.0.1:1", signing=signing))
+    conn.close()
+    assert abs(int(fresh.read_text()) - signing_timestamp_now()) < 100_000  # the clock, within a second
