@@ -12,6 +12,11 @@ a trajectory to a real peer, a separate process that receives on a UDP port, for
   CPU. The CPU target is judged on this one;
 * the baseline from the same run: a naive loop (`send; time.sleep(period)`) with the same encoder and socket.
 
+Each is measured in three conditions (`streamer`, `full_bridge`, `baseline` hold them by name): `quiet_normal` (a quiet
+machine, normal scheduling), `loaded_normal` (a busy Python process on every core, `--load-processes`) and
+`loaded_realtime` (the same load, the streamer thread at SCHED_FIFO `--realtime-priority`; `realtime_granted` says
+whether the OS allowed it). The top-level figures are the quiet run's.
+
 Targets: p99 jitter <= 2 ms, CPU <= 5 % of a core. Usage: ``python bench/mavlink.py [--smoke] [--seconds S]``.
 """
 
@@ -230,42 +235,98 @@ def run_baseline(seconds: float) -> dict[str, Any]:
     }
 
 
+class _Load:
+    """`processes` busy loops (plain Python, normal priority) for the length of a `with` block: a loaded computer."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> _Load:
+        self._procs = [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"], stdout=subprocess.DEVNULL)
+            for _ in range(self.processes)
+        ]
+        time.sleep(0.5)  # let them take the cores
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for proc in self._procs:
+            proc.kill()
+            proc.wait()
+
+
+def _conditions(realtime_priority: int, load_processes: int) -> list[tuple[str, int, int]]:
+    """(name, SCHED_FIFO priority, busy processes) of each measured condition."""
+    return [
+        ("quiet_normal", 0, 0),
+        ("loaded_normal", 0, load_processes),
+        ("loaded_realtime", realtime_priority, load_processes),
+    ]
+
+
 def main() -> None:
-    """Run the bridge and the baseline; print one JSON object."""
+    """Run the stream, the whole bridge and the baseline quiet and under load, at normal and real-time priority."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="about 2 s per run (for tests)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per run (default 20; smoke 2)")
     parser.add_argument(
-        "--realtime-priority", type=int, default=0, help="SCHED_FIFO priority of the streamer (0: normal scheduling)"
+        "--realtime-priority", type=int, default=20, help="SCHED_FIFO priority of the real-time runs (default 20)"
     )
+    parser.add_argument(
+        "--load-processes", type=int, default=os.cpu_count() or 1,
+        help="busy processes that load the machine in the loaded runs (default: one per core)",
+    )  # fmt: skip
     args = parser.parse_args()
     smoke = smoke_requested(args.smoke)
     seconds = args.seconds if args.seconds is not None else (2.0 if smoke else 20.0)
-    bridge = run_bridge(seconds, args.realtime_priority)
-    full = run_full_bridge(seconds, args.realtime_priority)
-    baseline = run_baseline(seconds)
+    streamer: dict[str, Any] = {}
+    full: dict[str, Any] = {}
+    baseline: dict[str, Any] = {}
+    for name, priority, load in _conditions(args.realtime_priority, args.load_processes):
+        with _Load(load):
+            load_avg = os.getloadavg()[0]
+            streamer[name] = {**run_bridge(seconds, priority), "busy_processes": load, "load_avg_1min": load_avg}
+            full[name] = {**run_full_bridge(seconds, priority), "busy_processes": load}
+            if priority == 0:
+                baseline[name] = {**run_baseline(seconds), "busy_processes": load}
+    realtime_granted = streamer["loaded_realtime"]["realtime_priority"] > 0
+    bridge = streamer["quiet_normal"]
     result = {
         "benchmark": "mavlink_setpoint_stream",
-        "what": "SET_POSITION_TARGET_LOCAL_NED at 50 Hz over UDP loopback to a separate receiving process",
+        "what": "SET_POSITION_TARGET_LOCAL_NED at 50 Hz over UDP loopback to a separate receiving process; "
+        "quiet, and with busy processes on every core at normal and at SCHED_FIFO priority",
         "smoke": smoke,
         "seconds": seconds,
         **bridge,
-        "full_bridge_vs_px4sim": full,
-        "baseline_naive_sleep": baseline,
+        "streamer": streamer,
+        "full_bridge_vs_px4sim": full["quiet_normal"],
+        "full_bridge": full,
+        "baseline_naive_sleep": baseline["quiet_normal"],
+        "baseline": baseline,
+        "realtime_granted": realtime_granted,
         "jitter_p99_ratio_baseline_over_bridge": (
-            baseline["jitter_p99_ms"] / bridge["jitter_p99_ms"] if bridge["jitter_p99_ms"] > 0 else None
+            baseline["quiet_normal"]["jitter_p99_ms"] / bridge["jitter_p99_ms"] if bridge["jitter_p99_ms"] > 0 else None
         ),
-        "rate_error_baseline_percent": 100.0 * (baseline["rate_hz"] - RATE_HZ) / RATE_HZ,
+        "jitter_p99_ratio_loaded_normal_over_realtime": (
+            streamer["loaded_normal"]["jitter_p99_ms"] / streamer["loaded_realtime"]["jitter_p99_ms"]
+            if streamer["loaded_realtime"]["jitter_p99_ms"] > 0
+            else None
+        ),
+        "rate_error_baseline_percent": 100.0 * (baseline["quiet_normal"]["rate_hz"] - RATE_HZ) / RATE_HZ,
         "rate_error_bridge_percent": 100.0 * (bridge["rate_hz"] - RATE_HZ) / RATE_HZ,
         "target_jitter_p99_ms": TARGET_JITTER_P99_MS,
         "target_cpu_percent_of_core": TARGET_CPU_PERCENT,
-        "meets_jitter_target": bool(bridge["jitter_p99_ms"] <= TARGET_JITTER_P99_MS),
-        "meets_cpu_target": bool(full["cpu_percent_of_core"] <= TARGET_CPU_PERCENT),
+        "meets_jitter_target": {
+            name: bool(run["jitter_p99_ms"] <= TARGET_JITTER_P99_MS) for name, run in streamer.items()
+        },
+        "meets_cpu_target": {
+            name: bool(run["cpu_percent_of_core"] <= TARGET_CPU_PERCENT) for name, run in full.items()
+        },
         "platform": {
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
-            "load_avg_1min": os.getloadavg()[0],
         },
     }
     print(json.dumps(result, indent=2))

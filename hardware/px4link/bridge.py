@@ -21,7 +21,7 @@ import numpy as np
 from pymavlink.dialects.v20 import common as mavlink2
 
 from px4link import px4_modes
-from px4link.commands import CommandError, CommandResult, CommandSender
+from px4link.commands import CommandError, CommandResult, CommandSender, CommandTimeout
 from px4link.config import BridgeConfig
 from px4link.connection import LinkCounters, MavlinkConnection
 from px4link.failsafes import FailsafeEvent, FailsafeInputs, FailsafeKind, FailsafeMonitor
@@ -289,9 +289,12 @@ class Px4Bridge:
             self._hold = hold_target(snapshot.local_position.position_enu_m, yaw)
 
     def start_offboard(self, timeout_s: float = 5.0) -> None:
-        """Stream setpoints for `priming_s`, then ask for OFFBOARD and wait until the heartbeat confirms it.
+        """Stream setpoints for `priming_s`, then ask for OFFBOARD and wait until the vehicle confirms it.
 
-        Without a trajectory (follow) the stream holds the current position. Raises OffboardError or CommandError.
+        The vehicle confirms by an accepting COMMAND_ACK or by a heartbeat that shows OFFBOARD, whichever comes: with
+        the ACKs lost (the command is retried) a heartbeat within `mode_confirm_timeout_s` still confirms. Without a
+        trajectory (follow) the stream holds the current position. Raises OffboardError, or CommandRejected when the
+        vehicle refused; on either the stream goes on (PRIMING) and a later heartbeat in OFFBOARD is still believed.
         """
         with self._plan_lock:
             need_hold = self._trajectory is None
@@ -301,12 +304,18 @@ class Px4Bridge:
         self.offboard.start(now)
         deadline = now + self.config.offboard.priming_s + timeout_s
         while not self.offboard.primed(time.monotonic()):
+            if self.offboard.state == OffboardState.ACTIVE:
+                return  # the vehicle already flies this stream in OFFBOARD
             if time.monotonic() > deadline or not self.offboard.streaming:
                 raise OffboardError(f"setpoint stream did not prime (state {self.offboard.state.value})")
             time.sleep(0.01)
         self.offboard.begin_request(time.monotonic())
+        no_ack: CommandTimeout | None = None
         try:
             self.commands.set_mode(px4_modes.OFFBOARD)
+            self.offboard.mode_accepted(time.monotonic())
+        except CommandTimeout as exc:  # the ACKs may be what was lost: the heartbeat decides
+            no_ack = exc
         except CommandError as exc:
             self.offboard.request_refused(time.monotonic(), str(exc))
             raise
@@ -314,8 +323,13 @@ class Px4Bridge:
         while self.offboard.state == OffboardState.REQUESTING and time.monotonic() < confirm_by:
             time.sleep(0.01)
         if self.offboard.state != OffboardState.ACTIVE:
-            self.offboard.request_refused(time.monotonic(), "OFFBOARD accepted but never shown in the heartbeat")
-            raise OffboardError("the vehicle accepted OFFBOARD but its heartbeat never showed it")
+            why = f"no ACK ({no_ack}) and" if no_ack is not None else "the vehicle accepted it, but then"
+            self.offboard.request_refused(time.monotonic(), f"OFFBOARD not confirmed: {why} no heartbeat showed it")
+            raise OffboardError(
+                f"OFFBOARD not confirmed: {why} no heartbeat showed it within "
+                f"{self.config.offboard.mode_confirm_timeout_s} s; the stream goes on, and a later heartbeat in "
+                "OFFBOARD confirms it"
+            )
 
     def stop_offboard(self) -> None:
         """Stop streaming (PX4 then applies its offboard-loss action after COM_OF_LOSS_T: prefer hold() or land())."""
@@ -382,6 +396,7 @@ class Px4Bridge:
         return FailsafeInputs(
             now_s=now_s,
             link_age_s=self.connection.vehicle_message_age_s(now_s),
+            uplink_age_s=self.connection.uplink_age_s(now_s),
             position_enu_m=snapshot.local_position.position_enu_m if snapshot.local_position is not None else None,
             setpoint_enu_m=self._last_setpoint_enu if streaming else None,
             battery_fraction=snapshot.battery.remaining_fraction if snapshot.battery is not None else None,
@@ -463,13 +478,56 @@ class Px4Bridge:
             return f"the vehicle is already in {status.mode_name} (its offboard-loss action)"
         return ""
 
+    def _resume_hold_stream(self) -> bool:
+        """Link back, vehicle last seen armed in OFFBOARD: stream a hold at its position now (True); no mode command.
+
+        PX4 stays in OFFBOARD while setpoints arrive, so the next streamer tick holds it; a mode command instead could
+        land just after PX4 began its own offboard-loss landing or return and override it. If PX4 already left
+        OFFBOARD during the cut, the streamed hold is ignored by PX4 and the next heartbeat ends the bridge's claim.
+        """
+        snapshot = self.telemetry()
+        status = snapshot.status
+        if status is None or not status.armed or status.mode != px4_modes.OFFBOARD or snapshot.local_position is None:
+            return False
+        self.hold_here()
+        now = time.monotonic()
+        self.offboard.resume_after_link_loss(now, "link back; vehicle last seen in OFFBOARD: streaming a hold")
+        self._emit(
+            ActionEvent(
+                "hold",
+                True,
+                "hold streamed in OFFBOARD at the vehicle's position (no mode command: PX4's own landing or return is"
+                " never overridden)",
+                now,
+                FailsafeKind.LINK_RESTORED,
+            )
+        )
+        return True
+
+    def _request_heartbeat(self) -> None:
+        """Ask for a heartbeat now (MAV_CMD_REQUEST_MESSAGE), so the vehicle's mode is known within a round trip."""
+        try:
+            self.commands.send_long(
+                mavlink2.MAV_CMD_REQUEST_MESSAGE,
+                (float(mavlink2.MAVLINK_MSG_ID_HEARTBEAT),),
+                what="heartbeat now",
+                timeout_s=0.2,
+                retries=1,
+            )
+        except CommandError as exc:
+            _LOG.info("no heartbeat on request (%s): waiting for the periodic one", exc)
+
     def _act(self) -> None:
         while True:
             item = self._actions.get()
             if item is None or self._stop.is_set():
                 return
             action, cause, since_s = item
+            if cause == FailsafeKind.LINK_RESTORED and action == "hold" and self._resume_hold_stream():
+                self._request_heartbeat()  # the mode now, not the 1 Hz heartbeat's: the state follows it
+                continue
             if cause == FailsafeKind.LINK_RESTORED:
+                self._request_heartbeat()
                 recovering = self._vehicle_recovering_on_its_own(since_s)
                 if recovering:
                     self.offboard.stop(time.monotonic(), f"failsafe {cause.value}: {action} not sent")

@@ -45,7 +45,8 @@ class LinkConfig:
         vehicle_system_id: the autopilot's system id.
         vehicle_component_id: the autopilot's component id.
         heartbeat_period_s: our HEARTBEAT period (MAVLink: 1 Hz).
-        timesync_period_s: TIMESYNC request period; 0 disables our requests (we still answer the vehicle's).
+        timesync_period_s: TIMESYNC request period; 0 disables our requests (we still answer the vehicle's). The
+            vehicle's answers are how the bridge knows its own messages arrive (FailsafeConfig.uplink_loss_s).
         signing: MAVLink 2 signing; None sends and accepts unsigned frames.
     """
 
@@ -55,7 +56,7 @@ class LinkConfig:
     vehicle_system_id: int = 1
     vehicle_component_id: int = MAV_COMP_ID_AUTOPILOT1
     heartbeat_period_s: float = 1.0
-    timesync_period_s: float = 1.0
+    timesync_period_s: float = 0.2
     signing: SigningConfig | None = None
 
     def __post_init__(self) -> None:
@@ -104,15 +105,17 @@ class OffboardConfig:
         priming_s: stream this long before asking for OFFBOARD (PX4 refuses the switch without a stream; >= 1 s).
         mode_confirm_timeout_s: after the ACK, wait this long for the heartbeat to show OFFBOARD.
         send_yaw_rate: send the trajectory's yaw rate as feed-forward (else PX4 holds the yaw setpoint only).
-        realtime_priority: SCHED_FIFO priority of the streamer thread (1-99; 0 keeps normal scheduling). Needs
-            CAP_SYS_NICE or an rtprio limit; cuts period jitter on a loaded companion computer.
+        realtime_priority: SCHED_FIFO priority of the streamer thread (1-99; 0 keeps normal scheduling). Asked for
+            by default: it needs CAP_SYS_NICE or an rtprio limit (the systemd unit grants both); where it is refused
+            the stream runs at normal priority, the log says so once and `SetpointStreamer.realtime` is False (the
+            px4_bridge node reports it on /diagnostics). It cuts period jitter on a loaded companion computer.
     """
 
     rate_hz: float = 50.0
     priming_s: float = 1.0
     mode_confirm_timeout_s: float = 2.0
     send_yaw_rate: bool = True
-    realtime_priority: int = 0
+    realtime_priority: int = 20
 
     def __post_init__(self) -> None:
         _require(
@@ -150,6 +153,9 @@ class FailsafeConfig:
             (PX4 sends one a second) to see whether PX4 is already landing or returning on its own
             offboard-loss action; the bridge's link_loss_action is then not sent (a hold would stop it).
             Without such a heartbeat in this time the action is sent.
+        uplink_loss_s: no answer to our TIMESYNC requests for this long, while the vehicle's own messages still
+            arrive, is a lost link too: what the bridge sends does not reach the vehicle (a one-way cut). Applies
+            once the vehicle has answered at least once; keep it well above LinkConfig.timesync_period_s.
     """
 
     link_loss_s: float = 0.5
@@ -160,6 +166,7 @@ class FailsafeConfig:
     battery_low_action: FailsafeAction = "hold"
     trajectory_stale_s: float = 5.0
     restore_mode_wait_s: float = 1.5
+    uplink_loss_s: float = 1.0
 
     def __post_init__(self) -> None:
         _require(
@@ -167,6 +174,7 @@ class FailsafeConfig:
             f"restore_mode_wait_s must be in [0, 5], got {self.restore_mode_wait_s}",
         )
         _require(0.05 <= self.link_loss_s <= 30.0, f"link_loss_s must be in [0.05, 30], got {self.link_loss_s}")
+        _require(0.1 <= self.uplink_loss_s <= 30.0, f"uplink_loss_s must be in [0.1, 30], got {self.uplink_loss_s}")
         _require(
             self.link_loss_action in ("hold", "land"),
             f"link_loss_action must be hold or land, got {self.link_loss_action!r}",

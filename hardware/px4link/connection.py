@@ -96,6 +96,7 @@ class MavlinkConnection:
         self._vehicle_seen = threading.Event()
         self._vehicle_spoke = False
         self._timesync: TimesyncEstimate | None = None
+        self._last_timesync_reply_s: float | None = None
         self._reported_errors: set[str] = set()
 
     # ---- life cycle -------------------------------------------------------------------------------------------
@@ -292,6 +293,7 @@ class MavlinkConnection:
         if 0 <= round_trip_ns < 10**9:  # our own request came back
             offset = int(message.tc1) - (now_ns + int(message.ts1)) // 2
             self._timesync = TimesyncEstimate(offset_ns=offset, round_trip_s=round_trip_ns * 1e-9)
+            self._last_timesync_reply_s = now_s
 
     # ---- state ------------------------------------------------------------------------------------------------
 
@@ -308,6 +310,12 @@ class MavlinkConnection:
         """Seconds since anything last came from the vehicle (inf before the first)."""
         last = self._last_vehicle_message_s
         return float("inf") if last is None else (time.monotonic() if now_s is None else now_s) - last
+
+    def uplink_age_s(self, now_s: float | None = None) -> float | None:
+        """Seconds since the vehicle last answered one of our TIMESYNC requests: the proof that what we send reaches
+        it (None before the first answer, or with our requests off)."""
+        last = self._last_timesync_reply_s
+        return None if last is None else (time.monotonic() if now_s is None else now_s) - last
 
     @property
     def timesync(self) -> TimesyncEstimate | None:

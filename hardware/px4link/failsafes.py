@@ -1,8 +1,10 @@
 """The bridge's failsafes as a pure, edge-triggered monitor: inputs in, typed events out (no I/O).
 
 Each check raises an event once when its condition starts (and LINK_RESTORED once when the link comes back):
-    LINK_LOST           no vehicle heartbeat/telemetry for `link_loss_s`: stop claiming offboard
-    LINK_RESTORED       the link is back after a loss: tell the vehicle `link_loss_action` (hold or land)
+    LINK_LOST           no vehicle heartbeat/telemetry for `link_loss_s`, or (one-way cut) no answer to our
+                        TIMESYNC for `uplink_loss_s` while its messages arrive: stop streaming and claiming offboard
+    LINK_RESTORED       the link is back after a loss: `link_loss_action` (hold or land), never over a landing or
+                        return PX4 started itself
     GEOFENCE            the vehicle is outside the fence: hold
     GEOFENCE_SETPOINT   the trajectory would lead outside the fence: hold (the setpoint is not followed)
     BATTERY_LOW         below `battery_low_fraction`: `battery_low_action`
@@ -54,6 +56,7 @@ class FailsafeInputs:
     Attributes:
         now_s: monotonic time.
         link_age_s: seconds since anything came from the vehicle (inf before the first).
+        uplink_age_s: seconds since the vehicle last answered our TIMESYNC (None: it never has; not judged).
         position_enu_m: the vehicle's position (None when unknown).
         setpoint_enu_m: the position being commanded (None when not streaming).
         battery_fraction: remaining battery (None when unknown).
@@ -65,6 +68,7 @@ class FailsafeInputs:
 
     now_s: float
     link_age_s: float
+    uplink_age_s: float | None = None
     position_enu_m: tuple[float, float, float] | None = None
     setpoint_enu_m: tuple[float, float, float] | None = None
     battery_fraction: float | None = None
@@ -112,7 +116,9 @@ class FailsafeMonitor:
 
     def _link(self, i: FailsafeInputs) -> list[FailsafeEvent]:
         cfg = self.config
-        lost = i.link_age_s > cfg.link_loss_s
+        downlink_lost = i.link_age_s > cfg.link_loss_s
+        uplink_lost = i.uplink_age_s is not None and i.uplink_age_s > cfg.uplink_loss_s
+        lost = downlink_lost or uplink_lost
         if not lost:
             self._link_ever_up = True
         if not self._link_ever_up:
@@ -122,7 +128,10 @@ class FailsafeMonitor:
             FailsafeKind.LINK_LOST,
             lost,
             "stop_offboard",
-            f"nothing from the vehicle for {i.link_age_s:.3f} s (limit {cfg.link_loss_s} s)",
+            f"nothing from the vehicle for {i.link_age_s:.3f} s (limit {cfg.link_loss_s} s)"
+            if downlink_lost or i.uplink_age_s is None
+            else f"the vehicle has not answered our TIMESYNC for {i.uplink_age_s:.3f} s (limit {cfg.uplink_loss_s} s) "
+            "though its messages arrive: what the bridge sends does not reach it",
             i.now_s,
         )
         if was_lost and not lost:

@@ -2,9 +2,15 @@
 
 `OffboardStateMachine` is the order, with no I/O:
 
-    IDLE --start--> PRIMING --(>= priming_s of setpoints sent)--> REQUESTING --(heartbeat shows OFFBOARD)--> ACTIVE
+    IDLE --start--> PRIMING --(>= priming_s of setpoints sent)--> REQUESTING --(vehicle confirms OFFBOARD)--> ACTIVE
     PRIMING/REQUESTING/ACTIVE --link lost--> LINK_LOST (stream stops; the bridge no longer claims offboard)
+    LINK_LOST --link back, vehicle last seen in OFFBOARD--> ACTIVE (a hold is streamed at once)
     REQUESTING --refused--> PRIMING;  ACTIVE --vehicle left OFFBOARD--> PRIMING;  any --stop--> IDLE
+    PRIMING --heartbeat shows OFFBOARD--> ACTIVE (the vehicle is in OFFBOARD flying this stream: say so)
+
+The vehicle confirms OFFBOARD by either piece of evidence it gives: a COMMAND_ACK that accepts the mode command
+(PX4 acknowledges DO_SET_MODE after the switch), or a heartbeat whose custom mode is OFFBOARD. Either may be lost;
+the state follows whichever arrives, and later heartbeats keep it true to the vehicle.
 
 `SetpointStreamer` is the dedicated thread that sends one setpoint per period. It sleeps to absolute deadlines
 (next = previous deadline + period), not `sleep(period)` after the work, so the period does not drift with the work
@@ -158,11 +164,28 @@ class OffboardStateMachine:
             )
         self._emit(transition)
 
-    def on_vehicle_mode(self, offboard: bool, now_s: float) -> None:
-        """The heartbeat's mode: confirms REQUESTING -> ACTIVE, or ACTIVE -> PRIMING when the vehicle left OFFBOARD."""
+    def mode_accepted(self, now_s: float) -> None:
+        """The vehicle's COMMAND_ACK accepted the OFFBOARD request: REQUESTING -> ACTIVE."""
         with self._lock:
             transition = None
-            if offboard and self._state == OffboardState.REQUESTING:
+            if self._state == OffboardState.REQUESTING:
+                transition = self._go(OffboardState.ACTIVE, now_s, "vehicle accepted OFFBOARD (COMMAND_ACK)")
+        self._emit(transition)
+
+    def resume_after_link_loss(self, now_s: float, reason: str) -> None:
+        """LINK_LOST -> ACTIVE: the link is back and the vehicle was last seen in OFFBOARD; streaming resumes."""
+        with self._lock:
+            transition = (
+                self._go(OffboardState.ACTIVE, now_s, reason) if self._state == OffboardState.LINK_LOST else None
+            )
+        self._emit(transition)
+
+    def on_vehicle_mode(self, offboard: bool, now_s: float) -> None:
+        """The heartbeat's mode: OFFBOARD confirms REQUESTING or PRIMING -> ACTIVE (the vehicle flies this stream);
+        another mode takes ACTIVE -> PRIMING (the vehicle left OFFBOARD)."""
+        with self._lock:
+            transition = None
+            if offboard and self._state in (OffboardState.REQUESTING, OffboardState.PRIMING):
                 transition = self._go(OffboardState.ACTIVE, now_s, "vehicle reports OFFBOARD")
             elif not offboard and self._state == OffboardState.ACTIVE:
                 transition = self._go(OffboardState.PRIMING, now_s, "vehicle left OFFBOARD")
@@ -217,6 +240,9 @@ class SetpointStreamer:
         self.thread_cpu_s = 0.0
         self.realtime_priority = realtime_priority
         self.realtime = False
+        """True once the thread runs at SCHED_FIFO `realtime_priority` (False where it was refused, or 0 asked)."""
+        self.started = False
+        """True once the thread has started and tried for its priority."""
 
     def start(self) -> None:
         """Start the thread (idempotent)."""
@@ -244,6 +270,7 @@ class SetpointStreamer:
 
     def _run(self) -> None:
         self._make_realtime()
+        self.started = True
         cpu_start = time.thread_time()
         link = self.connection.config
         period = self.period_s

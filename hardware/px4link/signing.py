@@ -80,15 +80,18 @@ class SigningConfig:
         return bytes.fromhex(self.secret_key_hex) if self.secret_key_hex else key_from_passphrase(self.passphrase)
 
 
-def signing_from_key_file(path: str | Path, require: bool = True) -> SigningConfig:
-    """Signing with the key in a file: 64 hex digits (PX4's key, as provisioned on the vehicle), whitespace ignored."""
+def signing_from_key_file(path: str | Path, require: bool = True, timestamp_file: str = "") -> SigningConfig:
+    """Signing with the key in a file: 64 hex digits (PX4's key, as provisioned on the vehicle), whitespace ignored.
+
+    `timestamp_file`: where the last outgoing signing timestamp is kept across restarts (empty: the clock alone).
+    """
     file = Path(path).expanduser()
     try:
         key_hex = "".join(file.read_text().split())
     except OSError as exc:
         raise SigningConfigError(f"cannot read the signing key file {file}: {exc.strerror or exc}") from exc
     try:
-        return SigningConfig(secret_key_hex=key_hex, require=require)
+        return SigningConfig(secret_key_hex=key_hex, require=require, timestamp_file=timestamp_file)
     except SigningConfigError as exc:
         raise SigningConfigError(f"signing key file {file}: {exc}") from exc
 

@@ -9,11 +9,8 @@ clock, a vehicle reboot, and the timestamp kept across a restart of the bridge.
 from __future__ import annotations
 
 import itertools
-import select
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,89 +26,21 @@ from px4link.failsafes import FailsafeEvent, FailsafeKind
 from px4link.signing import SigningConfig, signing_timestamp_now
 
 from .conftest import free_udp_port
+from .mavlink_tap import Tap, frames, signing_timestamp, start_px4sim, stop_px4sim
 
 pytestmark = [pytest.mark.mavlink, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = bytes(range(32))
 WRONG_KEY = bytes(range(100, 132))
 SIGNED = 0x01
 
 
-def _frames(datagram: bytes) -> list[bytes]:
-    """The MAVLink 2 frames of a datagram (found by their length fields)."""
-    out, i = [], 0
-    while i + 12 <= len(datagram) and datagram[i] == 0xFD:
-        length = 12 + datagram[i + 1] + (13 if datagram[i + 2] & SIGNED else 0)
-        out.append(datagram[i : i + length])
-        i += length
-    return out
-
-
-def _timestamp(frame: bytes) -> int:
-    return int.from_bytes(frame[-12:-6], "little")
-
-
-class _Tap:
-    """A UDP relay between the bridge (listening on `bridge_port`) and the vehicle (sending to `port`) that keeps
-    every datagram it forwards, with its arrival time, and can send more to the bridge from its own socket."""
-
-    def __init__(self, bridge_port: int) -> None:
-        self.bridge = ("127.0.0.1", bridge_port)
-        self.vehicle_side = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.vehicle_side.bind(("127.0.0.1", 0))
-        self.bridge_side = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.bridge_side.bind(("127.0.0.1", 0))
-        self.port = int(self.vehicle_side.getsockname()[1])
-        self.vehicle: tuple[str, int] | None = None
-        self.to_bridge: list[tuple[float, bytes]] = []
-        self.to_vehicle: list[tuple[float, bytes]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self.vehicle_side, self.bridge_side], [], [], 0.05)
-            for sock in ready:
-                data, address = sock.recvfrom(65535)
-                if sock is self.vehicle_side:
-                    self.vehicle = address
-                    self.to_bridge.append((time.monotonic(), data))
-                    self.bridge_side.sendto(data, self.bridge)
-                elif self.vehicle is not None:
-                    self.to_vehicle.append((signing_timestamp_now(), data))
-                    self.vehicle_side.sendto(data, self.vehicle)
-
-    def send_to_bridge(self, data: bytes) -> None:
-        self.bridge_side.sendto(data, self.bridge)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-        self.vehicle_side.close()
-        self.bridge_side.close()
-
-
 def _start_vehicle(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "px4sim.cli", "--url", f"udpout:127.0.0.1:{port}", "--signing-key-hex", KEY.hex(),
-         "--require-signing", "--stream-rate-scale", "0.2"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def _stop_vehicle(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10.0)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return start_px4sim(port, "--signing-key-hex", KEY.hex(), "--require-signing", "--stream-rate-scale", "0.2")
 
 
 class _Setup:
-    def __init__(self, bridge: Px4Bridge, tap: _Tap, vehicle: subprocess.Popen[bytes]) -> None:
+    def __init__(self, bridge: Px4Bridge, tap: Tap, vehicle: subprocess.Popen[bytes]) -> None:
         self.bridge, self.tap, self.vehicle = bridge, tap, vehicle
         self.events: list[Any] = []
         bridge.add_listener(self.events.append)
@@ -123,7 +52,7 @@ class _Setup:
 @pytest.fixture
 def signed_link(tmp_path: Path) -> Iterator[_Setup]:
     bridge_port = free_udp_port()
-    tap = _Tap(bridge_port)
+    tap = Tap(bridge_port)
     signing = SigningConfig(secret_key_hex=KEY.hex(), timestamp_file=str(tmp_path / "signing_timestamp"))
     bridge = Px4Bridge(
         BridgeConfig(
@@ -137,7 +66,7 @@ def signed_link(tmp_path: Path) -> Iterator[_Setup]:
             assert bridge.wait_vehicle(30.0), "no signed heartbeat from px4sim"
             yield _Setup(bridge, tap, vehicle)
     finally:
-        _stop_vehicle(vehicle)
+        stop_px4sim(vehicle)
         tap.close()
 
 
@@ -188,27 +117,27 @@ def test_replayed_vehicle_frames_are_refused_and_counted(signed_link: _Setup) ->
     bridge = signed_link.bridge
     time.sleep(1.0)
     recorded = [data for _, data in signed_link.tap.to_bridge[-20:]]
-    frames = sum(len(_frames(data)) for data in recorded)
+    replayed = sum(len(frames(data)) for data in recorded)
     before = bridge.counters().link.signing
     for data in recorded:
         signed_link.tap.send_to_bridge(data)  # from the vehicle's own path: only the timestamps can tell
     time.sleep(0.5)
     after = bridge.counters().link.signing
-    assert after.replayed - before.replayed == frames
+    assert after.replayed - before.replayed == replayed
     assert not signed_link.link_lost()
 
 
 def test_outgoing_timestamps_follow_the_clock_and_a_rebooted_vehicle_accepts_them(signed_link: _Setup) -> None:
     bridge, tap = signed_link.bridge, signed_link.tap
     time.sleep(3.0)
-    stamped = [(now, _timestamp(f)) for now, data in tap.to_vehicle for f in _frames(data) if f[2] & SIGNED]
+    stamped = [(now, signing_timestamp(f)) for now, _, data in tap.to_vehicle for f in frames(data) if f[2] & SIGNED]
     assert len(stamped) > 5
     lags_s = [(now - ts) / 100_000 for now, ts in stamped]
     assert max(abs(lag) for lag in lags_s) < 0.5, f"outgoing stamps drift from the clock by up to {max(lags_s):.2f} s"
     stamps = [ts for _, ts in stamped]
     assert all(b > a for a, b in itertools.pairwise(stamps)), "stamps must rise frame by frame"
     # A reboot: a new vehicle process knows none of the bridge's streams and accepts only fresh stamps.
-    _stop_vehicle(signed_link.vehicle)
+    stop_px4sim(signed_link.vehicle)
     signed_link.vehicle = _start_vehicle(tap.port)
     assert signed_link.link_lost() or _wait_for(signed_link.link_lost, 3.0)
     assert _wait_for(lambda: bridge.connection.vehicle_heartbeat_age_s() < 0.5, 30.0), "rebooted vehicle not heard"

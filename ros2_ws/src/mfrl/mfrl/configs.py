@@ -590,11 +590,16 @@ class Px4BridgeNodeConfig:
     Attributes:
         vehicle_url: MAVLink link: "/dev/ttyTHS1:921600" (serial at a baud rate), "udpin:0.0.0.0:14540", "tcp:H:P".
         signing_key_file: file holding the MAVLink 2 signing key as 64 hex digits; empty: no signing.
-        require_signing: with a key, refuse unsigned, wrongly signed and replayed packets.
+        require_signing: with a key, refuse unsigned packets (wrongly signed and replayed ones are refused either way).
+        signing_timestamp_file: with a key, where the last outgoing signing timestamp is kept across restarts (for a
+            companion computer without a real-time clock); empty: the clock alone.
         setpoint_rate_hz: offboard setpoint stream rate (20..250 Hz).
         realtime_priority: SCHED_FIFO priority of the setpoint thread (1-99; 0: normal scheduling). Needs
-            CAP_SYS_NICE or an rtprio limit (the systemd unit grants both); cuts period jitter under load.
+            CAP_SYS_NICE or an rtprio limit (the systemd unit grants both); cuts period jitter under load. Where
+            it is refused, /diagnostics says so (`setpoint_realtime` false, level WARN).
         link_loss_s: no vehicle telemetry for this long is a lost link (failsafe).
+        uplink_loss_s: no answer to the bridge's TIMESYNC for this long while the vehicle's telemetry arrives is a
+            lost link too: what the bridge sends does not reach the vehicle (a one-way cut).
         link_loss_action: what the vehicle is told when the link returns after a loss: hold or land.
         geofence_min_enu_m: the geofence box's lower corner (x, y, z, m, ENU); empty with max: no geofence.
         geofence_max_enu_m: its upper corner.
@@ -617,9 +622,11 @@ class Px4BridgeNodeConfig:
     vehicle_url: str = _LINK.url
     signing_key_file: str = ""
     require_signing: bool = True
+    signing_timestamp_file: str = ""
     setpoint_rate_hz: float = _OFFBOARD.rate_hz
     realtime_priority: int = _OFFBOARD.realtime_priority
     link_loss_s: float = _FAILSAFES.link_loss_s
+    uplink_loss_s: float = _FAILSAFES.uplink_loss_s
     link_loss_action: str = _FAILSAFES.link_loss_action
     geofence_min_enu_m: list[float] = field(default_factory=_geofence_min)
     geofence_max_enu_m: list[float] = field(default_factory=_geofence_max)
@@ -678,6 +685,7 @@ class Px4BridgeNodeConfig:
             offboard=OffboardConfig(rate_hz=self.setpoint_rate_hz, realtime_priority=self.realtime_priority),
             failsafes=FailsafeConfig(
                 link_loss_s=self.link_loss_s,
+                uplink_loss_s=self.uplink_loss_s,
                 link_loss_action="land" if self.link_loss_action == "land" else "hold",
                 geofence=geofence_of(self),
                 battery_low_fraction=self.battery_low_fraction,

@@ -55,7 +55,9 @@ def bridge_config(config: Px4BridgeNodeConfig) -> BridgeConfig:
     """The bridge's settings from the node's parameters, with the signing key read (raises ValueError)."""
     signing = None
     if config.signing_key_file:
-        signing = signing_from_key_file(config.signing_key_file, require=config.require_signing)
+        signing = signing_from_key_file(
+            config.signing_key_file, require=config.require_signing, timestamp_file=config.signing_timestamp_file
+        )
     return config.bridge_config(signing)
 
 
@@ -338,12 +340,21 @@ class Px4BridgeNode(LifecycleNode):
             values["command_timeouts"] = counters.command_timeouts
             values["bad_frames"] = counters.link.bad_frames
             values["link_drops"] = counters.link.link_drops
+            values["signing_refused"] = counters.link.signing.refused
+            uplink_age = self.bridge.connection.uplink_age_s()
+            values["uplink_age_s"] = -1.0 if uplink_age is None else round(uplink_age, 3)
+            streamer = self.bridge.streamer
+            values["setpoint_realtime"] = streamer.realtime
+            values["setpoint_priority_requested"] = streamer.realtime_priority
             link_age = self.bridge.connection.vehicle_message_age_s()  # as the failsafe judges it (PX4 beats at 1 Hz)
-            level, message = (
-                (DiagnosticStatus.OK, "vehicle connected")
-                if link_age <= self.config.link_loss_s
-                else (DiagnosticStatus.ERROR, "vehicle link lost")
-            )
+            if link_age > self.config.link_loss_s:
+                level, message = DiagnosticStatus.ERROR, "vehicle link lost"
+            elif uplink_age is not None and uplink_age > self.config.uplink_loss_s:
+                level, message = DiagnosticStatus.ERROR, "vehicle does not answer: what the bridge sends is lost"
+            elif streamer.realtime_priority > 0 and streamer.started and not streamer.realtime:
+                level, message = DiagnosticStatus.WARN, "vehicle connected; setpoint stream at normal priority"
+            else:
+                level, message = DiagnosticStatus.OK, "vehicle connected"
         stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(diagnostics_message(stamp, self.get_name(), "px4", level, message, values))
 
