@@ -26,8 +26,8 @@ from px4link.config import BridgeConfig
 from px4link.connection import LinkCounters, MavlinkConnection
 from px4link.failsafes import FailsafeEvent, FailsafeInputs, FailsafeKind, FailsafeMonitor
 from px4link.offboard import OffboardState, OffboardStateMachine, OffboardTransition, SetpointStreamer
-from px4link.params import ParamClient
-from px4link.preflight import PreflightFailed, PreflightReport, run_preflight
+from px4link.params import ParamClient, ParamError, ParamValue
+from px4link.preflight import PREFLIGHT_PARAMS, PreflightFailed, PreflightReport, run_preflight
 from px4link.setpoints import PositionTargetNed, TrajectoryLike, hold_target, target_from_derivatives
 from px4link.telemetry import TelemetrySnapshot, TelemetryStore, parse_status
 from quadsim import frames
@@ -180,13 +180,24 @@ class Px4Bridge:
 
     def preflight(self) -> PreflightReport:
         """Run the pre-flight check (reads parameters: takes up to a few seconds on a bad link)."""
-        timeout = self.config.preflight.param_timeout_s
+        config = self.config.preflight
+
+        def read_now(name: str) -> ParamValue | ParamError:
+            try:
+                return self.params.read(name, config.param_timeout_s, config.param_retries)
+            except ParamError as exc:
+                return exc
+
+        params = {name: read_now(name) for name in PREFLIGHT_PARAMS}  # first: the telemetry is judged after
+
+        def read(name: str) -> ParamValue:
+            value = params[name] if name in params else read_now(name)
+            if isinstance(value, ParamError):
+                raise value
+            return value
+
         return run_preflight(
-            self.telemetry(),
-            self.connection.vehicle_heartbeat_age_s(),
-            lambda name: self.params.read(name, timeout_s=timeout, retries=2),
-            self.config.preflight,
-            self.config.failsafes,
+            self.telemetry(), self.connection.vehicle_heartbeat_age_s(), read, config, self.config.failsafes
         )
 
     def counters(self) -> BridgeCounters:

@@ -199,18 +199,27 @@ class PreflightConfig:
         min_battery_fraction: battery must be above this to arm.
         require_ekf: ESTIMATOR_STATUS must show attitude, velocity and position solutions without errors.
         max_offboard_loss_timeout_s: COM_OF_LOSS_T must be positive and at most this.
-        param_timeout_s: per-parameter read timeout during the check.
+        param_timeout_s: per-parameter read timeout during the check (each attempt).
+        param_retries: requests resent per parameter after the first; a lossy link loses requests and answers
+            alike (at 30 % loss each way an attempt succeeds about half the time), and the check must not fail
+            for what a retry would have read.
+        max_heartbeat_age_s: the last vehicle heartbeat must be younger than this (PX4 sends one a second).
     """
 
     require_gps: bool = False
     min_battery_fraction: float = 0.5
     require_ekf: bool = True
     max_offboard_loss_timeout_s: float = 2.0
-    param_timeout_s: float = 1.0
+    param_timeout_s: float = 0.5
+    param_retries: int = 8
+    max_heartbeat_age_s: float = 3.0
 
     def __post_init__(self) -> None:
         _require(0.0 <= self.min_battery_fraction <= 1.0, "min_battery_fraction must be in [0, 1]")
         _require(self.max_offboard_loss_timeout_s > 0.0, "max_offboard_loss_timeout_s must be > 0")
+        _require(self.param_timeout_s > 0.0, f"param_timeout_s must be > 0, got {self.param_timeout_s}")
+        _require(0 <= self.param_retries <= 50, f"param_retries must be in 0..50, got {self.param_retries}")
+        _require(self.max_heartbeat_age_s > 0.0, f"max_heartbeat_age_s must be > 0, got {self.max_heartbeat_age_s}")
 
 
 UNUSED_STREAMS: tuple[int, ...] = (30, 33, 141, 331)

@@ -29,6 +29,9 @@ COM_OBL_RC_ACT_NAMES = {
 
 _UNSAFE_OFFBOARD_LOSS_ACTIONS = (6, 7)  # terminate / disarm: the vehicle falls
 
+PREFLIGHT_PARAMS = ("COM_OF_LOSS_T", "COM_OBL_RC_ACT", "NAV_DLL_ACT", "COM_DL_LOSS_T")
+"""The parameters the check reads."""
+
 
 @dataclass(frozen=True)
 class PreflightItem:
@@ -81,7 +84,7 @@ def run_preflight(
 ) -> PreflightReport:
     """Run every check and return the report (never raises for a failed check)."""
     items = [
-        _link(heartbeat_age_s),
+        _link(heartbeat_age_s, config.max_heartbeat_age_s),
         *_params(read_param, config),
         _ekf(telemetry, config),
         _gps(telemetry, config),
@@ -91,13 +94,15 @@ def run_preflight(
     return PreflightReport(tuple(items))
 
 
-def _link(heartbeat_age_s: float) -> PreflightItem:
+def _link(heartbeat_age_s: float, max_age_s: float) -> PreflightItem:
     if heartbeat_age_s == float("inf"):
         return PreflightItem(
             "link", False, "no heartbeat from the vehicle yet: check the link URL, wiring, MAV_n_CONFIG"
         )
-    if heartbeat_age_s > 2.0:
-        return PreflightItem("link", False, f"last vehicle heartbeat {heartbeat_age_s:.1f} s ago (need < 2 s)")
+    if heartbeat_age_s > max_age_s:
+        return PreflightItem(
+            "link", False, f"last vehicle heartbeat {heartbeat_age_s:.1f} s ago (need < {max_age_s:g} s)"
+        )
     return PreflightItem("link", True, f"vehicle heartbeat {heartbeat_age_s:.2f} s ago")
 
 

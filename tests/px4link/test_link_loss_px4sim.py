@@ -199,3 +199,23 @@ def _command(frame: bytes) -> int:
 def test_mode_names_the_tests_use_are_px4s() -> None:
     assert px4_modes.OFFBOARD.name == "OFFBOARD"
     assert {px4_modes.LAND.name, px4_modes.HOLD.name} == {"AUTO.LAND", "AUTO.LOITER"}
+
+
+def test_the_preflight_check_passes_at_30_percent_loss_each_way() -> None:
+    from px4sim.link_faults import LinkFaultRelay, LinkFaults
+
+    relay = LinkFaultRelay(LinkFaults(loss_probability=0.3, seed=7)).start()
+    vehicle = start_px4sim(relay.port_b)
+    bridge = Px4Bridge(BridgeConfig(link=LinkConfig(url=f"udpout:127.0.0.1:{relay.port_a}")))
+    try:
+        with bridge:
+            assert bridge.wait_vehicle(30.0)
+            assert _wait(lambda: bridge.telemetry().ekf is not None and bridge.telemetry().battery is not None, 10.0)
+            reports = [bridge.preflight() for _ in range(6)]
+            failed = [r.summary() for r in reports if not r.ok]
+            assert failed == [], "\n\n".join(failed)
+            print(f"\n30 % loss: 6 of 6 pre-flight checks passed, {bridge.counters().param_retries} requests resent")
+            assert bridge.counters().param_retries > 0, "the loss must have cost retries"
+    finally:
+        stop_px4sim(vehicle)
+        relay.stop()
