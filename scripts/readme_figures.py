@@ -10,7 +10,7 @@ the repository's root, e.g. `learning/policyopt/results/rl_sps`), `vs_rotorpy.ti
 path of the value in it (list items by index), and `.0f` the format (Python's format spec; a trailing `%`
 multiplies by 100). The text between the marks is replaced.
 
-    python scripts/readme_figures.py            # rewrite the marked figures in README.md and bench/README.md
+    python scripts/readme_figures.py            # rewrite the marked figures in the READMEs (DOCUMENTS below)
     python scripts/readme_figures.py --check    # exit 1, naming each figure, if a file is out of date
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-DOCUMENTS = ("README.md", "bench/README.md", "learning/README.md")
+DOCUMENTS = ("README.md", "bench/README.md", "learning/README.md", "hardware/README.md")
 MARK = re.compile(r"<!--fig (?P<bench>[\w\-/]+):(?P<path>[\w.\-\[\]]+):(?P<spec>[^>]*?)-->(?P<text>.*?)<!--/fig-->")
 
 

@@ -34,6 +34,6 @@ def test_committed_results_are_full_runs_not_smoke_runs() -> None:
     import json
 
     results = sorted((ROOT / "bench" / "results").rglob("*.json"))
-    assert {path.stem for path in results} >= {"minsnap", "fidelity", "planner", "ros_latency", "ros_soak"}
+    assert {path.stem for path in results} >= {"minsnap", "fidelity", "planner", "ros_latency", "ros_soak", "mavlink"}
     smoke = [path.name for path in results if json.loads(path.read_text()).get("smoke") is not False]
     assert smoke == [], f"smoke-sized or unmarked results committed as figures: {smoke}"
