@@ -229,3 +229,13 @@ def test_stale_trajectory_holds(peer: Any) -> None:
         assert _wait(lambda: any(isinstance(e, ActionEvent) for e in events), 3.0)
         assert [e.kind for e in events if isinstance(e, FailsafeEvent)] == [FailsafeKind.TRAJECTORY_STALE]
         assert peer.mode == (4, 3)
+
+
+def test_a_one_way_cut_is_a_link_loss_once_the_vehicle_has_answered() -> None:
+    monitor = FailsafeMonitor(FailsafeConfig(link_loss_s=0.5, uplink_loss_s=1.0))
+    assert monitor.evaluate(FailsafeInputs(0.0, 0.1, uplink_age_s=None)) == [], "never answered: not judged"
+    assert monitor.evaluate(FailsafeInputs(0.5, 0.1, uplink_age_s=0.2)) == []
+    events = monitor.evaluate(FailsafeInputs(1.5, 0.05, uplink_age_s=1.1))  # telemetry arrives, answers do not
+    assert _kinds(events) == [FailsafeKind.LINK_LOST]
+    assert "TIMESYNC" in events[0].detail
+    assert _kinds(monitor.evaluate(FailsafeInputs(2.0, 0.05, uplink_age_s=0.1))) == [FailsafeKind.LINK_RESTORED]

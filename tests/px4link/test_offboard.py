@@ -241,3 +241,27 @@ def _wait(predicate: Any, timeout_s: float) -> bool:
             return True
         time.sleep(0.01)
     return bool(predicate())
+
+
+def test_the_state_follows_whichever_confirmation_the_vehicle_gives() -> None:
+    def requesting() -> OffboardStateMachine:
+        sm = OffboardStateMachine(priming_s=1.0, rate_hz=50.0)
+        sm.start(0.0)
+        for k in range(60):
+            sm.on_setpoint_sent(k * 0.02)
+        sm.begin_request(1.2)
+        return sm
+
+    by_ack = requesting()
+    by_ack.mode_accepted(1.25)
+    assert by_ack.claims_offboard
+    lost_both = requesting()
+    lost_both.request_refused(3.0, "no ACK, no heartbeat")
+    assert lost_both.state == OffboardState.PRIMING
+    lost_both.on_vehicle_mode(True, 3.5)  # the vehicle was in OFFBOARD all along, flying this stream
+    assert lost_both.claims_offboard
+    lost_both.link_lost(4.0)
+    lost_both.resume_after_link_loss(4.6, "link back")
+    assert lost_both.claims_offboard
+    lost_both.on_vehicle_mode(False, 4.7)  # PX4 had left OFFBOARD during the cut
+    assert lost_both.state == OffboardState.PRIMING
