@@ -9,6 +9,7 @@ state changes, failsafe actions) go to listeners added with `add_listener`, and 
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -196,9 +197,9 @@ class Px4Bridge:
                 raise value
             return value
 
-        return run_preflight(
-            self.telemetry(), self.connection.vehicle_heartbeat_age_s(), read, config, self.config.failsafes
-        )
+        heartbeat_age = self.connection.vehicle_heartbeat_age_s()  # inf: never heard, whatever else came
+        link_age = min(heartbeat_age, self.connection.vehicle_message_age_s()) if heartbeat_age < math.inf else math.inf
+        return run_preflight(self.telemetry(), link_age, read, config, self.config.failsafes)
 
     def counters(self) -> BridgeCounters:
         """A snapshot of every counter."""

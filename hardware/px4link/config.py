@@ -203,7 +203,8 @@ class PreflightConfig:
         param_retries: requests resent per parameter after the first; a lossy link loses requests and answers
             alike (at 30 % loss each way an attempt succeeds about half the time), and the check must not fail
             for what a retry would have read.
-        max_heartbeat_age_s: the last vehicle heartbeat must be younger than this (PX4 sends one a second).
+        max_heartbeat_age_s: the vehicle must have sent a heartbeat, and its last message (any: on a lossy link the
+            1 Hz heartbeat alone is often older) must be younger than this.
     """
 
     require_gps: bool = False

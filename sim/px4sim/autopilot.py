@@ -30,6 +30,7 @@ from px4sim import px4_custom_mode as px4_modes
 from px4sim.battery import Battery, BatteryConfig
 from px4sim.commander import (
     ACCEPTED,
+    CRITICAL,
     DENIED,
     FORCE_MAGIC,
     INFO,
@@ -39,10 +40,17 @@ from px4sim.commander import (
 )
 from px4sim.flight import FlightModel
 from px4sim.flight_log import FlightLog
-from px4sim.params import ParamError, ParamStore
+from px4sim.params import ParamError, ParamStore, ParamTypeMismatchError
 from px4sim.px4_custom_mode import Px4Mode
-from px4sim.px4_frames import enu_to_ned, flu_to_frd, heading_enu, quat_ned_frd_of_rotation
-from px4sim.setpoints import MAV_FRAME_LOCAL_NED, setpoint_from_local_ned
+from px4sim.px4_frames import (
+    enu_to_ned,
+    flu_to_frd,
+    heading_enu,
+    quat_ned_frd_of_rotation,
+    rotation_enu_flu_to_ned_frd,
+    yaw_enu_to_ned,
+)
+from px4sim.setpoints import MAV_FRAME_BODY_NED, MAV_FRAME_LOCAL_NED, setpoint_from_body_ned, setpoint_from_local_ned
 from px4sim.signing import SignatureCounters, SignatureVerifier, signing_timestamp_now
 from px4sim.telemetry import GeoOrigin, TelemetryStreams, VehicleView
 from px4sim.transport import UdpLink
@@ -331,6 +339,7 @@ class SimulatedPx4:
             landed=self.flight.landed,
             failsafe=bool(c.failsafes),
             estimator_ok=c.estimator_ok,
+            prearm_ok=c.prearm_ok(self._time_s),
             battery_remaining=self.battery.remaining,
             battery_voltage_v=self.battery.voltage_v(int(p("BAT1_N_CELLS")), p("BAT1_V_CHARGED"), p("BAT1_V_EMPTY")),
             battery_current_a=self.battery.current_a,
@@ -417,7 +426,9 @@ class SimulatedPx4:
         kind = msg.get_type()
         now = self._time_s
         if kind == "HEARTBEAT":
-            if msg.get_srcSystem() != self.config.system_id or msg.get_srcComponent() != self.config.component_id:
+            # PX4: src/modules/commander/Commander.cpp (dataLinkCheck): only MAV_TYPE_GCS heartbeats
+            # (telemetry_status.heartbeat_type_gcs) keep the GCS link alive for COM_DL_LOSS_T / NAV_DLL_ACT.
+            if msg.type == mavlink.MAV_TYPE_GCS:
                 self.commander.on_gcs_heartbeat(now)
         elif kind == "SET_POSITION_TARGET_LOCAL_NED":
             self._on_setpoint(msg)
@@ -438,16 +449,35 @@ class SimulatedPx4:
             self._send(self.mav.timesync_encode(max(1, time.monotonic_ns() - round(self._boot_wall * 1e9)), msg.ts1))
 
     def _on_setpoint(self, msg: mavlink.MAVLink_message) -> None:
-        if not self._for_me(msg.target_system) or msg.coordinate_frame != MAV_FRAME_LOCAL_NED:
+        """SET_POSITION_TARGET_LOCAL_NED, frames as PX4 takes them (see `px4sim.setpoints`)."""
+        if not self._for_me(msg.target_system):
             return
-        sp = setpoint_from_local_ned(
-            msg.type_mask,
-            (msg.x, msg.y, msg.z),
-            (msg.vx, msg.vy, msg.vz),
-            (msg.afx, msg.afy, msg.afz),
-            msg.yaw,
-            msg.yaw_rate,
-        )
+        frame = int(msg.coordinate_frame)
+        if frame == MAV_FRAME_LOCAL_NED:
+            sp = setpoint_from_local_ned(
+                msg.type_mask,
+                (msg.x, msg.y, msg.z),
+                (msg.vx, msg.vy, msg.vz),
+                (msg.afx, msg.afy, msg.afz),
+                msg.yaw,
+                msg.yaw_rate,
+            )
+        elif frame == MAV_FRAME_BODY_NED:
+            rotation = self.flight.state().rotation
+            sp = setpoint_from_body_ned(
+                msg.type_mask,
+                (msg.vx, msg.vy, msg.vz),
+                (msg.afx, msg.afy, msg.afz),
+                msg.yaw,
+                msg.yaw_rate,
+                yaw_enu_to_ned(heading_enu(rotation)),
+                rotation_enu_flu_to_ned_frd(rotation),
+            )
+            if sp is None and not msg.type_mask & (1 << 9):
+                self._emit(CRITICAL, "SET_POSITION_TARGET_LOCAL_NED invalid")
+        else:  # PX4: src/modules/mavlink/mavlink_receiver.cpp refuses every other frame
+            self._emit(CRITICAL, f"SET_POSITION_TARGET_LOCAL_NED coordinate frame {frame} unsupported")
+            return
         if sp is not None:
             self.counters.setpoints += 1
             self.commander.on_setpoint(sp, self._time_s)
@@ -483,11 +513,21 @@ class SimulatedPx4:
         if name not in self.params.specs:
             self._emit(WARNING, f"[pm] unknown param: {name}")
             return
+        # PX4: src/modules/mavlink/mavlink_parameters.cpp: a declared type that is not the parameter's writes
+        # nothing and is answered by a STATUSTEXT only; min/max are not enforced.
         try:
-            self.params.set_from_wire(name, float(msg.param_value))
+            self.params.set_from_wire(name, float(msg.param_value), int(msg.param_type))
+        except ParamTypeMismatchError as exc:
+            self.counters.param_sets_refused += 1
+            self._emit(INFO, f"[pm] {exc}")
+            return
         except ParamError as exc:
             self.counters.param_sets_refused += 1
             self._emit(WARNING, f"[pm] {exc}")
+        else:
+            if self.params.out_of_range(name):
+                spec = self.params.specs[name]
+                self._emit(WARNING, f"[pm] {name} {self.params.get(name):g} outside [{spec.min:g}, {spec.max:g}]")
         self._send_param(name)
 
     # ---- commands -------------------------------------------------------------------------------

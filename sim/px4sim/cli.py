@@ -31,8 +31,8 @@ class Args:
     """MAVLink 2 signing key as 64 hex digits (empty: no signing)."""
     require_signing: bool = False
     """Refuse unsigned or wrongly signed frames (needs --signing-key-hex)."""
-    param: list[str] = field(default_factory=list)
-    """PX4 parameters to set at boot, NAME=VALUE (repeatable)."""
+    param: tyro.conf.UseAppendAction[list[str]] = field(default_factory=list)
+    """PX4 parameters to set at boot, NAME=VALUE; repeat the flag for each (every one applies)."""
     home_enu: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Where the vehicle boots, ENU metres."""
     ulog_dir: Path | None = None

@@ -3,20 +3,34 @@
 Time is passed in (`now_s`, the vehicle's clock); nothing here touches a socket. Events go out as
 (severity, text) through `emit`, which the MAVLink side sends as STATUSTEXT.
 
-Rules kept from PX4's documentation:
+Rules kept from PX4 (the source file that holds each is named beside it):
 - Arming checks: estimator healthy, battery above BAT_LOW_THR, inside the geofence, no failsafe
   active, and in OFFBOARD a live setpoint stream. Force (param2 = 21196) skips them. Disarming in
-  the air is refused unless forced.
-- OFFBOARD is only entered while setpoints arrive (the last within COM_OF_LOSS_T and at least two in
-  the last second, i.e. > 2 Hz). With none for COM_OF_LOSS_T, armed, the COM_OBL_RC_ACT action runs
-  (0 position, 1 altitude, 2 manual: these need RC, which this vehicle lacks, so it holds; 3 return,
-  4 land, 5 hold, 6 terminate, 7 disarm). The vehicle never goes back to OFFBOARD by itself.
-- Data link (heartbeats from a ground station or companion) silent for COM_DL_LOSS_T while armed:
-  NAV_DLL_ACT (0 off, 1 hold, 2 return, 3 land, 5 terminate, 6 disarm).
+  the air is refused unless forced. SYS_STATUS reports the result as MAV_SYS_STATUS_PREARM_CHECK
+  (present and enabled always, healthy while the checks pass or armed), which MAVSDK reads as
+  `health.is_armable` (PX4: src/modules/commander/HealthAndArmingChecks/HealthAndArmingChecks.cpp,
+  src/modules/mavlink/streams/SYS_STATUS.hpp).
+- OFFBOARD is only entered while the offboard signal is fresh: the last setpoint younger than
+  COM_OF_LOSS_T; one setpoint is enough (PX4: src/modules/commander/HealthAndArmingChecks/checks/
+  offboardCheck.cpp). With none for COM_OF_LOSS_T, armed, the COM_OBL_RC_ACT action runs at once, as
+  PX4's mode fallback does, without the COM_FAIL_ACT_T hold (0 position, 1 altitude, 2 manual: these
+  need RC, which this vehicle lacks, so it holds; 3 return, 4 land, 5 hold, 6 terminate, 7 disarm).
+  The vehicle never goes back to OFFBOARD by itself.
+- Data link: only ground-station heartbeats (MAV_TYPE_GCS) count, not a companion computer's; silent for
+  COM_DL_LOSS_T while armed: NAV_DLL_ACT (0 off, 1 hold, 2 return, 3 land, 5 terminate, 6 disarm)
+  (PX4: src/modules/commander/Commander.cpp, dataLinkCheck).
 - Geofence breach (GF_MAX_HOR_DIST / GF_MAX_VER_DIST from home, 0 = off): GF_ACTION (0 none,
   1 warning, 2 hold, 3 return, 4 terminate, 5 land).
 - Battery below BAT_LOW_THR / BAT_CRIT_THR / BAT_EMERGEN_THR: warnings; COM_LOW_BAT_ACT 2 lands at
   critical, 3 returns at critical and lands at emergency.
+- COM_FAIL_ACT_T (PX4: src/modules/commander/failsafe/framework.cpp, failsafe.cpp): a return or land
+  from the data-link, geofence or battery failsafes is preceded by COM_FAIL_ACT_T s of Hold ("Failsafe
+  activated, entering Hold for N seconds"), then the action runs. No hold for terminate or disarm, for
+  the offboard-loss fallback, when a failsafe return or land already runs, or with COM_FAIL_ACT_T <= 0.1.
+  A mode switch during the hold is a user takeover: the delayed action is dropped.
+- Failsafes clear when their condition clears, and on disarming (PX4: failsafe/framework.cpp: actions are
+  removed on disarm; disarmed, no failsafe action is selected): after a failsafe landing and disarm the
+  vehicle can be armed again, subject to the usual checks.
 - Takeoff climbs to MIS_TAKEOFF_ALT (or the command's altitude) then holds (AUTO.LOITER); land
   descends at MPC_LAND_SPEED; landed for COM_DISARM_LAND s disarms; armed without taking off for
   COM_DISARM_PRFLT s disarms. Return climbs to RTL_RETURN_ALT, flies home, lands.
@@ -24,7 +38,6 @@ Rules kept from PX4's documentation:
 
 from __future__ import annotations
 
-import collections
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,7 +110,10 @@ class Commander:
         self.failsafes: set[str] = set()
         self.setpoint: OffboardSetpoint | None = None
         self.last_reference: Reference | None = None
-        self._setpoint_times: collections.deque[float] = collections.deque(maxlen=64)
+        self._last_setpoint_s: float | None = None
+        self._delayed: tuple[str, str] | None = None  # (failsafe, action) waiting out COM_FAIL_ACT_T
+        self._delay_until_s = 0.0
+        self._failsafe_action = ""  # the failsafe action the vehicle is carrying out
         self._last_gcs_heartbeat_s: float | None = None
         self._datalink_lost = False
         self._armed_at_s = now_s
@@ -116,11 +132,11 @@ class Commander:
     def on_setpoint(self, sp: OffboardSetpoint, now_s: float) -> None:
         """A SET_POSITION_TARGET_LOCAL_NED arrived."""
         self.setpoint = sp
-        self._setpoint_times.append(now_s)
+        self._last_setpoint_s = now_s
         self.failsafes.discard("offboard_loss")
 
     def on_gcs_heartbeat(self, now_s: float) -> None:
-        """A heartbeat from a ground station or companion computer arrived."""
+        """A heartbeat from a ground station (MAV_TYPE_GCS) arrived."""
         self._last_gcs_heartbeat_s = now_s
         if self._datalink_lost:
             self._datalink_lost = False
@@ -128,13 +144,13 @@ class Commander:
             self.emit(INFO, "Data link regained")
 
     def offboard_signal_ok(self, now_s: float) -> bool:
-        """Setpoints arrive as PX4 needs them for OFFBOARD: the last within COM_OF_LOSS_T, > 2 Hz."""
-        if not self._setpoint_times:
+        """The offboard signal is fresh: the last setpoint is younger than COM_OF_LOSS_T.
+
+        PX4: src/modules/commander/HealthAndArmingChecks/checks/offboardCheck.cpp (no rate is asked for).
+        """
+        if self._last_setpoint_s is None:
             return False
-        timeout = self.params.get("COM_OF_LOSS_T")
-        if now_s - self._setpoint_times[-1] > max(timeout, 0.5):
-            return False
-        return sum(1 for t in self._setpoint_times if now_s - t <= 1.0) >= 2
+        return now_s < self._last_setpoint_s + self.params.get("COM_OF_LOSS_T")
 
     # ---- arming ---------------------------------------------------------------------------------
 
@@ -178,9 +194,22 @@ class Commander:
             reason = "Disarming denied: not landed"
             self.emit(CRITICAL, reason)
             return ArmResult(TEMPORARILY_REJECTED, reason)
-        self.armed = False
+        self._set_disarmed()
         self.emit(INFO, f"Disarmed by {why}")
         return ArmResult(ACCEPTED)
+
+    def _set_disarmed(self) -> None:
+        """Disarm; failsafes whose condition has cleared go, as PX4 removes actions on disarm.
+
+        PX4: src/modules/commander/failsafe/framework.cpp (removeActions on disarm; nothing selected while
+        disarmed). The offboard signal is a requirement of the OFFBOARD mode only, checked again at arming.
+        """
+        self.armed = False
+        self._delayed = None
+        self._failsafe_action = ""
+        self.failsafes.discard("offboard_loss")
+        if not self.geofence_breached():
+            self.failsafes.discard("geofence")
 
     # ---- modes ----------------------------------------------------------------------------------
 
@@ -196,6 +225,7 @@ class Commander:
             reason = f"Switching to {mode.name} is currently not possible"
         else:
             self._enter_mode(mode, now_s)
+            self._user_takeover()
             self.emit(INFO, f"Mode: {mode.name}")
             return ACCEPTED, ""
         self.emit(CRITICAL, reason)
@@ -210,6 +240,7 @@ class Commander:
         height = self.params.get("MIS_TAKEOFF_ALT") if altitude_above_home_m is None else altitude_above_home_m
         self._takeoff_height_m = max(float(height), 0.5)
         self._enter_mode(px4_modes.TAKEOFF, now_s)
+        self._user_takeover()
         self.emit(INFO, f"Takeoff to {self._takeoff_height_m:.1f} m above home")
         return ACCEPTED, ""
 
@@ -252,12 +283,38 @@ class Commander:
             or (vertical > 0.0 and offset[2] > vertical)
         )
 
-    def _failsafe(self, reason: str, action: str, text: str, now_s: float) -> None:
+    def _user_takeover(self) -> None:
+        """A mode the user asked for: a failsafe action waiting out COM_FAIL_ACT_T is dropped (PX4: framework.cpp)."""
+        if self._delayed is not None:
+            self._delayed = None
+            self.emit(INFO, "Failsafe: user took over, delayed action dropped")
+        self._failsafe_action = ""
+
+    def _failsafe(self, reason: str, action: str, text: str, now_s: float, delayable: bool = True) -> None:
+        """Trigger a failsafe: hold first for COM_FAIL_ACT_T where PX4 does, else run `action` now.
+
+        PX4: src/modules/commander/failsafe/framework.cpp (checkFailsafe starts the delay only for actions
+        whose user takeover is "Auto"; getSelectedAction never delays Disarm or Terminate;
+        clearDelayIfNeeded drops it while a failsafe worse than Hold already runs).
+        """
         self.failsafes.add(reason)
         if action in ("none", "warning") or not self.armed:
             self.emit(WARNING, f"Failsafe warning: {text}")
             return
+        delay_s = self.params.get("COM_FAIL_ACT_T")
+        already_acting = self._failsafe_action in ("return", "land") or self._delayed is not None
+        if delayable and action in ("return", "land") and delay_s > 0.1 and not already_acting:
+            self.emit(CRITICAL, f"Failsafe activated: {text}, entering Hold for {round(delay_s)} seconds")
+            self._enter_mode(px4_modes.HOLD, now_s)
+            self._delayed = (reason, action)
+            self._delay_until_s = now_s + delay_s
+            self._failsafe_action = "hold"
+            return
         self.emit(CRITICAL, f"Failsafe activated: {text}, activating {action}")
+        self._run_failsafe_action(action, now_s)
+
+    def _run_failsafe_action(self, action: str, now_s: float) -> None:
+        self._failsafe_action = action
         if action == "hold":
             self._enter_mode(px4_modes.HOLD, now_s)
         elif action == "return":
@@ -267,8 +324,18 @@ class Commander:
         elif action == "terminate":
             self.mode = TERMINATION
             self.armed = False
+            self._delayed = None
         elif action == "disarm":
-            self.armed = False
+            self._set_disarmed()
+
+    def _run_delayed_failsafe(self, now_s: float) -> None:
+        if self._delayed is None or now_s < self._delay_until_s:
+            return
+        reason, action = self._delayed
+        self._delayed = None
+        if self.armed and reason in self.failsafes:
+            self.emit(CRITICAL, f"Failsafe: hold over, activating {action}")
+            self._run_failsafe_action(action, now_s)
 
     def _check_failsafes(self, now_s: float) -> None:
         p = self.params.get
@@ -276,11 +343,13 @@ class Commander:
             self.armed
             and self.mode == px4_modes.OFFBOARD
             and "offboard_loss" not in self.failsafes
-            and self._setpoint_times
-            and now_s - self._setpoint_times[-1] > p("COM_OF_LOSS_T")
+            and not self.offboard_signal_ok(now_s)
         ):
-            action = ("hold", "hold", "hold", "return", "land", "hold", "terminate", "disarm")[int(p("COM_OBL_RC_ACT"))]
-            self._failsafe("offboard_loss", action, "no offboard signal", now_s)
+            actions = ("hold", "hold", "hold", "return", "land", "hold", "terminate", "disarm")
+            act = int(p("COM_OBL_RC_ACT"))
+            action = actions[act] if 0 <= act < len(actions) else "hold"
+            # PX4: failsafe/failsafe.cpp, checkModeFallback: a mode fallback (takeover "Always"), no delay.
+            self._failsafe("offboard_loss", action, "no offboard signal", now_s, delayable=False)
         if (
             not self._datalink_lost
             and self._last_gcs_heartbeat_s is not None
@@ -289,13 +358,15 @@ class Commander:
             self._datalink_lost = True
             dll = int(p("NAV_DLL_ACT"))
             if dll != 0:
+                # PX4: failsafe/failsafe.cpp, fromNavDllOrRclActParam (terminate and disarm: takeover "Never")
                 action = {1: "hold", 2: "return", 3: "land", 5: "terminate", 6: "disarm"}.get(dll, "warning")
                 self._failsafe("datalink_loss", action, "no connection to the ground control station", now_s)
             else:
                 self.emit(WARNING, "Data link lost")
         breached = self.geofence_breached()
         if breached and "geofence" not in self.failsafes and self.armed:
-            action = ("none", "warning", "hold", "return", "terminate", "land")[int(p("GF_ACTION"))]
+            gf = int(p("GF_ACTION"))
+            action = ("none", "warning", "hold", "return", "terminate", "land")[gf] if 0 <= gf <= 5 else "warning"
             self._failsafe("geofence", action, "geofence breached", now_s)
         elif not breached:
             self.failsafes.discard("geofence")
@@ -332,6 +403,7 @@ class Commander:
     def tick(self, now_s: float, dt_s: float) -> None:
         """One control period: failsafes, the reference of the mode, physics, land detection, auto-disarm."""
         self._check_failsafes(now_s)
+        self._run_delayed_failsafe(now_s)
         ref = self._reference(now_s, dt_s) if self.armed else None
         was_landed = self.flight.landed
         self.flight.step(dt_s, self.armed, ref)
@@ -346,6 +418,10 @@ class Commander:
             if self.armed:
                 self.emit(INFO, "Landing detected")
         self._auto_disarm(now_s)
+
+    def prearm_ok(self, now_s: float) -> bool:
+        """MAV_SYS_STATUS_PREARM_CHECK health: the arming checks pass (always healthy while armed)."""
+        return self.armed or not self.arming_refusal(now_s)
 
     def _auto_disarm(self, now_s: float) -> None:
         if not self.armed or not self.flight.landed or self._landed_at_s is None:

@@ -1,9 +1,14 @@
 """PX4's parameters as the simulated vehicle keeps them: names, types, defaults and ranges from PX4's reference.
 
 MAVLink carries every value in a float field. PX4 sends and reads INT32 parameters bytewise: the four
-bytes of the int32 travel in the float's place (MAV_PARAM_TYPE_INT32 in `param_type`), and on a
-PARAM_SET PX4 reinterprets the bytes by the parameter's own type, whatever type the sender declared.
-A value outside the documented range is refused here (the stored value is echoed back unchanged).
+bytes of the int32 travel in the float's place (MAV_PARAM_TYPE_INT32 in `param_type`).
+
+PARAM_SET as PX4 handles it (PX4: src/modules/mavlink/mavlink_parameters.cpp):
+- the declared `param_type` must match the parameter's own type (MAV_PARAM_TYPE_INT32 for INT32,
+  MAV_PARAM_TYPE_REAL32 for FLOAT); on a mismatch nothing is written and PX4 answers only with the
+  STATUSTEXT "[pm] param types mismatch param: NAME" (no PARAM_VALUE);
+- the documented min/max are metadata for ground stations: PX4's param_set does not enforce them, so an
+  out-of-range value is stored (px4sim adds a warning STATUSTEXT, see `ParamStore.out_of_range`).
 """
 
 from __future__ import annotations
@@ -79,6 +84,8 @@ PX4_PARAMS: tuple[ParamSpec, ...] = (
     _f("RTL_DESCEND_ALT", 30.0, 2.0, 100.0),
     _i("MAV_SYS_ID", 1, 1, 250),
     _i("SYS_AUTOSTART", 4001, 0, 9999999),
+    # PX4: src/modules/commander/commander_params.c (COM_FAIL_ACT_T, 5 s since v1.14)
+    _f("COM_FAIL_ACT_T", 5.0, 0.0, 25.0),
 )
 
 
@@ -93,7 +100,11 @@ def int_of_float_bits(value: float) -> int:
 
 
 class ParamError(ValueError):
-    """A parameter set that PX4 would not apply (unknown name, out of range)."""
+    """A parameter set that PX4 would not apply (unknown name, not a finite number, wrong declared type)."""
+
+
+class ParamTypeMismatchError(ParamError):
+    """A PARAM_SET whose declared MAV_PARAM_TYPE is not the parameter's type (PX4 writes nothing)."""
 
 
 class ParamStore:
@@ -114,7 +125,10 @@ class ParamStore:
         return self._values[name]
 
     def set(self, name: str, value: float) -> float:
-        """Set a parameter by value; ParamError when unknown, not finite or out of range. Returns the stored value."""
+        """Set a parameter by value; ParamError when unknown or not finite. Returns the stored value.
+
+        The documented range is not enforced, as PX4's param_set does not enforce it (see `out_of_range`).
+        """
         spec = self.specs.get(name)
         if spec is None:
             raise ParamError(f"unknown parameter {name!r}")
@@ -125,16 +139,24 @@ class ParamStore:
             if v != round(v):
                 raise ParamError(f"{name} is an INT32 parameter; {value} is not an integer")
             v = float(round(v))
-        if not spec.min <= v <= spec.max:
-            raise ParamError(f"{name}: {v:g} is outside the range [{spec.min:g}, {spec.max:g}]")
         self._values[name] = v
         return v
 
-    def set_from_wire(self, name: str, wire_value: float) -> float:
-        """Apply a PARAM_SET: the bytes are read by the parameter's own type, as PX4 does."""
+    def out_of_range(self, name: str) -> bool:
+        """True when the stored value lies outside the parameter's documented [min, max]."""
+        spec = self.specs[name]
+        return not spec.min <= self._values[name] <= spec.max
+
+    def set_from_wire(self, name: str, wire_value: float, declared_type: int) -> float:
+        """Apply a PARAM_SET as PX4 does: the declared type must be the parameter's, then the bytes are read by it.
+
+        ParamTypeMismatchError (nothing written) when `declared_type` is not the parameter's MAV_PARAM_TYPE.
+        """
         spec = self.specs.get(name)
         if spec is None:
             raise ParamError(f"unknown parameter {name!r}")
+        if int(declared_type) != spec.mav_type:
+            raise ParamTypeMismatchError(f"param types mismatch param: {name}")
         value = float(int_of_float_bits(wire_value)) if spec.type == "INT32" else float(wire_value)
         return self.set(name, value)
 

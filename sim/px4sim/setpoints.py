@@ -2,7 +2,17 @@
 
 The type mask's bits say what to ignore (bit set = ignored): 0-2 position x, y, z; 3-5 velocity;
 6-8 acceleration; 9 force (acceleration is a force: not supported, PX4 ignores such setpoints too);
-10 yaw; 11 yaw rate. A NaN value is "not set" as well. Only MAV_FRAME_LOCAL_NED is taken.
+10 yaw; 11 yaw rate. A NaN value is "not set" as well.
+
+Frames, as PX4 reads them (PX4: src/modules/mavlink/mavlink_receiver.cpp,
+handle_message_set_position_target_local_ned):
+- MAV_FRAME_LOCAL_NED (1): position, velocity and acceleration in the local NED frame.
+- MAV_FRAME_BODY_NED (8): the position is ignored; the velocity (forward, right, down) is turned into NED by
+  the vehicle's heading only (down stays down); the acceleration by the full attitude. PX4 drops a whole
+  vector when any of its three axes is masked. Yaw and yaw rate are taken as given (NED heading).
+- Any other frame (MAV_FRAME_LOCAL_OFFSET_NED 7, MAV_FRAME_BODY_OFFSET_NED 9, ...) is refused with the
+  critical STATUSTEXT "SET_POSITION_TARGET_LOCAL_NED coordinate frame N unsupported"; it is no setpoint.
+- A body-frame message that leaves nothing to fly is refused ("SET_POSITION_TARGET_LOCAL_NED invalid").
 Per axis, the reference is: the position where one is given (velocity and acceleration as
 feed-forward); a point moving with the velocity where only a velocity is given; the present state
 plus the acceleration where only that is given; a fixed hold point where nothing is given. The heading
@@ -23,6 +33,10 @@ from quadsim.controller import Reference
 from quadsim.mujoco_vehicle import VehicleState
 
 MAV_FRAME_LOCAL_NED = 1
+MAV_FRAME_BODY_NED = 8
+SUPPORTED_FRAMES = (MAV_FRAME_LOCAL_NED, MAV_FRAME_BODY_NED)
+_VELOCITY_BITS = 0b111 << 3
+_ACCELERATION_BITS = 0b111 << 6
 _FORCE_BIT = 1 << 9
 _YAW_BIT = 1 << 10
 _YAW_RATE_BIT = 1 << 11
@@ -68,6 +82,43 @@ def setpoint_from_local_ned(
         acceleration_enu=ned_to_enu(_masked(acceleration_ned, type_mask, 6)),
         yaw_enu_rad=yaw,
         yaw_rate_enu_rad_s=yaw_rate,
+    )
+
+
+def setpoint_from_body_ned(
+    type_mask: int,
+    velocity_frd: tuple[float, float, float],
+    acceleration_frd: tuple[float, float, float],
+    yaw_ned_rad: float,
+    yaw_rate_ned_rad_s: float,
+    heading_ned_rad: float,
+    rotation_ned_frd: NDArray[np.float64],
+) -> OffboardSetpoint | None:
+    """The setpoint a SET_POSITION_TARGET_LOCAL_NED in MAV_FRAME_BODY_NED carries, as PX4 reads it.
+
+    `heading_ned_rad` is the vehicle's heading and `rotation_ned_frd` its attitude (3x3, body FRD to NED).
+    None when PX4 would refuse it: force control, or neither velocity nor acceleration left.
+    """
+    if type_mask & _FORCE_BIT:
+        return None
+    velocity_ned = np.full(3, np.nan)
+    if not type_mask & _VELOCITY_BITS:
+        forward, right, down = (float(c) for c in velocity_frd)
+        cos_h, sin_h = math.cos(heading_ned_rad), math.sin(heading_ned_rad)
+        velocity_ned = np.array([cos_h * forward - sin_h * right, sin_h * forward + cos_h * right, down])
+    acceleration_ned = np.full(3, np.nan)
+    if not type_mask & _ACCELERATION_BITS:
+        acceleration_ned = np.asarray(rotation_ned_frd, dtype=np.float64) @ np.asarray(acceleration_frd, dtype=float)
+    if not (np.isfinite(velocity_ned).any() or np.isfinite(acceleration_ned).any()):
+        return None
+    yaw = None if type_mask & _YAW_BIT or not math.isfinite(yaw_ned_rad) else yaw_ned_to_enu(yaw_ned_rad)
+    rate_ok = not type_mask & _YAW_RATE_BIT and math.isfinite(yaw_rate_ned_rad_s)
+    return OffboardSetpoint(
+        position_enu=np.full(3, np.nan),
+        velocity_enu=ned_to_enu(velocity_ned),
+        acceleration_enu=ned_to_enu(acceleration_ned),
+        yaw_enu_rad=yaw,
+        yaw_rate_enu_rad_s=yaw_rate_ned_to_enu(yaw_rate_ned_rad_s) if rate_ok else None,
     )
 
 

@@ -48,6 +48,9 @@ LANDED_ON_GROUND, LANDED_IN_AIR, LANDED_TAKEOFF, LANDED_LANDING = 1, 2, 3, 4
 MAV_STATE_STANDBY, MAV_STATE_ACTIVE, MAV_STATE_CRITICAL = 3, 4, 5
 _ESTIMATOR_OK_FLAGS = 1 | 2 | 4 | 8 | 16 | 32 | 256 | 512  # attitude, velocities, positions (rel/abs), predicted
 _SENSORS = 1 | 2 | 4 | 8 | 32 | 0x8000 | 0x200000  # gyro, accel, mag, baro, GPS, motor outputs, AHRS
+# MAV_SYS_STATUS_PREARM_CHECK: PX4 sets it present and enabled, healthy while the arming checks pass (or armed)
+# (PX4: src/modules/commander/HealthAndArmingChecks/HealthAndArmingChecks.cpp); MAVSDK's is_armable reads it.
+MAV_SYS_STATUS_PREARM_CHECK = 1 << 28
 _FLIGHT_SW_VERSION = (1 << 24) | (15 << 16) | (0 << 8) | 255  # 1.15.0 official
 
 
@@ -81,6 +84,7 @@ class VehicleView:
     landed: bool
     failsafe: bool
     estimator_ok: bool
+    prearm_ok: bool
     battery_remaining: float
     battery_voltage_v: float
     battery_current_a: float
@@ -180,9 +184,12 @@ class TelemetryStreams:
 
     def sys_status(self, v: VehicleView) -> mavlink.MAVLink_message:
         health = _SENSORS if v.estimator_ok else _SENSORS & ~0x200000
+        if v.prearm_ok:
+            health |= MAV_SYS_STATUS_PREARM_CHECK
+        sensors = _SENSORS | MAV_SYS_STATUS_PREARM_CHECK
         return self.mav.sys_status_encode(
-            _SENSORS,
-            _SENSORS,
+            sensors,
+            sensors,
             health,
             200,
             round(v.battery_voltage_v * 1000),

@@ -60,13 +60,17 @@ def signed_link(tmp_path: Path) -> Iterator[_Setup]:
             failsafes=FailsafeConfig(link_loss_s=0.5),
         )
     )
+    setup: _Setup | None = None
     vehicle = _start_vehicle(tap.port)
     try:
         with bridge:
             assert bridge.wait_vehicle(30.0), "no signed heartbeat from px4sim"
-            yield _Setup(bridge, tap, vehicle)
+            setup = _Setup(bridge, tap, vehicle)
+            yield setup
     finally:
-        stop_px4sim(vehicle)
+        stop_px4sim(vehicle if setup is None else setup.vehicle)  # a test may have rebooted it: stop the one running
+        if setup is not None and setup.vehicle is not vehicle:
+            stop_px4sim(vehicle)
         tap.close()
 
 

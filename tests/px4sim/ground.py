@@ -45,6 +45,7 @@ class Ground:
         self._thread = threading.Thread(target=self._rx, daemon=True)
         self._thread.start()
         self._hb_thread: threading.Thread | None = None
+        self._hb_stop = threading.Event()
 
     @property
     def url(self) -> str:
@@ -132,12 +133,18 @@ class Ground:
         """Send GCS heartbeats in the background."""
 
         def beat() -> None:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not self._hb_stop.is_set():
                 self.send(self.mav.heartbeat_encode(mavlink.MAV_TYPE_GCS, mavlink.MAV_AUTOPILOT_INVALID, 0, 0, 0))
                 time.sleep(1.0 / rate_hz)
 
         self._hb_thread = threading.Thread(target=beat, daemon=True)
         self._hb_thread.start()
+
+    def stop_heartbeats(self) -> None:
+        """Stop the background GCS heartbeats (the ground station goes silent, the socket stays)."""
+        self._hb_stop.set()
+        if self._hb_thread is not None:
+            self._hb_thread.join(timeout=1.0)
 
     def close(self) -> None:
         """Stop the threads and close the socket."""

@@ -50,11 +50,9 @@ def test_param_list_read_set_and_refusal(make_vehicle: VehicleFactory) -> None:
 
     echoed = set_param("COM_OBL_RC_ACT", float_bits_of_int(4), mavlink.MAV_PARAM_TYPE_INT32)
     assert int_of_float_bits(echoed.param_value) == 4  # type: ignore[attr-defined]
-    refused = set_param("COM_OBL_RC_ACT", float_bits_of_int(42), mavlink.MAV_PARAM_TYPE_INT32)
-    assert int_of_float_bits(refused.param_value) == 4  # type: ignore[attr-defined]  # unchanged
-    refused_float = set_param("MIS_TAKEOFF_ALT", 500.0, mavlink.MAV_PARAM_TYPE_REAL32)
-    assert refused_float.param_value == pytest.approx(2.5)  # type: ignore[attr-defined]
-    assert vehicle.snapshot().counters.param_sets_refused == 2
+    wide = set_param("MIS_TAKEOFF_ALT", 500.0, mavlink.MAV_PARAM_TYPE_REAL32)
+    assert wide.param_value == pytest.approx(500.0)  # type: ignore[attr-defined]  # PX4 does not enforce max
+    assert vehicle.snapshot().counters.param_sets_refused == 0
 
     since = time.monotonic()
     ground.send(ground.mav.param_request_read_encode(1, 1, b"COM_OBL_RC_ACT", -1))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import tyro
 from ground import Ground
 
 from px4sim.cli import Args, config_from_args
@@ -24,6 +25,13 @@ def test_config_from_args_parses_params_and_key() -> None:
         config_from_args(Args(param=["COM_OF_LOSS_T"]))
     with pytest.raises(ValueError, match="signing_key"):
         config_from_args(Args(require_signing=True))
+
+
+def test_cli_applies_every_repeated_param() -> None:
+    """`--param` given several times: each one is set at boot, not only the last."""
+    args = tyro.cli(Args, args=["--param", "COM_OF_LOSS_T=0.5", "--param", "NAV_DLL_ACT=2", "--param", "GF_ACTION=3"])
+    cfg = config_from_args(args)
+    assert cfg.params == {"COM_OF_LOSS_T": 0.5, "NAV_DLL_ACT": 2.0, "GF_ACTION": 3.0}
 
 
 def test_cli_runs_a_vehicle_until_sigterm() -> None:

@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import pytest
 from pymavlink.dialects.v20 import common as mavlink
 
@@ -16,7 +17,7 @@ from px4sim.autopilot import Px4SimConfig, SimulatedPx4
 mavsdk = pytest.importorskip("mavsdk")
 from mavsdk import ComponentType, Configuration, Mavsdk  # noqa: E402
 from mavsdk.plugins.action import Action  # noqa: E402
-from mavsdk.plugins.offboard import Offboard, PositionNedYaw  # noqa: E402
+from mavsdk.plugins.offboard import Offboard, PositionNedYaw, VelocityBodyYawspeed  # noqa: E402
 from mavsdk.plugins.param import Param  # noqa: E402
 from mavsdk.plugins.telemetry import FlightMode, Telemetry  # noqa: E402
 
@@ -78,6 +79,10 @@ def test_mavsdk_sees_modes_armed_state_position_and_params(mavsdk_and_vehicle: t
     assert not telemetry.armed()
     assert param.get_param_float("MIS_TAKEOFF_ALT") == pytest.approx(2.5)
     assert param.get_param_int("COM_OBL_RC_ACT") == 0
+    # Out of MIS_TAKEOFF_ALT's documented range: PX4 applies it all the same
+    # (PX4: src/modules/mavlink/mavlink_parameters.cpp).
+    param.set_param_float("MIS_TAKEOFF_ALT", 100.0)
+    assert vehicle.params.get("MIS_TAKEOFF_ALT") == 100.0
     param.set_param_float("MIS_TAKEOFF_ALT", 1.5)
     assert vehicle.params.get("MIS_TAKEOFF_ALT") == 1.5
 
@@ -144,3 +149,69 @@ def test_mavsdk_offboard_position_setpoint_flies_north(mavsdk_and_vehicle: tuple
     offboard.stop()  # MAVSDK asks for Hold: AUTO.LOITER in px4sim
     assert _until(lambda: telemetry.flight_mode() == FlightMode.HOLD, 3.0)
     assert vehicle.snapshot().mode.name == "AUTO.LOITER"
+
+
+def test_mavsdk_documented_offboard_flow_one_setpoint_then_start(
+    mavsdk_and_vehicle: tuple[object, SimulatedPx4],
+) -> None:
+    """MAVSDK's documented flow: one set_position_ned, then start(). PX4 needs only a fresh setpoint
+    (PX4: src/modules/commander/HealthAndArmingChecks/checks/offboardCheck.cpp)."""
+    system, vehicle = mavsdk_and_vehicle
+    telemetry, offboard = Telemetry(system), Offboard(system)
+    assert _until(lambda: telemetry.flight_mode() == FlightMode.HOLD, 3.0)
+    before = vehicle.snapshot().counters.setpoints
+    offboard.set_position_ned(PositionNedYaw(0.0, 0.0, -1.0, 0.0))
+    offboard.start()  # raises OffboardError unless px4sim accepts the mode switch
+    print(f"setpoints px4sim had from MAVSDK at start(): {vehicle.snapshot().counters.setpoints - before}")
+    assert _until(lambda: telemetry.flight_mode() == FlightMode.OFFBOARD, 3.0)
+    assert vehicle.snapshot().mode.name == "OFFBOARD"
+
+
+def test_mavsdk_body_frame_velocity_flies_forward_right_and_down(
+    mavsdk_and_vehicle: tuple[object, SimulatedPx4],
+) -> None:
+    """MAV_FRAME_BODY_NED velocity turns by the heading (PX4: src/modules/mavlink/mavlink_receiver.cpp).
+
+    Facing east (NED yaw 90 deg): forward is east (ENU +x), right is south (ENU -y), down is down."""
+    system, vehicle = mavsdk_and_vehicle
+    telemetry, action, offboard = Telemetry(system), Action(system), Offboard(system)
+    assert _until(lambda: telemetry.flight_mode() == FlightMode.HOLD, 3.0)
+    offboard.set_position_ned(PositionNedYaw(0.0, 0.0, -2.0, 90.0))
+    offboard.start()
+    action.arm()
+    assert _until(lambda: abs(vehicle.snapshot().position_enu[2] - 2.0) < 0.1, 10.0), "did not climb"
+    assert _until(lambda: abs(vehicle.snapshot().yaw_enu_rad) < 0.05, 5.0), "did not face east"
+
+    def moved(velocity: VelocityBodyYawspeed, seconds: float) -> np.ndarray:
+        start = vehicle.snapshot().position_enu
+        offboard.set_velocity_body(velocity)
+        time.sleep(seconds)
+        offboard.set_velocity_body(VelocityBodyYawspeed(0.0, 0.0, 0.0, 0.0))
+        time.sleep(0.8)
+        return np.asarray(vehicle.snapshot().position_enu - start)
+
+    forward = moved(VelocityBodyYawspeed(1.0, 0.0, 0.0, 0.0), 1.5)
+    assert forward[0] > 1.0, forward
+    assert abs(forward[1]) < 0.25, forward
+    assert abs(forward[2]) < 0.2, forward
+    right = moved(VelocityBodyYawspeed(0.0, 1.0, 0.0, 0.0), 1.5)
+    assert right[1] < -1.0, right
+    assert abs(right[0]) < 0.25, right
+    assert abs(right[2]) < 0.2, right
+    down = moved(VelocityBodyYawspeed(0.0, 0.0, 0.5, 0.0), 1.5)
+    assert down[2] < -0.5, down
+    assert np.hypot(down[0], down[1]) < 0.25, down
+
+
+def test_mavsdk_is_armable_follows_the_arming_checks(mavsdk_and_vehicle: tuple[object, SimulatedPx4]) -> None:
+    """MAVSDK reads is_armable from SYS_STATUS MAV_SYS_STATUS_PREARM_CHECK, which PX4 sets healthy when its
+    arming checks pass (PX4: src/modules/commander/HealthAndArmingChecks/HealthAndArmingChecks.cpp)."""
+    system, vehicle = mavsdk_and_vehicle
+    telemetry = Telemetry(system)
+    assert _until(lambda: telemetry.health().is_armable, 5.0), "armable vehicle not seen as armable"
+    vehicle.set_battery_remaining(0.10)
+    assert _until(lambda: not telemetry.health().is_armable, 3.0), "low battery still armable"
+    vehicle.set_battery_remaining(0.9)
+    assert _until(lambda: telemetry.health().is_armable, 3.0)
+    vehicle.set_estimator_ok(False)
+    assert _until(lambda: not telemetry.health().is_armable, 3.0), "estimator fault still armable"

@@ -1,4 +1,4 @@
-"""PX4 parameters: defaults, bytewise INT32 encoding, range checks (no sockets)."""
+"""PX4 parameters: defaults, bytewise INT32 encoding, declared types, ranges (no sockets)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from px4sim.params import PX4_PARAMS, ParamError, ParamStore, float_bits_of_int, int_of_float_bits
+from px4sim.params import (
+    MAV_PARAM_TYPE_INT32,
+    MAV_PARAM_TYPE_REAL32,
+    PX4_PARAMS,
+    ParamError,
+    ParamStore,
+    ParamTypeMismatchError,
+    float_bits_of_int,
+    int_of_float_bits,
+)
 
 
 def test_defaults_are_px4s() -> None:
@@ -17,6 +26,7 @@ def test_defaults_are_px4s() -> None:
     assert store.get("COM_OBL_RC_ACT") == 0
     assert store.get("MIS_TAKEOFF_ALT") == 2.5
     assert store.get("NAV_DLL_ACT") == 0
+    assert store.get("COM_FAIL_ACT_T") == 5.0
     assert all(spec.min <= spec.default <= spec.max for spec in PX4_PARAMS)
 
 
@@ -29,29 +39,31 @@ def test_int32_bytewise_round_trip(value: int) -> None:
 
 def test_int_param_set_from_wire_reads_bytes_by_the_params_type() -> None:
     store = ParamStore()
-    assert store.set_from_wire("COM_OBL_RC_ACT", float_bits_of_int(4)) == 4
+    assert store.set_from_wire("COM_OBL_RC_ACT", float_bits_of_int(4), MAV_PARAM_TYPE_INT32) == 4
     assert store.wire_value("COM_OBL_RC_ACT") == float_bits_of_int(4)
-    # A sender that puts 4.0 as a plain float into an INT32 param gets PX4's behaviour: the bytes are
-    # an enormous int, out of range, refused; the value stays.
-    with pytest.raises(ParamError):
-        store.set_from_wire("COM_OBL_RC_ACT", 4.0)
+    # PX4 (src/modules/mavlink/mavlink_parameters.cpp) writes nothing when the declared type is not the
+    # parameter's: a plain 4.0 declared REAL32 for an INT32 parameter, a float declared INT32 for a FLOAT one.
+    with pytest.raises(ParamTypeMismatchError):
+        store.set_from_wire("COM_OBL_RC_ACT", 4.0, MAV_PARAM_TYPE_REAL32)
+    with pytest.raises(ParamTypeMismatchError):
+        store.set_from_wire("MIS_TAKEOFF_ALT", 3.0, MAV_PARAM_TYPE_INT32)
     assert store.get("COM_OBL_RC_ACT") == 4
+    assert store.get("MIS_TAKEOFF_ALT") == 2.5
 
 
-def test_out_of_range_and_unknown_refused() -> None:
+def test_out_of_range_is_applied_unknown_and_nan_refused() -> None:
     store = ParamStore()
-    with pytest.raises(ParamError, match="outside the range"):
-        store.set("COM_OBL_RC_ACT", 9)
-    with pytest.raises(ParamError, match="outside the range"):
-        store.set("MIS_TAKEOFF_ALT", 500.0)
+    assert store.set("COM_OBL_RC_ACT", 9) == 9  # PX4's param set does not enforce min/max
+    assert store.out_of_range("COM_OBL_RC_ACT")
+    assert store.set("MIS_TAKEOFF_ALT", 500.0) == 500.0
+    assert not store.out_of_range("COM_OF_LOSS_T")
     with pytest.raises(ParamError, match="unknown"):
         store.set("NOT_A_PARAM", 1.0)
     with pytest.raises(ParamError, match="finite"):
         store.set("COM_OF_LOSS_T", math.nan)
-    assert store.get("MIS_TAKEOFF_ALT") == 2.5
 
 
 def test_overrides_at_boot() -> None:
     assert ParamStore({"COM_OF_LOSS_T": 0.5}).get("COM_OF_LOSS_T") == 0.5
     with pytest.raises(ParamError):
-        ParamStore({"COM_OF_LOSS_T": -1.0})
+        ParamStore({"NOT_A_PARAM": 1.0})

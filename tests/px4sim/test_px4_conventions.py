@@ -129,6 +129,7 @@ def _view(mode: modes.Px4Mode, armed: bool, quaternion_ned_frd: NDArray[np.float
         landed=False,
         failsafe=False,
         estimator_ok=True,
+        prearm_ok=True,
         battery_remaining=1.0,
         battery_voltage_v=16.0,
         battery_current_a=0.0,
