@@ -13,10 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-from px4link.signing import signing_timestamp_now
-
 ROOT = Path(__file__).resolve().parents[2]
 SIGNED = 0x01
+SIGNING_EPOCH_UNIX_S = 1420070400  # 2015-01-01 UTC, MAVLink 2 signing's origin (written here: nothing of px4link)
 HEARTBEAT, COMMAND_LONG, COMMAND_ACK, SET_POSITION_TARGET_LOCAL_NED = 0, 76, 77, 84
 
 
@@ -84,7 +83,8 @@ class Tap:
                     self.to_bridge.append((time.monotonic(), data))
                     self.bridge_side.sendto(data, self.bridge)
                 elif self.vehicle is not None and not self.cut_to_vehicle:
-                    self.to_vehicle.append((signing_timestamp_now(), time.monotonic(), data))
+                    stamp = int((time.time() - SIGNING_EPOCH_UNIX_S) * 100_000)
+                    self.to_vehicle.append((stamp, time.monotonic(), data))
                     self.vehicle_side.sendto(data, self.vehicle)
 
     def cut(self) -> float:

@@ -19,7 +19,7 @@ from px4link.config import BridgeConfig, CommandConfig, FailsafeConfig, LinkConf
 from px4link.failsafes import FailsafeEvent, FailsafeKind
 from px4link.offboard import OffboardState
 
-from .conftest import free_udp_port
+from .conftest import free_udp_port, wait_until
 from .mavlink_tap import (
     COMMAND_ACK,
     COMMAND_LONG,
@@ -33,15 +33,6 @@ from .mavlink_tap import (
 pytestmark = [pytest.mark.mavlink, pytest.mark.sim, pytest.mark.slow]
 
 MAV_CMD_DO_SET_MODE, MAV_CMD_NAV_LAND, MAV_CMD_NAV_LOITER_UNLIM = 176, 21, 17
-
-
-def _wait(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return bool(predicate())
 
 
 class _Flight:
@@ -61,10 +52,11 @@ class _Flight:
     def airborne(self, altitude_m: float = 2.0) -> None:
         bridge = self.bridge
         assert bridge.wait_vehicle(30.0), "no heartbeat from px4sim"
-        assert _wait(lambda: bridge.telemetry().local_position is not None and bridge.telemetry().ekf is not None, 5.0)
+        heard = bridge.telemetry
+        assert wait_until(lambda: heard().local_position is not None and heard().ekf is not None, 5.0)
         bridge.arm()
         bridge.takeoff(altitude_m)
-        assert _wait(lambda: bridge.telemetry().local_position.position_enu_m[2] > altitude_m - 0.3, 20.0)  # type: ignore[union-attr]
+        assert wait_until(lambda: bridge.telemetry().local_position.position_enu_m[2] > altitude_m - 0.3, 20.0)  # type: ignore[union-attr]
 
 
 def _flight(params: dict[str, float]) -> Iterator[_Flight]:
@@ -99,16 +91,16 @@ def test_offboard_is_confirmed_by_ack_or_heartbeat_whichever_survives(flight: _F
     bridge.start_offboard()
     assert bridge.offboard.claims_offboard
     tap.drop_to_bridge = frozenset()
-    assert _wait(lambda: flight.mode() == "OFFBOARD", 3.0)
+    assert wait_until(lambda: flight.mode() == "OFFBOARD", 3.0)
     bridge.hold()
-    assert _wait(lambda: flight.mode() == "AUTO.LOITER", 3.0)
+    assert wait_until(lambda: flight.mode() == "AUTO.LOITER", 3.0)
     # 2. ACKs lost: the command is retried, and the heartbeat confirms.
     tap.drop_to_bridge = frozenset({COMMAND_ACK})
     bridge.start_offboard()
     assert bridge.offboard.claims_offboard
     tap.drop_to_bridge = frozenset()
     bridge.hold()
-    assert _wait(lambda: flight.mode() == "AUTO.LOITER", 3.0)
+    assert wait_until(lambda: flight.mode() == "AUTO.LOITER", 3.0)
     # 3. Both lost: start_offboard cannot know and says so, but the stream goes on, and the bridge's state
     #    follows the vehicle as soon as a heartbeat gets through.
     tap.drop_to_bridge = frozenset({COMMAND_ACK, HEARTBEAT})
@@ -117,10 +109,10 @@ def test_offboard_is_confirmed_by_ack_or_heartbeat_whichever_survives(flight: _F
     assert bridge.offboard.state == OffboardState.PRIMING
     assert bridge.offboard.streaming
     tap.drop_to_bridge = frozenset()
-    assert _wait(lambda: bridge.offboard.claims_offboard, 2.5), "a heartbeat in OFFBOARD did not fix the state"
+    assert wait_until(lambda: bridge.offboard.claims_offboard, 2.5), "a heartbeat in OFFBOARD did not fix the state"
     assert flight.mode() == "OFFBOARD"
     bridge.land()
-    assert _wait(lambda: bridge.telemetry().landed is not None and bridge.telemetry().landed.on_ground, 20.0)  # type: ignore[union-attr]
+    assert wait_until(lambda: bridge.telemetry().landed is not None and bridge.telemetry().landed.on_ground, 20.0)  # type: ignore[union-attr]
 
 
 def test_a_one_way_cut_is_found_from_the_vehicles_answers(flight: _Flight) -> None:
@@ -129,22 +121,22 @@ def test_a_one_way_cut_is_found_from_the_vehicles_answers(flight: _Flight) -> No
     bridge.start_offboard()
     cut_s = time.monotonic()
     tap.cut_to_vehicle = True  # the vehicle's messages still arrive; nothing the bridge sends gets through
-    assert _wait(lambda: flight.of(FailsafeEvent, kind=FailsafeKind.LINK_LOST), 2.5), "one-way cut not noticed"
+    assert wait_until(lambda: flight.of(FailsafeEvent, kind=FailsafeKind.LINK_LOST), 2.5), "one-way cut not noticed"
     lost = flight.of(FailsafeEvent, kind=FailsafeKind.LINK_LOST)[0]
     print(f"\none-way cut -> LINK_LOST after {lost.time_s - cut_s:.3f} s: {lost.detail}")
     assert "TIMESYNC" in lost.detail
     assert lost.time_s - cut_s < 1.0 + 0.2 + 0.3  # uplink_loss_s + a TIMESYNC period + margin
     assert not bridge.offboard.claims_offboard
     # PX4's own offboard-loss action (COM_OBL_RC_ACT = 4: land) runs; when the link is back the bridge leaves it be.
-    assert _wait(lambda: flight.mode() == "AUTO.LAND", 5.0)
+    assert wait_until(lambda: flight.mode() == "AUTO.LAND", 5.0)
     back_s = time.monotonic()
     tap.cut_to_vehicle = False
-    assert _wait(lambda: flight.of(ActionEvent), 3.0)
+    assert wait_until(lambda: flight.of(ActionEvent), 3.0)
     action = flight.of(ActionEvent)[0]
     assert "not sent" in action.detail, action.detail
     mode_commands = [c for c in tap.frames_to_vehicle(COMMAND_LONG, back_s) if _command(c[1]) in _MODE_COMMANDS]
     assert mode_commands == [], "the bridge sent a mode command over PX4's landing"
-    assert _wait(lambda: bridge.telemetry().landed is not None and bridge.telemetry().landed.on_ground, 20.0)  # type: ignore[union-attr]
+    assert wait_until(lambda: bridge.telemetry().landed is not None and bridge.telemetry().landed.on_ground, 20.0)  # type: ignore[union-attr]
 
 
 def test_link_back_holds_at_once_and_never_overrides_px4s_landing(flight: _Flight) -> None:
@@ -160,9 +152,9 @@ def test_link_back_holds_at_once_and_never_overrides_px4s_landing(flight: _Fligh
         tap.cut()
         time.sleep(cut_length_s)
         back_s = tap.restore()
-        assert _wait(lambda b=back_s: tap.frames_to_vehicle(SET_POSITION_TARGET_LOCAL_NED, b), 1.0), "no setpoint"
+        assert wait_until(lambda b=back_s: tap.frames_to_vehicle(SET_POSITION_TARGET_LOCAL_NED, b), 1.0), "no setpoint"
         first = tap.frames_to_vehicle(SET_POSITION_TARGET_LOCAL_NED, back_s)
-        assert _wait(lambda: flight.of(ActionEvent), 1.0), "no action after the link came back"
+        assert wait_until(lambda: flight.of(ActionEvent), 1.0), "no action after the link came back"
         delays_ms.append(1000.0 * (first[0][0] - back_s))
         action = flight.of(ActionEvent)[0]
         assert action.ok
@@ -176,14 +168,14 @@ def test_link_back_holds_at_once_and_never_overrides_px4s_landing(flight: _Fligh
     # A cut longer than COM_OF_LOSS_T: PX4 lands by itself, and the bridge's return must not turn it into a hold.
     flight.events.clear()
     tap.cut()
-    assert _wait(lambda: flight.of(FailsafeEvent, kind=FailsafeKind.LINK_LOST), 1.0)
+    assert wait_until(lambda: flight.of(FailsafeEvent, kind=FailsafeKind.LINK_LOST), 1.0)
     time.sleep(1.5)
     back_s = tap.restore()
-    assert _wait(lambda: flight.of(ActionEvent), 3.0)
-    assert _wait(lambda: flight.mode() == "AUTO.LAND", 3.0)
+    assert wait_until(lambda: flight.of(ActionEvent), 3.0)
+    assert wait_until(lambda: flight.mode() == "AUTO.LAND", 3.0)
     mode_commands = [c for c in tap.frames_to_vehicle(COMMAND_LONG, back_s) if _command(c[1]) in _MODE_COMMANDS]
     assert mode_commands == [], "the bridge sent a mode command over PX4's landing"
-    assert _wait(lambda: bridge.telemetry().landed is not None and bridge.telemetry().landed.on_ground, 20.0)  # type: ignore[union-attr]
+    assert wait_until(lambda: bridge.telemetry().landed is not None and bridge.telemetry().landed.on_ground, 20.0)  # type: ignore[union-attr]
     assert flight.mode() in ("AUTO.LAND", "AUTO.LOITER")  # landed where PX4 chose, never held in the air
 
 
@@ -210,7 +202,8 @@ def test_the_preflight_check_passes_at_30_percent_loss_each_way() -> None:
     try:
         with bridge:
             assert bridge.wait_vehicle(30.0)
-            assert _wait(lambda: bridge.telemetry().ekf is not None and bridge.telemetry().battery is not None, 10.0)
+            heard = bridge.telemetry
+            assert wait_until(lambda: heard().ekf is not None and heard().battery is not None, 10.0)
             reports = [bridge.preflight() for _ in range(6)]
             failed = [r.summary() for r in reports if not r.ok]
             assert failed == [], "\n\n".join(failed)

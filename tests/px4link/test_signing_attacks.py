@@ -25,7 +25,7 @@ from px4link.config import BridgeConfig, FailsafeConfig, LinkConfig
 from px4link.failsafes import FailsafeEvent, FailsafeKind
 from px4link.signing import SigningConfig, signing_timestamp_now
 
-from .conftest import free_udp_port
+from .conftest import free_udp_port, wait_until
 from .mavlink_tap import Tap, frames, signing_timestamp, start_px4sim, stop_px4sim
 
 pytestmark = [pytest.mark.mavlink, pytest.mark.slow]
@@ -143,15 +143,6 @@ def test_outgoing_timestamps_follow_the_clock_and_a_rebooted_vehicle_accepts_the
     # A reboot: a new vehicle process knows none of the bridge's streams and accepts only fresh stamps.
     stop_px4sim(signed_link.vehicle)
     signed_link.vehicle = _start_vehicle(tap.port)
-    assert signed_link.link_lost() or _wait_for(signed_link.link_lost, 3.0)
-    assert _wait_for(lambda: bridge.connection.vehicle_heartbeat_age_s() < 0.5, 30.0), "rebooted vehicle not heard"
+    assert signed_link.link_lost() or wait_until(signed_link.link_lost, 3.0)
+    assert wait_until(lambda: bridge.connection.vehicle_heartbeat_age_s() < 0.5, 30.0), "rebooted vehicle not heard"
     assert bridge.params.read("COM_OF_LOSS_T", timeout_s=1.0, retries=3).value > 0.0
-
-
-def _wait_for(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
