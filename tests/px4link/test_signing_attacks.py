@@ -143,6 +143,6 @@ def test_outgoing_timestamps_follow_the_clock_and_a_rebooted_vehicle_accepts_the
     # A reboot: a new vehicle process knows none of the bridge's streams and accepts only fresh stamps.
     stop_px4sim(signed_link.vehicle)
     signed_link.vehicle = _start_vehicle(tap.port)
-    assert signed_link.link_lost() or wait_until(signed_link.link_lost, 3.0)
+    assert wait_until(signed_link.link_lost, 10.0), "the vehicle's restart was not seen as a link loss"  # loaded CI
     assert wait_until(lambda: bridge.connection.vehicle_heartbeat_age_s() < 0.5, 30.0), "rebooted vehicle not heard"
     assert bridge.params.read("COM_OF_LOSS_T", timeout_s=1.0, retries=3).value > 0.0
