@@ -49,6 +49,7 @@ bench: setup
 	$(PY) bench/planner.py
 	$(PY) bench/ros_latency.py
 	$(PY) bench/mavlink.py
+	$(PY) bench/relic.py --out runs/bench/relic.json
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache .hypothesis ros2_ws/build ros2_ws/install ros2_ws/log

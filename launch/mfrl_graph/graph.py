@@ -17,7 +17,7 @@ PARAMS_FILE_NAME = "replanner.yaml"
 SOURCE_PACKAGE_DIR = Path(__file__).resolve().parents[2] / "ros2_ws" / "src" / ROS_PACKAGE
 """The ROS package in this repository (the runner reads its config from here when it is not installed)."""
 
-GRAPH_NAMES = ("replanner", "demo")
+GRAPH_NAMES = ("replanner", "demo", "relic_nav")
 MODES = ("sim", "vehicle", "external")
 CONTROLLERS = ("se3", "policy")
 """The simulated vehicle's controller: the geometric SE(3) `tracker`, or a learned `policy_controller`."""
@@ -93,6 +93,8 @@ class GraphOptions:
         bag_dir: demo only: where the bag recorder writes (empty: no recorder).
         results_file: demo only: the mission's JSON results.
         mission_timeout_s: demo only: wall-clock limit of the mission.
+        relic_policy: relic_nav only: the ReLIC policy file of `relic_nav` (empty: the node's default, the
+            shipped learning/relicrl/checkpoints/objectnav3d_policy.pt).
     """
 
     mode: str = "sim"
@@ -110,6 +112,7 @@ class GraphOptions:
     bag_dir: str = ""
     results_file: str = ""
     mission_timeout_s: float = 180.0
+    relic_policy: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -142,10 +145,12 @@ def default_params_file() -> Path:
 
 
 def build_graph(name: str, options: GraphOptions | None = None) -> GraphSpec:
-    """The graph `name` ("replanner" or "demo") for the given options."""
+    """The graph `name` (one of `GRAPH_NAMES`) for the given options."""
     options = options or GraphOptions()
     if name not in GRAPH_NAMES:
         raise ValueError(f"unknown graph {name!r}; the graphs are {', '.join(GRAPH_NAMES)}")
+    if name == "relic_nav":
+        return relic_nav_graph(options)
     sim_time: dict[str, ParameterValue] = {"use_sim_time": options.sim}
     replanner_params: dict[str, ParameterValue] = {**sim_time, "publish_viewer_topics": options.viewer}
     if options.checkpoint:
@@ -191,6 +196,23 @@ def build_graph(name: str, options: GraphOptions | None = None) -> GraphSpec:
             nodes.append(NodeSpec("bag_recorder", "bag_recorder", {**sim_time, "output_dir": options.bag_dir}))
     params_file = Path(options.params_file) if options.params_file else default_params_file()
     return GraphSpec(name=name, nodes=tuple(nodes), params_file=params_file)
+
+
+def relic_nav_graph(options: GraphOptions) -> GraphSpec:
+    """ReLIC in-context navigation: `relic_world` (relicnav's ObjectNav3D) in lock step with `relic_nav`.
+
+    Wall time. Of the options, `relic_policy` and `params_file` apply; a vehicle mode or a course is refused
+    (the graph has its own simulated world and no mission); the quadrotor options are not used.
+    """
+    if options.mode != "sim":
+        raise ValueError(f"the relic_nav graph runs its own simulated world: mode sim, not {options.mode!r}")
+    if options.course:
+        raise ValueError("the relic_nav graph takes no course (its episodes come from the ObjectNav3D world)")
+    nav: dict[str, ParameterValue] = {"policy_file": options.relic_policy} if options.relic_policy else {}
+    nav_node = NodeSpec("relic_nav", "relic_nav", nav)
+    world = NodeSpec("relic_world", "relic_world", {"nav_node": nav_node.name})
+    params_file = Path(options.params_file) if options.params_file else default_params_file()
+    return GraphSpec(name="relic_nav", nodes=(nav_node, world), params_file=params_file)
 
 
 def ros_arguments(spec: NodeSpec, params_file: Path) -> list[str]:

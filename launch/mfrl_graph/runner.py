@@ -4,6 +4,7 @@
     mfrl-launch replanner --mode vehicle --vehicle-url /dev/ttyTHS1:921600   # PX4 over MAVLink
     mfrl-launch replanner --mode external # replanner only, odometry from another node
     mfrl-launch demo --course 0 0 1 2 1 1.5 4 0 1   # with the demo's mission
+    mfrl-launch relic_nav --relic-policy policy.pt  # ReLIC navigation: relic_world + relic_nav
 
 Each node runs as `python -m mfrl.<executable> --ros-args ...` (the same arguments `ros2 launch`
 gives it). The runner stops every node (SIGINT, then SIGTERM, then SIGKILL) when it gets Ctrl-C or
@@ -166,9 +167,9 @@ def run_graph(
 
 @dataclass(frozen=True)
 class LaunchArgs:
-    """Start one of the stack's graphs (`replanner` or `demo`) with one process per node."""
+    """Start one of the stack's graphs (`replanner`, `demo` or `relic_nav`) with one process per node."""
 
-    graph: Annotated[Literal["replanner", "demo"], tyro.conf.Positional]
+    graph: Annotated[Literal["replanner", "demo", "relic_nav"], tyro.conf.Positional]
     """Which graph."""
     options: Annotated[GraphOptions, tyro.conf.OmitArgPrefixes] = field(default_factory=GraphOptions)
     """The launch arguments."""
@@ -204,6 +205,7 @@ def check_launch_options(options: GraphOptions) -> None:
     for flag, path in (
         ("--checkpoint", options.checkpoint),
         ("--controller-checkpoint", options.controller_checkpoint),
+        ("--relic-policy", options.relic_policy),
     ):
         if path and not Path(path).is_file():
             raise LaunchArgumentError(f"{flag}: no such file {path}")

@@ -18,6 +18,7 @@ from mfrl.configs import NODE_CONFIGS, ConfigError, ReplannerConfig, parameter_n
 from mfrl_graph.graph import GRAPH_NAMES, SOURCE_PACKAGE_DIR, GraphOptions, build_graph, ros_arguments
 
 LAUNCH_FILE = SOURCE_PACKAGE_DIR / "launch" / "replanner.launch.py"
+RELIC_LAUNCH_FILE = SOURCE_PACKAGE_DIR / "launch" / "relic_nav.launch.py"
 ROS_OWN_PARAMETERS = {"use_sim_time"}
 OPTIONS = [
     GraphOptions(),
@@ -26,6 +27,8 @@ OPTIONS = [
     GraphOptions(mode="vehicle", vehicle_url="udpin:0.0.0.0:14540"),
     GraphOptions(controller="policy", controller_checkpoint="controller.pt"),
 ]
+RELIC_OPTIONS = [GraphOptions(), GraphOptions(relic_policy="relic.pt")]
+"""The relic_nav graph takes only these options (its own world; no vehicle, no course)."""
 
 
 def _setup_executables() -> set[str]:
@@ -38,7 +41,13 @@ def _setup_executables() -> set[str]:
 
 
 def _graphs() -> list[tuple[str, GraphOptions]]:
-    return [(name, options) for name in GRAPH_NAMES for options in OPTIONS if name == "replanner" or options.course]
+    graphs = []
+    for name in GRAPH_NAMES:
+        if name == "relic_nav":
+            graphs += [(name, options) for options in RELIC_OPTIONS]
+        else:
+            graphs += [(name, options) for options in OPTIONS if name == "replanner" or options.course]
+    return graphs
 
 
 @pytest.mark.parametrize(("name", "options"), _graphs())
@@ -64,8 +73,17 @@ def test_parameter_file_names_only_declared_parameters_of_graph_nodes() -> None:
         config_cls(**section["ros__parameters"])  # the file's values pass the node's validation
 
 
-def test_launch_file_arguments_are_graph_options_and_it_reads_the_declaration() -> None:
-    source = LAUNCH_FILE.read_text()
+@pytest.mark.parametrize(
+    ("launch_file", "graph", "required"),
+    [
+        (LAUNCH_FILE, "replanner", {"mode", "vehicle_url", "checkpoint", "params_file", "viewer"}),
+        (RELIC_LAUNCH_FILE, "relic_nav", {"relic_policy", "params_file"}),
+    ],
+)
+def test_launch_file_arguments_are_graph_options_and_it_reads_the_declaration(
+    launch_file: Path, graph: str, required: set[str]
+) -> None:
+    source = launch_file.read_text()
     tree = ast.parse(source)
     arguments = next(
         ast.literal_eval(node.value)
@@ -73,9 +91,9 @@ def test_launch_file_arguments_are_graph_options_and_it_reads_the_declaration() 
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets)
     )
     option_fields = {f.name for f in dataclasses.fields(GraphOptions)}
-    assert {"mode", "vehicle_url", "checkpoint", "params_file", "viewer"} <= set(arguments)
+    assert required <= set(arguments)
     assert set(arguments) <= option_fields
-    assert 'build_graph("replanner"' in source
+    assert f'build_graph("{graph}"' in source
     assert "launch_ros.actions import Node" in source
 
 
@@ -109,8 +127,9 @@ def test_colcon_build_installs_what_ros2_launch_needs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     install = tmp_path / "install" / "mfrl"
-    for spec in build_graph("demo", OPTIONS[2]).nodes:
+    for spec in (*build_graph("demo", OPTIONS[2]).nodes, *build_graph("relic_nav", RELIC_OPTIONS[0]).nodes):
         assert (install / "lib" / "mfrl" / spec.executable).is_file(), f"ros2 run cannot find {spec.executable}"
     assert (install / "share" / "mfrl" / "launch" / "replanner.launch.py").is_file()
+    assert (install / "share" / "mfrl" / "launch" / "relic_nav.launch.py").is_file()
     assert (install / "share" / "mfrl" / "config" / "replanner.yaml").is_file()
     assert (install / "share" / "ament_index" / "resource_index" / "packages" / "mfrl").is_file()

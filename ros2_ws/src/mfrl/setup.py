@@ -15,6 +15,8 @@ EXECUTABLES = (
     "foxglove_view",
     "px4_bridge",
     "policy_controller",
+    "relic_nav",
+    "relic_world",
 )
 
 setup(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
+from mfrl.relic_actions import DEFAULT_STEP_M, DEFAULT_TURN_RAD, ActionError, ActionScale
 from px4link.config import BridgeConfig, FailsafeConfig, LinkConfig, OffboardConfig, PreflightConfig
 from px4link.signing import SigningConfig
 from quadsim.controller import SE3Gains
@@ -697,6 +699,112 @@ class Px4BridgeNodeConfig:
         )
 
 
+SHIPPED_RELIC_POLICY = "objectnav3d_policy.pt"
+"""The ReLIC policy that `relic_nav` loads by default (learning/relicrl/checkpoints/)."""
+
+
+def shipped_relic_policy() -> str:
+    """The path of the shipped ObjectNav3D ReLIC policy (the file may not exist: configure then says so)."""
+    import relicrl  # the package only: its __init__ imports nothing (no torch)
+
+    return str(Path(relicrl.__file__).resolve().parent / "checkpoints" / SHIPPED_RELIC_POLICY)
+
+
+@dataclass(frozen=True)
+class RelicNavConfig:
+    """Parameters of the `relic_nav` node (a ReLIC in-context policy driving a robot from camera images).
+
+    Attributes:
+        policy_file: ReLIC policy file (relicrl format, read weights-only); default: the shipped ObjectNav3D policy.
+        max_context: steps the policy keeps in context; a full context is reset (context_resets on /diagnostics).
+        greedy: take the most likely action (False: sample from the policy, as in training).
+        seed: seed of the action sampling.
+        target_object: the object to find (index of the target one-hot, below the policy's vector size); a
+            message on relic/target changes it too (the latest of the two holds).
+        step_m: one forward step (m): move forward is linear.x = step_m / control_period_s.
+        turn_rad: one turn (rad): turn left / right is angular.z = +/- turn_rad / control_period_s.
+        control_period_s: time over which one action's velocity is held (s).
+        torch_threads: threads of the policy's forward pass.
+        autostart: configure (load the policy) and activate the lifecycle node on start-up.
+        diagnostics_period_s: period of the /diagnostics message.
+    """
+
+    policy_file: str = field(default_factory=shipped_relic_policy)
+    max_context: int = 65_536
+    greedy: bool = False
+    seed: int = 0
+    target_object: int = 0
+    step_m: float = DEFAULT_STEP_M
+    turn_rad: float = DEFAULT_TURN_RAD
+    control_period_s: float = 0.5
+    torch_threads: int = 1
+    autostart: bool = True
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(bool(self.policy_file), "policy_file", self.policy_file, "a ReLIC policy file")
+        _require(1 <= self.max_context <= 1 << 20, "max_context", self.max_context, "in 1..1048576")
+        _require(self.seed >= 0, "seed", self.seed, ">= 0")
+        _require(self.target_object >= 0, "target_object", self.target_object, ">= 0 (an index of the target one-hot)")
+        _require(1 <= self.torch_threads <= 256, "torch_threads", self.torch_threads, "in 1..256")
+        _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
+        try:
+            self.action_scale()
+        except ActionError as exc:
+            raise ConfigError(f"relic_nav parameter {exc}") from None
+
+    def action_scale(self) -> ActionScale:
+        """The size of each action's velocity (ActionError when a size is invalid)."""
+        return ActionScale(self.step_m, self.turn_rad, self.control_period_s)
+
+
+@dataclass(frozen=True)
+class RelicWorldConfig:
+    """Parameters of the `relic_world` node (relicnav's ObjectNav3D in lock step with `relic_nav`).
+
+    Attributes:
+        trial_split: layouts from "eval" (held-out) or "train" seeds (relicnav.trial_seeds).
+        first_trial: index in that split of the first trial's seed; each new trial takes the next one.
+        episodes_per_trial: episodes in one layout before a new trial (the nav node's context is reset then).
+        max_episode_steps: an episode is cut (truncated) after this many actions.
+        image_size: side of the square camera image (pixels): the policy's image size.
+        stop_action: the environment has a fourth action, stop (the policy must have four actions then).
+        distance_shaping: reward per metre of geodesic distance gained towards the target (0: sparse reward).
+        command_timeout_s: wall time to wait for the cmd_vel answering an image before sending the image again.
+        nav_node: node whose ~/reset_context and ~/mark_episode_boundary services are called (empty: none).
+        frame_id: frame of the camera images.
+        diagnostics_period_s: period of the /diagnostics message.
+    """
+
+    trial_split: str = "eval"
+    first_trial: int = 0
+    episodes_per_trial: int = 4
+    max_episode_steps: int = 250
+    image_size: int = 64
+    stop_action: bool = False
+    distance_shaping: float = 1.0
+    command_timeout_s: float = 2.0
+    nav_node: str = "relic_nav"
+    frame_id: str = "camera"
+    diagnostics_period_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require(self.trial_split in ("eval", "train"), "trial_split", self.trial_split, '"eval" or "train"')
+        _require(0 <= self.first_trial < 1 << 29, "first_trial", self.first_trial, "in [0, 2^29)")
+        _require(1 <= self.episodes_per_trial <= 100_000, "episodes_per_trial", self.episodes_per_trial, "in 1..100000")
+        _require(1 <= self.max_episode_steps <= 100_000, "max_episode_steps", self.max_episode_steps, "in 1..100000")
+        _require(8 <= self.image_size <= 1024, "image_size", self.image_size, "in 8..1024")
+        _require(
+            math.isfinite(self.distance_shaping) and self.distance_shaping >= 0.0,
+            "distance_shaping",
+            self.distance_shaping,
+            "finite and >= 0",
+        )
+        _require(0.0 < self.command_timeout_s <= 60.0, "command_timeout_s", self.command_timeout_s, "in (0, 60]")
+        _require(bool(self.frame_id), "frame_id", self.frame_id, "a non-empty frame name")
+        _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
+
+
 NODE_CONFIGS: dict[str, type[Any]] = {
     "replanner": ReplannerConfig,
     "quadrotor_sim": QuadrotorSimConfig,
@@ -707,6 +815,8 @@ NODE_CONFIGS: dict[str, type[Any]] = {
     "foxglove_view": FoxgloveViewConfig,
     "policy_controller": PolicyControllerConfig,
     "px4_bridge": Px4BridgeNodeConfig,
+    "relic_nav": RelicNavConfig,
+    "relic_world": RelicWorldConfig,
 }
 """Each executable of the package and the dataclass of its parameters."""
 

@@ -1,8 +1,10 @@
 """The QoS profile of every topic of the graph, in one place.
 
-Sensor data (odometry) is best-effort and keeps only the latest; commands are reliable with a
-deadline; plans are reliable and transient-local (latched), so a late subscriber or a restarted
-controller gets the last one; /clock is what rclpy's time source expects.
+Sensor data (odometry, camera images) is best-effort and keeps only the latest; commands are reliable
+with a deadline; plans are reliable and transient-local (latched), so a late subscriber or a restarted
+controller gets the last one; /clock is what rclpy's time source expects. In the ReLIC graph the reward
+is a report (reliable: a lost one would teach the policy a wrong outcome) and the target object is
+latched state.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ SENSOR = QoSProfile(
     reliability=ReliabilityPolicy.BEST_EFFORT,
     durability=DurabilityPolicy.VOLATILE,
 )
-"""Odometry: the newest sample is the only one worth having."""
+"""Odometry and camera images: the newest sample is the only one worth having."""
 
 COMMAND = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
@@ -83,6 +85,10 @@ TOPICS: dict[str, QoSProfile] = {
     "/replanner/status": STATUS,
     "/tracker/reference": REQUEST,
     "/diagnostics": REQUEST,
+    "/camera/image": SENSOR,
+    "/cmd_vel": COMMAND,
+    "/relic/reward": REQUEST,
+    "/relic/target": LATCHED,
 }
 """Each topic of the graph (by its default name) and its profile; a recorder subscribes with the same."""
 
