@@ -68,6 +68,7 @@ def eval_command(config: EvalConfig) -> dict[str, Any]:
         "demo_episodes": config.demo_episodes,
         "success_by_episode": results.success_by_episode(),
         "steps_by_episode": results.steps.mean(axis=0),
+        "return_by_episode": results.returns.mean(axis=0),
         "agent_success": results.agent_success(),
     }
 
