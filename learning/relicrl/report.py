@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from runkit import SUMMARY_FILE, format_table, save_figure, write_json_atomic, write_text_atomic
-from runkit.config import RunConfig
+from runkit.config import shrink_defaults, smoke_requested
 
 VARIANTS = ("relic", "relic-no-sink", "relic-no-partial", "rl2-lstm")
 
 
 @dataclass
-class ReportConfig(RunConfig):
+class ReportConfig:
     """Train every variant on every seed (resuming), evaluate on held-out layouts, write the report."""
 
     env: str = "darkroom"
@@ -50,6 +50,19 @@ class ReportConfig(RunConfig):
     """Episodes per held-out trial."""
     out_dir: Path = field(default_factory=lambda: Path("runs/relic/report"))
     """Report folder: <env>/report.json, report.md, PNGs, and each run's folder <env>/<variant>/seed<seed>."""
+
+    smoke: bool = False
+    """Shrink every size left at its default so the report takes seconds (also SMOKE_TEST=1)."""
+    torch_threads: int = 1
+    """Threads of torch's CPU work in each training run."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def resolved(self) -> ReportConfig:
+        """The report actually made: the project's smoke rule applied."""
+        if smoke_requested(self.smoke):
+            return shrink_defaults(replace(self, smoke=True), self.smoke_sizes())
+        return self
 
     def smoke_sizes(self) -> dict[str, Any]:
         """Seconds: one seed, two variants, tiny runs."""

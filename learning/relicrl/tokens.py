@@ -80,12 +80,5 @@ class EpisodeTracker:
         self.first = over.copy()
         self.episode_step = np.where(over, 0, self.episode_step + 1)
 
-    def start_episode(self, index: int) -> None:
-        """Environment `index` starts a trial's first episode: no previous action or reward."""
-        self.prev_action[index] = NO_ACTION
-        self.prev_reward[index] = 0.0
-        self.first[index] = True
-        self.episode_step[index] = 0
-
 
 __all__ = ["NO_ACTION", "EpisodeTracker", "observation_arrays"]
