@@ -525,8 +525,12 @@ def test_the_graph_runs_episodes_and_trials_in_lock_step(
         peer.node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos.REQUEST)
 
         def counted() -> bool:
+            # each node reports once a second: wait for a report of both taken after the episodes ran
             world = latest.get("mfrl: relic_world", {})
-            return int(world.get("episodes", 0)) >= 3 and int(world.get("trials", 0)) >= 2
+            nav = latest.get("mfrl: relic_nav", {})
+            world_done = int(world.get("episodes", 0)) >= 3 and int(world.get("trials", 0)) >= 2
+            nav_seen = int(nav.get("steps", 0)) > 0 and int(nav.get("context_reset_requests", 0)) >= 1
+            return world_done and nav_seen and int(nav.get("episode_boundaries", 0)) >= 1
 
         assert peer.spin_until(counted, 90.0), f"{latest}\n{logs()}"
         nav = latest["mfrl: relic_nav"]
