@@ -94,11 +94,11 @@ class TrajectoryFollower:
         return "hold" if (self._plan is not None or self._hold is not None) else "idle"
 
     def hold_at(self, position: NDArray[np.float64], yaw_rad: float) -> None:
-        """Hold this point until a plan arrives (used at start, where the vehicle is)."""
+        """Hold this point until a plan starts (used at start, where the vehicle is); plans that wait for their
+        start keep waiting (a controller's first odometry must not drop the plan sent ahead of it)."""
         self._hold = np.array([*np.asarray(position, dtype=np.float64)[:3], float(yaw_rad)])
         self._plan = None
         self._blend = None
-        self._queued = []
 
     def accept(self, plan: SampledTrajectory, start_s: float, now_s: float) -> str:
         """Take a plan starting at `start_s`: switch now, or at its start if that is later (it replaces the
@@ -125,9 +125,10 @@ class TrajectoryFollower:
         return ""
 
     def _start_queued(self, now_s: float) -> None:
+        """Switch to the waiting plans that are due, each at its own start (however late this call comes)."""
         while self._queued and now_s >= self._queued[0][1]:
             plan, start_s = self._queued.pop(0)
-            self._switch(plan, start_s, now_s)
+            self._switch(plan, start_s, start_s)
 
     def _switch(self, plan: SampledTrajectory, start_s: float, now_s: float) -> None:
         """Follow `plan` from `now_s`, blending out the jump from the reference followed until now."""
@@ -146,6 +147,14 @@ class TrajectoryFollower:
         """Position to snap (`5 x 4`, axes x, y, z, yaw) of the reference at `now_s`."""
         self._start_queued(now_s)
         return self._flat_outputs(now_s)
+
+    def preview(self, times_s: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Flat outputs (`len(times_s) x 5 x 4`) at increasing future `times_s`, as the follower would give them
+        with no new plan; nothing here changes: waiting plans still start, and blends still run, at their time."""
+        ghost = TrajectoryFollower(self.vehicle, self.config)
+        ghost._plan, ghost._plan_start_s, ghost._hold = self._plan, self._plan_start_s, self._hold
+        ghost._blend, ghost._queued = self._blend, list(self._queued)
+        return np.stack([ghost.flat_outputs(float(t)) for t in np.asarray(times_s, dtype=np.float64)])
 
     def _flat_outputs(self, now_s: float) -> NDArray[np.float64]:
         if self._plan is None:

@@ -163,7 +163,9 @@ def test_bridge_streams_a_second_before_asking_for_offboard_and_follows(peer: An
         assert request_s is not None
         before = [t for t, _ in peer.setpoints if t < request_s]
         assert before, "no setpoints before the OFFBOARD request"
-        assert request_s - before[0] >= 1.0, "OFFBOARD was asked for before a second of setpoints"
+        # Times are the peer's receipts: the first setpoint's delivery may lag the request's by a little on a
+        # loaded machine (CI at fa7b4ea measured 0.99998 s); 5 ms is far less than one 50 Hz setpoint period.
+        assert request_s - before[0] >= 1.0 - 0.005, "OFFBOARD was asked for before a second of setpoints"
         assert len(before) >= 45
         time.sleep(max(0.0, start + 2.2 - time.monotonic()))
         last = peer.setpoints[-1][1]

@@ -94,3 +94,29 @@ def test_end_of_plan_is_held() -> None:
     ref = follower.reference(5.0)
     np.testing.assert_allclose(ref.position, [2.0, 0.0, 1.0], atol=1e-9)
     assert not ref.velocity.any()
+
+
+def test_a_preview_past_a_waiting_plan_does_not_take_it() -> None:
+    """Looking ahead (the learned controller's observation) shows a waiting plan from its start and leaves it be."""
+    follower = TrajectoryFollower(VehicleParams(), FollowerConfig(switch_blend_s=0.5))
+    follower.hold_at(np.array([0.0, 0.0, 1.0]), 0.0)
+    plan = _plan([[0, 0, 1], [2, 1, 1.5]], [2.0])
+    assert follower.accept(plan, start_s=0.5, now_s=0.1) == ""
+    ahead = follower.preview(np.array([0.2, 0.6, 0.9]))
+    np.testing.assert_allclose(ahead[0, 0], [0.0, 0.0, 1.0, 0.0])  # still holding at 0.2 s
+    np.testing.assert_allclose(ahead[1:, :3], [plan.derivatives(0.1)[:3], plan.derivatives(0.4)[:3]], atol=5e-3)
+    assert follower.queued_starts_s == [0.5]  # nothing was taken
+    assert follower.plan_start_s is None
+    np.testing.assert_allclose(follower.flat_outputs(0.9), ahead[2])  # and the follower gives what was previewed
+    assert follower.plan_start_s == 0.5
+
+
+def test_a_preview_inside_a_blend_does_not_end_it() -> None:
+    follower = TrajectoryFollower(VehicleParams(), FollowerConfig(switch_blend_s=0.5))
+    follower.hold_at(np.array([0.0, 0.0, 1.0]), 0.0)
+    plan = _plan([[0.3, 0, 1], [2, 1, 1.5]], [2.0])
+    assert follower.accept(plan, start_s=0.0, now_s=0.0) == ""  # 0.3 m off the hold: blended in
+    blended = follower.flat_outputs(0.2)
+    follower.preview(np.array([0.4, 0.8]))  # past the blend's end
+    np.testing.assert_allclose(follower.flat_outputs(0.2), blended)
+    assert not np.allclose(blended, plan.derivatives(0.2))

@@ -82,6 +82,22 @@ def test_commander_tracks_a_plan_in_closed_loop(checkpoint: str) -> None:
     assert _fly(commander, plan, plan.duration_s + 1.0) < 0.25
 
 
+def test_commander_flies_a_plan_that_arrived_before_its_start() -> None:
+    """The replanner sends plans ahead of their start (its lead grows with load); the controller's look-ahead
+    must not swallow such a plan: at its start the vehicle follows it (CI at fa7b4ea lost the moved course)."""
+    config = TrackingEnvConfig()
+    policy = load_controller_policy("geometric", config, VEHICLE)
+    commander = PolicyCommander(policy, VEHICLE, config, TrajectoryFollower(VEHICLE))
+    plan = _plan()
+    start_s = 0.4
+    assert commander.follower.accept(plan, start_s, 0.0) == ""
+    at_rest = (plan.values[0, 0, :3], np.zeros(3), np.eye(3), np.zeros(3))
+    for k in range(1, 60):  # 10 ms odometry from 10 ms to 0.59 s, through the plan's start
+        commander.command(OdometryState(k * 10_000_000, *at_rest), 1.0 / 50.0)
+    assert commander.follower.plan_start_s == pytest.approx(start_s)
+    assert commander.follower.mode(0.6) == "tracking"
+
+
 def test_commander_holds_on_nan_odometry_and_nan_policy_output() -> None:
     config = TrackingEnvConfig()
     commander = PolicyCommander(_NaNPolicy(), VEHICLE, config, TrajectoryFollower(VEHICLE))

@@ -18,7 +18,6 @@ a second while it lasts, and again when it clears) and a log line; the node neve
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -146,10 +145,10 @@ class PolicyCommander:
         """The tracking env's observation for this state and the follower's reference."""
         reference = self.follower.flat_outputs(now_s)[:3]
         self.tracking_error_m = float(np.linalg.norm(state.position_m - reference[0, :3]))
-        # A copy: looking ahead must not end the follower's blend between plans early.
-        peek = copy.copy(self.follower)
+        # A preview: looking ahead must neither end a blend early nor start (and so lose) a plan waiting for its start.
         dt = self.env_config.policy_dt_s
-        ahead = np.array([peek.flat_outputs(now_s + k * dt)[0, :3] for k in self.env_config.lookahead_steps])
+        steps = np.asarray(self.env_config.lookahead_steps, dtype=np.float64)
+        ahead = self.follower.preview(now_s + dt * steps)[:, 0, :3]
         return tracking_observation(
             state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, reference, ahead
         )

@@ -66,7 +66,7 @@ class WaypointMission(Node):
         self.speed_m_s = 0.0
         self.now_ns = 0
         self.next_index = 1
-        self.first_plan_ns = 0
+        self.first_plan_ns: int | None = None  # the stamp of the course's plan (sim time 0 is a stamp too)
         self.course_start: NDArray[np.float64] | None = None
         self.started = False
         self.course_sends = 0
@@ -106,7 +106,7 @@ class WaypointMission(Node):
         event["plan_stamp_s"] = stamp_to_ns(msg.header.stamp) * 1e-9
         event["result"] = "planned"
         self.events.append(event)
-        if not self.first_plan_ns:
+        if self.first_plan_ns is None:
             self.first_plan_ns = stamp_to_ns(msg.header.stamp)
             self.course_start = None if self.position is None else self.position.copy()
         self.get_logger().info(f"{event['kind']} planned in {event['latency_ms']:.2f} ms (path sent to trajectory)")
@@ -146,7 +146,7 @@ class WaypointMission(Node):
         """Odometry is in, the replanner listens, and the controller (and recorder) can hear its plans."""
         if self.position is None or self.path_pub.get_subscription_count() < self.config.path_subscribers:
             return False
-        if self.first_plan_ns or self.awaiting is not None:
+        if self.first_plan_ns is not None or self.awaiting is not None:
             return True
         listeners = self.count_subscribers("trajectory") - 1  # this node subscribes to it too
         planners = self.count_publishers("trajectory")
@@ -177,7 +177,7 @@ class WaypointMission(Node):
                     None if previous is None else np.asarray(previous),
                 )
             return
-        if not self.first_plan_ns:
+        if self.first_plan_ns is None:
             self.course_sends += 1
             self.send("course", self.course[1:])
             return
@@ -191,7 +191,7 @@ class WaypointMission(Node):
                         f"the vehicle has not moved {START_WITHIN_S} s after the course's plan (a controller "
                         "that joined late refuses a stale plan): sending the course again"
                     )
-                    self.first_plan_ns = 0
+                    self.first_plan_ns = None
                 return  # no waypoint moves before the vehicle is on its way
         interval_ns = round(config.replan_interval_s * 1e9)
         due_ns = max(self.first_plan_ns, self.last_move_ns) + interval_ns
@@ -221,7 +221,7 @@ class WaypointMission(Node):
         results = {
             "success": success,
             "message": message,
-            "flight_time_s": (self.now_ns - self.first_plan_ns) * 1e-9 if self.first_plan_ns else None,
+            "flight_time_s": (self.now_ns - self.first_plan_ns) * 1e-9 if self.first_plan_ns is not None else None,
             "final_error_m": final_error,
             "events": [{k: v for k, v in e.items() if k != "sent_wall"} for e in self.events],
             "replan_latency_ms": latencies,
