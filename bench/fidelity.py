@@ -16,6 +16,12 @@ same trajectories at every fidelity and measures:
   course whose min-snap path dips to the floor (`min_reference_height_m`, the same at every scale)
   crashes in both simulators while the analytic check, which knows no floor, passes it.
 
+The simulators are flown twice, by the project's controller (drag feed-forward and integral action,
+`quadsim.controller.SE3Gains()`) and, as the baseline measured in the same run, by the same controller
+without either (`mujoco_pd`, `rotorpy_pd`: PD with flatness feed-forward only, the controller before
+Step 10); `boundary_scale_ratio_to_analytic_median` shows how much of the gap to the analytic
+boundary the drag-aware controller closes.
+
 Usage: ``python bench/fidelity.py [--smoke]`` (or ``SMOKE_TEST=1``); the smoke run takes seconds.
 """
 
@@ -38,6 +44,7 @@ from numpy.typing import NDArray
 from minsnap import solve_min_snap
 from minsnap.allocation import constant_speed_times, segment_lengths_m
 from quadsim.analytic import AnalyticEvaluator
+from quadsim.controller import SE3Gains
 from quadsim.evaluation import EvaluationResult, FeasibilityCriteria, FidelityEvaluator
 from quadsim.mujoco_flight import MujocoEvaluator
 from quadsim.rotorpy_flight import RotorPyEvaluator
@@ -51,6 +58,8 @@ MIN_HEIGHT_M = 0.5
 MIN_SPACING_M = 1.0
 MAX_YAW_STEP_RAD = np.pi / 2
 REASON_CHARS = 100
+BASELINE_GAINS = SE3Gains(ki_position=(0.0, 0.0, 0.0), aero_feedforward=False)
+"""The controller before Step 10 (no drag feed-forward, no integral action): the baseline flown in the same run."""
 
 
 @dataclass(frozen=True)
@@ -247,6 +256,8 @@ def run(config: BenchConfig) -> dict[str, Any]:
         "analytic": AnalyticEvaluator(vehicle, criteria),
         "mujoco": MujocoEvaluator(vehicle, criteria),
         "rotorpy": rotorpy,
+        "mujoco_pd": MujocoEvaluator(vehicle, criteria, gains=BASELINE_GAINS),
+        "rotorpy_pd": RotorPyEvaluator(vehicle, criteria, gains=BASELINE_GAINS, seed=config.seed),
     }
     warm_up(evaluators)
     courses = make_courses(config)
@@ -254,6 +265,7 @@ def run(config: BenchConfig) -> dict[str, Any]:
     names = list(evaluators)
     summary = summarise(config, courses, grid, names, criteria.settle_time_s)
     mujoco_rtf = summary["realtime_factor"]["mujoco"]
+    ratios = summary["boundary_scale_ratio_to_analytic_median"]
     return {
         "benchmark": "fidelity",
         "smoke": config.smoke,
@@ -261,12 +273,20 @@ def run(config: BenchConfig) -> dict[str, Any]:
         "vehicle": vehicle.name,
         "criteria": criteria,
         "rotorpy": {"control_rate_hz": 1.0 / rotorpy.control_dt_s, "conditions": rotorpy.conditions},
+        "controllers": {"mujoco, rotorpy": SE3Gains(), "mujoco_pd, rotorpy_pd (baseline)": BASELINE_GAINS},
         **summary,
         "targets": {
             "mujoco_realtime_factor": {
                 "target": f">= {TARGET_MUJOCO_REALTIME_FACTOR:g}",
                 "value": mujoco_rtf,
                 "pass": mujoco_rtf is not None and mujoco_rtf >= TARGET_MUJOCO_REALTIME_FACTOR,
+            },
+            "rotorpy_boundary_closer_to_analytic_than_baseline": {
+                "target": "rotorpy < rotorpy_pd (median boundary scale over the analytic one)",
+                "value": {"rotorpy": ratios.get("rotorpy"), "rotorpy_pd": ratios.get("rotorpy_pd")},
+                "pass": ratios.get("rotorpy") is not None
+                and ratios.get("rotorpy_pd") is not None
+                and ratios["rotorpy"] < ratios["rotorpy_pd"],
             },
         },
         "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},

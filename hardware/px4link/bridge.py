@@ -32,6 +32,8 @@ from px4link.preflight import PREFLIGHT_PARAMS, PreflightFailed, PreflightReport
 from px4link.setpoints import PositionTargetNed, TrajectoryLike, hold_target, target_from_derivatives
 from px4link.telemetry import TelemetrySnapshot, TelemetryStore, parse_status
 from quadsim import frames
+from quadsim.aero import AeroModel
+from quadsim.vehicle import VehicleParams
 from runkit.logs import get_logger
 
 _LOG = get_logger("px4link.bridge")
@@ -89,6 +91,7 @@ class Px4Bridge:
         self.params = ParamClient(self.connection, self.config.commands)
         offboard = self.config.offboard
         self.offboard = OffboardStateMachine(offboard.priming_s, offboard.rate_hz)
+        self._aero = AeroModel(VehicleParams()) if offboard.drag_feedforward else None
         self.offboard.add_listener(self._emit)
         self.streamer = SetpointStreamer(
             self.connection,
@@ -369,7 +372,7 @@ class Px4Bridge:
         else:
             try:
                 target = target_from_derivatives(
-                    trajectory.derivatives(now_s - start), self.config.offboard.send_yaw_rate
+                    trajectory.derivatives(now_s - start), self.config.offboard.send_yaw_rate, self._aero
                 )
             except Exception as exc:  # a plan that raises or goes non-finite: hold, and the monitor says why
                 target = self._trajectory_failed(trajectory, f"{type(exc).__name__}: {exc}")

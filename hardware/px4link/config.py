@@ -105,6 +105,10 @@ class OffboardConfig:
         priming_s: stream this long before asking for OFFBOARD (PX4 refuses the switch without a stream; >= 1 s).
         mode_confirm_timeout_s: after the ACK, wait this long for the heartbeat to show OFFBOARD.
         send_yaw_rate: send the trajectory's yaw rate as feed-forward (else PX4 holds the yaw setpoint only).
+        drag_feedforward: add to the acceleration feed-forward what cancels the rotor drag and lift predicted along
+            the reference for the project's vehicle model (`quadsim.aero`; PX4's position controller has no drag
+            model, so without it the vehicle lags the reference in proportion to its speed). Turn it off for an
+            airframe whose aerodynamics the model does not describe.
         realtime_priority: SCHED_FIFO priority of the streamer thread (1-99; 0 keeps normal scheduling). Asked for
             by default: it needs CAP_SYS_NICE or an rtprio limit (the systemd unit grants both); where it is refused
             the stream runs at normal priority, the log says so once and `SetpointStreamer.realtime` is False (the
@@ -115,6 +119,7 @@ class OffboardConfig:
     priming_s: float = 1.0
     mode_confirm_timeout_s: float = 2.0
     send_yaw_rate: bool = True
+    drag_feedforward: bool = True
     realtime_priority: int = 20
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from pymavlink.dialects.v20 import common as mavlink2
 
 from quadsim import frames
+from quadsim.aero import AeroModel, drag_compensated_acceleration
 
 TYPE_MASK_FULL = 0
 """Position, velocity, acceleration, yaw and yaw rate all used."""
@@ -49,17 +50,23 @@ def _t3(v: NDArray[np.float64]) -> tuple[float, float, float]:
     return (float(v[0]), float(v[1]), float(v[2]))
 
 
-def target_from_derivatives(derivatives_enu: NDArray[np.float64], send_yaw_rate: bool = True) -> PositionTargetNed:
-    """A PX4 setpoint from trajectory derivatives: rows position, velocity, acceleration; columns x, y, z, yaw (ENU)."""
+def target_from_derivatives(
+    derivatives_enu: NDArray[np.float64], send_yaw_rate: bool = True, aero: AeroModel | None = None
+) -> PositionTargetNed:
+    """A PX4 setpoint from trajectory derivatives: rows position, velocity, acceleration; columns x, y, z, yaw (ENU).
+
+    With `aero`, the acceleration feed-forward also cancels the rotor drag and lift predicted along the reference
+    (`quadsim.aero.drag_compensated_acceleration`): PX4's position controller has no drag model."""
     d = np.asarray(derivatives_enu, dtype=np.float64)
     if d.ndim != 2 or d.shape[0] < 3 or d.shape[1] != 4:
         raise ValueError(f"derivatives must be (>=3) x 4 (order x [x, y, z, yaw]), got shape {d.shape}")
     if not np.isfinite(d[:3]).all():
         raise ValueError("trajectory derivatives are not finite")
+    acceleration = d[2, :3] if aero is None else drag_compensated_acceleration(aero, d)
     return PositionTargetNed(
         position_ned_m=_t3(frames.enu_to_ned(d[0, :3])),
         velocity_ned_m_s=_t3(frames.enu_to_ned(d[1, :3])),
-        acceleration_ned_m_s2=_t3(frames.enu_to_ned(d[2, :3])),
+        acceleration_ned_m_s2=_t3(frames.enu_to_ned(acceleration)),
         yaw_ned_rad=frames.yaw_enu_to_ned(float(d[0, 3])),
         yaw_rate_ned_rad_s=frames.yaw_rate_enu_to_ned(float(d[1, 3])) if send_yaw_rate else 0.0,
         type_mask=TYPE_MASK_FULL if send_yaw_rate else TYPE_MASK_NO_YAW_RATE,

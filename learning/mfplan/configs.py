@@ -29,6 +29,9 @@ CALIBRATION_WIND_OFFSET = 90_000
 EVAL_WIND_SEEDS = (900_001, 900_002)
 """RotorPy wind realisations of the evaluation: outside every training run's range (seeds < 9)."""
 
+MASS_ERROR_FIDELITIES: dict[str, float] = {"rotorpy_mass+15": 0.15, "rotorpy_mass-15": -0.15}
+"""RotorPy flights of a vehicle 15 % heavier or lighter than the controller is told (evaluation only)."""
+
 
 @dataclass(frozen=True)
 class PolicyConfig:
@@ -98,6 +101,9 @@ class TrainConfig(RunConfig):
     """Sampled allocations per course (their mean reward is the course's baseline)."""
     moving_start_fraction: float = 0.3
     """Fraction of courses that start from a moving vehicle (a replan in the air)."""
+    near_waypoint_fraction: float = 0.5
+    """Of the moving starts, the fraction that start close to the next waypoint (0.3-1.0 m before it, flying
+    toward it): a replan there must not brake the vehicle to a near stop."""
     ppo_epochs: int = 4
     """Gradient passes over each batch."""
     clip_ratio: float = 0.2
@@ -201,6 +207,9 @@ class EvalConfig:
     """Replanning sets: waypoints displaced by these distances (0 = the nominal courses)."""
     fidelities: tuple[str, ...] = ("mujoco", "rotorpy")
     """Simulated fidelities every plan is flown at (the last one is the highest)."""
+    model_error_fidelities: tuple[str, ...] = ("rotorpy_mass+15", "rotorpy_mass-15")
+    """RotorPy with a vehicle 15 % heavier / lighter than the controller is told: MFRL's plans are also flown
+    there, in every held-out wind (`MASS_ERROR_FIDELITIES`; empty: skip)."""
     wind_seeds: tuple[int, ...] = EVAL_WIND_SEEDS
     """RotorPy realisations of wind and sensor noise every plan is flown in (none of them seen in training)."""
     hifi_baseline_courses: int = 8
@@ -225,6 +234,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if not self.wind_seeds:
             raise ValueError("wind_seeds must name at least one RotorPy wind realisation")
+        unknown = [f for f in self.model_error_fidelities if f not in MASS_ERROR_FIDELITIES]
+        if unknown:
+            raise ValueError(
+                f"unknown model_error_fidelities {unknown}; expected some of {list(MASS_ERROR_FIDELITIES)}"
+            )
         if not (self.max_margin > 1.0 and 0.0 < self.margin_tolerance < 0.5):
             raise ValueError(
                 f"need max_margin > 1 and 0 < margin_tolerance < 0.5, got {self.max_margin}, {self.margin_tolerance}"
@@ -238,6 +252,7 @@ class EvalConfig:
             "wind_seeds": EVAL_WIND_SEEDS[:1],
             "hifi_baseline_courses": 0,
             "margin_tolerance": 0.1,
+            "model_error_fidelities": ("rotorpy_mass+15",),
         }
 
     def resolved(self) -> EvalConfig:

@@ -14,6 +14,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from mfplan.configs import MASS_ERROR_FIDELITIES
 from mfplan.fidelities import FIDELITY_NAMES
 from minsnap import Trajectory
 from quadsim.analytic import AnalyticEvaluator
@@ -43,7 +44,10 @@ class EvaluatorSpec:
             return MujocoEvaluator(self.vehicle, self.criteria)
         if fidelity == "rotorpy":
             return RotorPyEvaluator(self.vehicle, self.criteria, seed=self.rotorpy_seed)
-        raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {FIDELITY_NAMES}")
+        if fidelity in MASS_ERROR_FIDELITIES:
+            error = MASS_ERROR_FIDELITIES[fidelity]
+            return RotorPyEvaluator(self.vehicle, self.criteria, seed=self.rotorpy_seed, mass_error=error)
+        raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {(*FIDELITY_NAMES, *MASS_ERROR_FIDELITIES)}")
 
 
 _WORKER_EVALUATORS: dict[tuple[EvaluatorSpec, str], FidelityEvaluator] = {}
@@ -123,8 +127,9 @@ class EvaluationDispatcher:
         results: list[EvaluationResult | None] = [None] * len(requests)
         remote: list[tuple[int, str, dict[str, Any], int | None]] = []
         for i, (trajectory, fidelity) in enumerate(requests):
-            if fidelity not in FIDELITY_NAMES:
-                raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {FIDELITY_NAMES}")
+            if fidelity not in FIDELITY_NAMES and fidelity not in MASS_ERROR_FIDELITIES:
+                known = (*FIDELITY_NAMES, *MASS_ERROR_FIDELITIES)
+                raise ValueError(f"unknown fidelity {fidelity!r}; expected one of {known}")
             if fidelity == "analytic":
                 results[i] = self._analytic.safe_evaluate_one(trajectory)
             else:

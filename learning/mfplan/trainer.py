@@ -131,9 +131,13 @@ def make_training_courses(config: TrainConfig, analytic: AnalyticEvaluator) -> l
         start = EndpointState()
         if rng.random() < config.moving_start_fraction:
             first = waypoints[1, :3] - waypoints[0, :3]
+            if rng.random() < config.near_waypoint_fraction:  # a replan just before the next waypoint
+                waypoints = waypoints.copy()
+                waypoints[0, :3] = waypoints[1, :3] - rng.uniform(0.3, 1.0) * first / np.linalg.norm(first)
+                first = waypoints[1, :3] - waypoints[0, :3]
             direction = first / np.linalg.norm(first) + 0.5 * rng.normal(size=3)
             start = EndpointState(
-                velocity=rng.uniform(0.5, 2.5) * direction / np.linalg.norm(direction),
+                velocity=rng.uniform(0.5, 3.0) * direction / np.linalg.norm(direction),
                 acceleration=rng.normal(scale=1.0, size=3),
             )
         encoding = encode_course(waypoints, start.velocity, start.acceleration)

@@ -46,13 +46,19 @@ class MotionLimits:
     down_accel_m_s2: float
 
 
+PX4_LIKE_GAINS = SE3Gains(aero_feedforward=False, ki_position=(0.0, 0.0, 0.0))
+"""PX4's position controller knows no rotor drag (the offboard client may add it to the acceleration setpoint);
+its velocity integrator is not modelled."""
+
+
 class FlightModel:
-    """The MuJoCo vehicle with its tracking controller, stepped one control period at a time."""
+    """The MuJoCo vehicle (with its aerodynamics) and a PX4-like tracking controller, stepped one control period
+    at a time."""
 
     def __init__(self, vehicle: VehicleParams | None = None, gains: SE3Gains | None = None) -> None:
         self.quad = MujocoQuadrotor(vehicle)
         self.vehicle = self.quad.vehicle
-        self.controller = SE3Controller(self.vehicle, gains)
+        self.controller = SE3Controller(self.vehicle, gains or PX4_LIKE_GAINS)
         self.land_config = LandDetectorConfig()
         self.ground_z_m = 0.0
         self.landed = True
@@ -121,11 +127,13 @@ class FlightModel:
         state = self.quad.state()
         if not armed:
             thrusts = np.zeros(4)
+            self.controller.reset()  # no integral carried into the next flight
         elif ref is None or (self.landed and float(ref.acceleration[2]) <= _CLIMB_ACCEL_M_S2):
             thrusts = np.full(4, self.vehicle.rotor_thrust_min_n)
+            self.controller.reset()
         else:
             thrusts = self.controller.rotor_thrusts(
-                state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, ref
+                state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, ref, dt_s=dt_s
             )
         applied = self.quad.set_rotor_thrusts(thrusts) if armed else self._motors_off()
         self.total_thrust_n = float(np.sum(applied))

@@ -1,4 +1,6 @@
-"""Geometric SE(3) tracking controller (Lee, Leok and McClamroch, 2010) with flatness feed-forward."""
+"""Geometric SE(3) tracking controller (Lee, Leok and McClamroch, 2010) with flatness feed-forward,
+rotor-drag feed-forward (the aerodynamics of `quadsim.aero` predicted along the reference) and integral
+action on the position error (conditional, clamped: it stops while the thrust is limited)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from quadsim.aero import AeroModel
 from quadsim.rotations import cross3, hat, norm3, vee
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
@@ -17,6 +20,10 @@ def _kp_pos() -> tuple[float, float, float]:
 
 def _kd_pos() -> tuple[float, float, float]:
     return (8.0, 8.0, 9.0)
+
+
+def _ki_pos() -> tuple[float, float, float]:
+    return (8.0, 8.0, 12.0)
 
 
 @dataclass(frozen=True)
@@ -31,10 +38,17 @@ class SE3Gains:
         min_thrust_to_weight: the commanded thrust's vertical part stays at least this fraction of the
             weight. Without it, a reference falling faster than gravity plus feedback on a rising vehicle
             asks for the thrust axis to point down, and the attitude loop flips the vehicle to get there.
+        ki_position: integral gains (1/s^3) on the position error: they absorb what the model gets wrong
+            (mass, wind, drag not predicted); all zero turns integral action off.
+        integral_limit_m_s2: the integral's acceleration stays within this on each axis (anti-windup).
+        aero_feedforward: add the aerodynamic force predicted along the reference (`quadsim.aero`).
     """
 
     kp_position: tuple[float, float, float] = field(default_factory=_kp_pos)
     kd_position: tuple[float, float, float] = field(default_factory=_kd_pos)
+    ki_position: tuple[float, float, float] = field(default_factory=_ki_pos)
+    integral_limit_m_s2: float = 3.0
+    aero_feedforward: bool = True
     kp_attitude: float = 544.0
     kd_attitude: float = 46.64
     max_tilt_deg: float = 70.0
@@ -45,6 +59,11 @@ class SE3Gains:
             raise ValueError(f"max_tilt_deg must be in (0, 90), got {self.max_tilt_deg}")
         if not 0.0 < self.min_thrust_to_weight < 1.0:
             raise ValueError(f"min_thrust_to_weight must be in (0, 1), got {self.min_thrust_to_weight}")
+        if not all(k >= 0.0 for k in self.ki_position) or not self.integral_limit_m_s2 >= 0.0:
+            raise ValueError(f"ki_position and integral_limit_m_s2 must be >= 0, got {self.ki_position}")
+        kp, kd, ki = self.kp_position, self.kd_position, self.ki_position
+        if any(i >= p * d for p, d, i in zip(kp, kd, ki, strict=True)):  # Routh: s^3 + kd s^2 + kp s + ki
+            raise ValueError(f"ki_position {ki} must be below kp*kd per axis for a stable loop")
 
 
 def limit_thrust_vector(force: NDArray[np.float64], min_vertical_n: float, max_tilt_rad: float) -> NDArray[np.float64]:
@@ -76,7 +95,8 @@ class SE3Controller:
 
     The commanded rotor thrusts are brought into the rotors' range by `desaturate` (roll and pitch first,
     then collective thrust, then yaw); `last_unclipped_thrusts_n` keeps what the controller wanted, so
-    saturation can be reported.
+    saturation can be reported. The integral of the position error advances by each call's `dt_s` and
+    holds still while the last command was limited (tilt, minimum thrust or a rotor out of range).
     """
 
     def __init__(self, vehicle: VehicleParams, gains: SE3Gains | None = None) -> None:
@@ -89,7 +109,21 @@ class SE3Controller:
         self._mixer = vehicle.mixer_matrix
         self._thrust_min = vehicle.rotor_thrust_min_n
         self._thrust_max = vehicle.rotor_thrust_max_n
+        self._ki = np.asarray(self.gains.ki_position)
+        self._aero = AeroModel(vehicle)
+        self._integral = np.zeros(3)  # of the position error (m s)
+        self._limited = False
         self.last_unclipped_thrusts_n = np.zeros(4)
+
+    @property
+    def integral_accel_m_s2(self) -> NDArray[np.float64]:
+        """The acceleration the integral action adds now (what the model gets wrong, as the loop sees it)."""
+        return np.asarray(-self._ki * self._integral)
+
+    def reset(self) -> None:
+        """Forget the integral (a new flight)."""
+        self._integral = np.zeros(3)
+        self._limited = False
 
     def rotor_thrusts(
         self,
@@ -98,16 +132,22 @@ class SE3Controller:
         rotation: NDArray[np.float64],
         body_rates: NDArray[np.float64],
         ref: Reference,
+        dt_s: float = 0.0,
     ) -> NDArray[np.float64]:
-        """Rotor thrusts (N, clipped to limits) for the current state and reference."""
+        """Rotor thrusts (N, clipped to limits) for the current state and reference; `dt_s` is the time since
+        the last call (the integral advances by it; 0: a one-off command that does not integrate)."""
         g = self.gains
         mass = self.vehicle.mass_kg
-        accel_cmd = -self._kp * (position - ref.position) - self._kd * (velocity - ref.velocity) + ref.acceleration
-        force = limit_thrust_vector(
-            mass * (accel_cmd + np.array([0.0, 0.0, GRAVITY_M_S2])),
-            g.min_thrust_to_weight * mass * GRAVITY_M_S2,
-            self._max_tilt_rad,
-        )
+        error = position - ref.position
+        if dt_s > 0.0 and not self._limited and np.isfinite(error).all():
+            self._integral = self._integral + error * dt_s
+            bound = g.integral_limit_m_s2 / np.maximum(self._ki, 1e-12)
+            self._integral = np.clip(self._integral, -bound, bound)
+        accel_cmd = -self._kp * error - self._kd * (velocity - ref.velocity) - self._ki * self._integral
+        wanted = mass * (accel_cmd + ref.acceleration + np.array([0.0, 0.0, GRAVITY_M_S2]))
+        if g.aero_feedforward:
+            wanted = wanted - self._aero.predicted_force_world(rotation, ref.velocity, ref.acceleration)
+        force = limit_thrust_vector(wanted, g.min_thrust_to_weight * mass * GRAVITY_M_S2, self._max_tilt_rad)
         b3 = rotation[:, 2]
         thrust = float(force @ b3)
         force_norm = norm3(force)
@@ -129,6 +169,12 @@ class SE3Controller:
         )
         mixer = self._mixer
         self.last_unclipped_thrusts_n = mixer @ np.array([thrust, torque[0], torque[1], torque[2]])
+        unclipped = self.last_unclipped_thrusts_n
+        self._limited = bool(
+            not np.allclose(force, wanted)
+            or unclipped.min() < self._thrust_min - 1e-9
+            or unclipped.max() > self._thrust_max + 1e-9
+        )
         return desaturate(
             mixer[:, 0] * thrust,
             mixer[:, 1:3] @ torque[:2],

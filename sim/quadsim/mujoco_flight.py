@@ -8,11 +8,12 @@ import mujoco
 import numpy as np
 
 from minsnap import Trajectory
+from quadsim.aero import AeroModel
 from quadsim.controller import SE3Controller, SE3Gains
 from quadsim.evaluation import FeasibilityCriteria, SimulatedFidelity
 from quadsim.flight_log import FlightLog
 from quadsim.frames import yaw_of
-from quadsim.mujoco_model import PHYSICS_TIMESTEP_S, build_model
+from quadsim.mujoco_model import PHYSICS_TIMESTEP_S, apply_aero_wrench, build_model
 from quadsim.reference import ReferenceTrack
 from quadsim.rotations import matrix_to_quat_wxyz
 from quadsim.vehicle import VehicleParams
@@ -21,10 +22,12 @@ from quadsim.vehicle import VehicleParams
 
 
 class MujocoEvaluator(SimulatedFidelity):
-    """MuJoCo quadrotor (rotor thrust limits, first-order motor lag) flown by the geometric SE(3) controller.
+    """MuJoCo quadrotor (rotor thrust limits, first-order motor lag, rotor drag and the rest of `quadsim.aero`
+    in still air) flown by the geometric SE(3) controller.
 
-    Physics runs at 500 Hz and the controller at `control_rate_hz` (default 250 Hz). The flight starts
-    on the trajectory's initial state and continues `criteria.settle_time_s` past its end.
+    Physics runs at 500 Hz and the controller, and the aerodynamic wrench, at `control_rate_hz` (default
+    250 Hz). The flight starts on the trajectory's initial state and continues `criteria.settle_time_s`
+    past its end.
     """
 
     name = "mujoco"
@@ -61,6 +64,7 @@ class MujocoEvaluator(SimulatedFidelity):
         control_dt = self.physics_steps_per_control * model.opt.timestep
         track = ReferenceTrack.build(trajectory, self.vehicle, control_dt, self.criteria.settle_time_s)
         controller = SE3Controller(self.vehicle, self.gains)
+        aero = AeroModel(self.vehicle)
 
         data.qpos[:3] = track.derivatives[0, 0, :3]
         data.qpos[3:7] = matrix_to_quat_wxyz(track.rotation[0])
@@ -89,11 +93,14 @@ class MujocoEvaluator(SimulatedFidelity):
             if not math.isfinite(float(data.qpos.sum())):
                 failure, last = "simulation state became NaN", k
                 break
-            data.ctrl[:] = controller.rotor_thrusts(position, data.qvel[:3], rotation, data.qvel[3:6], track.at(k))
+            data.ctrl[:] = controller.rotor_thrusts(
+                position, data.qvel[:3], rotation, data.qvel[3:6], track.at(k), dt_s=control_dt
+            )
             commands[k] = self.vehicle.rotor_speeds_from_thrusts(controller.last_unclipped_thrusts_n)
             failure = self.criteria.stop_reason(position, track.derivatives[0, k, :3], float(track.times_s[k]))
             if failure:
                 last = k + 1
                 break
+            apply_aero_wrench(model, data, aero)
             mujoco.mj_step(model, data, nstep=self.physics_steps_per_control)
         return FlightLog.from_track(track, positions, yaws, commands, last, failure)

@@ -1,9 +1,12 @@
-"""The MJCF quadrotor: a rigid body with four rotor actuators (thrust limits, first-order motor lag)."""
+"""The MJCF quadrotor: a rigid body with four rotor actuators (thrust limits, first-order motor lag), and
+the aerodynamic wrench (`quadsim.aero`, RotorPy's model in still air) applied to it between steps."""
 
 from __future__ import annotations
 
 import mujoco
+import numpy as np
 
+from quadsim.aero import AeroModel
 from quadsim.vehicle import VehicleParams
 
 PHYSICS_TIMESTEP_S = 0.002
@@ -57,3 +60,16 @@ def quadrotor_mjcf(vehicle: VehicleParams, timestep_s: float = PHYSICS_TIMESTEP_
 def build_model(vehicle: VehicleParams, timestep_s: float = PHYSICS_TIMESTEP_S) -> mujoco.MjModel:
     """Compile the vehicle's MJCF into a MuJoCo model."""
     return mujoco.MjModel.from_xml_string(quadrotor_mjcf(vehicle, timestep_s))
+
+
+def apply_aero_wrench(model: mujoco.MjModel, data: mujoco.MjData, aero: AeroModel) -> None:
+    """Set the quadrotor body's applied force and torque to the aerodynamic wrench of its current state (still
+    air; rotor speeds from the motors' thrusts); it is held over the following `mj_step` calls."""
+    rotation_flat = np.empty(9)
+    mujoco.mju_quat2Mat(rotation_flat, data.qpos[3:7])
+    rotation = rotation_flat.reshape(3, 3)
+    speeds = np.sqrt(np.maximum(data.act[:4], 0.0) / aero.thrust_coeff)
+    force, moment = aero.wrench_body(rotation.T @ data.qvel[:3], data.qvel[3:6], speeds)
+    body = model.nbody - 1  # the quadrotor (body 0 is the world)
+    data.xfrc_applied[body, :3] = rotation @ force
+    data.xfrc_applied[body, 3:] = rotation @ moment

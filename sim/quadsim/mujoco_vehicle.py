@@ -12,7 +12,8 @@ import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
-from quadsim.mujoco_model import PHYSICS_TIMESTEP_S, build_model
+from quadsim.aero import AeroModel
+from quadsim.mujoco_model import PHYSICS_TIMESTEP_S, apply_aero_wrench, build_model
 from quadsim.rotations import matrix_to_quat_wxyz
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
@@ -39,13 +40,14 @@ class VehicleState:
 
 
 class MujocoQuadrotor:
-    """A MuJoCo quadrotor stepped from outside (physics at `timestep_s`, thrust limits and motor lag)."""
+    """A MuJoCo quadrotor stepped from outside (physics at `timestep_s`, thrust limits, motor lag, aerodynamics)."""
 
     def __init__(self, vehicle: VehicleParams | None = None, timestep_s: float = PHYSICS_TIMESTEP_S) -> None:
         self.vehicle = vehicle or VehicleParams()
         self.model = build_model(self.vehicle, timestep_s)
         self.data = mujoco.MjData(self.model)
         self._mixer = self.vehicle.mixer_matrix
+        self._aero = AeroModel(self.vehicle)
         self.reset(np.array([0.0, 0.0, 1.0]))
 
     @property
@@ -81,9 +83,11 @@ class MujocoQuadrotor:
         return self.set_rotor_thrusts(self._mixer @ wrench)
 
     def step(self, duration_s: float) -> None:
-        """Advance the physics by `duration_s` (rounded to whole physics steps, at least one)."""
-        steps = max(1, round(duration_s / self.timestep_s))
-        mujoco.mj_step(self.model, self.data, nstep=steps)
+        """Advance the physics by `duration_s` (rounded to whole physics steps, at least one), the aerodynamic
+        wrench (`quadsim.aero`) updated at every step."""
+        for _ in range(max(1, round(duration_s / self.timestep_s))):
+            apply_aero_wrench(self.model, self.data, self._aero)
+            mujoco.mj_step(self.model, self.data)
 
     def state(self) -> VehicleState:
         """The current state (attitude read from qpos: after mj_step, xmat lags one physics step)."""

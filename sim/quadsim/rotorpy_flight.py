@@ -194,9 +194,11 @@ class RotorPyEvaluator(SimulatedFidelity):
     with two steps per control costs as much physics), positions agree with 4 steps per control
     to 0.2 mm, and a 6 s flight costs about 1 s of wall time on one core.
 
-    What the extra physics does: rotor drag, which the controller does not compensate (no integral
-    term, no drag feed-forward), costs about 5 cm of tracking error at 1 m/s and 12 cm at 2 m/s,
-    where MuJoCo tracks to millimetres; RotorPy is the strictest fidelity.
+    What the extra physics does: the controller predicts rotor drag in still air (`quadsim.aero`, the
+    same model as RotorPy's) and integrates the position error, so what remains is the wind, the gusts,
+    the motor dynamics and the noise; RotorPy is the strictest fidelity. `mass_error` flies a vehicle
+    that much heavier (or lighter, negative) than the controller is told (a payload): model error that
+    only integral action can absorb.
 
     Randomness: all of it follows `seed`, the same for every flight of one evaluator (common random
     numbers: the time scales of one course are compared under the same wind and noise); a
@@ -217,8 +219,11 @@ class RotorPyEvaluator(SimulatedFidelity):
         control_rate_hz: float = 200.0,
         integrator_steps_per_control: int = 1,
         seed: int = 0,
+        mass_error: float = 0.0,
     ) -> None:
         super().__init__(vehicle, criteria)
+        if not -0.5 < mass_error < 1.0:
+            raise ValueError(f"mass_error must be in (-0.5, 1) (a fraction of the mass), got {mass_error}")
         if control_rate_hz <= 0 or integrator_steps_per_control < 1:
             raise ValueError(
                 f"control_rate_hz must be > 0 and integrator_steps_per_control >= 1, "
@@ -229,6 +234,7 @@ class RotorPyEvaluator(SimulatedFidelity):
         self.control_dt_s = 1.0 / control_rate_hz
         self.integrator_steps_per_control = integrator_steps_per_control
         self.seed = seed
+        self.mass_error = float(mass_error)
 
     def integrator_kwargs(self) -> dict[str, Any]:
         """Arguments for RotorPy's `solve_ivp` call: fixed-step RK45."""
@@ -263,8 +269,10 @@ class RotorPyEvaluator(SimulatedFidelity):
             "wind": np.asarray(self.conditions.mean_wind_m_s, dtype=np.float64),
             "rotor_speeds": np.sqrt(thrusts / self.vehicle.thrust_coeff_n_per_rad2_s2),
         }
+        params = self.vehicle.to_rotorpy()
+        params["mass"] = self.vehicle.mass_kg * (1.0 + self.mass_error)  # the controller keeps the nominal mass
         multirotor = Multirotor(
-            self.vehicle.to_rotorpy(),
+            params,
             initial_state=state,
             control_abstraction="cmd_motor_speeds",
             aero=True,
@@ -302,6 +310,7 @@ class RotorPyEvaluator(SimulatedFidelity):
                 rotation @ rotation_from_vector(noise[6:9]),
                 state["w"] + noise[9:12],
                 track.at(k),
+                dt_s=dt,
             )
             commands[k] = vehicle.rotor_speeds_from_thrusts(controller.last_unclipped_thrusts_n)
             failure = self.criteria.stop_reason(position, track.derivatives[0, k, :3], float(track.times_s[k]))

@@ -45,5 +45,12 @@ def test_smoke_evaluation_writes_a_complete_report(tmp_path: Path) -> None:
     written = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert [r["method"] for r in written["rows"]] == [r["method"] for r in rows]
     assert "mfrl_time_vs_matched_baseline" in written["targets"] or matched == float("inf")
+    # MFRL's plans (and only MFRL's) are also flown with a payload the controller is not told about.
+    for row in rows:
+        assert row["flights_rotorpy_mass+15"] == (3 if row["method"] == "mfrl" else 0)
+    targets = written["targets"]
+    assert targets["mfrl_flights_rotorpy_mass+15_all_sets"] == 6
+    assert 0.0 <= targets["mfrl_feasible_rotorpy_mass+15_all_sets"] <= 1.0
+    assert targets["mfrl_time_vs_analytic_boundary_d=0m"] == pytest.approx(nominal["mfrl"]["time_vs_baseline"])
     assert (tmp_path / "eval" / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert "time_vs_baseline" in (tmp_path / "eval" / "report.md").read_text()

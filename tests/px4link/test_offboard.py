@@ -267,3 +267,65 @@ def test_the_state_follows_whichever_confirmation_the_vehicle_gives() -> None:
     assert lost_both.claims_offboard
     lost_both.on_vehicle_mode(False, 4.7)  # PX4 had left OFFBOARD during the cut
     assert lost_both.state == OffboardState.PRIMING
+
+
+def _line_east(speed: float, t: float) -> np.ndarray:
+    d = np.zeros((3, 4))
+    d[0, :3] = [speed * t, 0.0, 2.0]
+    d[1, 0] = speed
+    return d
+
+
+def test_drag_feedforward_asks_px4_for_the_acceleration_that_cancels_the_drag() -> None:
+    """Flying east at 6 m/s the setpoint asks for extra acceleration east (NED y) and a little less up-thrust (lift);
+    at rest it changes nothing."""
+    from quadsim.aero import AeroModel
+    from quadsim.vehicle import VehicleParams
+
+    aero = AeroModel(VehicleParams())
+    plain = target_from_derivatives(_line_east(6.0, 1.0))
+    compensated = target_from_derivatives(_line_east(6.0, 1.0), aero=aero)
+    assert plain.acceleration_ned_m_s2 == (0.0, 0.0, 0.0)
+    assert compensated.acceleration_ned_m_s2[1] > 1.0  # east is NED y
+    assert compensated.acceleration_ned_m_s2[2] > 0.0  # NED down: lift is taken back
+    assert compensated.position_ned_m == plain.position_ned_m
+    at_rest = target_from_derivatives(_line_east(0.0, 0.0), aero=aero)
+    assert at_rest.acceleration_ned_m_s2 == pytest.approx((0.0, 0.0, 0.0), abs=1e-12)
+
+
+def test_drag_feedforward_lets_a_drag_blind_px4_controller_keep_up() -> None:
+    """Closed loop in MuJoCo (which flies the drag) with px4sim's drag-blind controller: the bridge's compensated
+    acceleration setpoint cuts the lag of a 6 m/s line to a fraction."""
+    from px4sim.flight import PX4_LIKE_GAINS
+    from quadsim.aero import AeroModel
+    from quadsim.controller import Reference, SE3Controller
+    from quadsim.mujoco_vehicle import MujocoQuadrotor
+    from quadsim.vehicle import VehicleParams
+
+    vehicle = VehicleParams()
+    aero = AeroModel(vehicle)
+
+    def lag(compensate: bool) -> float:
+        quad, controller = MujocoQuadrotor(vehicle), SE3Controller(vehicle, PX4_LIKE_GAINS)
+        quad.reset(np.array([0.0, 0.0, 2.0]))
+        quad.data.qvel[:3] = [6.0, 0.0, 0.0]
+        errors = []
+        for k in range(500):  # 2 s at 250 Hz
+            d = _line_east(6.0, k * 0.004)
+            accel = target_from_derivatives(d, aero=aero if compensate else None).acceleration_ned_m_s2
+            ref = Reference(
+                d[0, :3], d[1, :3], np.array([accel[1], accel[0], -accel[2]]), 0.0, np.zeros(3), np.zeros(3)
+            )
+            state = quad.state()
+            quad.set_rotor_thrusts(
+                controller.rotor_thrusts(
+                    state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, ref
+                )
+            )
+            quad.step(0.004)
+            errors.append(float(np.linalg.norm(state.position_m - d[0, :3])))
+        return float(np.mean(errors[-100:]))
+
+    blind, compensated = lag(False), lag(True)
+    assert blind > 0.05
+    assert compensated < 0.3 * blind

@@ -189,12 +189,13 @@ def test_controller_sees_the_current_simulator_state(monkeypatch: pytest.MonkeyP
             rotation: np.ndarray,
             body_rates: np.ndarray,
             ref: Reference,
+            dt_s: float = 0.0,
         ) -> np.ndarray:
             data = created[-1]
             np.testing.assert_array_equal(position, data.qpos[:3])
             np.testing.assert_array_equal(body_rates, data.qvel[3:6])
             mismatches.append(float(np.abs(rotation - quat_wxyz_to_matrix(data.qpos[3:7])).max()))
-            return super().rotor_thrusts(position, velocity, rotation, body_rates, ref)
+            return super().rotor_thrusts(position, velocity, rotation, body_rates, ref, dt_s)
 
     monkeypatch.setattr(quadsim.mujoco_flight.mujoco, "MjData", recording_data)
     monkeypatch.setattr(quadsim.mujoco_flight, "SE3Controller", CheckingController)

@@ -126,7 +126,7 @@ def test_slow_course_is_feasible_with_small_tracking_error() -> None:
     assert result.fidelity == "rotorpy"
     assert result.feasible, result.reason
     assert result.reason == ""
-    assert result.max_position_error_m < 0.1  # rotor drag, not compensated by the controller, is most of it
+    assert result.max_position_error_m < 0.1
     assert result.max_yaw_error_rad < math.radians(3.0)
     assert result.max_rotor_speed_ratio < 1.0
     assert result.min_rotor_speed_rad_s > VEHICLE.rotor_speed_min_rad_s
@@ -195,3 +195,23 @@ def test_fixed_integration_step_is_converged() -> None:
     coarse = RotorPyEvaluator(conditions=CALM).fly(trajectory)
     fine = RotorPyEvaluator(conditions=CALM, integrator_steps_per_control=4).fly(trajectory)
     np.testing.assert_allclose(coarse.positions_m, fine.positions_m, atol=2e-4)
+
+
+@pytest.mark.sim
+def test_a_payload_the_controller_is_not_told_about_is_flown_and_absorbed() -> None:
+    """mass_error makes RotorPy's vehicle heavier than the controller's model; integral action absorbs it (the
+    same flight without integral action sags and tracks several times worse)."""
+    from quadsim.controller import SE3Gains
+
+    trajectory = course_at(1.0)
+    heavy = RotorPyEvaluator(mass_error=0.15).evaluate_one(trajectory)
+    assert heavy.feasible, heavy.reason
+
+    def settled_error_m(gains: SE3Gains) -> float:  # over the last half second of the settle time
+        flight = RotorPyEvaluator(mass_error=0.15, gains=gains).fly(trajectory)
+        late = flight.times_s >= flight.times_s[-1] - 0.5
+        return float(np.linalg.norm(flight.positions_m[late] - flight.ref_positions_m[late], axis=1).mean())
+
+    assert settled_error_m(SE3Gains(ki_position=(0.0, 0.0, 0.0))) > 3.0 * settled_error_m(SE3Gains())
+    with pytest.raises(ValueError, match="mass_error"):
+        RotorPyEvaluator(mass_error=-0.9)

@@ -48,6 +48,10 @@ def _kd_position() -> list[float]:
     return list(_GAINS.kd_position)
 
 
+def _ki_position() -> list[float]:
+    return list(_GAINS.ki_position)
+
+
 def _recorded_topics() -> list[str]:
     return [
         "/odom",
@@ -327,6 +331,9 @@ class TrackerConfig:
         max_plan_lead_s: a plan starting later than this after its arrival is refused (it waits for its start).
         kp_position: position gains (1/s^2) for x, y, z.
         kd_position: velocity gains (1/s) for x, y, z.
+        ki_position: integral gains (1/s^3) on the position error for x, y, z (zeros: no integral action).
+        integral_limit_m_s2: the integral's acceleration stays within this per axis (anti-windup).
+        aero_feedforward: add the rotor drag and lift predicted along the reference (`quadsim.aero`).
         kp_attitude: attitude gain (1/s^2, scaled by the inertia).
         kd_attitude: body-rate gain (1/s, scaled by the inertia).
         frame_id: world frame of odometry and trajectories.
@@ -344,6 +351,9 @@ class TrackerConfig:
     max_plan_lead_s: float = 1.0
     kp_position: list[float] = field(default_factory=_kp_position)
     kd_position: list[float] = field(default_factory=_kd_position)
+    ki_position: list[float] = field(default_factory=_ki_position)
+    integral_limit_m_s2: float = _GAINS.integral_limit_m_s2
+    aero_feedforward: bool = _GAINS.aero_feedforward
     kp_attitude: float = _GAINS.kp_attitude
     kd_attitude: float = _GAINS.kd_attitude
     frame_id: str = "world"
@@ -373,6 +383,13 @@ class TrackerConfig:
             _require(
                 len(gains) == 3 and _finite(gains) and min(gains) > 0, name, gains, "three positive numbers (x, y, z)"
             )
+        ki = self.ki_position
+        _require(len(ki) == 3 and _finite(ki) and min(ki) >= 0, "ki_position", ki, "three numbers >= 0 (x, y, z)")
+        if len(ki) == 3 and len(self.kp_position) == 3 and len(self.kd_position) == 3:
+            products = [p * d for p, d in zip(self.kp_position, self.kd_position, strict=True)]
+            _require(all(i < pd for i, pd in zip(ki, products, strict=True)), "ki_position", ki, "below kp*kd per axis")
+        limit = self.integral_limit_m_s2
+        _require(math.isfinite(limit) and 0.0 <= limit <= 20.0, "integral_limit_m_s2", limit, "in [0, 20]")
         _require(self.kp_attitude > 0.0, "kp_attitude", self.kp_attitude, "> 0")
         _require(self.kd_attitude > 0.0, "kd_attitude", self.kd_attitude, "> 0")
         _require(bool(self.frame_id), "frame_id", self.frame_id, "a non-empty frame name")
@@ -596,6 +613,8 @@ class Px4BridgeNodeConfig:
         signing_timestamp_file: with a key, where the last outgoing signing timestamp is kept across restarts (for a
             companion computer without a real-time clock); empty: the clock alone.
         setpoint_rate_hz: offboard setpoint stream rate (20..250 Hz).
+        drag_feedforward: the acceleration setpoint also cancels the rotor drag predicted along the reference
+            (`px4link.config.OffboardConfig.drag_feedforward`).
         realtime_priority: SCHED_FIFO priority of the setpoint thread (1-99; 0: normal scheduling). Needs
             CAP_SYS_NICE or an rtprio limit (the systemd unit grants both); cuts period jitter under load. Where
             it is refused, /diagnostics says so (`setpoint_realtime` false, level WARN).
@@ -627,6 +646,7 @@ class Px4BridgeNodeConfig:
     signing_timestamp_file: str = ""
     setpoint_rate_hz: float = _OFFBOARD.rate_hz
     realtime_priority: int = _OFFBOARD.realtime_priority
+    drag_feedforward: bool = _OFFBOARD.drag_feedforward
     link_loss_s: float = _FAILSAFES.link_loss_s
     uplink_loss_s: float = _FAILSAFES.uplink_loss_s
     link_loss_action: str = _FAILSAFES.link_loss_action
@@ -684,7 +704,11 @@ class Px4BridgeNodeConfig:
         """The bridge's settings from these parameters (raises the library's ValueError with the reason)."""
         return BridgeConfig(
             link=LinkConfig(url=self.vehicle_url, signing=signing),
-            offboard=OffboardConfig(rate_hz=self.setpoint_rate_hz, realtime_priority=self.realtime_priority),
+            offboard=OffboardConfig(
+                rate_hz=self.setpoint_rate_hz,
+                realtime_priority=self.realtime_priority,
+                drag_feedforward=self.drag_feedforward,
+            ),
             failsafes=FailsafeConfig(
                 link_loss_s=self.link_loss_s,
                 uplink_loss_s=self.uplink_loss_s,

@@ -32,6 +32,9 @@ from quadsim.frames import yaw_of
 from quadsim.health import EnvelopeLimits, EnvelopeMonitor, tilt_of
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
 
+MAX_INTEGRATION_STEP_S = 0.05
+"""The integral advances by the time between odometry messages, at most this (a gap is not error to integrate)."""
+
 
 class Tracker(Node):
     """See the module docstring."""
@@ -64,6 +67,9 @@ class Tracker(Node):
         gains = SE3Gains(
             kp_position=(config.kp_position[0], config.kp_position[1], config.kp_position[2]),
             kd_position=(config.kd_position[0], config.kd_position[1], config.kd_position[2]),
+            ki_position=(config.ki_position[0], config.ki_position[1], config.ki_position[2]),
+            integral_limit_m_s2=config.integral_limit_m_s2,
+            aero_feedforward=config.aero_feedforward,
             kp_attitude=config.kp_attitude,
             kd_attitude=config.kd_attitude,
         )
@@ -106,6 +112,7 @@ class Tracker(Node):
             if not state.is_finite():
                 self.hover(msg, "odometry is not finite")
                 return
+            dt_s = min(max((state.stamp_ns - self.now_ns) * 1e-9, 0.0), MAX_INTEGRATION_STEP_S) if self.now_ns else 0.0
             self.now_ns = state.stamp_ns
             if self.follower.mode(self.now_ns * 1e-9) == "idle":
                 self.follower.hold_at(state.position_m, yaw_of(state.rotation))
@@ -113,7 +120,7 @@ class Tracker(Node):
             now_s = self.now_ns * 1e-9
             ref = self.follower.reference(now_s)
             thrusts = self.controller.rotor_thrusts(
-                state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, ref
+                state.position_m, state.velocity_m_s, state.rotation, state.body_rates_rad_s, ref, dt_s=dt_s
             )
             wrench = self.allocation @ thrusts
         except Exception as exc:  # the vehicle must get a command whatever went wrong
