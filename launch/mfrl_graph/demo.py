@@ -7,7 +7,8 @@
 It starts the demo graph (replanner, quadrotor_sim, tracker, waypoint_mission, bag_recorder) with
 the pip-only runner, lets the mission send the course and move the waypoints ahead of the vehicle
 mid-flight, and when the vehicle rests at the goal reads the bag back and writes `demo.png` (planned
-vs flown path, replan events, tracking error) and `summary.json` (flight time, tracking error,
+vs flown path, replan events, tracking error) and `summary.json` (flight time and its ratio to the analytic
+boundary of the course as finally flown, the lowest speed after an in-flight replan, tracking error,
 replan latencies p50/p99, planner time), and prints them.
 """
 
@@ -32,7 +33,9 @@ from numpy.typing import NDArray
 from mfrl_graph.flight_record import FlightRecord, read_flight
 from mfrl_graph.graph import GraphOptions, GraphSpec
 from mfrl_graph.runner import checked_graph, run_graph
+from minsnap.allocation import optimise_segment_times, trapezoidal_times
 from minsnap.waypoint_files import load_waypoints
+from quadsim.analytic import AnalyticEvaluator
 from quadsim.courses import DEFAULT_COURSE, load_course
 from runkit import (
     UserError,
@@ -75,6 +78,35 @@ def percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+REPLAN_SPEED_WINDOW_S = 1.5
+"""The vehicle's speed after an in-flight replan is watched this long (does the replan brake it?)."""
+
+
+def analytic_boundary_s(course: NDArray[np.float64]) -> float | None:
+    """Total time of the course (from rest, N x 3) at the analytic (rotor-limit) boundary: Step 1's time
+    optimisation against the analytic check (None when it finds no feasible time)."""
+    if course.shape[0] < 2:
+        return None
+    analytic = AnalyticEvaluator()
+    result = optimise_segment_times(course, analytic.is_feasible, trapezoidal_times(course, 3.0, 3.0))
+    return float(result.trajectory.duration_s) if result.feasible and result.trajectory is not None else None
+
+
+def min_speed_after_replans(record: FlightRecord, events: list[dict[str, Any]]) -> float | None:
+    """Lowest vehicle speed within `REPLAN_SPEED_WINDOW_S` after any in-flight replan took effect (None: none)."""
+    speeds = np.linalg.norm(record.odom_velocity, axis=1) if len(record.odom_t) else np.zeros(0)
+    lowest: float | None = None
+    for event in events:
+        if event.get("kind") != "moved waypoints" or "plan_stamp_s" not in event:
+            continue
+        start = float(event["plan_stamp_s"])
+        window = (record.odom_t >= start) & (record.odom_t <= start + REPLAN_SPEED_WINDOW_S)
+        if window.any():
+            low = float(speeds[window].min())
+            lowest = low if lowest is None else min(lowest, low)
+    return lowest
+
+
 def summarise(record: FlightRecord, mission: dict[str, Any], wall_time_s: float) -> dict[str, Any]:
     """The demo's figures from the bag and the mission's results."""
     start = min((p.start_s for p in record.plans), default=0.0)
@@ -93,10 +125,16 @@ def summarise(record: FlightRecord, mission: dict[str, Any], wall_time_s: float)
     course_latency = next(
         (float(e["latency_ms"]) for e in events if e.get("kind") == "course" and "latency_ms" in e), None
     )
+    final_course = np.asarray(mission.get("final_course", []), dtype=float).reshape(-1, 3)
+    boundary_s = analytic_boundary_s(final_course)
+    flight_time_s = mission.get("flight_time_s")
     return {
         "success": bool(mission.get("success")),
         "message": mission.get("message"),
-        "flight_time_s": mission.get("flight_time_s"),
+        "flight_time_s": flight_time_s,
+        "analytic_boundary_s": boundary_s,
+        "flight_time_vs_analytic_boundary": flight_time_s / boundary_s if flight_time_s and boundary_s else None,
+        "min_speed_after_replans_m_s": min_speed_after_replans(record, events),
         "final_error_m": mission.get("final_error_m"),
         "max_tracking_error_m": float(errors[flying].max()) if flying.any() else None,
         "mean_tracking_error_m": float(errors[flying].mean()) if flying.any() else None,
@@ -262,6 +300,14 @@ def demo_command(args: DemoArgs) -> int:
     rows = [
         ["goal reached", summary["success"]],
         ["flight time (s)", summary["flight_time_s"]],
+        [
+            "flight time / the course's analytic boundary (rotor limits, from rest, as finally flown)",
+            summary["flight_time_vs_analytic_boundary"],
+        ],
+        [
+            f"min speed within {REPLAN_SPEED_WINDOW_S:g} s after an in-flight replan (m/s)",
+            summary["min_speed_after_replans_m_s"],
+        ],
         ["max tracking error (m)", summary["max_tracking_error_m"]],
         ["plans (course + in-flight replans)", f"{summary['plans']} ({summary['course_plans']} + {replans})"],
         ["paths the replanner refused (tried again)", len(summary["refused_paths"])],

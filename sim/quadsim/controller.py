@@ -4,6 +4,7 @@ action on the position error (conditional, clamped: it stops while the thrust is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,6 +113,7 @@ class SE3Controller:
         self._ki = np.asarray(self.gains.ki_position)
         self._aero = AeroModel(vehicle)
         self._integral = np.zeros(3)  # of the position error (m s)
+        self._integral_bound = self.gains.integral_limit_m_s2 / np.maximum(self._ki, 1e-12)
         self._limited = False
         self.last_unclipped_thrusts_n = np.zeros(4)
 
@@ -139,10 +141,8 @@ class SE3Controller:
         g = self.gains
         mass = self.vehicle.mass_kg
         error = position - ref.position
-        if dt_s > 0.0 and not self._limited and np.isfinite(error).all():
-            self._integral = self._integral + error * dt_s
-            bound = g.integral_limit_m_s2 / np.maximum(self._ki, 1e-12)
-            self._integral = np.clip(self._integral, -bound, bound)
+        if dt_s > 0.0 and not self._limited and math.isfinite(float(error[0] + error[1] + error[2])):
+            self._integral = np.clip(self._integral + error * dt_s, -self._integral_bound, self._integral_bound)
         accel_cmd = -self._kp * error - self._kd * (velocity - ref.velocity) - self._ki * self._integral
         wanted = mass * (accel_cmd + ref.acceleration + np.array([0.0, 0.0, GRAVITY_M_S2]))
         if g.aero_feedforward:
@@ -169,11 +169,13 @@ class SE3Controller:
         )
         mixer = self._mixer
         self.last_unclipped_thrusts_n = mixer @ np.array([thrust, torque[0], torque[1], torque[2]])
-        unclipped = self.last_unclipped_thrusts_n
-        self._limited = bool(
-            not np.allclose(force, wanted)
-            or unclipped.min() < self._thrust_min - 1e-9
-            or unclipped.max() > self._thrust_max + 1e-9
+        unclipped = self.last_unclipped_thrusts_n.tolist()
+        self._limited = bool(  # limit_thrust_vector changes nothing it does not limit: exact comparison
+            force[0] != wanted[0]
+            or force[1] != wanted[1]
+            or force[2] != wanted[2]
+            or min(unclipped) < self._thrust_min - 1e-9
+            or max(unclipped) > self._thrust_max + 1e-9
         )
         return desaturate(
             mixer[:, 0] * thrust,

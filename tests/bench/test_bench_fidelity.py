@@ -13,13 +13,14 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "fidelity.py"
 FIDELITIES = ("analytic", "mujoco", "rotorpy")
+BASELINE_CONTROLLER = ("mujoco_pd", "rotorpy_pd")  # the simulators flown by the controller before Step 10
 
 
 @pytest.fixture(scope="module")
 def smoke_result() -> dict[str, Any]:
     env = {**os.environ, "SMOKE_TEST": "1"}
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, timeout=120, env=env, check=False
+        [sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, timeout=400, env=env, check=False
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result: dict[str, Any] = json.loads(completed.stdout)  # stdout holds the JSON and nothing else
@@ -39,12 +40,16 @@ def test_reports_every_figure(smoke_result: dict[str, Any]) -> None:
     }
     assert expected <= smoke_result.keys()
     assert smoke_result["smoke"] is True
-    assert set(smoke_result["cost_per_evaluation_s"]) == set(FIDELITIES)
+    assert set(smoke_result["cost_per_evaluation_s"]) == set(FIDELITIES + BASELINE_CONTROLLER)
     assert set(smoke_result["realtime_factor"]) == {"mujoco", "rotorpy"}
     target = smoke_result["targets"]["mujoco_realtime_factor"]
     assert target["value"] == smoke_result["realtime_factor"]["mujoco"]
     threshold = float(target["target"].removeprefix(">="))
     assert target["pass"] == (target["value"] >= threshold)  # the flag is the measured figure against the target
+    closer = smoke_result["targets"]["rotorpy_boundary_closer_to_analytic_than_baseline"]
+    ratios = smoke_result["boundary_scale_ratio_to_analytic_median"]
+    assert closer["value"] == {"rotorpy": ratios["rotorpy"], "rotorpy_pd": ratios["rotorpy_pd"]}
+    assert closer["pass"] == (ratios["rotorpy"] < ratios["rotorpy_pd"])
 
 
 @pytest.mark.bench
@@ -67,7 +72,7 @@ def test_agreement_and_boundaries_are_consistent(smoke_result: dict[str, Any]) -
         assert all(0.0 <= f <= 1.0 for f in fractions)
     for course in smoke_result["courses"]:
         assert 5 <= course["num_waypoints"] <= 8
-        for name in FIDELITIES:
+        for name in FIDELITIES + BASELINE_CONTROLLER:
             boundary = course["boundary"][name]
             if boundary["min_feasible_scale"] is not None:
                 assert boundary["min_feasible_scale"] in smoke_result["config"]["time_scales"]

@@ -40,6 +40,14 @@ def test_the_demo_flies_replans_and_writes_its_report(
     assert 0.0 < summary["replan_latency_ms"]["p50"] <= summary["replan_latency_ms"]["p99"]
     assert summary["replan_latency_ms"]["count"] == 1  # the in-flight replan; the course is timed apart
     assert summary["course_latency_ms"] > 0.0
+    # The flight against the course's analytic (rotor-limit) boundary: slower, as any flight that stops at the
+    # goal and keeps a margin is, but within reason; and the vehicle keeps moving through the in-air replan.
+    assert 1.0 < summary["flight_time_vs_analytic_boundary"] < 5.0
+    assert summary["flight_time_vs_analytic_boundary"] == pytest.approx(
+        summary["flight_time_s"] / summary["analytic_boundary_s"]
+    )
+    assert summary["min_speed_after_replans_m_s"] is not None
+    assert summary["min_speed_after_replans_m_s"] >= 0.0
     png = (out / "demo.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) > 20_000  # four panels of plots, not an empty figure

@@ -1,6 +1,7 @@
 """The `replanner` node: waypoint paths in, certified minimum-snap trajectories out (MFRL policy).
 
-Lifecycle: configuring loads the policy (with the certificate's limits); activating starts serving;
+Lifecycle: configuring loads the policy (with the certificate's limits) and freezes what the process holds then
+out of the garbage collector's way (`freeze_heap`); activating starts serving;
 cleaning up drops it and forgets the last path's stamp; shutting down ends the process. A path
 (nav_msgs/Path on `waypoints`) is a course whose first pose is its start: the node replaces that
 pose with the start state and plans through the rest. The start state is, in order:
@@ -18,9 +19,10 @@ pose with the start state and plans through the rest. The start state is, in ord
 - "first pose at rest": without fresh odometry, the path's own first pose.
 
 `~/replan` (std_srvs/Trigger) plans again, from the same start, through the waypoints not yet reached.
-Each plan goes out as a sampled MultiDOFJointTrajectory on `trajectory`, then (from a worker thread,
-at most `max_viewer_samples` samples) a nav_msgs/Path (`planned_path`) and markers coloured by speed
-(`trajectory_markers`) for viewers, all latched. Every path that reaches the node gets a status on
+Each plan goes out as a sampled MultiDOFJointTrajectory on `trajectory` (its CDR bytes, written directly), then
+(from a worker thread that keeps out of the plans' way, `ViewerWorker`; at most `max_viewer_samples` samples) a
+nav_msgs/Path (`planned_path`) and markers coloured by speed (`trajectory_markers`) for viewers, all latched.
+Every path that reaches the node gets a status on
 `~/status` (OK with the planning figures, or ERROR with the reason, also logged); a refused path or a
 refused plan publishes nothing, so the vehicle keeps flying its current plan. Refused inputs are
 counted by reason on /diagnostics, together with the vehicle's envelope (`quadsim.health`).
@@ -37,11 +39,15 @@ client sends it again, and the queue drains meanwhile.
 
 from __future__ import annotations
 
+import gc
 import math
+import statistics
 import threading
 import time
 import traceback
 from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any
@@ -96,8 +102,25 @@ SIM_RATE_WINDOW_S = 0.5
 HOVER_SPEED_M_S = 0.2
 """Below this speed a vehicle with no plan is taken to hover where it is (its first plan starts at rest)."""
 
+VIEWER_DELAY_S = 0.01
+"""Wall time between a plan's trajectory going out and its viewer topics being built (see ViewerWorker)."""
+VIEWER_CHUNK = 100
+"""Samples of the viewer topics built between two of the viewer worker's checkpoints."""
+
 ERROR_LOG_THROTTLE = 100
 """A refusal that repeats (bad odometry at 250 Hz) is logged the first time and then every this many."""
+
+
+def freeze_heap() -> None:
+    """Collect once, then keep everything alive now (libraries, the policy) out of later collections.
+
+    With torch, rclpy and the planner loaded the process holds about a million objects that the garbage
+    collector scans on every full collection: 150-200 ms, measured in this node, every few hundred plans, in
+    the middle of one (a plan that late is refused, or reaches the tracker late). Frozen objects are never
+    scanned, so a full collection costs what the objects made since cost (`gc.freeze`).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def vehicle_max_speed_m_s(configured: float, vehicle: VehicleParams | None = None) -> float:
@@ -201,11 +224,24 @@ class OdometryGate:
 
 
 class ViewerWorker:
-    """Builds and publishes the viewer topics of the latest plan in a thread of its own (latest plan wins)."""
+    """Builds and publishes the viewer topics of the latest plan in a thread of its own (latest plan wins), out of
+    the way of the plans.
 
-    def __init__(self, publish: Any) -> None:
+    Building the viewer topics as rclpy messages is a few milliseconds of Python per plan (more than planning on a
+    loaded machine), and Python runs one thread at a time: a viewer build that overlapped a plan held it up by as
+    much, the interpreter handing over only every 5 ms. So the worker starts a plan's viewer topics `delay_s` after
+    it was submitted (its trajectory's subscribers read it meanwhile), not while the node is planning (`planning`),
+    and `publish` calls `checkpoint` between chunks of its work: there the worker sleeps briefly, so a plan that
+    arrives takes the interpreter within a chunk, and waits for that plan to be done.
+    """
+
+    def __init__(self, publish: Any, delay_s: float = 0.0, pause_s: float = 2e-4) -> None:
         self._publish = publish
+        self._delay_s = delay_s
+        self._pause_s = pause_s
         self._pending: tuple[Any, ...] | None = None
+        self._due = 0.0  # time.monotonic() when the pending item may start
+        self._planning = 0  # plans in progress (the node's thread)
         self._condition = threading.Condition()
         self._stopped = False
         self.failures = 0
@@ -213,19 +249,49 @@ class ViewerWorker:
         self._thread.start()
 
     def submit(self, *item: Any) -> None:
-        """Replace what is pending with this plan."""
+        """Replace what is pending with this plan (due when the plan it replaces was: replans faster than the delay
+        do not hold the viewer topics back for ever)."""
         with self._condition:
+            if self._pending is None:
+                self._due = time.monotonic() + self._delay_s
             self._pending = item
             self._condition.notify()
 
-    def _run(self) -> None:
-        while True:
+    @contextmanager
+    def planning(self) -> Iterator[None]:
+        """Hold the viewer work back while the block (a plan) runs."""
+        with self._condition:
+            self._planning += 1
+        try:
+            yield
+        finally:
             with self._condition:
-                while self._pending is None and not self._stopped:
+                self._planning -= 1
+                self._condition.notify()
+
+    def checkpoint(self) -> None:
+        """Between chunks of viewer work: let a plan take the interpreter, and wait while one runs."""
+        time.sleep(self._pause_s)  # a real sleep: the plan's thread gets the interpreter now, not in 5 ms
+        with self._condition:
+            while self._planning and not self._stopped:
+                self._condition.wait()
+
+    def _next(self) -> tuple[Any, ...] | None:
+        """The item to publish when it is due and no plan runs; None once stopped."""
+        with self._condition:
+            while not self._stopped:
+                wait_s = self._due - time.monotonic()
+                if self._pending is None or self._planning:
                     self._condition.wait()
-                item, self._pending = self._pending, None
-                if self._stopped or item is None:
-                    return
+                elif wait_s > 0.0:
+                    self._condition.wait(wait_s)
+                else:
+                    item, self._pending = self._pending, None
+                    return item
+            return None
+
+    def _run(self) -> None:
+        while (item := self._next()) is not None:
             try:
                 self._publish(*item)
             except Exception:  # a viewer must never take the node down
@@ -235,7 +301,7 @@ class ViewerWorker:
         """End the thread (pending work is dropped)."""
         with self._condition:
             self._stopped = True
-            self._condition.notify()
+            self._condition.notify_all()
         self._thread.join(timeout=2.0)
 
 
@@ -285,7 +351,7 @@ class Replanner(LifecycleNode):
         self.create_subscription(Path, "waypoints", self.on_waypoints, qos.WAYPOINTS)
         self.create_service(Trigger, "~/replan", self.on_replan)
         self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
-        self.viewer = ViewerWorker(self.publish_viewer_topics)
+        self.viewer = ViewerWorker(self.publish_viewer_topics, VIEWER_DELAY_S)
         if self.config.autostart:
             self._autostart = self.create_timer(0.0, self._run_autostart)
 
@@ -331,12 +397,14 @@ class Replanner(LifecycleNode):
             self.path_pub = self.create_lifecycle_publisher(Path, "planned_path", qos.LATCHED)
             self.markers_pub = self.create_lifecycle_publisher(MarkerArray, "trajectory_markers", qos.LATCHED)
             self._created = True
+        freeze_heap()
         self.get_logger().info(f"policy loaded from {truncate(str(path), 200)}")
         return super().on_configure(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Drop the policy and the last path's stamp (a path of any age is accepted after a new configure)."""
         self.planner = None
+        gc.unfreeze()  # the old policy can be collected; the next configure freezes what it loads
         self.last_path_stamp_ns = 0
         return super().on_cleanup(state)
 
@@ -440,6 +508,11 @@ class Replanner(LifecycleNode):
     def on_waypoints(self, msg: Path, info: MessageInfo) -> None:
         """Plan through a new course; a bad one gets an error status and the node goes on."""
         received = time.perf_counter()
+        with self.viewer.planning():  # the viewer thread keeps out of the way until the trajectory is out
+            self.serve_path(msg, info, received)
+
+    def serve_path(self, msg: Path, info: MessageInfo, received: float) -> None:
+        """on_waypoints' work: check the path, plan and publish, or report why not."""
         self.path_sent_ns = int(info.get("source_timestamp") or 0)
         stamp = f"{int(msg.header.stamp.sec)}.{int(msg.header.stamp.nanosec):09d}"
         if not self.active:
@@ -492,6 +565,11 @@ class Replanner(LifecycleNode):
     def on_replan(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         """Plan again, from the same start as a path would, through the waypoints not yet reached."""
         received = time.perf_counter()
+        with self.viewer.planning():
+            return self.replan(response, received)
+
+    def replan(self, response: Trigger.Response, received: float) -> Trigger.Response:
+        """on_replan's work."""
         if not self.active or self.waypoints is None or self.trajectory is None:
             response.success, response.message = False, "nothing to replan: no course has been planned yet"
             return response
@@ -595,7 +673,7 @@ class Replanner(LifecycleNode):
         middleware gave no source timestamps)."""
         now_ns = time.time_ns()
         path_wait_ns = now_ns - self.path_sent_ns if self.path_sent_ns else 0
-        period_ns = int(np.median(self.odometry_intervals_ns))
+        period_ns = int(statistics.median(self.odometry_intervals_ns))  # 5 ints: np.median costs 40 us here
         starts_from_odometry = self.odometry.fresh(self.now_ns(), self.config.max_odometry_age_s)
         odometry_wait_ns = now_ns - self.odometry_sent_ns - period_ns if self.odometry_sent_ns else 0
         odometry_wait_ns = odometry_wait_ns if starts_from_odometry else 0  # else the path's first pose is used
@@ -693,12 +771,21 @@ class Replanner(LifecycleNode):
         times = np.linspace(0.0, trajectory.duration_s, count)
         derivatives = trajectory.derivatives(times, max_order=1)
         speeds = np.linalg.norm(derivatives[1, :, :3], axis=1)
+        path = path_from_points(derivatives[0, :VIEWER_CHUNK], config.frame_id, stamp)
+        poses = list(path.poses)
+        for first in range(VIEWER_CHUNK, count, VIEWER_CHUNK):  # in chunks: see ViewerWorker
+            self.viewer.checkpoint()
+            poses.extend(path_from_points(derivatives[0, first : first + VIEWER_CHUNK], config.frame_id, stamp).poses)
+        path.poses = poses
+        self.viewer.checkpoint()
+        positions, frame_id = derivatives[0, :, :3], config.frame_id
+        markers = plan_markers(points, positions, speeds, frame_id, stamp, config.max_marker_speed_m_s)
+        self.viewer.checkpoint()
         if not self.active:
             return
-        self.path_pub.publish(path_from_points(derivatives[0], config.frame_id, stamp))
-        self.markers_pub.publish(
-            plan_markers(points, derivatives[0, :, :3], speeds, config.frame_id, stamp, config.max_marker_speed_m_s)
-        )
+        self.path_pub.publish(path)
+        self.viewer.checkpoint()
+        self.markers_pub.publish(markers)
 
     def report_error(self, message: str, reason: str, values: dict[str, object]) -> None:
         """Count a refusal by `reason` (none: already counted), log it and publish it as the status."""

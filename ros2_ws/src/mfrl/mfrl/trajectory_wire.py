@@ -74,53 +74,47 @@ def write_trajectory(sampled: SampledTrajectory, frame_id: str, stamp_ns: int, j
 
     One joint; each point holds one transform (world-frame position, yaw as a quaternion about z), one
     twist (world-frame velocity, yaw rate in angular.z) and one acceleration (world-frame acceleration,
-    yaw acceleration in angular.z); padding bytes are zero.
+    yaw acceleration in angular.z); padding bytes are zero. The points are filled column by column into one
+    array of `_POINT_ALIGNED` records and go out as its buffer: no Python object per point or number.
     """
-    parts: list[bytes] = []
     sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
-    parts.append(_I32_U32.pack(sec, nanosec))
+    head = [_I32_U32.pack(sec, nanosec)]
     offset = 8
     chunk, offset = _string(frame_id, offset)
-    parts.append(chunk)
+    head.append(chunk)
     pad = -offset % 4
     name, _ = _string(joint_name, offset + pad + 4)
-    parts.append(b"\x00" * pad + _U32.pack(1) + name)
+    head.append(b"\x00" * pad + _U32.pack(1) + name)
     offset += pad + 4 + len(name)
-    times = sampled.times_s
-    values = sampled.values
-    count = times.shape[0]
+    points = _aligned_points(sampled)
     pad = -offset % 4
-    parts.append(b"\x00" * pad + _U32.pack(count))
+    head.append(b"\x00" * pad + _U32.pack(points.shape[0]))
     offset += pad + 4
+    body = points.data.cast("B")
+    if offset % 8 == 0:
+        return b"".join((CDR_LE_HEADER, *head, body))
+    # The first point starts at 4 mod 8 (it depends on the strings' lengths): its transform count then needs no
+    # padding before the doubles; every later point starts 8-aligned again (a point is 184 or 180 bytes).
+    return b"".join((CDR_LE_HEADER, *head, body[:4], body[8:]))
+
+
+def _aligned_points(sampled: SampledTrajectory) -> NDArray[np.void]:
+    """The samples as `_POINT_ALIGNED` records (counts 1, padding zero), in the message's field order."""
+    values = sampled.values
+    points = np.zeros(sampled.times_s.shape[0], _POINT_ALIGNED)
+    points["transforms"] = points["velocities"] = points["accelerations"] = 1
+    transform = points["transform"]
+    transform[:, :3] = values[0, :, :3]
     half_yaw = 0.5 * values[0, :, 3]
-    sin_half, cos_half = np.sin(half_yaw).tolist(), np.cos(half_yaw).tolist()
-    position, velocity, acceleration = values[0].tolist(), values[1].tolist(), values[2].tolist()
-    for k, t in enumerate(times.tolist()):
-        # Each point: seq<Transform>, seq<Twist>, seq<Twist>, Duration. `offset` is 4-aligned here.
-        x, y, z, _ = position[k]
-        vx, vy, vz, yaw_rate = velocity[k]
-        ax, ay, az, yaw_accel = acceleration[k]
-        ns = round(t * 1e9)
-        if offset % 8 == 0:
-            # count(4) pad(4) transform(56) count(4) pad(4) twist(48) count(4) pad(4) twist(48) duration(8)
-            parts.append(_U32.pack(1) + b"\x00" * 4)
-            parts.append(_D7.pack(x, y, z, 0.0, 0.0, sin_half[k], cos_half[k]))
-            parts.append(_U32.pack(1) + b"\x00" * 4)
-            parts.append(_D6.pack(vx, vy, vz, 0.0, 0.0, yaw_rate))
-            parts.append(_U32.pack(1) + b"\x00" * 4)
-            parts.append(_D6.pack(ax, ay, az, 0.0, 0.0, yaw_accel))
-            parts.append(_I32_U32.pack(*divmod(ns, 1_000_000_000)))
-            offset += 184
-        else:  # only the first point can start at 4 mod 8: its first count then needs no padding
-            parts.append(_U32.pack(1))
-            parts.append(_D7.pack(x, y, z, 0.0, 0.0, sin_half[k], cos_half[k]))
-            parts.append(_U32.pack(1) + b"\x00" * 4)
-            parts.append(_D6.pack(vx, vy, vz, 0.0, 0.0, yaw_rate))
-            parts.append(_U32.pack(1) + b"\x00" * 4)
-            parts.append(_D6.pack(ax, ay, az, 0.0, 0.0, yaw_accel))
-            parts.append(_I32_U32.pack(*divmod(ns, 1_000_000_000)))
-            offset += 180
-    return CDR_LE_HEADER + b"".join(parts)
+    transform[:, 5] = np.sin(half_yaw)
+    transform[:, 6] = np.cos(half_yaw)
+    for field, order in (("velocity", 1), ("acceleration", 2)):
+        twist = points[field]
+        twist[:, :3] = values[order, :, :3]
+        twist[:, 5] = values[order, :, 3]
+    ns = np.rint(sampled.times_s * 1e9).astype(np.int64)  # as round(): to nearest, ties to even
+    points["sec"], points["nanosec"] = np.divmod(ns, 1_000_000_000)
+    return points
 
 
 class _Reader:
