@@ -129,8 +129,10 @@ def test_replans_from_a_moving_reference_stay_within_bounds_and_keep_the_start(s
             np.testing.assert_allclose(start_state[1], d[1, :3], atol=1e-6)
             np.testing.assert_allclose(start_state[2], d[2, :3], atol=1e-5)
     # Most are served; the rest are refused for a named shape limit (34 of 40 served when this was written: 3 would
-    # swing more than 2 m out of their box, 3 would dip below the floor; waypoints moved 1-3 m near a moving vehicle)
-    assert refused <= 6
+    # swing more than 2 m out of their box, 3 would dip below the floor; waypoints moved 1-3 m near a moving vehicle).
+    # 33 of 40 since the recalibration for the drag-aware controller (Step 10): margin 1.0 instead of 1.222, so the
+    # plans from rest are faster and the replans start from a faster vehicle.
+    assert refused <= 7
 
 
 @pytest.mark.parametrize(
