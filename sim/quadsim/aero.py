@@ -82,34 +82,6 @@ class AeroModel:
         return np.asarray(rotation @ body, dtype=np.float64)
 
 
-def aero_wrench_body(
-    vehicle: VehicleParams,
-    airspeed_body_m_s: NDArray[np.float64],
-    body_rates_rad_s: NDArray[np.float64],
-    rotor_speeds_rad_s: NDArray[np.float64],
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Aerodynamic force (N) and moment (N m) on the body, both in the body frame (see the module docstring)."""
-    return AeroModel(vehicle).wrench_body(
-        np.asarray(airspeed_body_m_s, dtype=np.float64),
-        np.asarray(body_rates_rad_s, dtype=np.float64),
-        np.asarray(rotor_speeds_rad_s, dtype=np.float64),
-    )
-
-
-def predicted_aero_force_world(
-    vehicle: VehicleParams,
-    rotation: NDArray[np.float64],
-    velocity_m_s: NDArray[np.float64],
-    acceleration_m_s2: NDArray[np.float64],
-) -> NDArray[np.float64]:
-    """`AeroModel.predicted_force_world` for one call (build an `AeroModel` once to call it every step)."""
-    return AeroModel(vehicle).predicted_force_world(
-        np.asarray(rotation, dtype=np.float64),
-        np.asarray(velocity_m_s, dtype=np.float64),
-        np.asarray(acceleration_m_s2, dtype=np.float64),
-    )
-
-
 def drag_compensated_acceleration(aero: AeroModel, derivatives: NDArray[np.float64]) -> NDArray[np.float64]:
     """The acceleration to ask a drag-blind controller (PX4's) for, so that the vehicle gets the reference's:
     the reference acceleration minus the aerodynamic force predicted along it (attitude from the thrust axis

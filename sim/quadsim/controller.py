@@ -23,6 +23,9 @@ def _kd_pos() -> tuple[float, float, float]:
     return (8.0, 8.0, 9.0)
 
 
+_GRAVITY_UP = np.array([0.0, 0.0, GRAVITY_M_S2])
+
+
 def _ki_pos() -> tuple[float, float, float]:
     return (8.0, 8.0, 12.0)
 
@@ -144,7 +147,7 @@ class SE3Controller:
         if dt_s > 0.0 and not self._limited and math.isfinite(float(error[0] + error[1] + error[2])):
             self._integral = np.clip(self._integral + error * dt_s, -self._integral_bound, self._integral_bound)
         accel_cmd = -self._kp * error - self._kd * (velocity - ref.velocity) - self._ki * self._integral
-        wanted = mass * (accel_cmd + ref.acceleration + np.array([0.0, 0.0, GRAVITY_M_S2]))
+        wanted = mass * (accel_cmd + ref.acceleration + _GRAVITY_UP)
         if g.aero_feedforward:
             wanted = wanted - self._aero.predicted_force_world(rotation, ref.velocity, ref.acceleration)
         force = limit_thrust_vector(wanted, g.min_thrust_to_weight * mass * GRAVITY_M_S2, self._max_tilt_rad)
