@@ -98,6 +98,17 @@ def test_parameter_changes_are_validated_applied_or_refused_with_the_reason(loca
     ok, _ = set_parameter("kp_attitude", 100.0)
     assert ok
     assert node.controller.gains.kp_attitude == 100.0
+    # Integral action from outside: NaN, negative and unstable (>= kp*kd) gains are refused, the gains kept.
+    for bad in ([float("nan"), 8.0, 12.0], [-1.0, 8.0, 12.0], [500.0, 8.0, 12.0]):
+        ok, reason = set_parameter("ki_position", bad)
+        assert not ok
+        assert "ki_position" in reason
+    assert node.controller.gains.ki_position == (8.0, 8.0, 12.0)
+    ok, _ = set_parameter("integral_limit_m_s2", float("inf"))
+    assert not ok
+    ok, _ = set_parameter("ki_position", [0.0, 0.0, 0.0])  # off
+    assert ok
+    assert node.controller.gains.ki_position == (0.0, 0.0, 0.0)
 
 
 @pytest.mark.ros
