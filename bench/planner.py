@@ -200,7 +200,8 @@ def run(config: BenchConfig, checkpoint: Path | None) -> dict[str, Any]:
     torch.set_num_threads(1)
     policy, policy_info = load_or_initialise(checkpoint)
     margin = calibrated_margin(policy_info.get("metadata", {}))
-    planner = CertifiedPlanner(policy, safety_margin=margin)  # as `CertifiedPlanner.from_checkpoint` builds it
+    moving_margin = calibrated_margin(policy_info.get("metadata", {}), moving=True)
+    planner = CertifiedPlanner(policy, safety_margin=margin, moving_safety_margin=moving_margin)  # as from_checkpoint
     rng = np.random.default_rng(config.seed)
     courses = [random_course(rng, num_waypoints=NUM_WAYPOINTS) for _ in range(config.num_courses)]
     latency = bench_latency(planner, courses, config.repeats)

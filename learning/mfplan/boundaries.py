@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mfplan.dispatch import EvaluationDispatcher
-from minsnap import solve_min_snap
+from minsnap import EndpointState, solve_min_snap
 
 
 @dataclass
@@ -24,6 +24,8 @@ class BoundarySearch:
     times_s: np.ndarray
     wind_seed: int
     low: float = 1.0
+    start: EndpointState | None = None
+    """A moving start (a replan in the air), kept exact at every slow-down; None: from rest."""
     high: float = float("nan")
     boundary: float = float("nan")
     """The smallest feasible factor found (to the tolerance): 1 when `times_s` itself flies, inf when not
@@ -41,11 +43,12 @@ def search_boundaries(
 ) -> None:
     """Fill every search's `boundary` by bisection in log space, all searches in lockstep (parallel flights).
 
-    Assumes feasibility is monotone in the slow-down, as it is for a trajectory that starts and ends at rest.
+    Assumes feasibility is monotone in the slow-down, as it is for a trajectory that starts and ends at rest
+    (from a moving start the path changes with the slow-down: the search then finds a boundary, not the first).
     """
 
     def fly(pairs: list[tuple[BoundarySearch, float]]) -> list[bool]:
-        trajectories = [solve_min_snap(s.waypoints, k * s.times_s) for s, k in pairs]
+        trajectories = [solve_min_snap(s.waypoints, k * s.times_s, start=s.start) for s, k in pairs]
         results = dispatcher.evaluate(
             [(t, fidelity) for t in trajectories], [s.wind_seed for s, _ in pairs], progress=f"search {fidelity}"
         )

@@ -112,6 +112,10 @@ class TrainConfig(RunConfig):
     """Adam learning rate."""
     max_grad_norm: float = 1.0
     """Gradient clipping."""
+    target_kl: float | None = 0.05
+    """Stop an update's epochs early once the approximate KL to the rollout policy passes this (None: never).
+    The exploration noise shrinks to `final_action_std`, where a fixed Adam step moves the mean by many
+    standard deviations."""
     reward_source: str = "estimator"
     """"estimator": the multi-fidelity reward estimator (MFRL); "analytic": the analytic check alone
     (single-fidelity ablation: no estimator, no simulated evaluations)."""
@@ -119,6 +123,11 @@ class TrainConfig(RunConfig):
     """The estimator's probability of feasibility at the highest fidelity that the policy must reach."""
     feasibility_penalty: float = 0.5
     """Reward lost per unit of standardised margin short of that probability (and per unit of analytic score)."""
+    certification_penalty: float = 1.0
+    """Reward lost per unit of log time scale the certificate adds to a proposal (log(certified / proposed)).
+    Without it the reward is flat below the boundary (the search slows every too-fast proposal down to the same
+    plan), the proposals drift ever faster, and the policy's own times, which calibration measures and the
+    planner starts from, stop meaning anything: the planner then pays a search on every plan."""
     initial_design_courses: int = 40
     """Training courses evaluated before the first fit, with heuristic ratios at several time scales."""
     initial_scales: tuple[float, ...] = (1.0, 1.1, 1.25, 1.4, 1.6, 1.8, 2.0)
@@ -160,6 +169,8 @@ class TrainConfig(RunConfig):
         require_config(source in ("estimator", "analytic"), "reward_source", source, "'estimator' or 'analytic'")
         probability = self.feasibility_probability
         require_config(0.5 <= probability < 1.0, "feasibility_probability", probability, "in [0.5, 1)")
+        require_config(self.certification_penalty >= 0.0, "certification_penalty", self.certification_penalty, ">= 0")
+        require_config(self.target_kl is None or self.target_kl > 0.0, "target_kl", self.target_kl, "> 0 or None")
         require_config(
             0.0 < self.final_action_std <= self.initial_action_std,
             "final_action_std",
@@ -205,6 +216,9 @@ class EvalConfig:
     """Held-out courses per set."""
     displacements_m: tuple[float, ...] = DISPLACEMENTS_M
     """Replanning sets: waypoints displaced by these distances (0 = the nominal courses)."""
+    moving_displacements_m: tuple[float, ...] = (0.0, 2.0)
+    """Moving-replan sets ("moving d=..."): each course interrupted part-way, the vehicle in motion, its remaining
+    waypoints displaced by these distances (`mfplan.courses.moving_replan`; empty: none)."""
     fidelities: tuple[str, ...] = ("mujoco", "rotorpy")
     """Simulated fidelities every plan is flown at (the last one is the highest)."""
     model_error_fidelities: tuple[str, ...] = ("rotorpy_mass+15", "rotorpy_mass-15")
@@ -249,6 +263,7 @@ class EvalConfig:
         return {
             "courses": 3,
             "displacements_m": (0.0, 2.0),
+            "moving_displacements_m": (1.0,),
             "wind_seeds": EVAL_WIND_SEEDS[:1],
             "hifi_baseline_courses": 0,
             "margin_tolerance": 0.1,

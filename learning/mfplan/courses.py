@@ -1,4 +1,5 @@
-"""Waypoint courses: seeded random courses, fixed held-out test sets, and replanning sets.
+"""Waypoint courses: seeded random courses, fixed held-out test sets, replanning sets (displaced waypoints),
+and moving replans (the vehicle part-way along a course, in motion).
 
 Courses follow the MFRL paper's set-up: 5 to 14 waypoints in a 9 x 9 x 3 m box with a minimum
 spacing. A course is an `N x 4` array (x, y, z in m, ENU; yaw in rad). Courses whose minimum-snap
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minsnap import solve_min_snap
-from minsnap.allocation import constant_speed_times
+from minsnap import EndpointState, solve_min_snap
+from minsnap.allocation import constant_speed_times, trapezoidal_times
 
 TEST_SET_SEED = 20_241_124
 """The held-out test courses are drawn from this seed; training never uses it."""
@@ -106,3 +107,61 @@ def replanning_set(
     """One displaced variant of each nominal course (0 m returns the nominal courses)."""
     rng = np.random.default_rng(seed + round(displacement_m * 1000))
     return [displaced_course(course, displacement_m, rng, spec) for course in nominals]
+
+
+@dataclass(frozen=True)
+class MovingReplan:
+    """A replan in the air: the vehicle's state part-way along a course, and the waypoints it still has to fly
+    (displaced like a replanning set's), starting at the vehicle's position."""
+
+    waypoints: np.ndarray
+    """`M x 4`: the vehicle's position and yaw, then the remaining waypoints."""
+    start: EndpointState
+    """The vehicle's velocity and acceleration there."""
+    course_index: int
+    """The nominal course it was cut from."""
+
+
+REPLAN_FLIGHT_SPEED_M_S = 3.0
+"""Cruise speed (and acceleration, m/s^2) of the flight a moving replan interrupts."""
+
+
+def moving_replan(
+    nominal: np.ndarray,
+    displacement_m: float,
+    rng: np.random.Generator,
+    course_index: int = 0,
+    spec: CourseSpec | None = None,
+) -> MovingReplan:
+    """Interrupt a flight of `nominal` (trapezoidal times at 3 m/s and 3 m/s^2) at a random time that leaves at
+    least two waypoints ahead and 0.3 m to the next one; replan from the vehicle's state to the remaining
+    waypoints, displaced by `displacement_m` (`displaced_course`)."""
+    spec = spec or CourseSpec()
+    if nominal.shape[0] < 3:
+        raise ValueError(f"a moving replan needs a course of at least 3 waypoints, got {nominal.shape[0]}")
+    speed = REPLAN_FLIGHT_SPEED_M_S
+    flight = solve_min_snap(nominal, trapezoidal_times(nominal, max_speed_m_s=speed, max_accel_m_s2=speed))
+    knots = flight.knot_times_s
+    for _ in range(1000):
+        t = float(rng.uniform(0.1 * knots[1], knots[-2]))
+        segment = int(flight.segment_index(np.array([t]))[0])
+        state = flight.derivatives(np.array([t]), max_order=2)[:, 0, :]
+        ahead = nominal[segment + 1 :]
+        if np.linalg.norm(ahead[0, :3] - state[0, :3]) < 0.3 or len(ahead) < 2:
+            continue
+        course = np.vstack([state[0], ahead])
+        try:
+            course = displaced_course(course, displacement_m, rng, spec)
+        except RuntimeError:
+            continue
+        start = EndpointState(velocity=state[1, :3].copy(), acceleration=state[2, :3].copy())
+        return MovingReplan(course, start, course_index)
+    raise RuntimeError("could not cut a moving replan from the course in 1000 tries")
+
+
+def moving_replanning_set(
+    nominals: list[np.ndarray], displacement_m: float, seed: int, spec: CourseSpec | None = None
+) -> list[MovingReplan]:
+    """One moving replan of each nominal course (seeded; displaced by `displacement_m`)."""
+    rng = np.random.default_rng(seed + 500_000 + round(displacement_m * 1000))
+    return [moving_replan(course, displacement_m, rng, i, spec) for i, course in enumerate(nominals)]

@@ -1,8 +1,10 @@
 """Evaluation of the MFRL planner against the heuristic and the slow baseline, on held-out courses.
 
 For the nominal held-out courses and their replanning variants (waypoints displaced by 1, 2 and 3 m),
-each method plans every course, and every plan is flown in MuJoCo and in RotorPy, in wind and sensor
-noise that no training run has seen (`EvalConfig.wind_seeds`, each plan once per realisation):
+and for moving replans (`moving d=...`: each course interrupted part-way, the vehicle in motion, its
+remaining waypoints displaced; `mfplan.courses.moving_replan`), each method plans every course, and every
+plan is flown in MuJoCo and in RotorPy, in wind and sensor noise that no training run has seen
+(`EvalConfig.wind_seeds`, each plan once per realisation):
 
 * `heuristic`: trapezoidal time ratios scaled to the analytic feasibility boundary;
 * `baseline`: Step 1's time optimisation (snap-optimal ratios, bisection to the analytic boundary);
@@ -13,6 +15,11 @@ noise that no training run has seen (`EvalConfig.wind_seeds`, each plan once per
 * `baseline-rotorpy` (nominal set): the baseline's ratios with the time scale bisected against RotorPy
   flights in the training wind, course by course (tens of seconds per course), then flown in the
   held-out wind like everything else;
+* `reference`: a slow time optimisation under the safety certificate MFRL's plans must pass (speed, tilt,
+  acceleration, excursion and rotor limits), segment by segment from the baseline's ratios (or trapezoidal
+  ones when those cannot be certified at any scale): `minsnap.allocation.shortest_feasible_times`. The
+  analytic baseline only respects the rotor limits, and on most courses breaks the certificate's tilt or
+  acceleration limit before them; `time_vs_reference` is every method's time over this yardstick's;
 * `mfrl`: the learned policy through the certified planner.
 
 Writes `report.md`, `report.json` and `report.png` (times, feasibility, planning time, and the
@@ -37,11 +44,17 @@ import numpy as np
 
 from mfplan.boundaries import BoundarySearch, search_boundaries
 from mfplan.configs import EvalConfig
-from mfplan.courses import held_out_courses, replanning_set
+from mfplan.courses import held_out_courses, moving_replanning_set, replanning_set
 from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
 from mfplan.planner import CertifiedPlanner
-from minsnap import Trajectory, solve_min_snap
-from minsnap.allocation import optimise_segment_times, scale_to_feasibility_boundary, trapezoidal_times
+from minsnap import EndpointState, Trajectory, solve_min_snap
+from minsnap.allocation import (
+    optimise_segment_times,
+    optimise_time_ratios,
+    scale_to_feasibility_boundary,
+    shortest_feasible_times,
+    trapezoidal_times,
+)
 from quadsim.analytic import AnalyticEvaluator
 from quadsim.evaluation import EvaluationResult
 from runkit import format_table, get_logger, save_figure, to_jsonable, write_json_atomic, write_text_atomic
@@ -71,34 +84,48 @@ class PlannedCourse:
         return self.trajectory.duration_s if self.trajectory is not None else float("nan")
 
 
-Planner = Callable[[np.ndarray], tuple[Trajectory | None, bool]]
+Planner = Callable[[np.ndarray, EndpointState | None], tuple[Trajectory | None, bool]]
+Course = tuple[np.ndarray, EndpointState | None]
+"""Waypoints and the vehicle's state at the first one (None: at rest)."""
 
 
-def timed(plan: Planner, waypoints: np.ndarray) -> tuple[Trajectory | None, bool, float]:
+def timed(plan: Planner, course: Course) -> tuple[Trajectory | None, bool, float]:
     """Run a planner and time it (ms)."""
-    start = time.perf_counter()
-    trajectory, feasible = plan(waypoints)
-    return trajectory, feasible, 1e3 * (time.perf_counter() - start)
+    began = time.perf_counter()
+    trajectory, feasible = plan(*course)
+    return trajectory, feasible, 1e3 * (time.perf_counter() - began)
 
 
 def make_methods(planner: CertifiedPlanner, analytic: AnalyticEvaluator) -> dict[str, Planner]:
-    """The compared planners: waypoints -> (trajectory or None, analytically feasible)."""
+    """The compared planners: (waypoints, start) -> (trajectory or None, analytically feasible)."""
 
-    def heuristic(waypoints: np.ndarray) -> tuple[Trajectory | None, bool]:
+    def heuristic(waypoints: np.ndarray, start: EndpointState | None) -> tuple[Trajectory | None, bool]:
         ratios = trapezoidal_times(waypoints, max_speed_m_s=3.0, max_accel_m_s2=3.0)
-        scale, feasible, _ = scale_to_feasibility_boundary(waypoints, ratios, analytic.is_feasible)
-        return solve_min_snap(waypoints, scale * ratios), feasible
+        scale, feasible, _ = scale_to_feasibility_boundary(waypoints, ratios, analytic.is_feasible, start=start)
+        return solve_min_snap(waypoints, scale * ratios, start=start), feasible
 
-    def baseline(waypoints: np.ndarray) -> tuple[Trajectory | None, bool]:
+    def baseline(waypoints: np.ndarray, start: EndpointState | None) -> tuple[Trajectory | None, bool]:
         initial = trapezoidal_times(waypoints, max_speed_m_s=3.0, max_accel_m_s2=3.0)
-        result = optimise_segment_times(waypoints, analytic.is_feasible, initial)
+        result = optimise_segment_times(waypoints, analytic.is_feasible, initial, start=start)
         return result.trajectory, result.feasible
 
-    def mfrl(waypoints: np.ndarray) -> tuple[Trajectory | None, bool]:
-        result = planner.plan(waypoints)
+    def mfrl(waypoints: np.ndarray, start: EndpointState | None) -> tuple[Trajectory | None, bool]:
+        result = planner.plan(waypoints, start)
         return (result.trajectory if result.feasible else None), result.feasible
 
-    return {"heuristic": heuristic, "baseline": baseline, "mfrl": mfrl}
+    def certified(trajectory: Trajectory) -> bool:
+        return planner.certificate.check(trajectory).passed
+
+    def reference(waypoints: np.ndarray, start: EndpointState | None) -> tuple[Trajectory | None, bool]:
+        trapezoid = trapezoidal_times(waypoints, max_speed_m_s=3.0, max_accel_m_s2=3.0)
+        snap_ratios, _ = optimise_time_ratios(waypoints, trapezoid, start)
+        for initial in (snap_ratios, trapezoid):
+            result = shortest_feasible_times(waypoints, certified, initial, start)
+            if result.feasible:
+                return result.trajectory, True
+        return None, False
+
+    return {"heuristic": heuristic, "baseline": baseline, "reference": reference, "mfrl": mfrl}
 
 
 def matching_margin(boundaries: np.ndarray, target: float) -> float:
@@ -116,13 +143,17 @@ def matching_margin(boundaries: np.ndarray, target: float) -> float:
 def summarise(plans: list[PlannedCourse], fidelities: tuple[str, ...]) -> list[dict[str, Any]]:
     """One row per (set, method): time, feasibility per fidelity, tracking error, planning time."""
     rows = []
-    sets = sorted({p.course_set for p in plans}, key=lambda s: float(s.split("=")[1].rstrip("m")))
+    sets = sorted({p.course_set for p in plans}, key=_set_order)
     for course_set in sets:
         in_set = [p for p in plans if p.course_set == course_set]
         baseline_times = {p.course_index: p.total_time_s for p in in_set if p.method == "baseline"}
+        reference_times = {p.course_index: p.total_time_s for p in in_set if p.method == "reference"}
         for method in dict.fromkeys(p.method for p in in_set):
             mine = [p for p in in_set if p.method == method]
             ratios = [p.total_time_s / baseline_times[p.course_index] for p in mine if p.course_index in baseline_times]
+            to_reference = [
+                p.total_time_s / reference_times[p.course_index] for p in mine if p.course_index in reference_times
+            ]
             row: dict[str, Any] = {
                 "set": course_set,
                 "method": method,
@@ -130,6 +161,9 @@ def summarise(plans: list[PlannedCourse], fidelities: tuple[str, ...]) -> list[d
                 "planned": sum(p.trajectory is not None for p in mine),
                 "mean_total_time_s": float(np.nanmean([p.total_time_s for p in mine])),
                 "time_vs_baseline": float(np.nanmean(ratios)) if ratios else float("nan"),
+                "time_vs_reference": (
+                    float(np.nanmean(to_reference)) if np.isfinite(to_reference).any() else float("nan")
+                ),
                 "planning_ms_p50": float(np.percentile([p.planning_time_ms for p in mine], 50)),
                 "planning_ms_p99": float(np.percentile([p.planning_time_ms for p in mine], 99)),
             }
@@ -141,6 +175,11 @@ def summarise(plans: list[PlannedCourse], fidelities: tuple[str, ...]) -> list[d
                 row[f"max_pos_err_{fidelity}_m"] = float(np.median(errors)) if errors else float("nan")
             rows.append(row)
     return rows
+
+
+def _set_order(name: str) -> tuple[bool, float]:
+    """Sets from rest first, then moving replans; each by displacement ("d=2m", "moving d=2m")."""
+    return name.startswith("moving"), float(name.split("=")[1].rstrip("m"))
 
 
 def plot_report(
@@ -221,14 +260,17 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     nominal = held_out_courses(cfg.courses)
     top = cfg.fidelities[-1] if cfg.fidelities else None
     plans: list[PlannedCourse] = []
-    course_sets: dict[str, list[np.ndarray]] = {}
+    course_sets: dict[str, list[Course]] = {}
     for displacement in cfg.displacements_m:
-        name = f"d={displacement:g}m"
-        course_sets[name] = replanning_set(nominal, displacement, REPLAN_SEED)
-        with progress_bar(len(course_sets[name]), f"plan {name}", cfg.progress, unit="course") as bar:
-            for index, waypoints in enumerate(course_sets[name]):
+        course_sets[f"d={displacement:g}m"] = [(c, None) for c in replanning_set(nominal, displacement, REPLAN_SEED)]
+    for displacement in cfg.moving_displacements_m:
+        replans = moving_replanning_set(nominal, displacement, REPLAN_SEED)
+        course_sets[f"moving d={displacement:g}m"] = [(r.waypoints, r.start) for r in replans]
+    for name, courses in course_sets.items():
+        with progress_bar(len(courses), f"plan {name}", cfg.progress, unit="course") as bar:
+            for index, course in enumerate(courses):
                 for method, plan in methods.items():
-                    trajectory, feasible, ms = timed(plan, waypoints)
+                    trajectory, feasible, ms = timed(plan, course)
                     plans.append(PlannedCourse(method, name, index, trajectory, ms, feasible))
                 bar.update(1)
     nominal_set = next(iter(course_sets))
@@ -245,7 +287,8 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
     rows = summarise(plans, cfg.fidelities + cfg.model_error_fidelities)
     if top is not None and frontier is not None:
         targets = target_figures(rows, nominal_set, top, frontier, cfg.model_error_fidelities)
-    columns = ["set", "method", "planned", "time_vs_baseline", "planning_ms_p50", "planning_ms_p99"]
+    columns = ["set", "method", "planned", "time_vs_baseline", "time_vs_reference"]
+    columns += ["planning_ms_p50", "planning_ms_p99"]
     columns += [f"feasible_{f}" for f in cfg.fidelities + cfg.model_error_fidelities]
     columns += [f"max_pos_err_{f}_m" for f in cfg.fidelities]
     table = format_table(columns, [[r[c] for c in columns] for r in rows])
@@ -267,7 +310,8 @@ def run_evaluation(config: EvalConfig) -> dict[str, Any]:
         "# MFRL evaluation\n\n"
         f"Checkpoint `{cfg.checkpoint}`; {cfg.courses} held-out courses per set; flights at "
         f"{', '.join(cfg.fidelities)}; RotorPy in held-out winds {list(cfg.wind_seeds)} (every plan once per wind).\n"
-        "`time_vs_baseline`: mean over courses of total time / the baseline's (analytic-boundary) time. "
+        "`time_vs_baseline`: mean over courses of total time / the baseline's (analytic-boundary) time; "
+        "`time_vs_reference`: / the certified reference time optimisation's. "
         "`baseline-matched`: the baseline slowed down by the smallest margin that is as feasible at the "
         "highest fidelity as MFRL on the nominal set.\n\n"
         "```\n"
@@ -287,7 +331,7 @@ def match_baseline(
     dispatcher: EvaluationDispatcher,
     cfg: EvalConfig,
     plans: list[PlannedCourse],
-    course_sets: dict[str, list[np.ndarray]],
+    course_sets: dict[str, list[Course]],
     nominal_set: str,
     top: str,
 ) -> tuple[dict[str, Any], list[PlannedCourse]]:
@@ -296,13 +340,16 @@ def match_baseline(
     baselines = {(p.course_set, p.course_index): p for p in plans if p.method == "baseline"}
     nominal_baselines = [p for p in plans if p.method == "baseline" and p.course_set == nominal_set]
     curve = [
-        BoundarySearch(course_sets[nominal_set][p.course_index], p.trajectory.segment_times_s, seed)
+        BoundarySearch(course_sets[nominal_set][p.course_index][0], p.trajectory.segment_times_s, seed)
         for p in nominal_baselines
         if p.trajectory is not None
         for seed in cfg.wind_seeds
     ]
     tuned = [
-        (BoundarySearch(course_sets[nominal_set][p.course_index], p.trajectory.segment_times_s, cfg.rotorpy_seed), p)
+        (
+            BoundarySearch(course_sets[nominal_set][p.course_index][0], p.trajectory.segment_times_s, cfg.rotorpy_seed),
+            p,
+        )
         for p in nominal_baselines[: cfg.hifi_baseline_courses]
         if p.trajectory is not None
     ]
@@ -328,7 +375,8 @@ def match_baseline(
         for (course_set, index), base in baselines.items():
             trajectory = None
             if base.trajectory is not None:
-                trajectory = solve_min_snap(course_sets[course_set][index], margin * base.trajectory.segment_times_s)
+                waypoints, start = course_sets[course_set][index]
+                trajectory = solve_min_snap(waypoints, margin * base.trajectory.segment_times_s, start=start)
             extra.append(PlannedCourse("baseline-matched", course_set, index, trajectory, base.planning_time_ms, True))
     for search, base in tuned:
         trajectory = None
@@ -352,16 +400,25 @@ def target_figures(
     mfrl, matched = get.get((nominal_set, "mfrl")), get.get((nominal_set, "baseline-matched"))
     baseline, searched = get.get((nominal_set, "baseline")), get.get((nominal_set, f"baseline-{top}"))
     mfrl_rows = [r for r in rows if r["method"] == "mfrl"]
-    flights = sum(r[f"flights_{top}"] for r in mfrl_rows)
-    feasible = sum(r[f"feasible_{top}"] * r[f"flights_{top}"] for r in mfrl_rows if r[f"flights_{top}"])
     out: dict[str, Any] = {
         "matching_margin": frontier["matching_margin"],
         f"mfrl_feasible_{top}_nominal": frontier["mfrl_feasible"],
-        f"mfrl_feasible_{top}_all_sets": feasible / flights if flights else float("nan"),
-        f"mfrl_flights_{top}_all_sets": flights,
     }
+    for label, counted in (
+        ("all_sets", mfrl_rows),
+        ("from_rest", [r for r in mfrl_rows if not r["set"].startswith("moving")]),
+        ("moving", [r for r in mfrl_rows if r["set"].startswith("moving")]),
+    ):
+        flights = sum(r[f"flights_{top}"] for r in counted)
+        feasible = sum(r[f"feasible_{top}"] * r[f"flights_{top}"] for r in counted if r[f"flights_{top}"])
+        out[f"mfrl_feasible_{top}_{label}"] = feasible / flights if flights else float("nan")
+        out[f"mfrl_flights_{top}_{label}"] = flights
     for row in mfrl_rows:  # the baseline is the snap-optimal split bisected to the analytic boundary
         out[f"mfrl_time_vs_analytic_boundary_{row['set']}"] = row["time_vs_baseline"]
+        out[f"mfrl_time_vs_reference_{row['set']}"] = row["time_vs_reference"]
+    for row in rows:  # how far the certificate itself keeps any plan from the analytic (rotor-limit) boundary
+        if row["method"] == "reference":
+            out[f"reference_time_vs_analytic_boundary_{row['set']}"] = row["time_vs_baseline"]
     for fidelity in model_error_fidelities:
         counted = [r for r in mfrl_rows if r.get(f"flights_{fidelity}")]
         total = sum(r[f"flights_{fidelity}"] for r in counted)

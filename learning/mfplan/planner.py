@@ -23,8 +23,9 @@ How times are searched when the policy's own times fail:
   intermediate waypoints on the straight segments where the violation happened (the policy allocates
   the densified course); each certified as usual. Only when nothing passes is the plan refused.
 
-A checkpoint may carry a `safety_margin` (written by `mfrl calibrate`): the policy's times are slowed
-down by it before they are certified. It is calibrated on plans from rest and applied to them only.
+A checkpoint may carry a `safety_margin` and a `moving_safety_margin` (written by `mfrl calibrate`): the
+policy's times are slowed down by the first for plans from rest and by the second for replans from a moving
+vehicle, each calibrated on flights of its own kind, before they are certified.
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ class CertifiedPlanner:
         scale_tolerance: relative tolerance of the searched factor (from rest).
         max_checks: certificate checks per search of one allocation.
         safety_margin: factor (>= 1) applied to the policy's times of plans from rest before they are certified.
+        moving_safety_margin: factor (>= 1) applied to the policy's times of replans from a moving start.
         limits: what the certificate bounds (speed, acceleration, excursion, ground, geofence); default:
             the vehicle's limits, a 2 m excursion and the criteria's ground clearance.
         max_total_checks: certificate checks per `plan` call, repair included (bounds the planning time).
@@ -227,9 +229,11 @@ class CertifiedPlanner:
         max_total_checks: int = 40,
         deadline_s: float | None = None,
         pass_radius_m: float = 0.5,
+        moving_safety_margin: float = 1.0,
     ) -> None:
-        if not (math.isfinite(safety_margin) and safety_margin >= 1.0):
-            raise ValueError(f"safety_margin must be a finite factor >= 1, got {safety_margin}")
+        for name, margin in (("safety_margin", safety_margin), ("moving_safety_margin", moving_safety_margin)):
+            if not (math.isfinite(margin) and margin >= 1.0):
+                raise ValueError(f"{name} must be a finite factor >= 1, got {margin}")
         if not (max_time_scale > 1.0 and 0.0 < scale_tolerance < 1.0 and max_checks >= 2 and max_total_checks >= 2):
             raise ValueError(
                 "need max_time_scale > 1, 0 < scale_tolerance < 1, max_checks >= 2 and max_total_checks >= 2, got "
@@ -253,6 +257,7 @@ class CertifiedPlanner:
             raise ValueError(f"pass_radius_m must be >= 0, got {pass_radius_m}")
         self.pass_radius_m = float(pass_radius_m)
         self.safety_margin = float(safety_margin)
+        self.moving_safety_margin = float(moving_safety_margin)
 
     @classmethod
     def from_checkpoint(
@@ -264,9 +269,10 @@ class CertifiedPlanner:
     ) -> CertifiedPlanner:
         """A planner with the policy of a checkpoint (`mfplan.policy.MissingCheckpointError` if there is none,
         `mfplan.policy.PolicyCheckpointError` for a file that is not a current policy checkpoint), and the
-        checkpoint's calibrated `safety_margin` unless one is given."""
+        checkpoint's calibrated `safety_margin` and `moving_safety_margin` unless they are given."""
         policy, metadata = load_policy(path)
         options.setdefault("safety_margin", calibrated_margin(metadata))
+        options.setdefault("moving_safety_margin", calibrated_margin(metadata, moving=True))
         return cls(policy, vehicle, criteria, **options)
 
     @property
@@ -370,12 +376,10 @@ class CertifiedPlanner:
 
     # Candidates ----------------------------------------------------------------------------------------------
     def _propose(self, points: NDArray[np.float64], start_array: NDArray[np.float64]) -> NDArray[np.float64]:
-        """The policy's segment times (slowed by the calibrated margin for plans from rest)."""
+        """The policy's segment times, slowed by the calibrated margin of plans from rest or of moving replans."""
         encoding = encode_validated_course(points, start_array[0, :3], start_array[1, :3])
         proposal = self.policy.act(encoding, deterministic=True)
-        if not np.any(start_array):  # calibrated on plans from rest; see the module docstring
-            proposal = proposal * self.safety_margin
-        return proposal
+        return proposal * (self.moving_safety_margin if np.any(start_array) else self.safety_margin)
 
     def _attempt(
         self, points: NDArray[np.float64], times: NDArray[np.float64], scale: float, start: EndpointState | None
@@ -687,9 +691,12 @@ def _given_knots(given: NDArray[np.float64], used: NDArray[np.float64]) -> NDArr
     return np.asarray(indices, dtype=np.intp)
 
 
-def calibrated_margin(metadata: dict[str, Any]) -> float:
-    """The safety margin `mfrl calibrate` stored in a checkpoint's metadata (1 when it was never calibrated)."""
-    return float(metadata.get("calibration", {}).get("safety_margin", 1.0))
+def calibrated_margin(metadata: dict[str, Any], moving: bool = False) -> float:
+    """The safety margin `mfrl calibrate` stored in a checkpoint's metadata for plans from rest (or, `moving`,
+    for replans from a moving start); 1 when it was never calibrated (or, moving, could not be: the calibration's
+    `moving_calibration_problem` says why; the certificate's search still slows such replans down as it must)."""
+    margin = metadata.get("calibration", {}).get("moving_safety_margin" if moving else "safety_margin")
+    return 1.0 if margin is None else float(margin)
 
 
 def _at_rest(start: EndpointState | None) -> bool:

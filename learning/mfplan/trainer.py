@@ -3,12 +3,16 @@
 Each iteration samples allocations for a batch of training courses from the policy, solves their
 minimum-snap trajectories, and rewards them with the estimator's view of the highest fidelity:
 
-    reward = -total_time / reference_time - penalty * max(0, z_min - z) - penalty * max(0, analytic_score)
+    reward = -total_time / reference_time - penalty * max(0, z_min - z)
+             - certification_penalty * log(certified_time / proposed_time)
 
 where z = -mean / std of the predicted feasibility score of a new flight at the target fidelity
 (P(feasible) = Phi(z); the std counts the estimator's uncertainty and the fitted spread between flights,
 which the wind causes: every RotorPy evaluation flies in a fresh realisation of it) and
-z_min = Phi^-1(`feasibility_probability`). The policy is updated by PPO (clipped ratio) with a
+z_min = Phi^-1(`feasibility_probability`). The last term charges the time scale the certificate had to add
+to the proposal: without it every proposal faster than the boundary earns the same reward (the search slows
+it down to the same plan), so the proposals drift ever faster and the policy's own times mean nothing.
+The policy is updated by PPO (clipped ratio, epochs stopped early past `target_kl`) with a
 per-course baseline: the mean reward of that course's samples (each course is a one-step episode).
 Exploration follows a schedule, not a learned parameter: the actions' standard deviation falls
 log-linearly over the run, so the mean action (what the planner flies) ends up tuned where it acts.
@@ -361,8 +365,9 @@ class Trainer:
     def rewards(self, samples: list[Sample]) -> dict[str, float]:
         """Fill each sample's reward; return batch statistics.
 
-        reward = -certified time / reference time - penalty * max(0, z_min - z), with z the estimator's
-        standardised margin of feasibility at the highest fidelity (no such term with the analytic reward).
+        reward = -certified time / reference time - penalty * max(0, z_min - z)
+        - certification_penalty * log(certified time / proposed time), with z the estimator's standardised
+        margin of feasibility at the highest fidelity (no such term with the analytic reward).
         """
         cfg = self.config
         time_ratio = np.array([s.time_ratio for s in samples])
@@ -373,7 +378,10 @@ class Trainer:
             mean, std = self.estimator.predict(features, observation_noise=cfg.count_wind_spread)
             z = (-mean / std).numpy()
         shortfall = np.maximum(0.0, self.z_min - z)
-        rewards = -time_ratio - cfg.feasibility_penalty * shortfall
+        added_scale = np.array(
+            [max(0.0, math.log(s.segment_times_s.sum() / s.proposed_times_s.sum())) for s in samples]
+        )
+        rewards = -time_ratio - cfg.feasibility_penalty * shortfall - cfg.certification_penalty * added_scale
         for sample, reward in zip(samples, rewards, strict=True):
             sample.reward = float(reward)
         return {
@@ -385,6 +393,7 @@ class Trainer:
                 np.mean([np.allclose(s.proposed_times_s, s.segment_times_s) for s in samples])
             ),
             "rollout/certifiable_fraction": float(np.mean([s.certified for s in samples])),
+            "rollout/certification_log_scale_mean": float(added_scale.mean()),
         }
 
     def rollout(self) -> tuple[CourseBatch, torch.Tensor, torch.Tensor, list[Sample]]:
@@ -415,7 +424,7 @@ class Trainer:
         advantages = rewards - rewards.mean(dim=1, keepdim=True)
         advantages = (advantages / (advantages.std() + 1e-8)).view(-1)
         stats: dict[str, float] = {}
-        for _ in range(cfg.ppo_epochs):
+        for epoch in range(cfg.ppo_epochs):
             log_prob = self.policy.log_prob(batch, actions)
             ratio = torch.exp(log_prob - old_log_prob)
             clipped = torch.clamp(ratio, 1.0 - cfg.clip_ratio, 1.0 + cfg.clip_ratio)
@@ -430,7 +439,10 @@ class Trainer:
                     "losses/policy_loss": float(loss),
                     "losses/approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
                     "losses/clipfrac": float(((ratio - 1.0).abs() > cfg.clip_ratio).float().mean()),
+                    "losses/epochs": float(epoch + 1),
                 }
+            if cfg.target_kl is not None and stats["losses/approx_kl"] > cfg.target_kl:
+                break
         stats["charts/action_std"] = float(self.policy.action_std.detach())
         return stats
 

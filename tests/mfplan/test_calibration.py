@@ -33,13 +33,32 @@ def test_calibration_needs_enough_flights_and_a_sane_miss_rate() -> None:
 @pytest.mark.slow
 def test_smoke_calibration_writes_a_margin_the_planner_uses(tmp_path: Path) -> None:
     path = save_policy(tmp_path / "policy.pt", TimeAllocationPolicy(), {"command": "test"}, config={"seed": 0})
-    calibration = calibrate(CalibrateConfig(checkpoint=path, smoke=True, num_workers=2, progress=False))
-    assert calibration["flights"] == 4
+    # Six courses (one wind each in a smoke run): an untrained policy's plans are repaired now and then, and a
+    # rank at miss rate 0.2 needs 4 flights of each kind.
+    config = CalibrateConfig(checkpoint=path, courses=6, smoke=True, num_workers=2, progress=False)
+    calibration = calibrate(config)
+    assert calibration["flights"] + calibration["uncertified_courses"] == 6
     assert calibration["safety_margin"] >= 1.0
-    # The margin is the rank-4 boundary of 4 flights at miss rate 0.2: every calibration flight flies with it.
-    assert calibration["safety_margin"] == max(calibration["boundaries"])
+    # The margin is the rank-ceil(0.8 (n + 1)) boundary of n flights: with n <= 6, the largest or the one below.
+    assert (
+        calibration["safety_margin"]
+        == sorted(calibration["boundaries"])[math.ceil(0.8 * (calibration["flights"] + 1)) - 1]
+    )
+    # Moving-start replans (one cut from each course, started in motion) get their own margin the same way.
+    assert calibration["moving_flights"] + calibration["uncertified_moving_replans"] == 6
+    # When a moving flight is infeasible at every slow-down searched, no margin of that rank exists: the
+    # calibration says so and the planner keeps the policy's own times for moving replans (still certified).
+    moving = sorted(calibration["moving_boundaries"])
+    if math.isfinite(moving[math.ceil(0.8 * (len(moving) + 1)) - 1]):
+        assert calibration["moving_safety_margin"] == moving[math.ceil(0.8 * (len(moving) + 1)) - 1] >= 1.0
+        assert calibration["moving_calibration_problem"] == ""
+    else:
+        assert calibration["moving_safety_margin"] is None
+        assert "infeasible at every slow-down" in calibration["moving_calibration_problem"]
     _, metadata = load_policy(path)
     assert metadata["command"] == "test"  # the training provenance is kept
     assert read_policy(path).config == {"seed": 0}  # and so is the training run's config
     assert metadata["calibration"]["safety_margin"] == calibration["safety_margin"]
-    assert CertifiedPlanner.from_checkpoint(path).safety_margin == calibration["safety_margin"]
+    planner = CertifiedPlanner.from_checkpoint(path)
+    assert planner.safety_margin == calibration["safety_margin"]
+    assert planner.moving_safety_margin == (calibration["moving_safety_margin"] or 1.0)

@@ -64,6 +64,7 @@ def test_smoke_shrinks_only_what_the_user_left_at_its_default(
     evaluation = EvalConfig(courses=10, wind_seeds=(1, 2, 3), smoke=flag).resolved()
     assert (evaluation.smoke, evaluation.courses, evaluation.wind_seeds) == (True, 10, (1, 2, 3))
     assert evaluation.displacements_m == (0.0, 2.0)
+    assert evaluation.moving_displacements_m == (1.0,)
     calibrate = CalibrateConfig(checkpoint=Path("x.pt"), courses=9, smoke=flag).resolved()
     assert (calibrate.smoke, calibrate.courses, calibrate.winds, calibrate.miss_rate) == (True, 9, 1, 0.2)
     assert calibrate.checkpoint == Path("x.pt")

@@ -20,11 +20,12 @@ def test_smoke_evaluation_writes_a_complete_report(tmp_path: Path) -> None:
     config = EvalConfig(checkpoint=checkpoint, out_dir=tmp_path / "eval", smoke=True, num_workers=2, progress=False)
     report = run_evaluation(config)
     rows = report["rows"]
-    assert {r["set"] for r in rows} == {"d=0m", "d=2m"}
+    assert {r["set"] for r in rows} == {"d=0m", "d=2m", "moving d=1m"}
+    assert [r["set"] for r in rows if r["method"] == "mfrl"] == ["d=0m", "d=2m", "moving d=1m"]
     frontier = report["frontier"]
     matched = frontier["matching_margin"]
     methods = {"heuristic", "baseline", "mfrl"} | ({"baseline-matched"} if matched != float("inf") else set())
-    assert {r["method"] for r in rows} == methods
+    assert {r["method"] for r in rows} == methods | {"reference"}
     # The matched baseline is at least as feasible as MFRL on the nominal set (that is how its margin is chosen),
     # and the curve it comes from only rises with the margin.
     nominal = {r["method"]: r for r in rows if r["set"] == "d=0m"}
@@ -42,6 +43,8 @@ def test_smoke_evaluation_writes_a_complete_report(tmp_path: Path) -> None:
         assert row["planning_ms_p50"] > 0
     baseline_rows = [r for r in rows if r["method"] == "baseline"]
     assert all(r["time_vs_baseline"] == pytest.approx(1.0) for r in baseline_rows)
+    # The certified reference optimisation is every row's second yardstick.
+    assert all(r["time_vs_reference"] == pytest.approx(1.0) for r in rows if r["method"] == "reference")
     written = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert [r["method"] for r in written["rows"]] == [r["method"] for r in rows]
     assert "mfrl_time_vs_matched_baseline" in written["targets"] or matched == float("inf")
@@ -49,8 +52,13 @@ def test_smoke_evaluation_writes_a_complete_report(tmp_path: Path) -> None:
     for row in rows:
         assert row["flights_rotorpy_mass+15"] == (3 if row["method"] == "mfrl" else 0)
     targets = written["targets"]
-    assert targets["mfrl_flights_rotorpy_mass+15_all_sets"] == 6
+    assert targets["mfrl_flights_rotorpy_mass+15_all_sets"] == 9
+    # Moving replans are their own rows and figures (one held-out wind: one RotorPy flight per plan).
+    moving = next(r for r in rows if r["method"] == "mfrl" and r["set"] == "moving d=1m")
+    assert (targets["mfrl_flights_rotorpy_from_rest"], targets["mfrl_flights_rotorpy_moving"]) == (6, moving["planned"])
+    assert targets["mfrl_feasible_rotorpy_moving"] == pytest.approx(moving["feasible_rotorpy"])
     assert 0.0 <= targets["mfrl_feasible_rotorpy_mass+15_all_sets"] <= 1.0
     assert targets["mfrl_time_vs_analytic_boundary_d=0m"] == pytest.approx(nominal["mfrl"]["time_vs_baseline"])
+    assert targets["mfrl_time_vs_reference_moving d=1m"] == pytest.approx(moving["time_vs_reference"])
     assert (tmp_path / "eval" / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert "time_vs_baseline" in (tmp_path / "eval" / "report.md").read_text()

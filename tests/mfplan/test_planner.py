@@ -201,17 +201,29 @@ def test_a_calibrated_margin_slows_the_policy_down_and_stays_certified(tmp_path:
     ).total_time_s == pytest.approx(plain.total_time_s)
 
 
+@pytest.mark.parametrize("name", ["safety_margin", "moving_safety_margin"])
 @pytest.mark.parametrize("margin", [0.9, math.inf, math.nan])
-def test_a_margin_that_would_speed_up_or_is_not_a_number_is_refused(margin: float) -> None:
-    with pytest.raises(ValueError, match="safety_margin"):
-        CertifiedPlanner(_policy(), safety_margin=margin)
+def test_a_margin_that_would_speed_up_or_is_not_a_number_is_refused(name: str, margin: float) -> None:
+    with pytest.raises(ValueError, match=name):
+        CertifiedPlanner(_policy(), **{name: margin})
 
 
-def test_the_margin_is_for_plans_from_rest_only(tmp_path: Path) -> None:
-    """Stretching a plan that starts moving changes its path (the start velocity stays): it gets the policy's times."""
+def test_moving_replans_get_their_own_calibrated_margin(tmp_path: Path) -> None:
+    """A replan from a moving vehicle is slowed by the margin calibrated on moving-start flights, not by the one
+    from rest; a checkpoint calibrated before moving starts were (no `moving_safety_margin`) leaves them as is."""
     policy = _policy(global_bias=0.5)
-    path = save_policy(tmp_path / "policy.pt", policy, {"calibration": {"safety_margin": 1.25}})
     moving = EndpointState(velocity=np.array([1.0, 0.5, 0.0]), acceleration=np.zeros(3))
-    calibrated = CertifiedPlanner.from_checkpoint(path).plan(COURSES[1], moving)
-    plain = CertifiedPlanner(policy).plan(COURSES[1], moving)
+    plain = CertifiedPlanner(policy, limits=WIDE).plan(COURSES[1], moving)
+    assert plain.certified_by == "policy"
+    only_rest = save_policy(tmp_path / "rest.pt", policy, {"calibration": {"safety_margin": 1.25}})
+    calibrated = CertifiedPlanner.from_checkpoint(only_rest, limits=WIDE).plan(COURSES[1], moving)
     np.testing.assert_allclose(calibrated.segment_times_s, plain.segment_times_s)
+    both = save_policy(
+        tmp_path / "both.pt", policy, {"calibration": {"safety_margin": 1.25, "moving_safety_margin": 1.1}}
+    )
+    planner = CertifiedPlanner.from_checkpoint(both, limits=WIDE)
+    assert (planner.safety_margin, planner.moving_safety_margin) == (1.25, 1.1)
+    replan = planner.plan(COURSES[1], moving)
+    assert replan.certified_by == "policy"
+    np.testing.assert_allclose(replan.segment_times_s, 1.1 * plain.segment_times_s)
+    np.testing.assert_allclose(replan.trajectory.derivatives([0.0], 1)[1, 0, :3], moving.velocity, atol=1e-9)
