@@ -120,6 +120,8 @@ class RunSpec:
         argv += ["--checkpoint-every-steps", str(max(self.steps // 4, 1)), "--no-progress", "--no-tensorboard"]
         if self.algo in OFF_POLICY:
             argv += ["--buffer-size", str(max(self.steps, 1000)), "--eval-episodes", "5"]
+        else:  # the sampling-error curves compare PROPS with PPO: measured at every update (off by default)
+            argv += ["--sampling-error-every", "1"]
         argv += [*extra, *self.extra_args]
         if smoke:
             argv.append("--smoke")

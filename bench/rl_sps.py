@@ -1,13 +1,13 @@
 """Throughput of policyopt's PPO against a CleanRL-style single-file PPO loop, measured in the same run.
 
-Both train PPO on the same task with the same sizes (environments, rollout length, minibatches, epochs,
-64-64 tanh networks with a state-independent log-std, observation and reward normalisation, one torch
-thread), and neither logs to TensorBoard; policyopt's per-update sampling-error measurement is switched
-off (`sampling_error_every=0`) because the CleanRL loop has nothing like it. The two are run alternately,
-`--rounds` times each, after one untimed warm-up of each, so that drift in the machine's load falls on
-both. Steps per second = environment steps / wall time of training (policyopt: `PPOTrainer.train()`,
-which includes writing its scalars and its final checkpoint; CleanRL-style: the loop after the
-environments and the networks are built).
+Both train PPO on the same task with the same sizes (environments, rollout length, minibatches, epochs, 64-64
+tanh networks with a state-independent log-std, observation and reward normalisation, one torch thread), and
+neither logs to TensorBoard; policyopt's per-update sampling-error measurement is off, as it is by default
+(`sampling_error_every=0`; the CleanRL loop has nothing like it): the figure is what a user gets. The two are
+run alternately, `--rounds` times each, after one untimed warm-up of each, so that drift in the machine's load
+falls on both. Steps per second = environment steps / wall time of training (policyopt: `PPOTrainer.train()`,
+which includes writing its scalars and its final checkpoint; CleanRL-style: the loop after the environments
+and the networks are built).
 
 The baseline (`cleanrl_style_ppo`) is this file's own rendering of the classic loop (CleanRL's
 `ppo_continuous_action.py` design): a `SyncVectorEnv` of individually wrapped environments

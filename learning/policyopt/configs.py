@@ -87,14 +87,19 @@ class OnPolicyConfig(RunConfig):
     """Gradient norm clipping."""
     target_kl: float | None = None
     """Stop the epochs of an update early once the approximate KL exceeds this (None: never)."""
+    target_kl_per_minibatch: bool = False
+    """Check `target_kl` before every minibatch step and stop at the first beyond it (the PROPS authors' PPO);
+    False: after each epoch, on its last minibatch (CleanRL's)."""
     normalize_observation: bool = True
     """Normalise observations with running statistics (saved in checkpoints, applied at deployment)."""
     normalize_reward: bool = True
     """Scale rewards by the running standard deviation of the discounted return."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the policy and value MLPs (tanh)."""
-    sampling_error_every: int = 1
-    """Updates between measurements of the sampling error of the training data (0: never)."""
+    sampling_error_every: int = 0
+    """Updates between measurements of the sampling error of the training data (0: never, the default: a
+    measurement fits an empirical policy to the batch, 7-9 % of a PPO update on Hopper; `bench/rl_mujoco.py` asks
+    for it at every update of the on-policy runs)."""
     sampling_error_epochs: int = 200
     """Fitting steps of the empirical policy when the sampling error is estimated (continuous states)."""
 
@@ -164,19 +169,22 @@ class PropsConfig(OnPolicyConfig):
     """Batches kept in the buffer (the newest plus b - 1 previous ones); the target policy trains on all of them."""
     props_learning_rate: float = 1e-3
     """Adam learning rate of the behaviour policy."""
-    props_clip_coef: float = 0.3
-    """PROPS clipping: the behaviour update stops where pi_b/pi_theta leaves [1 - c, 1 + c]."""
-    props_lambda: float = 0.1
-    """Weight of the KL(pi_theta || pi_b) regulariser that keeps the behaviour policy near the target policy."""
+    props_clip_coef: float = 0.1
+    """PROPS clipping: the behaviour update stops where pi_b/pi_theta leaves [1 - c, 1 + c] (0.1, 0.3 and 0.03:
+    the authors' tuned Hopper settings, PPOROS `PROPS/hyperparams/`)."""
+    props_lambda: float = 0.3
+    """Weight of the KL(pi_b || pi_theta) regulariser (per action dimension, averaged, as the authors') that keeps
+    the behaviour policy near the target policy."""
     props_update_epochs: int = 16
     """Passes of the behaviour update over the buffer."""
     props_num_minibatches: int = 16
     """Minibatches per behaviour epoch."""
-    props_target_kl: float | None = 0.05
-    """Stop the behaviour epochs once KL(pi_theta || pi_b) exceeds this (None: never)."""
+    props_target_kl: float | None = 0.03
+    """Before every behaviour step, the approximate KL mean((r - 1) - log r), r = pi_b / pi_theta, of the step's
+    minibatch is checked; the update stops at the first beyond this (None: never)."""
     props_max_kl: float = 1.0
-    """A behaviour update that ends further than this from pi_theta (KL over the buffer; typical ends are
-    0.04-0.15) is undone, pi_b <- pi_theta: the data of the rest of the batch is sampled on-policy."""
+    """A behaviour update that ends with the approximate KL over the buffer beyond this is undone,
+    pi_b <- pi_theta (a safeguard against the far-off-policy steps of a narrow pi_theta; not in the authors' code)."""
     props_update_every: int = 256
     """Environment steps per environment between behaviour updates (divides num_steps)."""
     props_enabled: bool = True
@@ -211,11 +219,21 @@ class MDPOConfig(OnPolicyConfig):
 
     algo: ClassVar[str] = "mdpo"
 
+    anneal_lr: bool = False
+    """Anneal Adam's learning rate to zero over the run (the authors keep it at 3e-4)."""
+    sgd_steps: int = 10
+    """The paper's m: full-batch Adam steps of the policy on the mirror-descent objective per iteration (the
+    authors' README runs `--sgd_steps=10`)."""
     update_epochs: int = 5
-    """SGD passes over each batch (the paper's m, the number of mirror-descent steps per iteration)."""
+    """Passes of the critic over each batch (the authors' `vf_iters = 5`); the policy takes `sgd_steps` instead."""
+    num_minibatches: int = 16
+    """Critic minibatches per pass (2048 / 16 = 128 transitions, the authors' critic minibatch)."""
     kl_step_schedule: str = "anneal"
-    """Step size t_k: "anneal" (the paper's 1 - k/K, k counted from 0: a KL weight 1/t_k that grows over the
-    run) or "constant"."""
+    """Step size t_k: "anneal" (t_k = 1 - (steps before iteration k) / `kl_anneal_timesteps`: a KL weight 1/t_k
+    that grows with the environment steps, the same in a run of any length) or "constant"."""
+    kl_anneal_timesteps: int = 10_000_000
+    """Environment steps over which t_k would fall from 1 to 0 (the authors call `learn(10e6)` whatever the
+    run's length, so 1/t_k <= 1.11 over the first 1M steps)."""
     kl_coef_constant: float = 1.0
     """KL weight 1/t_k when kl_step_schedule is "constant"."""
     min_step_size: float = 1e-3
@@ -230,15 +248,20 @@ class MDPOConfig(OnPolicyConfig):
         super().__post_init__()
         schedule = self.kl_step_schedule
         require_config(schedule in ("anneal", "constant"), "kl_step_schedule", schedule, "'anneal' or 'constant'")
+        require_config(self.sgd_steps >= 1, "sgd_steps", self.sgd_steps, ">= 1")
+        require_config(self.kl_anneal_timesteps >= 1, "kl_anneal_timesteps", self.kl_anneal_timesteps, ">= 1")
+        require_config(self.target_kl is None, "target_kl", self.target_kl, "None for MDPO")
         require_config(self.kl_coef_constant >= 0.0, "kl_coef_constant", self.kl_coef_constant, ">= 0")
         require_config(0.0 < self.min_step_size <= 1.0, "min_step_size", self.min_step_size, "in (0, 1]")
         require_config(self.clip_coef >= 0.0, "clip_coef", self.clip_coef, ">= 0")
 
     def kl_weight(self, update: int) -> float:
-        """1 / t_k at update `update` (1-based): t_k = max(1 - (k - 1) / K, min_step_size) when annealed."""
+        """1 / t_k at update `update` (1-based); annealed, t_k = max(1 - (k - 1) * batch_size / kl_anneal_timesteps,
+        min_step_size): it depends on the environment steps taken, never on the run's length."""
         if self.kl_step_schedule == "constant":
             return self.kl_coef_constant
-        step_size = max(1.0 - (update - 1.0) / self.num_updates, self.min_step_size)
+        steps_before = (update - 1.0) * self.batch_size
+        step_size = max(1.0 - steps_before / self.kl_anneal_timesteps, self.min_step_size)
         return 1.0 / step_size
 
 

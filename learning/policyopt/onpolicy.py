@@ -37,6 +37,12 @@ log = get_logger("policyopt.onpolicy")
 Batch = dict[str, torch.Tensor]
 
 
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var[returns - values] / Var[returns] (NaN when the returns do not vary)."""
+    variance = float(returns.var()) if returns.numel() > 1 else 0.0
+    return float("nan") if variance == 0.0 else 1.0 - float((returns - values).var()) / variance
+
+
 class OnPolicyTrainer(abc.ABC):
     """A run of an on-policy actor-critic algorithm; subclasses define `policy_loss`."""
 
@@ -198,6 +204,7 @@ class OnPolicyTrainer(abc.ABC):
         sums: dict[str, float] = {}
         count = 0
         approx_kl = 0.0
+        stop = False
         for _epoch in range(cfg.update_epochs):
             order = torch.randperm(n)
             for index in torch.tensor_split(order, cfg.num_minibatches):
@@ -208,6 +215,12 @@ class OnPolicyTrainer(abc.ABC):
                     adv = mb["advantages"]
                     mb["advantages"] = (adv - adv.mean()) / (adv.std() + 1e-8)
                 dist = self.agent.distribution(mb["obs"])
+                if cfg.target_kl is not None and cfg.target_kl_per_minibatch:
+                    with torch.no_grad():
+                        logratio = dist.log_prob(mb["actions"]) - mb["logprobs"]
+                        if float(((logratio.exp() - 1.0) - logratio).mean()) > cfg.target_kl:
+                            stop = True  # checked before the step: the first minibatch beyond target_kl ends the update
+                            break
                 pg_loss, stats = self.policy_loss(dist, mb)
                 entropy = dist.entropy().mean()
                 v_loss = self.value_loss(self.agent.value(mb["obs"]), mb)
@@ -224,14 +237,10 @@ class OnPolicyTrainer(abc.ABC):
                     sums[key] = sums.get(key, 0.0) + float(value.detach())
                 sums["approx_kl"] = sums.get("approx_kl", 0.0) + approx_kl
                 count += 1
-            if cfg.target_kl is not None and approx_kl > cfg.target_kl:
+            if stop or (cfg.target_kl is not None and not cfg.target_kl_per_minibatch and approx_kl > cfg.target_kl):
                 break
         out = {f"losses/{k}": v / max(count, 1) for k, v in sums.items()}
-        values, returns = batch["values"], batch["returns"]
-        variance = float(returns.var()) if n > 1 else 0.0
-        out["losses/explained_variance"] = (
-            float("nan") if variance == 0.0 else 1.0 - float((returns - values).var()) / variance
-        )
+        out["losses/explained_variance"] = explained_variance(batch["values"], batch["returns"])
         out["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
         return out
 
@@ -388,4 +397,4 @@ class OnPolicyTrainer(abc.ABC):
         return summary
 
 
-__all__ = ["Batch", "OnPolicyTrainer"]
+__all__ = ["Batch", "OnPolicyTrainer", "explained_variance"]

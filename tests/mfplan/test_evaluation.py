@@ -25,7 +25,7 @@ def test_smoke_evaluation_writes_a_complete_report(tmp_path: Path) -> None:
     frontier = report["frontier"]
     matched = frontier["matching_margin"]
     methods = {"heuristic", "baseline", "mfrl"} | ({"baseline-matched"} if matched != float("inf") else set())
-    assert {r["method"] for r in rows} == methods | {"reference"}
+    assert {r["method"] for r in rows} == methods | {"reference", "baseline-certified"}
     # The matched baseline is at least as feasible as MFRL on the nominal set (that is how its margin is chosen),
     # and the curve it comes from only rises with the margin.
     nominal = {r["method"]: r for r in rows if r["set"] == "d=0m"}
@@ -60,5 +60,10 @@ def test_smoke_evaluation_writes_a_complete_report(tmp_path: Path) -> None:
     assert 0.0 <= targets["mfrl_feasible_rotorpy_mass+15_all_sets"] <= 1.0
     assert targets["mfrl_time_vs_analytic_boundary_d=0m"] == pytest.approx(nominal["mfrl"]["time_vs_baseline"])
     assert targets["mfrl_time_vs_reference_moving d=1m"] == pytest.approx(moving["time_vs_reference"])
+    # The baseline's own split under MFRL's certificate: never shorter than the certified reference optimisation.
+    certified = next(r for r in rows if r["method"] == "baseline-certified" and r["set"] == "d=0m")
+    assert certified["time_vs_reference"] >= 1.0 - 1e-6
+    shorter = 100.0 * (1.0 - nominal["mfrl"]["mean_total_time_s"] / certified["mean_total_time_s"])
+    assert targets["mfrl_shorter_than_certified_baseline_percent_d=0m"] == pytest.approx(shorter)
     assert (tmp_path / "eval" / "report.png").read_bytes()[:4] == b"\x89PNG"
     assert "time_vs_baseline" in (tmp_path / "eval" / "report.md").read_text()

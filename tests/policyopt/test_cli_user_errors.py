@@ -136,6 +136,8 @@ def test_the_policyopt_command_starts_without_torch_or_gymnasium(argv: list[str]
         (["props", "--props-clip-coef", "2"], "props_clip_coef must be in (0, 1), got 2.0"),
         (["sac", "--tau", "0"], "tau must be in (0, 1], got 0.0"),
         (["mdpo-offpolicy", "--sgd-steps", "0"], "sgd_steps must be >= 1, got 0"),
+        (["mdpo", "--sgd-steps", "0"], "sgd_steps must be >= 1, got 0"),
+        (["mdpo", "--target-kl", "0.1"], "target_kl must be None for MDPO, got 0.1"),
     ],
 )
 def test_a_value_out_of_range_is_named_before_anything_runs(

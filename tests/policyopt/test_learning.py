@@ -118,6 +118,7 @@ def test_props_sampling_error_is_below_ppo_on_a_bandit(tmp_path: Path) -> None:
         "update_epochs": 2,
         "learning_rate": 1e-4,  # the target policy stays stochastic: the regime where sampling error matters
         "normalize_observation": False,
+        "sampling_error_every": 1,  # off by default
         **QUIET,
     }
     behaviour = {"props_update_every": 16, "props_update_epochs": 4, "props_num_minibatches": 4, "buffer_batches": 2}
