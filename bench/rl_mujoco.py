@@ -10,14 +10,18 @@ policyopt.cli <algo> ...`), started under `nice`, `--workers` at a time, in a fo
 runs and resumes the others from their checkpoints (`--resume`), so an interrupted sweep continues where it
 stopped; a run stopped before its first checkpoint starts again from scratch (its partial run folder is
 removed first: policyopt refuses a fresh run in a folder that holds an earlier one). The report (JSON on
-stdout and in `<report-dir>/rl_mujoco.json`, and two PNGs) reads every finished run under `<out-dir>`:
+stdout and in `<report-dir>/rl_mujoco.json`, and three PNGs) reads every finished run under `<out-dir>`:
 
 * per (algo, env, budget): the final return (mean of the last 10 % of the logged training episodes'
   returns, per seed), its mean over seeds and 95 % t-interval, the area under the learning curve (the
   mean return over the budget: episodic returns averaged in 20 equal step bins, then over the bins), SPS;
 * PROPS (and PPO-BUFFER, `ppo-buffer`: PROPS with the behaviour update off) against PPO: the sampling error
   KL(pi_D || pi_theta) of the data of each update, per update, averaged over seeds;
-* MDPO against PPO, off-policy MDPO against SAC: the difference of the final returns;
+* per (algo, env, budget), as the PROPS and MDPO papers and rliable evaluate: the deterministic policy (as
+  exported) over 10 evaluation episodes, 30 times over the budget; the IQM over seeds of the last evaluation
+  and of the mean over evaluations, with 95 % percentile-bootstrap intervals, and the IQM evaluation curve;
+* MDPO against PPO, off-policy MDPO against SAC: the difference of the final returns, and for the evaluation
+  returns rliable's probability of improvement and IQM difference with bootstrap intervals;
 * CleanRL's published PPO figures (v4 tasks, 1M steps) for reference, with this sweep's budget next to them.
 
     python bench/rl_mujoco.py --algos ppo props mdpo --envs Hopper-v5 Walker2d-v5 HalfCheetah-v5 \\
@@ -59,7 +63,13 @@ TRAINING_DIR = "run"
 REPORT_FILE = "rl_mujoco.json"
 CURVES_PNG = "learning_curves.png"
 SAMPLING_ERROR_PNG = "sampling_error.png"
+EVAL_CURVES_PNG = "eval_curves.png"
 CURVE_BINS = 20
+EVALUATIONS = 30
+"""On-policy runs evaluate the deterministic policy this many times over the budget (every budget / 30 steps)."""
+EVAL_EPISODES = 10
+"""Deterministic-policy episodes per evaluation (the same seeds at every evaluation of a run)."""
+BOOTSTRAP_REPS = 5000
 FINAL_FRACTION = 0.1
 """The final return is the mean of this fraction of the last logged episodes (at least one)."""
 
@@ -121,7 +131,8 @@ class RunSpec:
         if self.algo in OFF_POLICY:
             argv += ["--buffer-size", str(max(self.steps, 1000)), "--eval-episodes", "5"]
         else:  # the sampling-error curves compare PROPS with PPO: measured at every update (off by default)
-            argv += ["--sampling-error-every", "1"]
+            argv += ["--sampling-error-every", "1", "--eval-episodes", str(EVAL_EPISODES)]
+            argv += ["--eval-every-steps", str(max(self.steps // EVALUATIONS, 1))]
         argv += [*extra, *self.extra_args]
         if smoke:
             argv.append("--smoke")
@@ -242,6 +253,7 @@ def summarise_run(run_dir: Path) -> dict[str, Any] | None:
     sps = scalars.get("charts/SPS", [])
     errors = scalars.get("rollout/sampling_error", [])
     evaluation = scalars.get("rollout/eval_mean_return", scalars.get("eval/mean_return", []))  # older runs: eval/
+    eval_values = [value for _, value in evaluation]
     return {
         **meta,
         "episodes": len(returns),
@@ -250,7 +262,9 @@ def summarise_run(run_dir: Path) -> dict[str, Any] | None:
         "curve": [None if math.isnan(v) else float(v) for v in curve],
         "sps_last": sps[-1][1] if sps else None,
         "sampling_error": [[int(s), float(v)] for s, v in errors],
-        "eval_mean_return": evaluation[-1][1] if evaluation else None,
+        "eval_mean_return": eval_values[-1] if eval_values else None,
+        "eval_auc": float(np.mean(eval_values)) if eval_values else None,
+        "eval_curve": [[int(step), float(value)] for step, value in evaluation],
     }
 
 
@@ -291,6 +305,11 @@ def summarise_group(runs: list[dict[str, Any]]) -> dict[str, Any]:
     evaluations = [r["eval_mean_return"] for r in runs if r["eval_mean_return"] is not None]
     if evaluations:
         group["eval_mean_return"] = t_interval(evaluations)
+        group["eval_final_iqm"] = iqm_interval(evaluations)
+        group["eval_final_per_seed"] = {str(r["seed"]): r["eval_mean_return"] for r in runs}
+        group["eval_auc_iqm"] = iqm_interval([r["eval_auc"] for r in runs if r["eval_auc"] is not None])
+        group["eval_auc_per_seed"] = {str(r["seed"]): r["eval_auc"] for r in runs}
+        group["eval_curve"] = eval_curve([r["eval_curve"] for r in runs if r["eval_curve"]])
     error_runs = [r["sampling_error"] for r in runs if r["sampling_error"]]
     if error_runs:
         length = min(len(e) for e in error_runs)
@@ -301,6 +320,65 @@ def summarise_group(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_over_run": float(matrix.mean()),
         }
     return group
+
+
+def iqm(values: np.ndarray) -> np.ndarray:
+    """Interquartile mean along the last axis (rliable's IQM: the mean of the middle 50 %, 25 % trimmed each side)."""
+    from scipy import stats
+
+    return np.asarray(stats.trim_mean(values, 0.25, axis=-1))
+
+
+def iqm_interval(values: list[float], reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict[str, Any]:
+    """IQM over seeds and its 95 % percentile-bootstrap interval (seeds resampled with replacement, as rliable)."""
+    array = np.asarray(values, dtype=float)
+    if array.size == 0:
+        return {"iqm": None, "ci95": None, "n": 0}
+    samples = array[np.random.default_rng(seed).integers(0, array.size, size=(reps, array.size))]
+    low, high = np.percentile(iqm(samples), [2.5, 97.5])
+    return {"iqm": float(iqm(array)), "ci95": [float(low), float(high)], "n": int(array.size)}
+
+
+def eval_curve(curves: list[list[list[float]]]) -> dict[str, Any]:
+    """IQM over seeds of the evaluation return at each evaluation step the runs share, with bootstrap intervals."""
+    steps = sorted(set.intersection(*({int(s) for s, _ in curve} for curve in curves))) if curves else []
+    by_step = [{int(s): v for s, v in curve} for curve in curves]
+    points = [iqm_interval([run[step] for run in by_step]) for step in steps]
+    return {
+        "steps": steps,
+        "iqm": [p["iqm"] for p in points],
+        "ci95_low": [p["ci95"][0] for p in points],
+        "ci95_high": [p["ci95"][1] for p in points],
+    }
+
+
+def improvement(ours: list[float], theirs: list[float], reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict[str, Any]:
+    """rliable's comparison of two algorithms on one task, from per-seed scores.
+
+    `probability_of_improvement`: P(X > Y) + P(X = Y) / 2 for a random run X of ours and Y of theirs (the
+    Mann-Whitney statistic); `iqm_diff`: IQM(ours) - IQM(theirs); both with 95 % percentile-bootstrap intervals
+    (each algorithm's seeds resampled independently).
+    """
+    x, y = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    if x.size == 0 or y.size == 0:
+        return {"probability_of_improvement": None, "iqm_diff": None}
+    rng = np.random.default_rng(seed)
+    xs = x[rng.integers(0, x.size, size=(reps, x.size))]
+    ys = y[rng.integers(0, y.size, size=(reps, y.size))]
+
+    def prob(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        greater = (a[..., :, None] > b[..., None, :]).mean(axis=(-2, -1))
+        ties = (a[..., :, None] == b[..., None, :]).mean(axis=(-2, -1))
+        return np.asarray(greater + 0.5 * ties)
+
+    poi = prob(xs, ys)
+    diff = iqm(xs) - iqm(ys)
+    return {
+        "probability_of_improvement": float(prob(x, y)),
+        "probability_of_improvement_ci95": [float(v) for v in np.percentile(poi, [2.5, 97.5])],
+        "iqm_diff": float(iqm(x) - iqm(y)),
+        "iqm_diff_ci95": [float(v) for v in np.percentile(diff, [2.5, 97.5])],
+    }
 
 
 def _nanmean_columns(curves: np.ndarray) -> np.ndarray:
@@ -358,6 +436,11 @@ def compare(groups: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
                     list(group["final_return_per_seed"].values()), list(other["final_return_per_seed"].values())
                 ),
             }
+            if "eval_final_per_seed" in group and "eval_final_per_seed" in other:
+                for name in ("eval_final", "eval_auc"):
+                    mine_seeds = [v for v in group[f"{name}_per_seed"].values() if v is not None]
+                    base_seeds = [v for v in other[f"{name}_per_seed"].values() if v is not None]
+                    row[name] = improvement(mine_seeds, base_seeds)
             if "sampling_error" in group and "sampling_error" in other:
                 mine = group["sampling_error"]["mean_per_update"]
                 base = other["sampling_error"]["mean_per_update"]
@@ -416,6 +499,28 @@ def plot(groups: dict[str, dict[str, Any]], report_dir: Path) -> list[str]:
     plt.close(fig)
     written.append(str(report_dir / CURVES_PNG))
 
+    evaluated = [g for g in groups.values() if g.get("eval_curve", {}).get("steps")]
+    eval_envs = sorted({g["env_id"] for g in evaluated})
+    if eval_envs:
+        fig, axes = plt.subplots(1, len(eval_envs), figsize=(5 * len(eval_envs), 4), squeeze=False)
+        for ax, env in zip(axes[0], eval_envs, strict=True):
+            for group in sorted((g for g in evaluated if g["env_id"] == env), key=lambda g: g["algo"]):
+                curve = group["eval_curve"]
+                label = f"{group['algo']} ({len(group['seeds'])} seeds)"
+                (line,) = ax.plot(curve["steps"], curve["iqm"], label=label)
+                band = (curve["ci95_low"], curve["ci95_high"])
+                ax.fill_between(curve["steps"], *band, color=line.get_color(), alpha=0.2)
+            ax.set_title(env)
+            ax.set_xlabel("environment steps")
+            ax.xaxis.set_major_formatter(thousands)
+            ax.set_ylabel(f"evaluation return (IQM, {EVAL_EPISODES} det. episodes)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(report_dir / EVAL_CURVES_PNG, dpi=110)
+        plt.close(fig)
+        written.append(str(report_dir / EVAL_CURVES_PNG))
+
     with_errors = [g for g in groups.values() if "sampling_error" in g]
     error_envs = sorted({g["env_id"] for g in with_errors})
     if error_envs:
@@ -466,6 +571,14 @@ def build_report(out_dir: Path, report_dir: Path, make_plots: bool = True) -> di
             "(area under the learning curve divided by the budget)",
             "sampling_error": "KL(pi_D || pi_theta) of the data each update trains on (MLE-fitted pi_D), "
             "mean over seeds per update",
+            "eval_final_iqm": f"per seed, the mean return of {EVAL_EPISODES} deterministic-policy episodes (the "
+            "policy as exported: mean action, frozen observation statistics) at the end of the run; then the IQM "
+            f"over seeds with a 95 % percentile-bootstrap interval ({BOOTSTRAP_REPS} resamples of the seeds), "
+            "as rliable",
+            "eval_auc_iqm": f"per seed, the mean of the {EVALUATIONS} evaluations over the run; IQM and bootstrap "
+            "interval over seeds",
+            "comparisons.eval_final / eval_auc": "rliable's probability of improvement P(X > Y) and the IQM "
+            "difference, each with a 95 % bootstrap interval (each algorithm's seeds resampled independently)",
         },
         "groups": groups,
         "comparisons": compare(groups),

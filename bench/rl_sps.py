@@ -3,7 +3,9 @@
 Both train PPO on the same task with the same sizes (environments, rollout length, minibatches, epochs, 64-64
 tanh networks with a state-independent log-std, observation and reward normalisation, one torch thread), and
 neither logs to TensorBoard; policyopt's per-update sampling-error measurement is off, as it is by default
-(`sampling_error_every=0`; the CleanRL loop has nothing like it): the figure is what a user gets. The two are
+(`sampling_error_every=0`; the CleanRL loop has nothing like it): the figure is what a user gets. The
+evaluation episodes policyopt plays once at the end of a run (10 by default, a fixed cost of a few seconds
+whatever the run's length) are turned off: they are not training. The two are
 run alternately, `--rounds` times each, after one untimed warm-up of each, so that drift in the machine's load
 falls on both. Steps per second = environment steps / wall time of training (policyopt: `PPOTrainer.train()`,
 which includes writing its scalars and its final checkpoint; CleanRL-style: the loop after the environments
@@ -120,6 +122,7 @@ def run_ours(settings: SpsSettings, run_dir: Path) -> Throughput:
         tensorboard=False,
         progress=False,
         sampling_error_every=0,
+        eval_episodes=0,  # the end-of-run evaluation episodes are not training (the CleanRL loop has none)
     )
     trainer = PPOTrainer(config)
     start, cpu_start = time.perf_counter(), time.process_time()

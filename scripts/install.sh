@@ -19,7 +19,7 @@ fi
 PIP=("$VENV_DIR/bin/python" -m pip install --disable-pip-version-check --progress-bar off)
 # torch first, pinned: the CPU wheel. Anything that asked for torch unpinned would pull a CUDA build.
 "${PIP[@]}" "torch==2.13.0"
-"${PIP[@]}" -e "$ROOT[sim,learn,rl,nav,ray,bench,ros,vehicle,dev]"
+"${PIP[@]}" -e "$ROOT[sim,learn,rl,nav,ray,bench,ros,vehicle,llm,dev]"
 # The ROS package's Python module, in the same environment as the libraries (the pip-only runner starts
 # its nodes as `python -m mfrl.<node>`); `colcon build` in ros2_ws/ installs it the ROS way as well.
 "${PIP[@]}" -e "$ROOT/ros2_ws/src/mfrl"

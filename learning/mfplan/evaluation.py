@@ -119,9 +119,7 @@ def make_methods(planner: CertifiedPlanner, analytic: AnalyticEvaluator) -> dict
     def certified(trajectory: Trajectory) -> bool:
         return planner.certificate.check(trajectory).passed
 
-    def baseline_certified(
-        waypoints: np.ndarray, start: EndpointState | None
-    ) -> tuple[Trajectory | None, bool]:
+    def baseline_certified(waypoints: np.ndarray, start: EndpointState | None) -> tuple[Trajectory | None, bool]:
         initial = trapezoidal_times(waypoints, max_speed_m_s=3.0, max_accel_m_s2=3.0)
         result = optimise_segment_times(waypoints, certified, initial, start=start)
         return (result.trajectory, True) if result.feasible else (None, False)

@@ -102,6 +102,11 @@ class OnPolicyConfig(RunConfig):
     for it at every update of the on-policy runs)."""
     sampling_error_epochs: int = 200
     """Fitting steps of the empirical policy when the sampling error is estimated (continuous states)."""
+    eval_episodes: int = 10
+    """Episodes of the deterministic (mean-action) policy, as deployed, evaluated at the end of the run (and every
+    `eval_every_steps`); logged as `rollout/eval_mean_return`. 0: no evaluation."""
+    eval_every_steps: int = 0
+    """Environment steps between evaluations during the run (0: only at the end)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,10 +132,12 @@ class OnPolicyConfig(RunConfig):
         )
         require_config(self.sampling_error_every >= 0, "sampling_error_every", self.sampling_error_every, ">= 0")
         require_config(self.sampling_error_epochs >= 1, "sampling_error_epochs", self.sampling_error_epochs, ">= 1")
+        require_config(self.eval_episodes >= 0, "eval_episodes", self.eval_episodes, ">= 0")
+        require_config(self.eval_every_steps >= 0, "eval_every_steps", self.eval_every_steps, ">= 0")
 
     def smoke_sizes(self) -> dict[str, Any]:
-        """Smoke sizes: two updates of two short rollouts."""
-        return {**super().smoke_sizes(), "num_steps": 64, "num_minibatches": 4, "update_epochs": 2}
+        """Smoke sizes: two updates of two short rollouts, one evaluation episode."""
+        return {**super().smoke_sizes(), "num_steps": 64, "num_minibatches": 4, "update_epochs": 2, "eval_episodes": 1}
 
     @property
     def batch_size(self) -> int:

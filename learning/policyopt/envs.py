@@ -177,14 +177,16 @@ def autoreset_mask(done_prev: np.ndarray) -> np.ndarray:
     return np.asarray(done_prev, dtype=bool)
 
 
-def _make_single(env_id: str, env_kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
-    def thunk() -> gym.Env:
-        env = gym.make(env_id, **env_kwargs)
-        if isinstance(env.observation_space, gym.spaces.Dict | gym.spaces.Tuple):
-            env = gym.wrappers.FlattenObservation(env)
-        return env
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
+    """One `env_id` as every policy here sees it: gym.make, with Dict and Tuple observations flattened."""
+    env = gym.make(env_id, **(env_kwargs or {}))
+    if isinstance(env.observation_space, gym.spaces.Dict | gym.spaces.Tuple):
+        env = gym.wrappers.FlattenObservation(env)
+    return env
 
-    return thunk
+
+def _make_single(env_id: str, env_kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
+    return lambda: make_env(env_id, env_kwargs)
 
 
 def make_vector_env(
@@ -463,6 +465,7 @@ __all__ = [
     "autoreset_mask",
     "capture_env_state",
     "episode_returns",
+    "make_env",
     "make_vector_env",
     "observation_normalizer",
     "restore_env_state",

@@ -5,7 +5,8 @@ subclasses it and writes what makes it itself: `policy_loss` (the surrogate obje
 PROPS the sampling policy, the buffer of previous batches and the behaviour update. Metric names:
 `charts/SPS`, `charts/episodic_return`, `charts/episodic_length`, `charts/learning_rate`,
 `losses/policy_loss`, `losses/value_loss`, `losses/entropy`, `losses/approx_kl`,
-`losses/clipfrac`, `losses/explained_variance`, `rollout/sampling_error`.
+`losses/clipfrac`, `losses/explained_variance`, `rollout/sampling_error`, `rollout/eval_mean_return` (the
+deterministic policy, as `policyopt export` would ship it, over `eval_episodes` evaluation episodes).
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from policyopt.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_training, save_checkpoint
+from policyopt.checkpoint import (
+    CHECKPOINT_FILE,
+    DeployedPolicy,
+    load_checkpoint,
+    restore_training,
+    save_checkpoint,
+)
 from policyopt.configs import OnPolicyConfig
-from policyopt.envs import episode_returns, make_vector_env
+from policyopt.envs import episode_returns, make_vector_env, observation_normalizer
+from policyopt.evaluation import EVAL_SEED_OFFSET, evaluate_policy
 from policyopt.networks import Actor, ActorCritic, PolicySpec
 from policyopt.rollout import RolloutStorage, compute_gae
 from policyopt.sampling_error import sampling_error
@@ -327,6 +335,31 @@ class OnPolicyTrainer(abc.ABC):
         )
 
     # ------------------------------------------------------------------------------------------
+    # Evaluation
+
+    def deployed_policy(self) -> DeployedPolicy:
+        """The policy as `policyopt export` would ship it now: mean action, frozen observation statistics, clipped."""
+        normalizer = observation_normalizer(self.envs)
+        state = normalizer.state_dict() if normalizer is not None else None
+        return DeployedPolicy(self.spec, self.agent.actor.state_dict(), state)
+
+    def evaluate(self) -> list[float]:
+        """Returns of `eval_episodes` deterministic-policy episodes (the same seeds at every evaluation)."""
+        cfg = self.config
+        return evaluate_policy(
+            self.deployed_policy().act, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + EVAL_SEED_OFFSET
+        )
+
+    def evaluation_due(self) -> bool:
+        """True after the last update and after each update that crosses a multiple of `eval_every_steps`."""
+        cfg = self.config
+        if cfg.eval_episodes == 0:
+            return False
+        every = cfg.eval_every_steps
+        crossed = every > 0 and self.global_step // every > (self.global_step - cfg.batch_size) // every
+        return crossed or self.update == cfg.num_updates
+
+    # ------------------------------------------------------------------------------------------
     # The run
 
     def next_rows(self) -> int:
@@ -354,6 +387,7 @@ class OnPolicyTrainer(abc.ABC):
         )
         start_step, start_time = self.global_step, time.perf_counter()
         returns: list[float] = []
+        eval_returns: list[float] | None = None
         try:
             while self.update < cfg.num_updates:
                 self.update += 1
@@ -372,6 +406,9 @@ class OnPolicyTrainer(abc.ABC):
                 recent = logger.last.get("charts/episodic_return")
                 if recent is not None:
                     returns.append(recent)
+                if self.evaluation_due():
+                    eval_returns = self.evaluate()
+                    logger.scalar("rollout/eval_mean_return", float(np.mean(eval_returns)), self.global_step)
                 logger.advance(cfg.batch_size, ret=recent or float("nan"), sps=figures["charts/SPS"])
                 every = cfg.checkpoint_every_steps
                 crossed = every > 0 and self.global_step // every > (self.global_step - cfg.batch_size) // every
@@ -389,6 +426,8 @@ class OnPolicyTrainer(abc.ABC):
             "updates": self.update,
             "resumed": resumed,
             "last_episodic_return": returns[-1] if returns else None,
+            "eval_returns": eval_returns,
+            "eval_mean_return": float(np.mean(eval_returns)) if eval_returns else None,
             "sps": (self.global_step - start_step) / max(time.perf_counter() - start_time, 1e-9),
             "checkpoint": str(self.checkpoint_path),
         }

@@ -38,6 +38,7 @@ from torch.nn import functional
 from policyopt.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_training, save_checkpoint
 from policyopt.configs import SACConfig
 from policyopt.envs import episode_returns, make_vector_env
+from policyopt.evaluation import EVAL_SEED_OFFSET, evaluate_policy
 from policyopt.networks import PolicySpec
 from policyopt.replay import ReplayBatch, ReplayBuffer
 from policyopt.squashed_gaussian import SquashedGaussianActor, mlp
@@ -45,10 +46,6 @@ from runkit import prepare_run_dir, write_summary
 from runkit.checkpoint import CheckpointError
 from runkit.metrics import RunLogger
 from runkit.seeding import seed_everything
-
-EVAL_SEED_OFFSET = 10_000
-"""The final evaluation's episodes are seeded from seed + 10_000 on (never a training episode's seed)."""
-
 
 # ----------------------------------------------------------------------------------------------- losses
 
@@ -245,21 +242,12 @@ class SoftActorCritic:
 @torch.no_grad()
 def evaluate(actor: SquashedGaussianActor, env_id: str, episodes: int, seed: int) -> list[float]:
     """Returns of `episodes` episodes of the deterministic (mean-action) policy, seeds seed, seed + 1, ..."""
-    env = gym.make(env_id)
-    returns: list[float] = []
-    try:
-        for episode in range(episodes):
-            obs, _ = env.reset(seed=seed + episode)
-            total, done = 0.0, False
-            while not done:
-                action = actor.deterministic(torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1))
-                obs, reward, terminated, truncated, _ = env.step(action.numpy()[0])
-                total += float(reward)
-                done = bool(terminated or truncated)
-            returns.append(total)
-    finally:
-        env.close()
-    return returns
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return actor.deterministic(torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)).numpy()[0]
+
+    return evaluate_policy(act, env_id, episodes, seed)
 
 
 def train(config: SACConfig, agent_type: type[SoftActorCritic] = SoftActorCritic) -> dict[str, Any]:

@@ -53,6 +53,26 @@ def test_t_interval_matches_the_closed_form() -> None:
     assert bench.t_interval([5.0])["ci95"] is None
 
 
+def test_iqm_and_rliables_comparison_match_hand_computed_values() -> None:
+    bench = _load_script()
+    # 8 values, 25 % trimmed each side: the mean of the middle four, whatever the outliers
+    assert float(bench.iqm(np.array([100.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, -50.0]))) == pytest.approx(3.5)
+    interval = bench.iqm_interval([10.0, 12.0, 11.0, 30.0, 9.0])
+    assert interval["iqm"] == pytest.approx(11.0)  # trim_mean of 5 trims one each side: mean(10, 11, 12)
+    assert interval["ci95"][0] <= interval["iqm"] <= interval["ci95"][1]
+    assert interval["ci95"][0] >= 9.0
+    assert interval["ci95"][1] <= 30.0
+    assert bench.iqm_interval([4.0, 4.0, 4.0])["ci95"] == [4.0, 4.0]
+    better = bench.improvement([5.0, 6.0, 7.0], [1.0, 2.0, 3.0])
+    assert better["probability_of_improvement"] == 1.0
+    assert better["probability_of_improvement_ci95"] == [1.0, 1.0]
+    assert better["iqm_diff"] == pytest.approx(4.0)
+    # [1, 3] against [2, 2]: one pair in two wins, ties count half
+    assert bench.improvement([1.0, 3.0], [2.0, 2.0])["probability_of_improvement"] == pytest.approx(0.5)
+    assert bench.improvement([2.0], [2.0])["probability_of_improvement"] == pytest.approx(0.5)
+    assert bench.improvement([1.0, 2.0], [3.0])["probability_of_improvement"] == 0.0
+
+
 def test_final_return_is_the_mean_of_the_last_tenth_of_episodes() -> None:
     bench = _load_script()
     returns = [float(i) for i in range(20)]
@@ -126,8 +146,13 @@ def test_smoke_sweep_reports_and_a_second_sweep_reuses_the_finished_runs(tmp_pat
         assert math.isfinite(group["auc_return"]["mean"])
         assert len(group["sampling_error"]["mean_per_update"]) >= 2
         assert all(value > 0 for value in group["sampling_error"]["mean_per_update"])
+        # the deterministic policy evaluated after each update (budget / 30 steps apart), IQM over seeds
+        assert group["eval_curve"]["steps"] == [128, 256, 384]
+        assert math.isfinite(group["eval_final_iqm"]["iqm"])
+        assert group["eval_final_iqm"]["iqm"] == pytest.approx(group["eval_curve"]["iqm"][-1])
     (comparison,) = [c for c in report["comparisons"] if (c["algo"], c["baseline"]) == ("props", "ppo")]
     assert len(comparison["sampling_error_mean"]) == 2
+    assert comparison["eval_final"]["probability_of_improvement"] in (0.0, 0.5, 1.0)  # one seed each
     assert report["cleanrl_reference"]["Hopper-v5"]["cleanrl_ppo_v4_return_at_1M_steps"] == 2383.0
     assert report["cleanrl_reference"]["Hopper-v5"]["budget_here_steps"] == [384]
     for png in report["plots"]:

@@ -93,6 +93,31 @@ def test_smoke_run_of_each_command_deploys_with_the_training_runs_normaliser(
         policy.act(np.zeros(obs_dim + 1))
 
 
+def test_the_runs_evaluation_is_the_exported_policys_return_on_fresh_episodes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The evaluation figure the benchmark reports is what a user who deploys the checkpoint gets."""
+    from policyopt.evaluation import EVAL_SEED_OFFSET, evaluate_policy
+    from runkit.metrics import read_scalars
+
+    run_dir = tmp_path / "props"
+    argv = ["props", "--env-id", "Pendulum-v1", "--smoke", "--run-dir", str(run_dir), "--no-progress"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--eval-episodes", "2", "--eval-every-steps", "256", "--seed", "3"])
+    assert exit_info.value.code == 0
+    summary = json.loads(capsys.readouterr().out)
+    evaluations = read_scalars(run_dir)["rollout/eval_mean_return"]
+    assert [step for step, _ in evaluations] == [256, 512]  # every 256 steps, the last one at the run's end
+    assert summary["eval_mean_return"] == pytest.approx(evaluations[-1][1])
+    assert len(summary["eval_returns"]) == 2
+
+    deployed = load_policy(run_dir / "checkpoint.pt")
+    again = evaluate_policy(deployed.act, "Pendulum-v1", 2, seed=3 + EVAL_SEED_OFFSET)
+    assert again == pytest.approx(summary["eval_returns"], rel=1e-9)
+    # Pendulum's returns depend on the initial state: other seeds give other returns (the check can fail).
+    assert evaluate_policy(deployed.act, "Pendulum-v1", 2, seed=3) != pytest.approx(again, rel=1e-9)
+
+
 @pytest.mark.parametrize("command", ["sac", "mdpo-offpolicy"])
 def test_off_policy_checkpoints_deploy_their_squashed_mean_action(tmp_path: Path, command: str) -> None:
     import torch

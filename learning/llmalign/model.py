@@ -1,0 +1,88 @@
+"""Causal language models: a small Llama built from a config here, or a real one read from a local folder.
+
+Every model is a transformers `LlamaForCausalLM` (SmolLM2 has the same architecture), saved in the
+Hugging Face layout (`config.json`, `model.safetensors`, this package's `tokenizer.json`) so that
+`from_pretrained` and other tools read it. Loading never downloads (`local_files_only`), never runs code a
+folder names (`trust_remote_code` off) and never unpickles (`use_safetensors`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers.utils import logging as transformers_logging
+
+from llmalign.tokenizer import load_tokenizer, save_tokenizer
+
+
+class ModelFolderError(FileNotFoundError):
+    """A model folder without the files a model needs (names the folder and the missing file)."""
+
+
+@dataclass(frozen=True)
+class TinyLMConfig:
+    """The size of a model built here (Llama architecture: RMSNorm, rotary positions, SwiGLU)."""
+
+    hidden_size: int = 64
+    """Width of the residual stream."""
+    layers: int = 2
+    """Transformer blocks."""
+    heads: int = 4
+    """Attention heads (hidden_size must divide by it)."""
+    intermediate_size: int = 192
+    """Width of the SwiGLU feed-forward layer."""
+    max_positions: int = 64
+    """Longest sequence (prompt and response) the model reads."""
+
+
+def build_model(config: TinyLMConfig, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+    """A freshly initialised model sized by `config` over `tokenizer`'s vocabulary (weights drawn from `seed`)."""
+    if config.hidden_size % config.heads:
+        raise ValueError(f"hidden_size {config.hidden_size} does not divide into {config.heads} heads")
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        num_key_value_heads=config.heads,
+        max_position_embeddings=config.max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(llama)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def save_model(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, folder: Path) -> Path:
+    """Write the model (safetensors) and its tokenizer into `folder`; returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    transformers_logging.disable_progress_bar()  # a bar per file write would bury the run's own
+    model.save_pretrained(folder, safe_serialization=True)
+    save_tokenizer(tokenizer, folder)
+    return folder
+
+
+def load_model(folder: Path) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
+    """The model and tokenizer saved in `folder` (ModelFolderError when a file is missing)."""
+    folder = Path(folder)
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        if not (folder / name).is_file():
+            raise ModelFolderError(f"{folder} holds no {name}: not a model folder written by llmalign")
+    transformers_logging.disable_progress_bar()
+    model = LlamaForCausalLM.from_pretrained(
+        folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
+    )
+    return model, load_tokenizer(folder)
+
+
+__all__ = ["ModelFolderError", "TinyLMConfig", "build_model", "load_model", "save_model"]
