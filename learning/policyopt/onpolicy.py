@@ -344,11 +344,16 @@ class OnPolicyTrainer(abc.ABC):
         return DeployedPolicy(self.spec, self.agent.actor.state_dict(), state)
 
     def evaluate(self) -> list[float]:
-        """Returns of `eval_episodes` deterministic-policy episodes (the same seeds at every evaluation)."""
+        """Returns of `eval_episodes` deterministic-policy episodes (the same seeds at every evaluation).
+
+        The training's random streams are left as they were (building the deployed policy draws initial
+        weights): a run evaluated often trains exactly as one evaluated only at the end.
+        """
         cfg = self.config
-        return evaluate_policy(
-            self.deployed_policy().act, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + EVAL_SEED_OFFSET
-        )
+        with torch.random.fork_rng(devices=[]):
+            return evaluate_policy(
+                self.deployed_policy().act, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + EVAL_SEED_OFFSET
+            )
 
     def evaluation_due(self) -> bool:
         """True after the last update and after each update that crosses a multiple of `eval_every_steps`."""

@@ -118,6 +118,22 @@ def test_the_runs_evaluation_is_the_exported_policys_return_on_fresh_episodes(
     assert evaluate_policy(deployed.act, "Pendulum-v1", 2, seed=3) != pytest.approx(again, rel=1e-9)
 
 
+def test_evaluating_during_a_run_does_not_change_its_training(tmp_path: Path) -> None:
+    from runkit.metrics import read_scalars
+
+    training = {}
+    for every in ("0", "128"):
+        run_dir = tmp_path / f"every{every}"
+        argv = ["props", "--env-id", "Hopper-v5", "--smoke", "--run-dir", str(run_dir), "--no-progress"]
+        with pytest.raises(SystemExit) as exit_info:
+            main([*argv, "--eval-episodes", "2", "--eval-every-steps", every])
+        assert exit_info.value.code == 0
+        scalars = read_scalars(run_dir)
+        training[every] = {k: v for k, v in scalars.items() if k.startswith(("losses/", "charts/episodic"))}
+        assert len(scalars["rollout/eval_mean_return"]) == (1 if every == "0" else 4)
+    assert training["0"] == training["128"]
+
+
 @pytest.mark.parametrize("command", ["sac", "mdpo-offpolicy"])
 def test_off_policy_checkpoints_deploy_their_squashed_mean_action(tmp_path: Path, command: str) -> None:
     import torch
