@@ -3,6 +3,7 @@
 llmalign data --task arithmetic --examples 6000 --out data/arithmetic.jsonl
 llmalign sft  --task arithmetic --seed 0 [--data-file FILE] [--init-model FOLDER] [--smoke] [--resume]
 llmalign judge --kind pairwise --seed 0 [--smoke]      (a learned judge from the hidden judge's labels)
+llmalign sppo --sft-model RUN/model --judge RUN/judge [--loss sppo|dpo|ipo] [--iterations 3]
 
 Seed, run folder, resume and smoke follow runkit's conventions: the default run folder is
 runs/llmalign/<trainer>/<task>/seed<seed>; a fresh run in a folder that holds an earlier one, and --resume
@@ -39,9 +40,9 @@ class DataConfig:
 
 def subcommands() -> dict[str, Callable[..., Any]]:
     """Subcommand -> config (parsing imports neither torch nor transformers)."""
-    from llmalign.configs import JudgeConfig, SFTConfig
+    from llmalign.configs import JudgeConfig, SFTConfig, SPPOConfig
 
-    return {"data": DataConfig, "sft": SFTConfig, "judge": JudgeConfig}
+    return {"data": DataConfig, "sft": SFTConfig, "judge": JudgeConfig, "sppo": SPPOConfig}
 
 
 def run_command(config: Any) -> int:
@@ -54,8 +55,13 @@ def run_command(config: Any) -> int:
         path = write_records(config.out, generate_records(config.task, config.examples, config.seed))
         print(json.dumps({"data": str(path), "records": config.examples}))
         return 0
-    from llmalign.configs import JudgeConfig
+    from llmalign.configs import JudgeConfig, SPPOConfig
 
+    if isinstance(config, SPPOConfig):
+        from llmalign.sppo import train_sppo
+
+        print(json.dumps(to_jsonable(train_sppo(config)), indent=2))
+        return 0
     if isinstance(config, JudgeConfig):
         from llmalign.judge import run_judge
 

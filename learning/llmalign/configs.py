@@ -115,4 +115,63 @@ class JudgeConfig(RunConfig):
         return Path("runs") / "llmalign" / "judge" / self.kind / f"seed{self.seed}"
 
 
-__all__ = ["JudgeConfig", "SFTConfig"]
+@dataclass
+class SPPOConfig(RunConfig):
+    """Iterative self-play alignment on the preference task: SPPO, or iterative DPO or IPO in the same loop.
+
+    Each iteration samples K responses per prompt from the current policy pi_t, estimates every response's
+    win rate against the others with the pairwise judge, takes the best and the worst as chosen and rejected,
+    and trains a copy of pi_t with pi_t as the reference (the authors' scheme, `uclaml/SPPO`).
+    """
+
+    algo: ClassVar[str] = "sppo"
+    sft_model: Path | None = None
+    """The starting policy's model folder (`llmalign sft --task preference`; required)."""
+    judge: Path | None = None
+    """The pairwise judge's folder (`llmalign judge --kind pairwise`; required)."""
+    loss: str = "sppo"
+    """sppo (the square loss on win rates), dpo or ipo (the baselines, on the same chosen and rejected pairs)."""
+    iterations: int = 3
+    """Self-play iterations (the authors: 3)."""
+    prompts_per_iteration: int = 288
+    """Prompts sampled per iteration (the 72 training prompts, cycled; each draw samples anew)."""
+    k: int = 5
+    """Responses sampled per prompt (the authors: 5)."""
+    temperature: float = 0.7
+    """Sampling temperature (the authors: 0.7)."""
+    max_new_tokens: int = 16
+    """Longest response sampled."""
+    beta: float = 0.1
+    """SPPO's beta (eta = 1 / beta), DPO's and IPO's beta. The authors' 0.001 is for 7B models whose log-ratios
+    are summed over hundreds of tokens; responses here are a few tokens long."""
+    epochs: int = 2
+    """Passes over an iteration's pairs."""
+    batch_size: int = 16
+    """Pairs per optimiser step."""
+    learning_rate: float = 1e-4
+    """AdamW's learning rate (constant; a fresh optimiser each iteration)."""
+    eval_samples: int = 360
+    """Responses sampled on the held-out prompts (cycled) to measure the win rate against the SFT model."""
+    tensorboard: bool = False
+    """Also log to TensorBoard (scalars.jsonl is always written)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_config(self.loss in ("sppo", "dpo", "ipo"), "loss", self.loss, "sppo, dpo or ipo")
+        for name in ("iterations", "prompts_per_iteration", "epochs", "batch_size", "eval_samples", "max_new_tokens"):
+            require_config(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        require_config(self.k >= 2, "k", self.k, ">= 2")
+        require_config(self.temperature > 0, "temperature", self.temperature, "> 0")
+        require_config(self.beta > 0, "beta", self.beta, "> 0")
+        require_config(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+
+    def smoke_sizes(self) -> dict[str, Any]:
+        """Two iterations of a few prompts."""
+        return {**super().smoke_sizes(), "iterations": 2, "prompts_per_iteration": 8, "k": 3, "eval_samples": 8}
+
+    def default_run_dir(self) -> Path:
+        """runs/llmalign/<loss>/seed<seed>."""
+        return Path("runs") / "llmalign" / self.loss / f"seed{self.seed}"
+
+
+__all__ = ["JudgeConfig", "SFTConfig", "SPPOConfig"]
