@@ -4,6 +4,7 @@ llmalign data --task arithmetic --examples 6000 --out data/arithmetic.jsonl
 llmalign sft  --task arithmetic --seed 0 [--data-file FILE] [--init-model FOLDER] [--smoke] [--resume]
 llmalign judge --kind pairwise --seed 0 [--smoke]      (a learned judge from the hidden judge's labels)
 llmalign sppo --sft-model RUN/model --judge RUN/judge [--loss sppo|dpo|ipo] [--iterations 3]
+llmalign report-sppo --seeds 0 1 2 3 4      (SPPO vs iterative DPO and IPO over seeds; resumes; JSON and a plot)
 
 Seed, run folder, resume and smoke follow runkit's conventions: the default run folder is
 runs/llmalign/<trainer>/<task>/seed<seed>; a fresh run in a folder that holds an earlier one, and --resume
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,15 @@ class DataConfig:
 def subcommands() -> dict[str, Callable[..., Any]]:
     """Subcommand -> config (parsing imports neither torch nor transformers)."""
     from llmalign.configs import JudgeConfig, SFTConfig, SPPOConfig
+    from llmalign.report import SPPOReportConfig
 
-    return {"data": DataConfig, "sft": SFTConfig, "judge": JudgeConfig, "sppo": SPPOConfig}
+    return {
+        "data": DataConfig,
+        "sft": SFTConfig,
+        "judge": JudgeConfig,
+        "sppo": SPPOConfig,
+        "report-sppo": SPPOReportConfig,
+    }
 
 
 def run_command(config: Any) -> int:
@@ -56,7 +64,13 @@ def run_command(config: Any) -> int:
         print(json.dumps({"data": str(path), "records": config.examples}))
         return 0
     from llmalign.configs import JudgeConfig, SPPOConfig
+    from llmalign.report import SPPOReportConfig, sppo_report
 
+    if isinstance(config, SPPOReportConfig):
+        from runkit.config import smoke_requested
+
+        print(json.dumps(to_jsonable(sppo_report(replace(config, smoke=smoke_requested(config.smoke)))), indent=2))
+        return 0
     if isinstance(config, SPPOConfig):
         from llmalign.sppo import train_sppo
 

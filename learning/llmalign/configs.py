@@ -82,8 +82,10 @@ class JudgeConfig(RunConfig):
     """pairwise (reads both responses; can learn the style cycle) or reward (Bradley-Terry, for P3O and PPO)."""
     pairs: int = 20000
     """Labelled comparisons on the training prompts."""
+    style_contrast: float = 0.3
+    """Fraction of the training pairs that differ only in style (the second is the first restyled)."""
     eval_pairs: int = 2000
-    """Comparisons on the held-out prompts the agreement is measured on."""
+    """Comparisons on the held-out prompts the agreement is measured on (all freely drawn)."""
     model: TinyLMConfig = field(default_factory=TinyLMConfig)
     """Size of the judge's backbone."""
     epochs: int = 3
@@ -96,6 +98,7 @@ class JudgeConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_config(self.kind in ("pairwise", "reward"), "kind", self.kind, "pairwise or reward")
+        require_config(0.0 <= self.style_contrast <= 1.0, "style_contrast", self.style_contrast, "in [0, 1]")
         for name in ("pairs", "eval_pairs", "epochs", "batch_size"):
             require_config(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         require_config(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")

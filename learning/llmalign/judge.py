@@ -44,7 +44,7 @@ def run_judge(config: JudgeConfig) -> dict[str, Any]:
         torch.manual_seed(cfg.seed)
         model = kind(cfg.model, tokenizer)
     train_prompts, held_out = split_prompts()
-    pairs = comparison_pairs(train_prompts, cfg.pairs, seed=cfg.seed)
+    pairs = comparison_pairs(train_prompts, cfg.pairs, seed=cfg.seed, style_contrast=cfg.style_contrast)
     started = time.perf_counter()
     losses = train_judge(model, pairs, cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.seed)
     figures = judge_agreement(model, comparison_pairs(held_out, cfg.eval_pairs, seed=cfg.seed + 1))

@@ -31,6 +31,7 @@ from llmalign.preference_task import (
     FILLER_WORDS,
     STYLE_WORDS,
     TOPIC_WORDS,
+    WORD_STYLE,
     PreferencePrompt,
     preference_probability,
     sample_preference,
@@ -70,13 +71,38 @@ def varied_response(prompt: PreferencePrompt, rng: np.random.Generator) -> str:
     return " ".join(words[:length])
 
 
-def comparison_pairs(prompts: list[PreferencePrompt], count: int, seed: int) -> list[Comparison]:
-    """`count` labelled comparisons on `prompts` (cycled), responses from `varied_response`."""
+def restyled(response: str, rng: np.random.Generator) -> str:
+    """The response with its style words mapped one-to-one onto another style's words (content and score kept).
+
+    Every style word, whatever its style, is mapped (so the result has one style); a response with more
+    distinct style words than a style has, or none, comes back unchanged.
+    """
+    words = response.split()
+    originals = list(dict.fromkeys(w for w in words if w in WORD_STYLE))
+    if not originals or len(originals) > min(len(v) for v in STYLE_WORDS.values()):
+        return response
+    target = str(rng.choice([s for s in STYLE_WORDS if s != WORD_STYLE[originals[0]]]))
+    replacements = [str(w) for w in rng.permutation(list(STYLE_WORDS[target]))]
+    mapping = dict(zip(originals, replacements, strict=False))
+    return " ".join(mapping.get(w, w) for w in words)
+
+
+def comparison_pairs(
+    prompts: list[PreferencePrompt], count: int, seed: int, style_contrast: float = 0.0
+) -> list[Comparison]:
+    """`count` labelled comparisons on `prompts` (cycled), responses from `varied_response`.
+
+    `style_contrast`: the fraction of pairs whose second response is the first restyled (same content,
+    another style), as a rater study that probes style would collect; only such pairs isolate the cycle.
+    """
     rng = np.random.default_rng(seed)
     pairs = []
     for i in range(count):
         prompt = prompts[i % len(prompts)]
-        first, second = varied_response(prompt, rng), varied_response(prompt, rng)
+        first = varied_response(prompt, rng)
+        second = restyled(first, rng) if rng.random() < style_contrast else first
+        if second == first:
+            second = varied_response(prompt, rng)
         pairs.append(Comparison(prompt.text, first, second, sample_preference(prompt, first, second, rng)))
     return pairs
 
@@ -293,6 +319,7 @@ __all__ = [
     "cycle_agreement",
     "judge_agreement",
     "load_judge",
+    "restyled",
     "save_judge",
     "train_judge",
     "varied_response",

@@ -197,6 +197,8 @@ __all__ = [
     "STYLE_WEIGHT",
     "STYLE_WORDS",
     "TOPIC_WORDS",
+    "WORD_STYLE",
+    "WORD_TOPIC",
     "PreferencePrompt",
     "ResponseError",
     "all_prompts",

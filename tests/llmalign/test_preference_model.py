@@ -17,11 +17,12 @@ from llmalign.preference_model import (
     comparison_pairs,
     judge_agreement,
     load_judge,
+    restyled,
     save_judge,
     train_judge,
     varied_response,
 )
-from llmalign.preference_task import PreferencePrompt, score, split_prompts
+from llmalign.preference_task import WORD_STYLE, PreferencePrompt, score, split_prompts, style
 from llmalign.tokenizer import train_tokenizer
 from runkit.testing import run_console_script
 
@@ -108,3 +109,29 @@ def test_the_judge_command_reports_agreement_and_cycles(tmp_path: Path) -> None:
     assert summary["cycle_agreement"] == 0.0  # a Bradley-Terry reward cannot reproduce a cycle
     assert summary["pairs"] == 32
     assert isinstance(load_judge(tmp_path / "j" / "judge"), RewardModel)
+
+
+def test_style_contrast_pairs_differ_only_in_style() -> None:
+    rng = np.random.default_rng(0)
+    prompt = PreferencePrompt.parse(PROMPT)
+    assert restyled("reef wave the", rng) == "reef wave the"  # nothing to restyle
+    for _ in range(50):
+        changed = restyled("reef simply wave just", rng)
+        assert changed.split()[0::2] == ["reef", "wave"]
+        assert style(changed) in ("vivid", "formal")
+        assert score(prompt, changed) == score(prompt, "reef simply wave just")
+    train, _ = split_prompts()
+    pairs = comparison_pairs(train, 400, seed=0, style_contrast=1.0)
+
+    def content(text: str) -> list[str]:
+        return [w if w not in WORD_STYLE else "<style>" for w in text.split()]
+
+    contrasted = [c for c in pairs if content(c.first) == content(c.second)]
+    assert len(contrasted) > 200  # most responses can be restyled; the others get a freely drawn partner
+    for c in contrasted:
+        prompt = PreferencePrompt.parse(c.prompt)
+        assert c.first != c.second
+        assert score(prompt, c.first) == score(prompt, c.second)
+        assert style(c.second) is not None
+    free = comparison_pairs(train, 400, seed=0)
+    assert len([c for c in free if content(c.first) == content(c.second)]) < 40  # free pairs rarely share content
