@@ -156,6 +156,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
         (line,) = axis.plot(x, mean, marker="o", label=loss)
         axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
     axis.axhline(0.5, color="grey", lw=0.8, ls="--")
+    axis.set_xticks(range(report["iterations"] + 1))
     axis.set_xlabel("iteration")
     axis.set_ylabel("win rate vs the SFT model (hidden judge)")
     axis.set_title(f"{len(report['seeds'])} seeds, 95 % t-intervals")
