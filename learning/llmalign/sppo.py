@@ -39,6 +39,8 @@ from runkit import UserError, prepare_run_dir, write_summary
 from runkit.metrics import RunLogger
 from runkit.seeding import seed_everything
 
+Pair = tuple[str, list[int], list[int], float, float]
+"""(prompt, chosen response ids, rejected response ids, chosen's win rate, rejected's win rate)."""
 MODEL_DIR = "model"
 SAMPLE_BATCH = 64
 """Prompts sampled together."""
@@ -62,7 +64,7 @@ def preference_matrices(judge: PairwisePreferenceModel, samples: Samples) -> tor
     return matrices
 
 
-def select_pairs(samples: Samples, rates: torch.Tensor) -> list[tuple[str, list[int], list[int], float, float]]:
+def select_pairs(samples: Samples, rates: torch.Tensor) -> list[Pair]:
     """(prompt, chosen ids, rejected ids, chosen's win rate, rejected's) per prompt: the best and worst by win rate."""
     k = samples.k
     pairs = []
@@ -79,7 +81,7 @@ def pair_loss(
     config: SPPOConfig,
     policy: LlamaForCausalLM,
     tokenizer: PreTrainedTokenizerFast,
-    batch: list[tuple[str, list[int], list[int], float, float]],
+    batch: list[Pair],
     reference: torch.Tensor,
 ) -> torch.Tensor:
     """The configured loss on a batch of pairs; `reference`: `B x 2` log pi_t of (chosen, rejected)."""
@@ -102,7 +104,7 @@ def pair_loss(
 def reference_logprobs(
     model: LlamaForCausalLM,
     tokenizer: PreTrainedTokenizerFast,
-    pairs: list[tuple[str, list[int], list[int], float, float]],
+    pairs: list[Pair],
 ) -> torch.Tensor:
     """log pi_t of each pair's chosen and rejected response: `B x 2`."""
     out = []
