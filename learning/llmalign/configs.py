@@ -82,13 +82,13 @@ class JudgeConfig(RunConfig):
     """pairwise (reads both responses; can learn the style cycle) or reward (Bradley-Terry, for P3O and PPO)."""
     pairs: int = 20000
     """Labelled comparisons on the training prompts."""
-    style_contrast: float = 0.3
+    style_contrast: float = 0.5
     """Fraction of the training pairs that differ only in style (the second is the first restyled)."""
     eval_pairs: int = 2000
     """Comparisons on the held-out prompts the agreement is measured on (all freely drawn)."""
     model: TinyLMConfig = field(default_factory=TinyLMConfig)
     """Size of the judge's backbone."""
-    epochs: int = 3
+    epochs: int = 6
     """Passes over the pairs."""
     batch_size: int = 64
     """Comparisons per optimiser step."""
