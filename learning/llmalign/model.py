@@ -38,11 +38,11 @@ class TinyLMConfig:
     """Longest sequence (prompt and response) the model reads."""
 
 
-def build_model(config: TinyLMConfig, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
-    """A freshly initialised model sized by `config` over `tokenizer`'s vocabulary (weights drawn from `seed`)."""
+def llama_config(config: TinyLMConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaConfig:
+    """The transformers config of a model (or judge backbone) sized by `config` over `tokenizer`'s vocabulary."""
     if config.hidden_size % config.heads:
         raise ValueError(f"hidden_size {config.hidden_size} does not divide into {config.heads} heads")
-    llama = LlamaConfig(
+    return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
@@ -55,6 +55,11 @@ def build_model(config: TinyLMConfig, tokenizer: PreTrainedTokenizerFast, seed: 
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=True,
     )
+
+
+def build_model(config: TinyLMConfig, tokenizer: PreTrainedTokenizerFast, seed: int) -> LlamaForCausalLM:
+    """A freshly initialised model sized by `config` over `tokenizer`'s vocabulary (weights drawn from `seed`)."""
+    llama = llama_config(config, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(llama)
@@ -85,4 +90,4 @@ def load_model(folder: Path) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]
     return model, load_tokenizer(folder)
 
 
-__all__ = ["ModelFolderError", "TinyLMConfig", "build_model", "load_model", "save_model"]
+__all__ = ["ModelFolderError", "TinyLMConfig", "build_model", "llama_config", "load_model", "save_model"]

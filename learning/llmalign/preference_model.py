@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import LlamaConfig, LlamaModel, PreTrainedTokenizerFast
+from transformers import LlamaModel, PreTrainedTokenizerFast
 
-from llmalign.model import ModelFolderError, TinyLMConfig
+from llmalign.model import ModelFolderError, TinyLMConfig, llama_config
 from llmalign.preference_task import (
     FILLER_WORDS,
     STYLE_WORDS,
@@ -108,18 +108,7 @@ def comparison_pairs(
 
 
 def _backbone(config: TinyLMConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaModel:
-    return LlamaModel(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size,
-            num_hidden_layers=config.layers,
-            num_attention_heads=config.heads,
-            num_key_value_heads=config.heads,
-            max_position_embeddings=config.max_positions,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    return LlamaModel(llama_config(config, tokenizer))
 
 
 def _right_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
