@@ -339,8 +339,9 @@ class CertifiedPlanner:
         clearance = self.limits.ground_clearance_m
         low = int(np.argmin(points[:, 2]))
         if points[low, 2] < clearance:
+            which = "the start (waypoint 0)" if low == 0 else f"waypoint {low}"
             return "ground clearance", (
-                f"refused: waypoint {low} is at z={points[low, 2]:.2f} m, below the ground clearance {clearance} m"
+                f"refused: {which} is at z={points[low, 2]:.2f} m, below the ground clearance {clearance} m"
             )
         fence = self.limits.geofence
         if fence is not None:

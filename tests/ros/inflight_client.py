@@ -241,13 +241,15 @@ def box_excursion_m(points: NDArray[np.float64], low: NDArray[np.float64], high:
     return float(np.linalg.norm(outside, axis=1).max())
 
 
-def plan_figures(plan: PlanRecord, box_points: NDArray[np.float64]) -> tuple[float, float]:
-    """(peak speed m/s, excursion m outside the box of `box_points` and the plan's own start) of one plan."""
+def plan_figures(plan: PlanRecord, box_points: NDArray[np.float64]) -> tuple[float, float, float]:
+    """(peak speed m/s, excursion m outside the box of `box_points` and the plan's own start, lowest height m)
+    of one plan."""
     positions, velocities = hermite_dense(plan)
     points = np.vstack([box_points, plan.positions[:1]])
     speeds = np.linalg.norm(np.vstack([velocities, plan.velocities]), axis=1)
-    excursion = box_excursion_m(np.vstack([positions, plan.positions]), points.min(axis=0), points.max(axis=0))
-    return float(speeds.max(initial=0.0)), excursion
+    dense = np.vstack([positions, plan.positions])
+    excursion = box_excursion_m(dense, points.min(axis=0), points.max(axis=0))
+    return float(speeds.max(initial=0.0)), excursion, float(dense[:, 2].min())
 
 
 # ----------------------------------------------------------------------------------------------- the client
@@ -546,8 +548,10 @@ class FlightSummary:
     plans: int
     plan_peak_speed_m_s: float
     plan_max_excursion_m: float
+    plan_min_z_m: float
     plans_over_speed: int
     plans_outside_box: int
+    plans_below_clearance: int
     plans_outside_certificate: int
     vehicle_max_speed_m_s: float
     vehicle_max_excursion_m: float
@@ -578,8 +582,10 @@ def summarise(
     plan_tolerance_m_s: float = 0.05,
     plan_tolerance_m: float = 0.05,
     ground_z_m: float = 0.05,
+    ground_clearance_m: float = 0.0,
 ) -> FlightSummary:
-    """Outside figures of a flight: plans against their own path's box, the vehicle against every waypoint sent."""
+    """Outside figures of a flight: plans against their own path's box and the ground clearance, the vehicle
+    against every waypoint sent."""
     t, position, velocity, up_z = record.arrays()
     keep = t >= since_sim_s
     t, position, velocity, up_z = t[keep], position[keep], velocity[keep], up_z[keep]
@@ -590,7 +596,7 @@ def summarise(
     speeds = np.linalg.norm(velocity, axis=1) if t.size else np.zeros(1)
     outside = np.maximum(np.maximum(low - position, position - high), 0.0) if t.size else np.zeros((1, 3))
     crashed_at = np.flatnonzero((position[:, 2] <= ground_z_m) | (up_z <= 0.0)) if t.size else np.zeros(0, int)
-    plan_speeds, plan_excursions = [], []
+    plan_speeds, plan_excursions, plan_lows = [], [], []
     for plan in record.plans:
         if plan.stamp_s < since_sim_s - 1.0:
             continue
@@ -599,9 +605,10 @@ def summarise(
         else:  # unmatched: the two last paths sent before it arrived (a looser box)
             before = [s.points for s in record.sends if s.wall_s <= plan.wall_s][-2:]
             box = np.vstack(before) if before else plan.positions[:1]
-        speed, excursion = plan_figures(plan, box)
+        speed, excursion, lowest = plan_figures(plan, box)
         plan_speeds.append(speed)
         plan_excursions.append(excursion)
+        plan_lows.append(lowest)
     refusals: dict[str, int] = {}
     for s in sent:
         if s.answer.startswith("refused"):
@@ -618,11 +625,15 @@ def summarise(
         plans=len(plan_speeds),
         plan_peak_speed_m_s=max(plan_speeds, default=0.0),
         plan_max_excursion_m=max(plan_excursions, default=0.0),
+        plan_min_z_m=min(plan_lows, default=math.nan),
         plans_over_speed=sum(v > speed_bound_m_s + plan_tolerance_m_s for v in plan_speeds),
         plans_outside_box=sum(e > excursion_bound_m + plan_tolerance_m for e in plan_excursions),
+        plans_below_clearance=sum(z < ground_clearance_m - plan_tolerance_m for z in plan_lows),
         plans_outside_certificate=sum(
-            v > speed_bound_m_s + plan_tolerance_m_s or e > excursion_bound_m + plan_tolerance_m
-            for v, e in zip(plan_speeds, plan_excursions, strict=True)
+            v > speed_bound_m_s + plan_tolerance_m_s
+            or e > excursion_bound_m + plan_tolerance_m
+            or z < ground_clearance_m - plan_tolerance_m
+            for v, e, z in zip(plan_speeds, plan_excursions, plan_lows, strict=True)
         ),
         vehicle_max_speed_m_s=float(speeds.max(initial=0.0)),
         vehicle_max_excursion_m=float(np.linalg.norm(outside, axis=1).max(initial=0.0)),

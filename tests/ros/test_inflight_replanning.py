@@ -6,9 +6,10 @@ of sim time per pattern. Checked, from the documented topics only:
 
 * the vehicle stays inside the box of every waypoint it was ever sent (and its start), grown by the
   replanner's excursion bound plus a tracking tolerance;
-* its speed (odometry) stays under the speed bound plus a tolerance; it never touches the ground or flips;
-* every trajectory published, sampled and interpolated between its samples, keeps to the speed bound
-  and to the excursion bound around its own path;
+* its speed (odometry) stays under the speed bound plus a tolerance; it never flips, and it stays above the
+  replanner's ground clearance less the tracking tolerance (so never near the ground);
+* every trajectory published, sampled and interpolated between its samples, keeps to the speed bound,
+  to the excursion bound around its own path and above the ground clearance;
 * the replanner keeps answering: nearly every path gets a trajectory or an error with a reason.
 """
 
@@ -54,6 +55,10 @@ MIN_PLANNED_FRACTION = 0.3
 
 SPEED_BOUND_M_S = TEST_SPEED_BOUND_M_S
 EXCURSION_BOUND_M = ReplannerConfig().max_excursion_m
+GROUND_CLEARANCE_M = float(
+    yaml.safe_load(default_params_file().read_text())["replanner"]["ros__parameters"]["ground_clearance_m"]
+)
+"""The shipped parameter file's ground clearance: the lowest height a plan may ask for."""
 REPLANNER_OVERRIDES = {"max_speed_m_s": TEST_SPEED_BOUND_M_S}
 
 
@@ -110,7 +115,13 @@ def flight(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             client.fly(pattern, SIM_SECONDS, WALL_LIMIT_S, seed=11)
             flown = client.sim_now_s() - since
             summary = summarise(
-                client.record, SPEED_BOUND_M_S, EXCURSION_BOUND_M, START_POSITION, since, ground_z_m=GROUND_Z_M
+                client.record,
+                SPEED_BOUND_M_S,
+                EXCURSION_BOUND_M,
+                START_POSITION,
+                since,
+                ground_z_m=GROUND_Z_M,
+                ground_clearance_m=GROUND_CLEARANCE_M,
             )
             alive = processes.processes["replanner"].poll() is None
             save_record(client.record, out / "flight")  # odometry, plans and sends, for a failure's post-mortem
@@ -144,7 +155,7 @@ def test_vehicle_keeps_under_the_speed_bound(flight: Flight) -> None:
 def test_vehicle_never_hits_the_ground_or_flips(flight: Flight) -> None:
     summary = flight.summary
     assert not summary.crashed, flight.figures()
-    assert summary.vehicle_min_z_m > GROUND_Z_M, flight.figures()
+    assert summary.vehicle_min_z_m > max(GROUND_Z_M, GROUND_CLEARANCE_M - TRACKING_TOLERANCE_M), flight.figures()
     assert summary.vehicle_min_up_z > 0.0, flight.figures()
 
 
@@ -153,6 +164,7 @@ def test_every_trajectory_keeps_to_its_certificate(flight: Flight) -> None:
     assert summary.plans > 0, flight.figures()
     assert summary.plans_over_speed == 0, flight.figures()
     assert summary.plans_outside_box == 0, flight.figures()
+    assert summary.plans_below_clearance == 0, flight.figures()
 
 
 def test_replans_keep_being_served_and_every_refusal_says_why(flight: Flight) -> None:

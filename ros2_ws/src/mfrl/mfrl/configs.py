@@ -138,7 +138,9 @@ class ReplannerConfig:
         planning_deadline_s: a plan whose search is not done in this much wall time is refused (a late replan
             starts from where the vehicle no longer is; the tracker refuses plans older than its max_plan_delay_s).
         max_excursion_m: certificate: how far a plan may stray from the straight lines between its waypoints.
-        ground_clearance_m: certificate: a plan must stay above this height.
+        ground_clearance_m: certificate: a plan (and the vehicle where it starts) must stay above this height; it
+            must cover the tracking error (up to 0.36 m in the sim soaks), as the vehicle flies below its plan by that
+            much (take-off and landing are the autopilot's).
         geofence_min_enu_m: geofence box's lower corner (x, y, z, m, ENU); empty with max: no geofence.
         geofence_max_enu_m: its upper corner (the same parameters, and rules, as the px4_bridge node's).
         geofence_radius_m: > 0: the geofence is a vertical cylinder of this radius about geofence_center_enu_m,
@@ -178,7 +180,7 @@ class ReplannerConfig:
     max_plan_tilt_deg: float = 0.0
     planning_deadline_s: float = 0.25
     max_excursion_m: float = 2.0
-    ground_clearance_m: float = 0.03
+    ground_clearance_m: float = 0.5
     geofence_min_enu_m: list[float] = field(default_factory=_empty)
     geofence_max_enu_m: list[float] = field(default_factory=_empty)
     geofence_radius_m: float = 0.0
