@@ -1,10 +1,12 @@
 """The `llmalign` command: make data, fine-tune the reference policy, align it.
 
 llmalign data --task arithmetic --examples 6000 --out data/arithmetic.jsonl
+llmalign adopt-model --source SmolLM2-135M --out models/smollm2   (a pretrained folder, given the special tokens)
 llmalign sft  --task arithmetic --seed 0 [--data-file FILE] [--init-model FOLDER] [--smoke] [--resume]
 llmalign judge --kind pairwise --seed 0 [--smoke]      (a learned judge from the hidden judge's labels)
 llmalign sppo --sft-model RUN/model --judge RUN/judge [--loss sppo|dpo|ipo] [--iterations 3]
 llmalign report-sppo --seeds 0 1 2 3 4      (SPPO vs iterative DPO and IPO over seeds; resumes; JSON and a plot)
+llmalign p3o --sft-model RUN/model --reward-model RUN/judge [--method p3o|ppo] [--clip joint|separate] [--kl-coef 0.05]
 
 Seed, run folder, resume and smoke follow runkit's conventions: the default run folder is
 runs/llmalign/<trainer>/<task>/seed<seed>; a fresh run in a folder that holds an earlier one, and --resume
@@ -16,6 +18,7 @@ longer than the model reads) ends in one line naming the file and line, before a
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,18 +42,36 @@ class DataConfig:
     """Seed of the generator."""
 
 
+@dataclass
+class AdoptConfig:
+    """Make a pretrained Llama folder (e.g. SmolLM2 as downloaded) usable here: add llmalign's special tokens."""
+
+    source: Path
+    """The Hugging Face folder: config.json, model.safetensors, tokenizer.json."""
+    out: Path
+    """Folder to write (then `--init-model OUT`)."""
+
+
 def subcommands() -> dict[str, Callable[..., Any]]:
     """Subcommand -> config (parsing imports neither torch nor transformers)."""
-    from llmalign.configs import JudgeConfig, SFTConfig, SPPOConfig
+    from llmalign.configs import JudgeConfig, P3OConfig, SFTConfig, SPPOConfig
     from llmalign.report import SPPOReportConfig
 
     return {
         "data": DataConfig,
+        "adopt-model": AdoptConfig,
         "sft": SFTConfig,
         "judge": JudgeConfig,
         "sppo": SPPOConfig,
+        "p3o": P3OConfig,
         "report-sppo": SPPOReportConfig,
     }
+
+
+def _print_result(result: Any) -> None:
+    """The run's summary as JSON on stdout, once: by the main process of a multi-process (`accelerate launch`) run."""
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(to_jsonable(result), indent=2))
 
 
 def run_command(config: Any) -> int:
@@ -63,27 +84,37 @@ def run_command(config: Any) -> int:
         path = write_records(config.out, generate_records(config.task, config.examples, config.seed))
         print(json.dumps({"data": str(path), "records": config.examples}))
         return 0
-    from llmalign.configs import JudgeConfig, SPPOConfig
+    if isinstance(config, AdoptConfig):
+        from llmalign.model import adopt_model
+
+        print(json.dumps({"model": str(adopt_model(config.source, config.out))}))
+        return 0
+    from llmalign.configs import JudgeConfig, P3OConfig, SPPOConfig
     from llmalign.report import SPPOReportConfig, sppo_report
 
     if isinstance(config, SPPOReportConfig):
         from runkit.config import smoke_requested
 
-        print(json.dumps(to_jsonable(sppo_report(replace(config, smoke=smoke_requested(config.smoke)))), indent=2))
+        _print_result(sppo_report(replace(config, smoke=smoke_requested(config.smoke))))
         return 0
     if isinstance(config, SPPOConfig):
         from llmalign.sppo import train_sppo
 
-        print(json.dumps(to_jsonable(train_sppo(config)), indent=2))
+        _print_result(train_sppo(config))
+        return 0
+    if isinstance(config, P3OConfig):
+        from llmalign.p3o import train_p3o
+
+        _print_result(train_p3o(config))
         return 0
     if isinstance(config, JudgeConfig):
         from llmalign.judge import run_judge
 
-        print(json.dumps(to_jsonable(run_judge(config)), indent=2))
+        _print_result(run_judge(config))
         return 0
     from llmalign.sft import train_sft
 
-    print(json.dumps(to_jsonable(train_sft(config)), indent=2))
+    _print_result(train_sft(config))
     return 0
 
 

@@ -177,4 +177,100 @@ class SPPOConfig(RunConfig):
         return Path("runs") / "llmalign" / self.loss / f"seed{self.seed}"
 
 
-__all__ = ["JudgeConfig", "SFTConfig", "SPPOConfig"]
+P3O_METHODS = ("p3o", "ppo")
+P3O_CLIPS = ("joint", "separate")
+
+
+@dataclass
+class P3OConfig(RunConfig):
+    """P3O (pairwise PPO on trajectory-level rewards) or RLHF's token-level PPO, from the SFT policy, with a learned RM.
+
+    Each update samples 2 responses per prompt from the current policy, rewards them with the Bradley-Terry
+    reward model minus kl_coef times the log-ratio to the SFT policy, and takes `epochs` passes of clipped
+    updates over them.
+    """
+
+    algo: ClassVar[str] = "p3o"
+    sft_model: Path | None = None
+    """The starting policy and KL reference (`llmalign sft --task preference`; required)."""
+    reward_model: Path | None = None
+    """The Bradley-Terry reward model's folder (`llmalign judge --kind reward`; required)."""
+    method: str = "p3o"
+    """p3o (pairwise, sequence-level) or ppo (token-level with a value head: the baseline)."""
+    clip: str = "joint"
+    """P3O's clipping: joint (V2, the pair's ratio rho_1 / rho_2) or separate (V1, each response's ratio)."""
+    kl_coef: float = 0.05
+    """Weight of the KL penalty log pi_old - log pi_SFT in the reward (TRL's PPO default; sweep it for a frontier)."""
+    clip_eps: float = 0.2
+    """Ratio clip of both losses."""
+    updates: int = 200
+    """Rollout-and-train updates."""
+    prompts_per_update: int = 32
+    """Training prompts per update (2 responses each; drawn without repeats while the 72 last)."""
+    epochs: int = 4
+    """Passes over an update's rollout (TRL's num_ppo_epochs)."""
+    minibatch: int = 8
+    """Prompts per optimiser step (with both their responses)."""
+    learning_rate: float = 1e-4
+    """AdamW's learning rate (constant, no weight decay; one optimiser for the whole run)."""
+    max_grad_norm: float = 1.0
+    """Gradient norm clip."""
+    temperature: float = 1.0
+    """Sampling temperature; log-probs are taken from logits / temperature, as TRL does."""
+    max_new_tokens: int = 16
+    """Longest response sampled."""
+    value_coef: float = 0.1
+    """PPO: weight of the value loss (TRL's vf_coef)."""
+    value_clip: float = 0.2
+    """PPO: how far a value may move from the rollout's before its loss is clipped (TRL's cliprange_value)."""
+    gamma: float = 1.0
+    """PPO: GAE's discount."""
+    lam: float = 0.95
+    """PPO: GAE's lambda."""
+    eval_every: int = 20
+    """Updates between evaluations on the held-out prompts (one also runs before the first and after the last)."""
+    eval_samples: int = 360
+    """Held-out prompts (the 18, cycled) answered at each evaluation."""
+    checkpoint_every: int = 20
+    """Updates between checkpoints (one is always written at the end)."""
+    tensorboard: bool = False
+    """Also log to TensorBoard (scalars.jsonl is always written)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_config(self.method in P3O_METHODS, "method", self.method, "p3o or ppo")
+        require_config(self.clip in P3O_CLIPS, "clip", self.clip, "joint or separate")
+        for name in ("updates", "prompts_per_update", "epochs", "minibatch", "max_new_tokens", "eval_every"):
+            require_config(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        for name in ("eval_samples", "checkpoint_every"):
+            require_config(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        require_config(self.kl_coef >= 0, "kl_coef", self.kl_coef, ">= 0")
+        require_config(0 < self.clip_eps < 1, "clip_eps", self.clip_eps, "in (0, 1)")
+        require_config(self.learning_rate > 0, "learning_rate", self.learning_rate, "> 0")
+        require_config(self.max_grad_norm > 0, "max_grad_norm", self.max_grad_norm, "> 0")
+        require_config(self.temperature > 0, "temperature", self.temperature, "> 0 (log-probs divide by it)")
+        require_config(self.value_coef >= 0, "value_coef", self.value_coef, ">= 0")
+        require_config(self.value_clip > 0, "value_clip", self.value_clip, "> 0")
+        require_config(0 <= self.gamma <= 1, "gamma", self.gamma, "in [0, 1]")
+        require_config(0 <= self.lam <= 1, "lam", self.lam, "in [0, 1]")
+
+    def smoke_sizes(self) -> dict[str, Any]:
+        """Two updates of a few prompts, evaluated and checkpointed after each."""
+        return {
+            **super().smoke_sizes(),
+            "updates": 2,
+            "prompts_per_update": 4,
+            "epochs": 2,
+            "minibatch": 2,
+            "eval_every": 1,
+            "eval_samples": 6,
+            "checkpoint_every": 1,
+        }
+
+    def default_run_dir(self) -> Path:
+        """runs/llmalign/<method>/kl<kl_coef>/seed<seed> (method p3o-separate for V1 clipping)."""
+        method = "p3o-separate" if self.method == "p3o" and self.clip == "separate" else self.method
+        return Path("runs") / "llmalign" / method / f"kl{self.kl_coef:g}" / f"seed{self.seed}"
+
+
+__all__ = ["JudgeConfig", "P3OConfig", "SFTConfig", "SPPOConfig"]

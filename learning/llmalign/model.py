@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.utils import logging as transformers_logging
 
-from llmalign.tokenizer import load_tokenizer, save_tokenizer
+from llmalign.tokenizer import SPECIAL_TOKENS, load_tokenizer, save_tokenizer
 
 
 class ModelFolderError(FileNotFoundError):
@@ -87,7 +88,38 @@ def load_model(folder: Path) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]
     model = LlamaForCausalLM.from_pretrained(
         folder, local_files_only=True, use_safetensors=True, trust_remote_code=False
     )
+    vocabulary = int(model.config.vocab_size)
+    written = Tokenizer.from_file(str(folder / "tokenizer.json"))  # as written: wrapping would add what is missing
+    missing = [t for t in SPECIAL_TOKENS if (i := written.token_to_id(t)) is None or i >= vocabulary]
+    if missing:
+        raise ModelFolderError(
+            f"{folder}: the tokenizer lacks the special tokens {missing} (or their ids are past the model's "
+            f"{vocabulary} embeddings): add them to tokenizer.json and resize the embeddings first (README: a real "
+            "model from a local folder)"
+        )
     return model, load_tokenizer(folder)
 
 
-__all__ = ["ModelFolderError", "TinyLMConfig", "build_model", "llama_config", "load_model", "save_model"]
+def adopt_model(source: Path, out: Path) -> Path:
+    """Make a pretrained Llama folder (as downloaded: config.json, model.safetensors, tokenizer.json) usable here:
+    append llmalign's special tokens to its tokenizer, grow the embeddings to match, set the model's pad, bos
+    and eos ids, and save it to `out` (`load_model` reads it). Nothing is downloaded; no remote code runs."""
+    source = Path(source)
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        if not (source / name).is_file():
+            raise ModelFolderError(f"{source} holds no {name}: not a Hugging Face model folder")
+    transformers_logging.disable_progress_bar()
+    model = LlamaForCausalLM.from_pretrained(
+        source, local_files_only=True, use_safetensors=True, trust_remote_code=False
+    )
+    tokenizer = load_tokenizer(source)  # wrapping appends the specials the tokenizer lacks
+    if len(tokenizer) > model.config.vocab_size:
+        model.resize_token_embeddings(len(tokenizer))
+    for name in ("pad", "bos", "eos"):
+        token_id = getattr(tokenizer, f"{name}_token_id")
+        setattr(model.config, f"{name}_token_id", token_id)
+        setattr(model.generation_config, f"{name}_token_id", token_id)
+    return save_model(model, tokenizer, Path(out))
+
+
+__all__ = ["ModelFolderError", "TinyLMConfig", "adopt_model", "build_model", "llama_config", "load_model", "save_model"]

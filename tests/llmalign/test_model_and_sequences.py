@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from llmalign.losses import sequence_logprob
-from llmalign.model import ModelFolderError, TinyLMConfig, build_model, load_model, save_model
+from llmalign.model import ModelFolderError, TinyLMConfig, adopt_model, build_model, load_model, save_model
 from llmalign.sequences import encode_responses, pack, response_token_logprobs, sample_responses
 from llmalign.tokenizer import train_tokenizer
 
@@ -37,6 +37,51 @@ def test_a_folder_without_the_weights_is_named(tmp_path: Path) -> None:
     (folder / "model.safetensors").unlink()
     with pytest.raises(ModelFolderError, match=r"model\.safetensors"):
         load_model(folder)
+
+
+def test_a_foreign_tokenizer_without_the_special_tokens_is_refused_by_name(tmp_path: Path) -> None:
+    """A pretrained model's folder as downloaded (its own specials) fails with one line, not an IndexError later."""
+    tokenizer = train_tokenizer()
+    folder = save_model(build_model(SMALL, tokenizer, seed=0), tokenizer, tmp_path / "m")
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] != "<sep>"]
+    spec["model"]["vocab"].pop("<sep>")
+    (folder / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelFolderError, match=r"lacks the special tokens \['<sep>'\]"):
+        load_model(folder)
+
+
+def _foreign_folder(folder: Path) -> Path:
+    """A pretrained-like folder as downloaded: a byte-level BPE tokenizer with its own specials, a Llama of its size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = ["1 + 2 = 3 ; answer 3", "describe rivers for children with water", "17 - 8 = 9 ; answer 9"] * 20
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"]))
+    config = LlamaConfig(vocab_size=bpe.get_vocab_size(), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2)  # fmt: skip
+    folder.mkdir(parents=True)
+    LlamaForCausalLM(config).save_pretrained(folder, safe_serialization=True)
+    bpe.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def test_a_pretrained_folder_is_refused_as_is_and_adopted_with_the_special_tokens(tmp_path: Path) -> None:
+    foreign = _foreign_folder(tmp_path / "downloaded")
+    with pytest.raises(ModelFolderError, match="lacks the special tokens"):
+        load_model(foreign)
+    adopt_model(foreign, tmp_path / "adopted")
+    model, tokenizer = load_model(tmp_path / "adopted")
+    original = json.loads((foreign / "config.json").read_text())["vocab_size"]
+    assert model.config.vocab_size == len(tokenizer) == original + 5  # the five specials appended
+    assert model.config.eos_token_id == tokenizer.eos_token_id
+    batch = pack(tokenizer, ["1 + 2 ="], encode_responses(tokenizer, ["3"]))
+    logps, mask = response_token_logprobs(model, batch)
+    assert torch.isfinite(logps).all()
+    assert mask.sum() == 2
 
 
 def test_a_response_scores_the_same_alone_and_in_a_padded_batch() -> None:
