@@ -6,6 +6,7 @@ llmalign sft  --task arithmetic --seed 0 [--data-file FILE] [--init-model FOLDER
 llmalign judge --kind pairwise --seed 0 [--smoke]      (a learned judge from the hidden judge's labels)
 llmalign sppo --sft-model RUN/model --judge RUN/judge [--loss sppo|dpo|ipo] [--iterations 3]
 llmalign report-sppo --seeds 0 1 2 3 4      (SPPO vs iterative DPO and IPO over seeds; resumes; JSON and a plot)
+llmalign prime --sft-model RUN/model [--method prime|rloo]     (the arithmetic task's verifier as the outcome)
 llmalign p3o --sft-model RUN/model --reward-model RUN/judge [--method p3o|ppo] [--clip joint|separate] [--kl-coef 0.05]
 
 Seed, run folder, resume and smoke follow runkit's conventions: the default run folder is
@@ -54,7 +55,7 @@ class AdoptConfig:
 
 def subcommands() -> dict[str, Callable[..., Any]]:
     """Subcommand -> config (parsing imports neither torch nor transformers)."""
-    from llmalign.configs import JudgeConfig, P3OConfig, SFTConfig, SPPOConfig
+    from llmalign.configs import JudgeConfig, P3OConfig, PRIMEConfig, SFTConfig, SPPOConfig
     from llmalign.report import SPPOReportConfig
 
     return {
@@ -64,6 +65,7 @@ def subcommands() -> dict[str, Callable[..., Any]]:
         "judge": JudgeConfig,
         "sppo": SPPOConfig,
         "p3o": P3OConfig,
+        "prime": PRIMEConfig,
         "report-sppo": SPPOReportConfig,
     }
 
@@ -89,7 +91,7 @@ def run_command(config: Any) -> int:
 
         print(json.dumps({"model": str(adopt_model(config.source, config.out))}))
         return 0
-    from llmalign.configs import JudgeConfig, P3OConfig, SPPOConfig
+    from llmalign.configs import JudgeConfig, P3OConfig, PRIMEConfig, SPPOConfig
     from llmalign.report import SPPOReportConfig, sppo_report
 
     if isinstance(config, SPPOReportConfig):
@@ -101,6 +103,11 @@ def run_command(config: Any) -> int:
         from llmalign.sppo import train_sppo
 
         _print_result(train_sppo(config))
+        return 0
+    if isinstance(config, PRIMEConfig):
+        from llmalign.prime import train_prime
+
+        _print_result(train_prime(config))
         return 0
     if isinstance(config, P3OConfig):
         from llmalign.p3o import train_p3o
