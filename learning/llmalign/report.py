@@ -52,15 +52,15 @@ class SPPOReportConfig:
     """The judge's settings (its run folder is set by the report)."""
 
 
-def _finished(run_dir: Path) -> bool:
+def stage_finished(run_dir: Path) -> bool:
     return (run_dir / "summary.json").is_file()
 
 
-def _summary(run_dir: Path) -> dict[str, Any]:
+def stage_summary(run_dir: Path) -> dict[str, Any]:
     return dict(json.loads((run_dir / "summary.json").read_text()))
 
 
-def _resume_or_clean(run_dir: Path) -> bool:
+def resume_or_clean(run_dir: Path) -> bool:
     """True when an unfinished stage holds a checkpoint to resume from; a folder without one is removed."""
     if has_checkpoint(run_dir):
         return True
@@ -73,29 +73,29 @@ def run_stages(config: SPPOReportConfig) -> dict[str, Any]:
     """Run (or reuse) every stage; returns the judge's summary and each run's summary."""
     out = config.out_dir
     judge_dir = out / "judge"
-    if not _finished(judge_dir):
-        _resume_or_clean(judge_dir)  # the judge trains in one go and has no checkpoint
+    if not stage_finished(judge_dir):
+        resume_or_clean(judge_dir)  # the judge trains in one go and has no checkpoint
         run_judge(replace(config.judge, run_dir=judge_dir, smoke=config.smoke, progress=config.progress, seed=0))
     runs: dict[str, dict[str, Any]] = {}
     for seed in config.seeds:
         sft_dir = out / "sft" / f"seed{seed}"
-        if not _finished(sft_dir):
-            resume = _resume_or_clean(sft_dir)
+        if not stage_finished(sft_dir):
+            resume = resume_or_clean(sft_dir)
             train_sft(SFTConfig(task="preference", seed=seed, run_dir=sft_dir, smoke=config.smoke,
                                 progress=config.progress, resume=resume))  # fmt: skip
         for loss in LOSSES:
             run_dir = out / loss / f"seed{seed}"
-            if not _finished(run_dir):
+            if not stage_finished(run_dir):
                 log.info("%s seed %d", loss, seed)
-                resume = _resume_or_clean(run_dir)
+                resume = resume_or_clean(run_dir)
                 run = SPPOConfig(loss=loss, seed=seed, sft_model=sft_dir / MODEL_DIR, judge=judge_dir / JUDGE_DIR)
                 train_sppo(replace(run, iterations=config.iterations, run_dir=run_dir, smoke=config.smoke,
                                    progress=config.progress, resume=resume))  # fmt: skip
-            runs[f"{loss}/seed{seed}"] = _summary(run_dir)
-    return {"judge": _summary(judge_dir), "runs": runs}
+            runs[f"{loss}/seed{seed}"] = stage_summary(run_dir)
+    return {"judge": stage_summary(judge_dir), "runs": runs}
 
 
-def _interval(values: list[float]) -> dict[str, Any]:
+def t_interval(values: list[float]) -> dict[str, Any]:
     from scipy import stats
 
     array = np.asarray(values, dtype=float)
@@ -116,7 +116,7 @@ def summarise(stages: dict[str, Any], config: SPPOReportConfig) -> dict[str, Any
             values = [
                 float(stages["runs"][f"{loss}/seed{s}"]["history"][iteration]["win_rate_vs_sft"]) for s in config.seeds
             ]
-            rows.append({"iteration": iteration, "win_rate_vs_sft": _interval(values), "per_seed": values})
+            rows.append({"iteration": iteration, "win_rate_vs_sft": t_interval(values), "per_seed": values})
         table[loss] = rows
     means = {loss: [r["win_rate_vs_sft"]["mean"] for r in rows] for loss, rows in table.items()}
     claims = {

