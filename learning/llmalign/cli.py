@@ -8,6 +8,7 @@ llmalign judge --kind pairwise --seed 0 [--smoke]      (a learned judge from the
 llmalign sppo --sft-model RUN/model --judge RUN/judge [--loss sppo|dpo|ipo] [--iterations 3]
 llmalign report-sppo --seeds 0 1 2 3 4      (SPPO vs iterative DPO and IPO over seeds; resumes; JSON and a plot)
 llmalign report-p3o --seeds 0 1 2 --kl-coefs 0.02 0.1 0.5   (P3O's KL-reward frontier vs PPO's; resumes; JSON, plot)
+llmalign report-prime --seeds 0 1 2 3 4   (PRIME vs its SFT model and outcome-only RLOO; resumes; JSON, plot)
 llmalign prime --sft-model RUN/model [--method prime|rloo]     (the arithmetic task's verifier as the outcome)
 llmalign p3o --sft-model RUN/model --reward-model RUN/judge [--method p3o|ppo] [--clip joint|separate] [--kl-coef 0.05]
 
@@ -71,6 +72,7 @@ def subcommands() -> dict[str, Callable[..., Any]]:
     from llmalign.configs import JudgeConfig, P3OConfig, PRIMEConfig, SFTConfig, SPPOConfig
     from llmalign.report import SPPOReportConfig
     from llmalign.report_p3o import P3OReportConfig
+    from llmalign.report_prime import PRIMEReportConfig
 
     return {
         "data": DataConfig,
@@ -83,6 +85,7 @@ def subcommands() -> dict[str, Callable[..., Any]]:
         "prime": PRIMEConfig,
         "report-sppo": SPPOReportConfig,
         "report-p3o": P3OReportConfig,
+        "report-prime": PRIMEReportConfig,
     }
 
 
@@ -126,6 +129,13 @@ def run_command(config: Any) -> int:
         from runkit.config import smoke_requested
 
         _print_result(p3o_report(replace(config, smoke=smoke_requested(config.smoke))))
+        return 0
+    from llmalign.report_prime import PRIMEReportConfig, prime_report
+
+    if isinstance(config, PRIMEReportConfig):
+        from runkit.config import smoke_requested
+
+        _print_result(prime_report(replace(config, smoke=smoke_requested(config.smoke))))
         return 0
     if isinstance(config, SPPOConfig):
         from llmalign.sppo import train_sppo

@@ -274,6 +274,7 @@ class P3OConfig(RunConfig):
 
 
 PRIME_METHODS = ("prime", "rloo")
+PRIME_UPDATES = ("after", "before")
 
 
 @dataclass
@@ -316,6 +317,9 @@ class PRIMEConfig(RunConfig):
     """The PRM's AdamW learning rate (constant; the authors' 1e-6 is for a 7B model; their 1:2 ratio kept)."""
     beta_train: float = 0.05
     """beta of the PRM's loss BCE(sigmoid(beta sum_t q_t), correct) (the authors: 0.05)."""
+    prm_update: str = "after"
+    """Which PRM scores the advantages use (the authors' `update`): after (each mini-batch's q recorded before
+    the PRM's step on it) or before (the PRM takes all its steps on the rollout batch, then q is recomputed)."""
     clip_eps: float = 0.2
     """PPO's clip range (the authors: 0.2)."""
     eval_every_steps: int = 20
@@ -330,6 +334,7 @@ class PRIMEConfig(RunConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require_config(self.method in PRIME_METHODS, "method", self.method, f"one of {PRIME_METHODS}")
+        require_config(self.prm_update in PRIME_UPDATES, "prm_update", self.prm_update, f"one of {PRIME_UPDATES}")
         for name in ("steps", "prompts_per_step", "sampling_rounds", "max_new_tokens", "minibatch_size"):
             require_config(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
         for name in ("eval_every_steps", "checkpoint_every_steps", "eval_problems"):

@@ -8,9 +8,11 @@ One step, as the authors' loop runs it (`PRIME-RL/PRIME`, `training/verl`: `ray_
 2. keep only the prompts whose K responses are right 20 % to 80 % of the time (1 to 3 of 4); draw more
    prompts (up to `sampling_rounds` batches) until `prompts_per_step` are kept, surplus dropped;
 3. PRIME only: the implicit PRM (a causal LM initialised from the SFT model) scores every token,
-   q_t = log pi_prm - log pi_ref (pi_ref: the frozen SFT model); mini-batch by mini-batch, each
-   mini-batch's q is recorded *before* the PRM's step on BCE(sigmoid(beta_train sum_t q_t), correct)
-   (the authors' ``update: after``);
+   q_t = log pi_prm - log pi_ref (pi_ref: the frozen SFT model), and takes one pass of mini-batch steps on
+   BCE(sigmoid(beta_train sum_t q_t), correct). `prm_update` picks which q the advantages use, as the
+   authors' ``update`` setting does: ``after`` (default) records each mini-batch's q *before* the PRM's step
+   on it; ``before`` lets the PRM take all its steps on the rollout batch first, then scores the whole
+   batch again with the updated PRM;
 4. advantages (`losses.prime_advantages`): the process rewards divided by the batch's largest |return|,
    leave-one-out baselines for the outcome and for the process rewards, returns-to-go (gamma 1), a 1:1 sum,
    whitened over the batch; RLOO is the same with the process rewards set to 0;
@@ -24,7 +26,10 @@ checkpoint that names the new one is in place, so a crash never pairs a policy w
 
 Metric names: `losses/policy_loss`, `losses/prm_loss`, `charts/clip_fraction`, `charts/approx_kl`,
 `charts/learning_rate`, `rollout/train_accuracy`, `rollout/kept_fraction`, `rollout/prm_ranking_accuracy`,
-`rollout/heldout_accuracy` (greedy), `rollout/heldout_accuracy_sampled`, `rollout/heldout_step_accuracy`.
+`rollout/heldout_accuracy` (greedy), `rollout/heldout_accuracy_sampled`, `rollout/heldout_step_accuracy`,
+`rollout/sampled_responses` (every response sampled in the step, kept or not), `rollout/kept_rollouts` (those
+the step trained on). The summary's `samples` totals the last two over the run (`sampled_responses`,
+`trained_rollouts`): what a comparison "at the same number of samples" checks.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ from llmalign.checkpoint import (
     load_training_checkpoint,
     save_training_checkpoint,
 )
-from llmalign.configs import PRIMEConfig
+from llmalign.configs import PRIME_UPDATES, PRIMEConfig
 from llmalign.evaluate import arithmetic_metrics, held_out_prompts
 from llmalign.losses import implicit_prm_loss, implicit_process_rewards, ppo_clip_token_loss, prime_advantages
 from llmalign.model import load_model, save_model
@@ -119,12 +124,17 @@ def prm_update(
     order: np.ndarray,
     minibatch_size: int,
     beta_train: float,
+    mode: str = "after",
 ) -> tuple[torch.Tensor, list[float]]:
-    """One pass of the PRM over `batch` in mini-batches (``update: after``).
+    """One pass of the PRM over `batch` in mini-batches; returns the token rewards q (`B x T-1`) and the losses.
 
-    Returns the token rewards q (`B x T-1`, each mini-batch's recorded before the PRM's step on it) and the
-    losses. ref_logps: the frozen reference's response token log-probs (`B x T-1`); correct: `B`.
+    mode "after" (the authors' ``update: after``): each mini-batch's q is recorded before the PRM's step on
+    it. mode "before" (``update: before``): the PRM takes every step first, then q of the whole batch is
+    computed afresh with the updated PRM. ref_logps: the frozen reference's response token log-probs
+    (`B x T-1`); correct: `B`.
     """
+    if mode not in PRIME_UPDATES:
+        raise ValueError(f"unknown PRM update mode {mode!r}; expected one of {PRIME_UPDATES}")
     prm.train()
     rewards = torch.zeros_like(ref_logps)
     losses = []
@@ -140,6 +150,9 @@ def prm_update(
         optimizer.step()
         losses.append(loss.item())
     prm.eval()
+    if mode == "before":  # score the batch again with the PRM its steps produced
+        logps = token_logprobs_of(prm, batch)
+        rewards = implicit_process_rewards(logps, ref_logps, batch.response_mask[:, 1:].to(logps.dtype)).detach()
     return rewards, losses
 
 
@@ -201,6 +214,8 @@ class Rollouts:
     """Accuracy over every sampled response (kept or not)."""
     kept_fraction: float
     """Fraction of the sampled prompts the filter kept."""
+    sampled_responses: int = 0
+    """Responses sampled in the step (every round's, kept or not)."""
 
 
 def step_rng(seed: int, step: int) -> np.random.Generator:
@@ -241,6 +256,7 @@ def collect_rollouts(
         torch.tensor(kept_correct),
         right / total,
         kept_groups / groups,
+        total,
     )
 
 
@@ -292,7 +308,11 @@ def make_models(
 def train_step(cfg: PRIMEConfig, models: Models, tokenizer: PreTrainedTokenizerFast, step: int) -> dict[str, float]:
     """One rollout-and-update step (see the module's description); returns the step's figures."""
     rollouts = collect_rollouts(cfg, models.policy, tokenizer, step)
-    figures = {"rollout/train_accuracy": rollouts.sampled_accuracy, "rollout/kept_fraction": rollouts.kept_fraction}
+    figures = {
+        "rollout/train_accuracy": rollouts.sampled_accuracy,
+        "rollout/kept_fraction": rollouts.kept_fraction,
+        "rollout/sampled_responses": float(rollouts.sampled_responses),
+    }
     if not rollouts.samples.texts:
         return figures  # no prompt passed the filter: nothing to learn from this step
     return {**figures, **update_on(cfg, models, tokenizer, rollouts, step)}
@@ -314,7 +334,7 @@ def update_on(
         ref_logps = token_logprobs_of(models.reference, batch)
         process, prm_losses = prm_update(
             models.prm, models.prm_optimizer, batch, ref_logps, rollouts.correct,
-            order_rng.permutation(len(batch)), cfg.minibatch_size, cfg.beta_train,
+            order_rng.permutation(len(batch)), cfg.minibatch_size, cfg.beta_train, cfg.prm_update,
         )  # fmt: skip
         figures["losses/prm_loss"] = float(np.mean(prm_losses))
         figures["rollout/prm_ranking_accuracy"] = ranking_accuracy(process.sum(dim=-1), rollouts.correct, cfg.k)
@@ -409,11 +429,13 @@ def train_prime(config: PRIMEConfig) -> dict[str, Any]:
     resumed = prepare_run_dir(run_dir, cfg.resume, run_dir / "checkpoint" / "trainer_state.pt")
     seed_everything(cfg.seed, cfg.torch_deterministic, cfg.torch_threads)
     history: list[dict[str, float]] = []
+    samples = {"sampled_responses": 0, "trained_rollouts": 0}
     step = 0
     if resumed and has_checkpoint(run_dir):
         models, state = load_checkpoint(run_dir, cfg)
         _, tokenizer = load_model(sft_path)
         step, history = int(state["step"]), list(state["history"])
+        samples = {**samples, **state.get("samples", {})}
     else:
         policy, tokenizer = load_model(sft_path)
         prm = reference = None
@@ -443,6 +465,8 @@ def train_prime(config: PRIMEConfig) -> dict[str, Any]:
             tick = time.perf_counter()
             figures = train_step(cfg, models, tokenizer, step)
             figures["charts/step_seconds"] = time.perf_counter() - tick
+            samples["sampled_responses"] += int(figures["rollout/sampled_responses"])
+            samples["trained_rollouts"] += int(figures.get("rollout/kept_rollouts", 0))
             logger.scalars(figures, step)
             if (cfg.eval_every_steps and step % cfg.eval_every_steps == 0) or step == cfg.steps:
                 evaluate_now(step)
@@ -450,13 +474,16 @@ def train_prime(config: PRIMEConfig) -> dict[str, Any]:
             every = cfg.checkpoint_every_steps
             if (every and step % every == 0) or step == cfg.steps:
                 logger.flush()
-                save_checkpoint(run_dir, cfg, models, tokenizer, {"step": step, "history": history})
+                save_checkpoint(
+                    run_dir, cfg, models, tokenizer, {"step": step, "history": history, "samples": dict(samples)}
+                )
     finally:
         logger.close()
     model_dir = save_model(models.policy, tokenizer, run_dir / MODEL_DIR)
     prm_dir = save_model(models.prm, tokenizer, run_dir / PRM_DIR) if models.prm is not None else None
     summary = {
-        "algo": "prime", "method": cfg.method, "seed": cfg.seed, "steps": step, "resumed": resumed,
+        "algo": "prime", "method": cfg.method, "prm_update": cfg.prm_update if cfg.method == "prime" else None,
+        "seed": cfg.seed, "steps": step, "samples": dict(samples), "resumed": resumed,
         "wall_s": time.perf_counter() - started, "model": str(model_dir),
         "prm": str(prm_dir) if prm_dir is not None else None, "sft_model": str(sft_path),
         "initial": history[0] if history and history[0]["step"] == 0 else None,

@@ -181,21 +181,86 @@ def test_the_prm_rewards_are_recorded_before_its_step_on_them(sft_model: Path) -
     assert (scores[labels].mean() > scores[~labels].mean()).item()  # its step raised the right responses' q
 
 
+def _prm_pass(sft_model: Path, mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fresh PRM's pass over the test rollouts in two mini-batches: (recorded q, q of the PRM before any step,
+    q of a fresh forward of the PRM after the pass)."""
+    prm, tokenizer = load_model(sft_model)
+    reference, _ = load_model(sft_model)
+    with torch.no_grad():  # move the PRM off its reference, so its q is not 0 before the pass
+        for parameter in prm.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(1)))
+    rollouts = _rollouts()
+    batch = pack(tokenizer, rollouts.samples.prompts, rollouts.samples.response_ids)
+    ref_logps = token_logprobs_of(reference, batch)
+    mask = batch.response_mask[:, 1:]
+    start = (token_logprobs_of(prm, batch) - ref_logps) * mask
+    optimizer = torch.optim.AdamW(prm.parameters(), lr=1e-2)
+    order = np.array([3, 0, 6, 1, 7, 2, 5, 4])
+    recorded, losses = prm_update(prm, optimizer, batch, ref_logps, rollouts.correct, order, 4, 0.05, mode)
+    assert len(losses) == 2
+    return recorded, start, (token_logprobs_of(prm, batch) - ref_logps) * mask
+
+
+def test_with_update_before_the_advantages_read_the_prm_after_all_its_steps(sft_model: Path) -> None:
+    recorded, start, end = _prm_pass(sft_model, "before")
+    assert not torch.allclose(start, end, atol=1e-4)  # the steps did move the PRM
+    torch.testing.assert_close(recorded, end, rtol=0, atol=1e-6)  # a fresh forward of the updated PRM
+    assert recorded.requires_grad is False
+
+
+def test_with_update_after_each_minibatch_is_read_before_the_prm_steps_on_it(sft_model: Path) -> None:
+    recorded, start, end = _prm_pass(sft_model, "after")
+    first = torch.tensor([3, 0, 6, 1])  # the first mini-batch: scored by the PRM before any step
+    torch.testing.assert_close(recorded[first], start[first], rtol=0, atol=1e-6)
+    second = torch.tensor([7, 2, 5, 4])  # the second: after the first step only, so neither the start nor the end
+    assert not torch.allclose(recorded[second], start[second], atol=1e-4)
+    assert not torch.allclose(recorded[second], end[second], atol=1e-4)
+
+
+def test_the_prm_update_mode_is_checked(sft_model: Path) -> None:
+    with pytest.raises(ValueError, match="prm_update"):
+        PRIMEConfig(prm_update="during")
+    with pytest.raises(ValueError, match="PRM update mode"):
+        _prm_pass(sft_model, "during")
+
+
+@pytest.mark.parametrize("mode", ["after", "before"])
+def test_a_step_feeds_the_configured_prm_scores_to_the_advantages(
+    mode: str, sft_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy, tokenizer = load_model(sft_model)
+    prm, reference = load_model(sft_model)[0], load_model(sft_model)[0]
+    cfg = _config(sft_model, minibatch_size=8, prm_update=mode)  # one mini-batch
+    models = make_models(cfg, policy, prm, reference)
+    seen: dict[str, torch.Tensor] = {}
+
+    def spy(outcome: torch.Tensor, process: torch.Tensor, mask: torch.Tensor, k: int, gamma: float) -> torch.Tensor:
+        seen["process"] = process
+        return prime_advantages(outcome, process, mask, k, gamma)
+
+    monkeypatch.setattr(prime_module, "prime_advantages", spy)
+    update_on(cfg, models, tokenizer, _rollouts(), step=1)
+    # one mini-batch and a PRM equal to its reference: q is 0 before its step, not after it
+    assert (seen["process"].abs().sum() > 0) == (mode == "before")
+
+
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
     model, _ = load_model(folder)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("method", ["prime", "rloo"])
+@pytest.mark.parametrize(("method", "mode"), [("prime", "after"), ("prime", "before"), ("rloo", "after")])
 def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
-    method: str, tmp_path: Path, sft_model: Path, monkeypatch: pytest.MonkeyPatch
+    method: str, mode: str, tmp_path: Path, sft_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(prime_module, "is_correct", fake_verifier)
     folders = ["model", "prm"] if method == "prime" else ["model"]
+    counts: dict[str, Any] = {}
 
     def whole() -> dict[str, torch.Tensor]:
-        summary = train_prime(_config(sft_model, tmp_path / "whole", method=method))
+        summary = train_prime(_config(sft_model, tmp_path / "whole", method=method, prm_update=mode))
         assert [h["step"] for h in summary["history"]] == [0.0, 2.0, 3.0]
+        counts["whole"] = summary["samples"]
         return {f"{f}.{k}": v for f in folders for k, v in _weights(tmp_path / "whole" / f).items()}
 
     def interrupted_then_resumed() -> dict[str, torch.Tensor]:
@@ -211,15 +276,21 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
         with monkeypatch.context() as patch:
             patch.setattr(prime_module, "save_checkpoint", save_then_crash)
             with pytest.raises(KeyboardInterrupt):
-                train_prime(_config(sft_model, tmp_path / "cut", method=method))
+                train_prime(_config(sft_model, tmp_path / "cut", method=method, prm_update=mode))
         prm_folders = sorted(p.name for p in (tmp_path / "cut").glob("prm_step*"))
         assert prm_folders == (["prm_step000002"] if method == "prime" else [])
-        summary = train_prime(_config(sft_model, tmp_path / "cut", method=method, resume=True))
+        summary = train_prime(_config(sft_model, tmp_path / "cut", method=method, prm_update=mode, resume=True))
         assert summary["resumed"]
+        counts["cut"] = summary["samples"]
         assert [h["step"] for h in summary["history"]] == [0.0, 2.0, 3.0]
         return {f"{f}.{k}": v for f in folders for k, v in _weights(tmp_path / "cut" / f).items()}
 
     assert_resume_matches(whole, interrupted_then_resumed)
+    assert counts["cut"] == counts["whole"]  # the sample counts carry over the resume too
+    scalars_whole = read_scalars(tmp_path / "whole")
+    assert counts["whole"]["sampled_responses"] == sum(v for _, v in scalars_whole["rollout/sampled_responses"])
+    assert counts["whole"]["trained_rollouts"] == sum(v for _, v in scalars_whole.get("rollout/kept_rollouts", []))
+    assert counts["whole"]["sampled_responses"] >= 3 * 3 * 4  # 3 steps of >= one round of 3 prompts x K = 4
     trained, start = _weights(tmp_path / "whole" / "model"), _weights(sft_model)
     assert any(not torch.equal(trained[k], start[k]) for k in start)  # the steps changed the policy
     if method == "prime":
