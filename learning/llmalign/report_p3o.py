@@ -271,6 +271,12 @@ def summarise(stages: dict[str, Any], config: P3OReportConfig) -> dict[str, Any]
     }
 
 
+PLOT_MIN_KL = -1.0
+"""Evaluation points whose KL estimate is below this are counted, not drawn: log pi - log pi_SFT on the
+policy's samples is a KL estimate only while the sampler follows pi, and the sampler suppresses the special
+tokens, so a policy that puts its mass on them scores far below zero (seen: -30, with low rewards)."""
+
+
 def plot(report: dict[str, Any], path: Path) -> Path:
     """Reward against KL: each variant's mean frontier with its 95 % band, and every evaluation point, faint."""
     import matplotlib
@@ -281,6 +287,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     titles = {"win_rate_vs_sft": "win rate vs the SFT model (hidden judge)", "judge_score": "hidden judge's score"}
     figure, axes = plt.subplots(1, len(METRICS), figsize=(5.5 * len(METRICS), 4))
     for axis, metric in zip(np.atleast_1d(axes), METRICS, strict=True):
+        hidden = 0
         for variant, rows in report["frontier"][metric].items():
             shown = [r for r in rows if r["mean"] is not None]
             x = [r["kl"] for r in shown]
@@ -291,11 +298,14 @@ def plot(report: dict[str, Any], path: Path) -> Path:
             axis.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
             raw = [(p["kl_to_sft"], p[metric]) for p in report["points"][variant]]
             raw = [(k, r) for k, r in raw if math.isfinite(k) and math.isfinite(r)]
+            hidden += sum(k < PLOT_MIN_KL for k, _ in raw)
+            raw = [(k, r) for k, r in raw if k >= PLOT_MIN_KL]
             if raw:
                 axis.scatter(*zip(*raw, strict=True), s=8, color=line.get_color(), alpha=0.25, linewidths=0)
         if metric == "win_rate_vs_sft":
             axis.axhline(0.5, color="grey", lw=0.8, ls="--")
-        axis.set_xlabel("KL to the SFT model (per sequence)")
+        note = f"; {hidden} points with KL < {PLOT_MIN_KL:g} not drawn" if hidden else ""
+        axis.set_xlabel(f"KL to the SFT model (per sequence){note}")
         axis.set_ylabel(titles[metric])
         axis.set_title(f"frontier, {len(report['seeds'])} seeds, 95 % t-intervals")
         axis.legend()
