@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -58,6 +58,7 @@ from llmalign.preference_model import RewardModel, load_judge
 from llmalign.preference_task import PreferencePrompt, split_prompts
 from llmalign.sequences import Batch, Samples, pack, sample_responses
 from runkit import UserError, prepare_run_dir, write_summary
+from runkit.atomic import write_bytes_atomic
 from runkit.metrics import RunLogger
 from runkit.seeding import restore_rng, seed_everything
 
@@ -473,7 +474,8 @@ def train_p3o(config: P3OConfig) -> dict[str, Any]:
         logger.close()
     model_dir = save_model(policy, tokenizer, run_dir / MODEL_DIR)
     if value_head is not None:
-        save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(run_dir / VALUE_HEAD_FILE))
+        tensors = {k: v.contiguous() for k, v in value_head.state_dict().items()}
+        write_bytes_atomic(run_dir / VALUE_HEAD_FILE, save(tensors))
     summary = {
         "method": cfg.method, "clip": cfg.clip if cfg.method == "p3o" else None, "kl_coef": cfg.kl_coef,
         "seed": cfg.seed, "updates": update, "samples_per_update": 2 * cfg.prompts_per_update, "resumed": resumed,

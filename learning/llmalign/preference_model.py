@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 from transformers import LlamaModel, PreTrainedTokenizerFast
 
@@ -37,6 +37,7 @@ from llmalign.preference_task import (
     sample_preference,
 )
 from llmalign.tokenizer import load_tokenizer, save_tokenizer
+from runkit.atomic import write_bytes_atomic, write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -204,9 +205,9 @@ def save_judge(model: PairwisePreferenceModel | RewardModel, folder: Path, figur
     """Write a learned judge: weights (safetensors), its kind, size and figures (JSON), the tokenizer."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / JUDGE_FILE))
+    write_bytes_atomic(folder / JUDGE_FILE, save({k: v.contiguous() for k, v in model.state_dict().items()}))
     meta = {"kind": model.kind, "size": asdict(model.config), "figures": figures}
-    (folder / JUDGE_CONFIG).write_text(json.dumps(meta, indent=2))
+    write_json_atomic(folder / JUDGE_CONFIG, meta)
     save_tokenizer(model.tokenizer, folder)
     return folder
 
