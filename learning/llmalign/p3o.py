@@ -56,7 +56,7 @@ from llmalign.losses import (
 from llmalign.model import ModelFolderError, load_model, save_model
 from llmalign.preference_model import RewardModel, load_judge
 from llmalign.preference_task import PreferencePrompt, split_prompts
-from llmalign.sequences import Batch, Samples, pack, sample_responses
+from llmalign.sequences import SAMPLE_BATCH, Batch, pack, sample_in_batches
 from runkit import UserError, prepare_run_dir, write_summary
 from runkit.atomic import write_bytes_atomic
 from runkit.metrics import RunLogger
@@ -64,8 +64,6 @@ from runkit.seeding import restore_rng, seed_everything
 
 MODEL_DIR = "model"
 VALUE_HEAD_FILE = "value_head.safetensors"
-SAMPLE_BATCH = 64
-"""Prompts sampled (and sequences scored) together."""
 EVAL_SEED_OFFSET = 7_777
 
 
@@ -192,24 +190,6 @@ def build_rollout(
     return Rollout(batch, old_logps, sft_logps, mask, scores, rewards, values, advantages, returns)
 
 
-def sample_in_batches(
-    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str], k: int, cfg: P3OConfig, seed: int
-) -> Samples:
-    """K responses per prompt, SAMPLE_BATCH prompts at a time (batch s with seed + s)."""
-    parts = [
-        sample_responses(
-            model, tokenizer, prompts[s : s + SAMPLE_BATCH], k, cfg.max_new_tokens, cfg.temperature, seed + s
-        )
-        for s in range(0, len(prompts), SAMPLE_BATCH)
-    ]
-    return Samples(
-        [p for part in parts for p in part.prompts],
-        [r for part in parts for r in part.response_ids],
-        [t for part in parts for t in part.texts],
-        k,
-    )
-
-
 @torch.no_grad()
 def rm_scores(reward_model: RewardModel, prompts: list[str], texts: list[str]) -> torch.Tensor:
     """RM(x, y) for each response, SAMPLE_BATCH at a time: `B`."""
@@ -233,7 +213,7 @@ def collect_rollout(
 ) -> Rollout:
     """Sample 2 responses per prompt from the policy (pi_old) and score them: the update's frozen rollout."""
     policy.eval()
-    samples = sample_in_batches(policy, tokenizer, prompts, 2, cfg, seed)
+    samples = sample_in_batches(policy, tokenizer, prompts, 2, cfg.max_new_tokens, cfg.temperature, seed)
     batch = pack(tokenizer, samples.prompts, samples.response_ids)
     old_logps, old_values = policy_forward(policy, batch, cfg.temperature, value_head)
     sft_logps, _ = policy_forward(sft, batch, cfg.temperature)
@@ -347,7 +327,9 @@ def evaluate_policy(
 ) -> dict[str, float]:
     """Held-out figures of the policy's sampled responses: hidden judge, RM, KL to the SFT policy, win rate."""
     policy.eval()
-    samples = sample_in_batches(policy, tokenizer, prompts, 1, cfg, seed=cfg.seed + EVAL_SEED_OFFSET)
+    samples = sample_in_batches(
+        policy, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, cfg.seed + EVAL_SEED_OFFSET
+    )
     scores = [judge_score(p, t) for p, t in zip(prompts, samples.texts, strict=True)]
     valid = [s for s in scores if s is not None]
     log_ratios = []
@@ -405,7 +387,9 @@ def train_p3o(config: P3OConfig) -> dict[str, Any]:
     sft.eval().requires_grad_(False)
     train_prompts, _ = split_prompts()
     eval_prompts = held_out_prompts("preference", cfg.eval_samples, cfg.seed)
-    sft_texts = sample_in_batches(sft, tokenizer, eval_prompts, 1, cfg, seed=cfg.seed + EVAL_SEED_OFFSET).texts
+    sft_texts = sample_in_batches(
+        sft, tokenizer, eval_prompts, 1, cfg.max_new_tokens, cfg.temperature, cfg.seed + EVAL_SEED_OFFSET
+    ).texts
     update, history = 0, list[dict[str, float]]()
     checkpoint: TrainingCheckpoint | None = None
     if resumed and has_checkpoint(run_dir):

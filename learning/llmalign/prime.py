@@ -56,7 +56,14 @@ from llmalign.configs import PRIME_UPDATES, PRIMEConfig
 from llmalign.evaluate import arithmetic_metrics, held_out_prompts
 from llmalign.losses import implicit_prm_loss, implicit_process_rewards, ppo_clip_token_loss, prime_advantages
 from llmalign.model import load_model, save_model
-from llmalign.sequences import Batch, Samples, pack, prompt_ids, response_token_logprobs, sample_responses
+from llmalign.sequences import (
+    Batch,
+    Samples,
+    pack,
+    prompt_ids,
+    response_token_logprobs,
+    sample_in_batches,
+)
 from runkit import UserError, prepare_run_dir, write_summary
 from runkit.config import require_config
 from runkit.metrics import RunLogger
@@ -65,8 +72,6 @@ from runkit.seeding import restore_rng, seed_everything
 MODEL_DIR = "model"
 PRM_DIR = "prm"
 PRM_CHECKPOINT_PREFIX = "prm_step"
-SAMPLE_BATCH = 64
-"""Prompts sampled together."""
 GAMMA = 1.0
 """Discount of both returns-to-go (the authors' verifier_gamma and reward_model_gamma)."""
 POLICY_GRAD_CLIP = 1.0
@@ -236,7 +241,9 @@ def collect_rollouts(
     for _round in range(cfg.sampling_rounds):
         problems = [sample_problem(rng, held_out=False) for _ in range(cfg.prompts_per_step)]
         seed = int(rng.integers(2**31 - 1))
-        samples = sample_in_batches(policy, tokenizer, [p.text for p in problems], cfg, seed)
+        samples = sample_in_batches(
+            policy, tokenizer, [p.text for p in problems], cfg.k, cfg.max_new_tokens, cfg.temperature, seed
+        )
         correct = torch.tensor([float(is_correct(problems[i // cfg.k], text)) for i, text in enumerate(samples.texts)])
         keep = accuracy_filter(correct, cfg.k, cfg.accuracy_lower, cfg.accuracy_upper)
         right, total = right + int(correct.sum()), total + len(correct)
@@ -257,24 +264,6 @@ def collect_rollouts(
         right / total,
         kept_groups / groups,
         total,
-    )
-
-
-def sample_in_batches(
-    model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: list[str], cfg: PRIMEConfig, seed: int
-) -> Samples:
-    """K responses to each prompt, SAMPLE_BATCH prompts at a time (each batch with its own seed)."""
-    parts = [
-        sample_responses(
-            model, tokenizer, prompts[s : s + SAMPLE_BATCH], cfg.k, cfg.max_new_tokens, cfg.temperature, seed + s
-        )
-        for s in range(0, len(prompts), SAMPLE_BATCH)
-    ]
-    return Samples(
-        [p for part in parts for p in part.prompts],
-        [r for part in parts for r in part.response_ids],
-        [t for part in parts for t in part.texts],
-        cfg.k,
     )
 
 

@@ -124,12 +124,40 @@ def sample_responses(
     return Samples(repeated, responses, texts, k)
 
 
+SAMPLE_BATCH = 64
+"""Prompts sampled together by `sample_in_batches`."""
+
+
+def sample_in_batches(
+    model: LlamaForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    prompts: list[str],
+    k: int,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+) -> Samples:
+    """`sample_responses` SAMPLE_BATCH prompts at a time (batch starting at prompt s seeded seed + s), joined."""
+    parts = [
+        sample_responses(model, tokenizer, prompts[s : s + SAMPLE_BATCH], k, max_new_tokens, temperature, seed + s)
+        for s in range(0, len(prompts), SAMPLE_BATCH)
+    ]
+    return Samples(
+        [p for part in parts for p in part.prompts],
+        [r for part in parts for r in part.response_ids],
+        [t for part in parts for t in part.texts],
+        k,
+    )
+
+
 __all__ = [
+    "SAMPLE_BATCH",
     "Batch",
     "Samples",
     "encode_responses",
     "pack",
     "prompt_ids",
     "response_token_logprobs",
+    "sample_in_batches",
     "sample_responses",
 ]

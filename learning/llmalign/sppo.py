@@ -34,7 +34,7 @@ from llmalign.losses import dpo_loss, ipo_loss, sequence_logprob, sppo_loss, win
 from llmalign.model import load_model, save_model
 from llmalign.preference_model import PairwisePreferenceModel, load_judge
 from llmalign.preference_task import split_prompts
-from llmalign.sequences import Samples, pack, response_token_logprobs, sample_responses
+from llmalign.sequences import SAMPLE_BATCH, Samples, pack, response_token_logprobs, sample_in_batches
 from runkit import UserError, prepare_run_dir, write_summary
 from runkit.metrics import RunLogger
 from runkit.seeding import seed_everything
@@ -42,8 +42,6 @@ from runkit.seeding import seed_everything
 Pair = tuple[str, list[int], list[int], float, float]
 """(prompt, chosen response ids, rejected response ids, chosen's win rate, rejected's win rate)."""
 MODEL_DIR = "model"
-SAMPLE_BATCH = 64
-"""Prompts sampled together."""
 
 
 def preference_matrices(judge: PairwisePreferenceModel, samples: Samples) -> torch.Tensor:
@@ -119,29 +117,6 @@ def reference_logprobs(
     return torch.cat(out)
 
 
-def sample_in_batches(
-    model: LlamaForCausalLM,
-    tokenizer: PreTrainedTokenizerFast,
-    prompts: list[str],
-    k: int,
-    config: SPPOConfig,
-    seed: int,
-) -> Samples:
-    """K responses for each prompt, sampled SAMPLE_BATCH prompts at a time (each batch with its own seed)."""
-    parts = [
-        sample_responses(
-            model, tokenizer, prompts[s : s + SAMPLE_BATCH], k, config.max_new_tokens, config.temperature, seed + s
-        )
-        for s in range(0, len(prompts), SAMPLE_BATCH)
-    ]
-    return Samples(
-        [p for part in parts for p in part.prompts],
-        [r for part in parts for r in part.response_ids],
-        [t for part in parts for t in part.texts],
-        k,
-    )
-
-
 def measure(
     config: SPPOConfig,
     policy: LlamaForCausalLM,
@@ -150,7 +125,9 @@ def measure(
     prompts: list[str],
 ) -> dict[str, float]:
     """Win rate against the SFT model's responses to the same held-out prompts, and the judge's mean score."""
-    samples = sample_in_batches(policy, tokenizer, prompts, 1, config, seed=config.seed + 7_777)
+    samples = sample_in_batches(
+        policy, tokenizer, prompts, 1, config.max_new_tokens, config.temperature, seed=config.seed + 7_777
+    )
     scores = [judge_score(p, t) for p, t in zip(prompts, samples.texts, strict=True)]
     valid = [s for s in scores if s is not None]
     return {
@@ -177,7 +154,9 @@ def train_sppo(config: SPPOConfig) -> dict[str, Any]:
     sft.eval()
     train_prompts, held_out = split_prompts()
     eval_prompts = [held_out[i % len(held_out)].text for i in range(cfg.eval_samples)]
-    sft_texts = sample_in_batches(sft, tokenizer, eval_prompts, 1, cfg, seed=cfg.seed + 7_777).texts
+    sft_texts = sample_in_batches(
+        sft, tokenizer, eval_prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + 7_777
+    ).texts
     policy, iteration = sft, 0
     history: list[dict[str, float]] = []
     if resumed and has_checkpoint(run_dir):
@@ -225,7 +204,9 @@ def run_iteration(
     order = rng.permutation(len(train_prompts))
     prompts = [train_prompts[order[i % len(order)]].text for i in range(cfg.prompts_per_iteration)]
     current.eval()
-    samples = sample_in_batches(current, tokenizer, prompts, cfg.k, cfg, seed=cfg.seed * 1_000 + iteration * 100_003)
+    samples = sample_in_batches(
+        current, tokenizer, prompts, cfg.k, cfg.max_new_tokens, cfg.temperature, cfg.seed * 1_000 + iteration * 100_003
+    )
     rates = win_rates(preference_matrices(judge, samples))
     pairs = select_pairs(samples, rates)
     if not pairs:
