@@ -159,7 +159,10 @@ class MavlinkConnection:
     # ---- receiving --------------------------------------------------------------------------------------------
 
     def subscribe(self, callback: MessageCallback, msg_type: str | None = None) -> Callable[[], None]:
-        """Call `callback(msg)` in the receive thread for each `msg_type` message (None: all); returns unsubscribe."""
+        """Call `callback(msg)` in the receive thread for each `msg_type` message (None: all); returns unsubscribe.
+
+        Subscribers to all messages (state stores such as the telemetry) see each message before the subscribers to
+        its type (handlers that react to it), so a reaction reads state that already includes the message."""
         with self._subscribe_lock:
             self._subscribers[msg_type] = (*self._subscribers.get(msg_type, ()), callback)
 
@@ -216,7 +219,7 @@ class MavlinkConnection:
                 self._vehicle_seen.set()
             elif msg_type == "TIMESYNC":
                 self._on_timesync(message, now)
-        callbacks = self._subscribers.get(msg_type, ()) + self._subscribers.get(None, ())
+        callbacks = self._subscribers.get(None, ()) + self._subscribers.get(msg_type, ())  # stores first
         for callback in callbacks:
             try:
                 callback(message)

@@ -329,3 +329,30 @@ def test_drag_feedforward_lets_a_drag_blind_px4_controller_keep_up() -> None:
     blind, compensated = lag(False), lag(True)
     assert blind > 0.05
     assert compensated < 0.3 * blind
+
+
+def _vehicle_heartbeat(custom_mode: int) -> bytes:
+    mav = mavlink2.MAVLink(None, srcSystem=1, srcComponent=1)
+    return bytes(mav.heartbeat_encode(2, 12, 129 | 128, custom_mode, 4).pack(mav))
+
+
+def test_when_a_heartbeat_confirms_offboard_the_telemetry_already_shows_it() -> None:
+    """A listener told "vehicle reports OFFBOARD" that reads the telemetry must see OFFBOARD, not the mode before."""
+    from px4link.bridge import Px4Bridge
+
+    bridge = Px4Bridge(BridgeConfig())  # not started: frames are fed straight into its connection
+    modes_at_transition: list[tuple[str, str]] = []
+
+    def listener(event: Any) -> None:
+        status = bridge.telemetry().status
+        modes_at_transition.append((getattr(event, "reason", ""), "" if status is None else status.mode_name))
+
+    bridge.offboard.add_listener(listener)
+    loiter, offboard = (4 << 16) | (3 << 24), 6 << 16  # PX4 custom_mode: AUTO.LOITER, OFFBOARD (written out by hand)
+    bridge.connection.feed(_vehicle_heartbeat(loiter))
+    bridge.offboard.start(time.monotonic())
+    bridge.connection.feed(_vehicle_heartbeat(offboard))
+    bridge.connection.feed(_vehicle_heartbeat(loiter))
+    reported = [mode for reason, mode in modes_at_transition if reason == "vehicle reports OFFBOARD"]
+    left = [mode for reason, mode in modes_at_transition if reason == "vehicle left OFFBOARD"]
+    assert reported == ["OFFBOARD"] and left == ["AUTO.LOITER"], modes_at_transition
