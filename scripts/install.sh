@@ -23,4 +23,7 @@ PIP=("$VENV_DIR/bin/python" -m pip install --disable-pip-version-check --progres
 # The ROS package's Python module, in the same environment as the libraries (the pip-only runner starts
 # its nodes as `python -m mfrl.<node>`); `colcon build` in ros2_ws/ installs it the ROS way as well.
 "${PIP[@]}" -e "$ROOT/ros2_ws/src/mfrl"
+# MovieLens-100k for the EAR recommender ships inside RecBole's wheel; only its files are read (RecBole as a
+# library needs numpy < 2), so it is installed without its dependencies.
+"${PIP[@]}" --no-deps "recbole==1.2.1"
 echo "installed into $VENV_DIR"

@@ -47,3 +47,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], float_fo
     lines.append("  ".join("-" * w for w in widths))
     lines.extend("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in text_rows)
     return "\n".join(lines)
+
+
+def mean_t_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """Mean and the half-width of a 95 % t-interval over `values` (seeds); half-width 0 for one value."""
+    from scipy import stats  # here, so that importing runkit stays light
+
+    array = np.asarray(values, dtype=float)
+    mean = float(array.mean())
+    if array.size < 2:
+        return mean, 0.0
+    return mean, float(stats.t.ppf(0.975, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))

@@ -12,7 +12,6 @@ checked) and `sppo_win_rate.png`.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from llmalign.sft import MODEL_DIR, train_sft
 from llmalign.sppo import train_sppo
 from runkit import get_logger
 from runkit.atomic import save_figure, write_json_atomic
+from runkit.reports import mean_t_interval
 
 log = get_logger("llmalign.report")
 LOSSES = ("sppo", "dpo", "ipo")
@@ -96,14 +96,9 @@ def run_stages(config: SPPOReportConfig) -> dict[str, Any]:
 
 
 def t_interval(values: list[float]) -> dict[str, Any]:
-    from scipy import stats
-
-    array = np.asarray(values, dtype=float)
-    mean = float(array.mean())
-    if array.size < 2:
-        return {"mean": mean, "ci95": None, "n": int(array.size)}
-    half = float(stats.t.ppf(0.975, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
-    return {"mean": mean, "ci95": [mean - half, mean + half], "n": int(array.size)}
+    """Mean, 95 % t-interval (None for one value) and count, as the reports store them."""
+    mean, half = mean_t_interval(values)
+    return {"mean": mean, "ci95": [mean - half, mean + half] if len(values) > 1 else None, "n": len(values)}
 
 
 def summarise(stages: dict[str, Any], config: SPPOReportConfig) -> dict[str, Any]:

@@ -11,7 +11,6 @@ and PNG plots in `<out_dir>/<env>/` (a smoke run writes under runs/relic/smoke, 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from runkit import SUMMARY_FILE, format_table, save_figure, write_json_atomic, write_text_atomic
 from runkit.config import shrink_defaults, smoke_requested
+from runkit.reports import mean_t_interval
 
 VARIANTS = ("relic", "relic-no-sink", "relic-no-partial", "rl2-lstm")
 
@@ -119,17 +119,6 @@ def train_or_resume(config: Any) -> Path:
     return run_dir / POLICY_FILE
 
 
-def interval(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of a 95 % t-interval over seeds (0 for one seed)."""
-    from scipy import stats
-
-    mean = float(np.mean(values))
-    if len(values) < 2:
-        return mean, 0.0
-    half = float(stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
-    return mean, half
-
-
 def build_report(report: ReportConfig) -> dict[str, Any]:
     """Train, evaluate and write the report; return its JSON content."""
     from relicnav import trial_seeds
@@ -164,8 +153,8 @@ def build_report(report: ReportConfig) -> dict[str, Any]:
         episode_returns = np.array([row["return_by_episode"] for row in per_seed])
         results[variant] = {
             "seeds": per_seed,
-            "success_mean_ci": [interval(curves[:, k]) for k in range(curves.shape[1])],
-            "return_mean_ci": [interval(episode_returns[:, k]) for k in range(episode_returns.shape[1])],
+            "success_mean_ci": [mean_t_interval(curves[:, k]) for k in range(curves.shape[1])],
+            "return_mean_ci": [mean_t_interval(episode_returns[:, k]) for k in range(episode_returns.shape[1])],
             "steps_mean": steps.mean(axis=0).tolist(),
         }
     payload = {
@@ -250,4 +239,4 @@ def _plot(payload: dict[str, Any], out: Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["VARIANTS", "ReportConfig", "build_report", "interval", "variant_config"]
+__all__ = ["VARIANTS", "ReportConfig", "build_report", "variant_config"]

@@ -355,4 +355,5 @@ def test_when_a_heartbeat_confirms_offboard_the_telemetry_already_shows_it() -> 
     bridge.connection.feed(_vehicle_heartbeat(loiter))
     reported = [mode for reason, mode in modes_at_transition if reason == "vehicle reports OFFBOARD"]
     left = [mode for reason, mode in modes_at_transition if reason == "vehicle left OFFBOARD"]
-    assert reported == ["OFFBOARD"] and left == ["AUTO.LOITER"], modes_at_transition
+    assert reported == ["OFFBOARD"], modes_at_transition
+    assert left == ["AUTO.LOITER"], modes_at_transition

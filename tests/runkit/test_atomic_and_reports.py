@@ -59,3 +59,12 @@ def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
     os.umask(mask)
     target = write_text_atomic(tmp_path / "shared.txt", "x")
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+
+
+def test_the_t_interval_over_seeds_matches_the_textbook_value() -> None:
+    from runkit.reports import mean_t_interval
+
+    mean, half = mean_t_interval([1.0, 2.0, 3.0])  # s = 1, n = 3, t(0.975, 2) = 4.3027
+    assert mean == 2.0
+    assert half == pytest.approx(4.302653 / 3**0.5, rel=1e-5)
+    assert mean_t_interval([5.0]) == (5.0, 0.0)  # one seed: no interval
