@@ -65,7 +65,7 @@ class _Session:
 
     def __init__(self, config: ChatConfig, io: ChatIO) -> None:
         from ear.conversation import Context, Conversation, NetworkPolicy
-        from ear.data import load_dataset
+        from ear.data import dataset_of_model
         from ear.fm import copy_for_conversation, load_fm
         from ear.policy import load_policy
 
@@ -77,7 +77,7 @@ class _Session:
             raise DataError(
                 f"{policy_path} is a {policy_meta.get('scenario')} policy, {fm_path} a {meta['scenario']} model"
             )
-        self.dataset: Dataset = load_dataset(meta["scenario"], None, int(meta["min_items"]))
+        self.dataset: Dataset = dataset_of_model(meta)
         self.io, self.log = io, config.log
         self.state_kind = str(policy_meta.get("kind", "ear"))
         if config.user is None:  # a new user: the mean user, in a copy (user 0's row stands for them)

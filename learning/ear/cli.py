@@ -61,18 +61,15 @@ class EvalConfig:
 
 def eval_command(config: EvalConfig) -> dict[str, Any]:
     """Evaluate; the figures as a dict."""
-    import numpy as np
 
     from ear.conversation import AlwaysRecommend, MaxEntropy, NetworkPolicy, evaluate
-    from ear.data import load_dataset
+    from ear.data import dataset_of_model, draw_pairs
     from ear.fm import load_fm
     from ear.policy import load_policy
 
     fm, meta = load_fm(config.fm)
-    dataset = load_dataset(meta["scenario"], None, int(meta["min_items"]))
-    pool = getattr(dataset.interactions, config.split)
-    rng = np.random.default_rng(10_000 + config.seed)
-    pairs = pool[rng.choice(len(pool), size=min(config.pairs, len(pool)), replace=False)]
+    dataset = dataset_of_model(meta)
+    pairs = draw_pairs(getattr(dataset.interactions, config.split), config.pairs, config.seed)
     state_kind: StateKind = "ear"
     if config.method == "policy":
         assert config.policy is not None

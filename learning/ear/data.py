@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import importlib.util
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -240,6 +241,17 @@ def load_dataset(scenario: ScenarioName, data_dir: Path | None = None, min_items
         titles=tuple(titles.get(item, item) for item in item_ids),
         interactions=Interactions(train=train, valid=valid, test=test),
     )
+
+
+def dataset_of_model(meta: Mapping[str, Any]) -> Dataset:
+    """The dataset a model was trained on, from its metadata (`scenario`, `min_items`; RecBole's files)."""
+    return load_dataset(meta["scenario"], None, int(meta["min_items"]))
+
+
+def draw_pairs(pool: NDArray[np.int64], count: int, seed: int) -> NDArray[np.int64]:
+    """`count` (user, target) rows of `pool` drawn without replacement with the seed: the same for every method."""
+    rng = np.random.default_rng(10_000 + seed)
+    return pool[rng.choice(len(pool), size=min(count, len(pool)), replace=False)]
 
 
 def _enumerated_attributes(

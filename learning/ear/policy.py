@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ear.configs import ConversationConfig, PolicyConfig
 from ear.conversation import Context, Episode, MaxEntropy, NetworkPolicy, StateKind, run_episode, state_size
-from ear.data import Dataset, load_dataset
+from ear.data import Dataset, dataset_of_model
 from runkit import write_summary
 from runkit.checkpoint import CheckpointError, load_envelope, require, save_envelope
 from runkit.config import prepare_run_dir
@@ -156,7 +156,7 @@ class PolicyTrainer:
         resumed = prepare_run_dir(self.run_dir, self.config.resume, self.checkpoint_path)
         seed_everything(self.config.seed, self.config.torch_deterministic, self.config.torch_threads)
         self.fm, self.fm_meta = load_fm(self.config.fm)
-        self.dataset = load_dataset(self.fm_meta["scenario"], None, int(self.fm_meta["min_items"]))
+        self.dataset = dataset_of_model(self.fm_meta)
         self.context = Context(self.dataset, self.fm)
         self.kind: StateKind = self.config.kind
         n_actions = self.dataset.scenario.n_questions + 1

@@ -140,7 +140,7 @@ def evaluate_seed(report: ReportConfig, scenario: ScenarioName, seed: int) -> di
 
         return dict(json.loads(out.read_text(encoding="utf-8")))
     from ear.conversation import AlwaysRecommend, MaxEntropy, NetworkPolicy, evaluate
-    from ear.data import load_dataset
+    from ear.data import dataset_of_model, draw_pairs
     from ear.fm import load_fm
     from ear.policy import load_policy
 
@@ -150,10 +150,8 @@ def evaluate_seed(report: ReportConfig, scenario: ScenarioName, seed: int) -> di
     crm_path = _train_policy(report, scenario, seed, "crm", plain_path)
     fm, meta = load_fm(fm_path)
     plain_fm, _ = load_fm(plain_path)
-    dataset = load_dataset(meta["scenario"], None, int(meta["min_items"]))
-    test = dataset.interactions.test
-    rng = np.random.default_rng(10_000 + seed)
-    pairs = test[rng.choice(len(test), size=min(report.eval_pairs, len(test)), replace=False)]
+    dataset = dataset_of_model(meta)
+    pairs = draw_pairs(dataset.interactions.test, report.eval_pairs, seed)
     ear_net, _ = load_policy(ear_path)
     crm_net, _ = load_policy(crm_path)
     with_reflection = ConversationConfig(reflection=True)
