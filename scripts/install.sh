@@ -19,11 +19,14 @@ fi
 PIP=("$VENV_DIR/bin/python" -m pip install --disable-pip-version-check --progress-bar off)
 # torch first, pinned: the CPU wheel. Anything that asked for torch unpinned would pull a CUDA build.
 "${PIP[@]}" "torch==2.13.0"
-"${PIP[@]}" -e "$ROOT[sim,learn,rl,nav,ray,bench,ros,vehicle,llm,dev]"
+"${PIP[@]}" -e "$ROOT[sim,learn,rl,nav,ray,bench,ros,vehicle,llm,video,dev]"
 # The ROS package's Python module, in the same environment as the libraries (the pip-only runner starts
 # its nodes as `python -m mfrl.<node>`); `colcon build` in ros2_ws/ installs it the ROS way as well.
 "${PIP[@]}" -e "$ROOT/ros2_ws/src/mfrl"
 # MovieLens-100k for the EAR recommender ships inside RecBole's wheel; only its files are read (RecBole as a
 # library needs numpy < 2), so it is installed without its dependencies.
 "${PIP[@]}" --no-deps "recbole==1.2.1"
+# piq's weight-free image metrics (kfgan): its metadata asks for torchvision, which would replace the CPU torch
+# with a CUDA build, and the metrics kfgan uses do not need it (kfgan.metrics loads them without it).
+"${PIP[@]}" --no-deps "piq==0.8.0"
 echo "installed into $VENV_DIR"

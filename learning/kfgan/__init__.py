@@ -1,0 +1,1 @@
+"""Keyframe-guided GAN that restores compressed video-call frames (after Agnolucci et al.)."""
