@@ -56,14 +56,6 @@ class Stream:
     pristine: Video
     guidance: Guidance
 
-    def inputs(self, frames: slice | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(compressed, reference, landmark image) of the selected frames as (N,3,H,W) float tensors in [0,1]."""
-        return (
-            to_tensor(self.compressed.frames[frames]),
-            to_tensor(self.guidance.references[frames]),
-            landmark_tensor(self.guidance.landmark_images[frames]),
-        )
-
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """(N,H,W,3) uint8 -> (N,3,H,W) float32 in [0,1]."""

@@ -49,6 +49,7 @@ def compute_guidance(
     keyframes: bool = True,
     keyframe_images: np.ndarray | None = None,
     max_keyframes: int = MAX_KEYFRAMES,
+    tracked: tuple[np.ndarray, np.ndarray] | None = None,
     progress: bool = False,
 ) -> Guidance:
     """The guidance of every frame of `compressed`, in stream order.
@@ -60,12 +61,13 @@ def compute_guidance(
         keyframe_images: (T,H,W,3) images an I-frame contributes (the pristine clip under the paper's
             assumption); default: the decoded I-frames.
         max_keyframes: the keyframe set's size.
+        tracked: the frames' (landmarks, found) from `track_landmarks` when already known (not tracked again).
         progress: show a progress bar.
     """
     frames = compressed.frames
     if keyframe_images is not None and keyframe_images.shape != frames.shape:
         raise ValueError(f"keyframe images {keyframe_images.shape} do not match the frames {frames.shape}")
-    landmarks, found = track_landmarks(frames, detector, progress=progress)
+    landmarks, found = tracked if tracked is not None else track_landmarks(frames, detector, progress=progress)
     height, width = frames.shape[1:3]
     images = np.stack([landmark_image(points, height, width) for points in landmarks])
     if not keyframes:
