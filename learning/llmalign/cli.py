@@ -159,8 +159,23 @@ def run_command(config: Any) -> int:
         return 0
     from llmalign.sft import train_sft
 
-    _print_result(train_sft(config))
+    try:
+        _print_result(train_sft(config))
+    finally:
+        _end_process_group()
     return 0
+
+
+def _end_process_group() -> None:
+    """Close the gloo group of an `accelerate launch` rank before the interpreter exits.
+
+    Left to interpreter shutdown, its threads are torn down while still joinable and the ranks abort with
+    "terminate called without an active exception" (SIGABRT) after the work is done.
+    """
+    import torch.distributed
+
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 _PARAGRAPHS = (__doc__ or "").split("\n\n")
