@@ -36,7 +36,7 @@ import torch
 from numpy.typing import NDArray
 
 from mfplan.courses import random_course
-from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner, calibrated_margin
+from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner, calibrated_margin, calibrated_tightened
 from mfplan.policy import TimeAllocationPolicy, encode_course, load_policy
 from minsnap import solve_min_snap
 from minsnap.allocation import optimise_segment_times, trapezoidal_times
@@ -201,7 +201,10 @@ def run(config: BenchConfig, checkpoint: Path | None) -> dict[str, Any]:
     policy, policy_info = load_or_initialise(checkpoint)
     margin = calibrated_margin(policy_info.get("metadata", {}))
     moving_margin = calibrated_margin(policy_info.get("metadata", {}), moving=True)
-    planner = CertifiedPlanner(policy, safety_margin=margin, moving_safety_margin=moving_margin)  # as from_checkpoint
+    tighten = calibrated_tightened(policy_info.get("metadata", {}))
+    planner = CertifiedPlanner(  # as from_checkpoint
+        policy, safety_margin=margin, moving_safety_margin=moving_margin, tighten=tighten
+    )
     rng = np.random.default_rng(config.seed)
     courses = [random_course(rng, num_waypoints=NUM_WAYPOINTS) for _ in range(config.num_courses)]
     latency = bench_latency(planner, courses, config.repeats)
@@ -229,6 +232,7 @@ def run(config: BenchConfig, checkpoint: Path | None) -> dict[str, Any]:
         "num_waypoints": NUM_WAYPOINTS,
         "num_courses": config.num_courses,
         "repeats_per_course": config.repeats,
+        "tightened": tighten,
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),

@@ -5,7 +5,9 @@ here, on courses and in wind that neither training nor evaluation uses. For each
 the smallest slow-down `k` of the policy's times that flies feasibly in RotorPy is searched. With `n`
 such boundaries, the margin is the ceil((n + 1)(1 - miss_rate))-th smallest: if a new flight is
 exchangeable with the calibration flights, slowing the policy's times down by that margin makes it fly
-with probability at least 1 - miss_rate. The margin is written into the checkpoint's metadata, where
+with probability at least 1 - miss_rate. With `--tighten` the flights from rest are the planner's tightened
+plans (the policy's split at the certificate's boundary), and the margin slows that boundary down instead.
+The margin is written into the checkpoint's metadata, where
 `CertifiedPlanner.from_checkpoint` reads it.
 
 Replans from a moving vehicle get their own margin (`moving_safety_margin`), calibrated the same way on
@@ -63,10 +65,13 @@ def _calibration_searches(
             # policy's own times of the given waypoints, which this plan does not fly
             uncertified += 1
             continue
-        proposal = plan.segment_times_s / plan.time_scale  # the policy's own times
+        if planner.tighten and start is None:  # the policy's split at the certificate's boundary: slowed from there
+            flown, low = plan.segment_times_s, 1.0
+        else:  # the policy's own times
+            flown, low = plan.segment_times_s / plan.time_scale, plan.time_scale
         for wind in range(cfg.winds):
             seed = cfg.seed * TRAIN_WIND_SEED_STRIDE + CALIBRATION_WIND_OFFSET + (first + index) * cfg.winds + wind
-            searches.append(BoundarySearch(waypoints, proposal, seed, low=plan.time_scale, start=start))
+            searches.append(BoundarySearch(waypoints, flown, seed, low=low, start=start))
     return searches, uncertified
 
 
@@ -88,7 +93,7 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     started = time.perf_counter()
     loaded = read_policy(cfg.checkpoint)
     policy, metadata = loaded.policy, loaded.metadata
-    planner = CertifiedPlanner(policy, safety_margin=1.0, moving_safety_margin=1.0)
+    planner = CertifiedPlanner(policy, safety_margin=1.0, moving_safety_margin=1.0, tighten=cfg.tighten)
     spec = EvaluatorSpec()
     courses = course_set(cfg.courses, CALIBRATION_COURSE_SEED + cfg.seed)
     searches, uncertified = _calibration_searches(planner, [(c, None) for c in courses], cfg, 0)
@@ -117,6 +122,7 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     calibration = {
         "safety_margin": margin,
         "moving_safety_margin": moving_margin,
+        "tighten": cfg.tighten,
         "moving_calibration_problem": moving_problem,
         "miss_rate": cfg.miss_rate,
         "flights": len(boundaries),
@@ -129,7 +135,7 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
         "fraction_flying_without_margin": float(np.mean(boundaries <= 1.0)),
         "moving_fraction_flying_without_margin": float(np.mean(moving_boundaries <= 1.0)),
         "command": f"mfrl calibrate --checkpoint {cfg.checkpoint} --courses {cfg.courses} --winds {cfg.winds} "
-        f"--miss-rate {cfg.miss_rate} --seed {cfg.seed}",
+        f"--miss-rate {cfg.miss_rate} --seed {cfg.seed}" + (" --tighten" if cfg.tighten else ""),
         "wall_time_s": time.perf_counter() - started,
     }
     save_policy(cfg.checkpoint, policy, {**metadata, "calibration": to_jsonable(calibration)}, config=loaded.config)

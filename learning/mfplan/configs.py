@@ -292,6 +292,10 @@ class CalibrateConfig:
     """The training run's seed: picks the wind range and the calibration courses."""
     max_margin: float = 2.5
     """Largest slow-down searched."""
+    tighten: bool = False
+    """Calibrate tightened plans from rest (`CertifiedPlanner(tighten=True)`): the policy's split at the
+    certificate's boundary, so that the margin measures how far that boundary is from the highest fidelity's.
+    The checkpoint then plans tightened by default. False: the margin slows the policy's own times."""
     tolerance: float = 0.02
     """Relative tolerance of each flight's searched boundary."""
     num_workers: int = 2

@@ -26,6 +26,14 @@ How times are searched when the policy's own times fail:
 A checkpoint may carry a `safety_margin` and a `moving_safety_margin` (written by `mfrl calibrate`): the
 policy's times are slowed down by the first for plans from rest and by the second for replans from a moving
 vehicle, each calibrated on flights of its own kind, before they are certified.
+
+Tightened plans from rest (`tighten=True`, or a checkpoint calibrated with `mfrl calibrate --tighten`): the
+policy chooses how the time is split among the segments and the certificate how fast the course is flown.
+The first candidate is the policy's split at the boundary estimated from samples of its trajectory (a
+proposal with slack is sped up, one that fails slowed down); when the certificate refuses the estimate, the
+search above slows it down to the boundary. `safety_margin` is then applied to that boundary: calibrated that
+way, it says how far the certificate's boundary is from the highest fidelity's. Replans from a moving start are
+not tightened (their path changes with the time scale).
 """
 
 from __future__ import annotations
@@ -72,10 +80,11 @@ class PlanResult:
         segment_times_s: segment times of the certified trajectory; when refused, the last times tried.
         total_time_s: their sum.
         feasible: True exactly when `trajectory` passed the certificate.
-        certified_by: "policy" (the policy's own times passed), "time-scale search" (the policy's times
-            scaled by `time_scale`), "repair" (another allocation or added waypoints: see `repair`), or
-            "none" (refused).
-        time_scale: the factor applied to the certified allocation (1 when it passed as proposed).
+        certified_by: "policy" (the policy's own times passed; tightened: its split passed at the estimated
+            boundary, in one check), "time-scale search" (the policy's times scaled by `time_scale`, searched),
+            "repair" (another allocation or added waypoints: see `repair`), or "none" (refused).
+        time_scale: the factor applied to the certified allocation (1 when it passed as proposed; tightened,
+            the boundary's factor times the margin, below 1 when the policy's times had slack).
         planning_time_ms: wall time of the whole `plan` call.
         policy_time_ms: wall time of encoding the course and the policy's forward pass.
         feasibility_checks: certificate checks made.
@@ -214,6 +223,9 @@ class CertifiedPlanner:
             replan that arrives late is worse than none: the vehicle has flown on meanwhile.
         pass_radius_m: from a moving start, a first waypoint this close may be taken as reached when no plan
             through it passes (a repair of last resort before added waypoints; `PlanResult.repair` says so).
+        tighten: from rest, fly the policy's split at the certificate's boundary (estimated, certified, searched
+            when the estimate fails), slowed down by `safety_margin` (see the module docstring); False: the
+            policy's times (times the margin) are kept when they pass.
     """
 
     def __init__(
@@ -230,6 +242,7 @@ class CertifiedPlanner:
         deadline_s: float | None = None,
         pass_radius_m: float = 0.5,
         moving_safety_margin: float = 1.0,
+        tighten: bool = False,
     ) -> None:
         for name, margin in (("safety_margin", safety_margin), ("moving_safety_margin", moving_safety_margin)):
             if not (math.isfinite(margin) and margin >= 1.0):
@@ -258,6 +271,7 @@ class CertifiedPlanner:
         self.pass_radius_m = float(pass_radius_m)
         self.safety_margin = float(safety_margin)
         self.moving_safety_margin = float(moving_safety_margin)
+        self.tighten = bool(tighten)
 
     @classmethod
     def from_checkpoint(
@@ -269,10 +283,12 @@ class CertifiedPlanner:
     ) -> CertifiedPlanner:
         """A planner with the policy of a checkpoint (`mfplan.policy.MissingCheckpointError` if there is none,
         `mfplan.policy.PolicyCheckpointError` for a file that is not a current policy checkpoint), and the
-        checkpoint's calibrated `safety_margin` and `moving_safety_margin` unless they are given."""
+        checkpoint's calibrated `safety_margin` and `moving_safety_margin` (and whether they were calibrated for
+        tightened plans, `tighten`) unless they are given."""
         policy, metadata = load_policy(path)
         options.setdefault("safety_margin", calibrated_margin(metadata))
         options.setdefault("moving_safety_margin", calibrated_margin(metadata, moving=True))
+        options.setdefault("tighten", calibrated_tightened(metadata))
         return cls(policy, vehicle, criteria, **options)
 
     @property
@@ -314,7 +330,11 @@ class CertifiedPlanner:
                 if any(a.passed for a in repaired):
                     certified_by, repair = "repair", label
                     break
-        result = self._result(points, attempts, certified_by, repair, began, policy_ms)
+        chosen = None
+        if self.tighten and _at_rest(start) and self.safety_margin > 1.0 and any(a.passed for a in attempts):
+            chosen = self._slowed_by_margin(min((a for a in attempts if a.passed), key=_total_time), start)
+            attempts.append(chosen)
+        result = self._result(points, attempts, certified_by, repair, began, policy_ms, chosen)
         if budget.timed_out and not result.feasible:
             reason = f"{result.reason} (the planning deadline of {1e3 * (self.deadline_s or 0.0):.0f} ms ran out)"
             result = dataclasses.replace(result, reason=reason)
@@ -380,7 +400,15 @@ class CertifiedPlanner:
         """The policy's segment times, slowed by the calibrated margin of plans from rest or of moving replans."""
         encoding = encode_validated_course(points, start_array[0, :3], start_array[1, :3])
         proposal = self.policy.act(encoding, deterministic=True)
-        return proposal * (self.moving_safety_margin if np.any(start_array) else self.safety_margin)
+        if np.any(start_array):
+            return proposal * self.moving_safety_margin
+        return proposal if self.tighten else proposal * self.safety_margin  # tightened: the margin comes last
+
+    def _slowed_by_margin(self, boundary: _Attempt, start: EndpointState | None) -> _Attempt:
+        """A tightened plan from rest slowed down by the safety margin (certified again; from rest a slower plan
+        of the same shape passes, so this check only guards against numerical edge cases)."""
+        split = boundary.segment_times_s / boundary.scale
+        return self._attempt(boundary.points, split, boundary.scale * self.safety_margin, start)
 
     def _attempt(
         self, points: NDArray[np.float64], times: NDArray[np.float64], scale: float, start: EndpointState | None
@@ -400,12 +428,15 @@ class CertifiedPlanner:
         start: EndpointState | None,
         budget: _Budget,
     ) -> list[_Attempt]:
-        """Attempts of one allocation: as proposed, then its time scale searched (at least one attempt)."""
+        """Attempts of one allocation: as proposed (tightened: at its estimated boundary), then its time scale
+        searched when that fails (at least one attempt)."""
         budget.take()
-        attempts = [self._attempt(points, times, 1.0, start)]
+        at_rest = _at_rest(start)
+        scale = self._estimated_boundary(points, times, start) if self.tighten and at_rest else 1.0
+        attempts = [self._attempt(points, times, scale, start)]
         if attempts[0].passed:
             return attempts
-        if _at_rest(start):
+        if at_rest:
             self._search_from_rest(points, times, start, attempts, budget)
         else:
             self._search_moving(points, times, start, attempts, budget)
@@ -431,7 +462,7 @@ class CertifiedPlanner:
             return
         tolerance = math.log1p(self.scale_tolerance)
         x_max = math.log(self.max_time_scale)
-        low = _Bracket(0.0, self._excess(first))
+        low = _Bracket(math.log(first.scale), self._excess(first))
         high: _Bracket | None = None
         retained = ""  # which end the previous step kept ("low"/"high"): Illinois halves its excess if kept twice
         while len(attempts) < self.max_checks:
@@ -537,18 +568,22 @@ class CertifiedPlanner:
         repair: str,
         began: float,
         policy_ms: float,
+        chosen: _Attempt | None = None,
     ) -> PlanResult:
-        passing = [a for a in attempts if a.passed]
+        """The plan: the fastest passing attempt (or `chosen`, a tightened plan slowed by the margin, which must
+        pass), else a refusal naming the constraint."""
+        passing = [a for a in attempts if a.passed] if chosen is None else [chosen] if chosen.passed else []
         if passing:
-            best = min(passing, key=lambda a: float(a.segment_times_s.sum()))
-            if certified_by == "time-scale search" and best is attempts[0]:
-                certified_by = "policy"
+            best = min(passing, key=_total_time)
+            if certified_by in ("policy", "time-scale search"):  # tightened or slowed: the scale was searched
+                certified_by = "policy" if best is attempts[0] else "time-scale search"
             reason, constraint = "", ""
         else:
-            best = attempts[-1]
+            failed = attempts if chosen is None else [chosen]
+            best = failed[-1]
             certified_by = "none"
-            constraint = _most_common_constraint(attempts)
-            reason = _failure_reason(attempts, constraint)
+            constraint = _most_common_constraint(failed)
+            reason = _failure_reason(failed, constraint)
         given = _given_knots(points, best.points) if passing else np.zeros(0, dtype=np.intp)
         return PlanResult(
             waypoint_times_s=best.trajectory.knot_times_s[given] if passing and best.trajectory else np.zeros(0),
@@ -591,6 +626,36 @@ class CertifiedPlanner:
         """Next x while nothing has passed: where the excess, falling as 4 log(scale) (snap ~ 1/s^4), reaches 0."""
         step = low.excess / 4.0 if math.isfinite(low.excess) and low.excess > 0 else math.log(2.0)
         return min(low.x + max(step, 2.0 * math.log1p(self.scale_tolerance)) * 1.05, x_max)
+
+    def _estimated_boundary(
+        self, points: NDArray[np.float64], times: NDArray[np.float64], start: EndpointState | None
+    ) -> float:
+        """The time scale of `times` a tolerance above the estimated boundary of the certificate (from rest).
+
+        From rest, times scaled by f give the same path with velocity / f and acceleration / f^2, so the scale at
+        which speed, acceleration, tilt (cos t |a_xy| - sin t (a_z + g) <= 0) and the singular bound
+        (a_z + g > 0) reach their limits is solved for on 24 samples a segment of the trajectory of `times`. The
+        rotors are not estimated and samples miss the peaks between them: the certificate decides, and the
+        search slows a failing estimate down. 1 when the trajectory cannot be solved (the attempt says why).
+        """
+        try:
+            trajectory = solve_min_snap(points, times, start)
+        except TrajectoryInputError:
+            return 1.0
+        knots, durations = trajectory.knot_times_s, trajectory.segment_times_s
+        samples = (knots[:-1, None] + np.linspace(0.0, 1.0, 24)[None, :] * durations[:, None]).ravel()
+        derivatives = trajectory.derivatives(samples, max_order=2)
+        velocity, accel = derivatives[1, :, :3], derivatives[2, :, :3]
+        theta = math.radians(self.certificate.max_tilt_deg)
+        tilt = math.cos(theta) * np.hypot(accel[:, 0], accel[:, 1]) - math.sin(theta) * accel[:, 2]
+        factor = max(
+            float(np.linalg.norm(velocity, axis=1).max()) / self.certificate.max_speed_m_s,
+            math.sqrt(float(np.linalg.norm(accel, axis=1).max()) / self.certificate.max_acceleration_m_s2),
+            math.sqrt(max(float(tilt.max()), 0.0) / (math.sin(theta) * GRAVITY_M_S2)),
+            math.sqrt(max(-float(accel[:, 2].min()), 0.0) / GRAVITY_M_S2),
+        )
+        scale = factor * (1.0 + self.scale_tolerance)
+        return min(max(scale, 1.0 / self.max_time_scale), self.max_time_scale) if math.isfinite(scale) else 1.0
 
     def _excess(self, attempt: _Attempt) -> float:
         """How far over the limits that a time scale relaxes, in units of 4 log(scale) (NaN: unknown).
@@ -698,6 +763,15 @@ def calibrated_margin(metadata: dict[str, Any], moving: bool = False) -> float:
     `moving_calibration_problem` says why; the certificate's search still slows such replans down as it must)."""
     margin = metadata.get("calibration", {}).get("moving_safety_margin" if moving else "safety_margin")
     return 1.0 if margin is None else float(margin)
+
+
+def calibrated_tightened(metadata: dict[str, Any]) -> bool:
+    """Whether a checkpoint's margins were calibrated for tightened plans (`mfrl calibrate --tighten`)."""
+    return bool(metadata.get("calibration", {}).get("tighten", False))
+
+
+def _total_time(attempt: _Attempt) -> float:
+    return float(attempt.segment_times_s.sum())
 
 
 def _at_rest(start: EndpointState | None) -> bool:

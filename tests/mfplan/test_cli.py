@@ -223,12 +223,15 @@ def test_the_shipped_checkpoint_loads_through_the_current_format() -> None:
     assert torch.load(DEFAULT_CHECKPOINT, weights_only=True)["format"] == CHECKPOINT_FORMAT
     shipped = read_policy(DEFAULT_CHECKPOINT)
     assert shipped.metadata["iteration"] == 240
-    # Recalibrated for Step 10's drag-aware controller (1.2219 with the controller before it).
+    # Recalibrated for Step 10's drag-aware controller (1.2219 with the controller before it), for tightened
+    # plans: 104 of 104 flights from rest fly at the certificate's boundary.
     calibration = shipped.metadata["calibration"]
     assert calibration["safety_margin"] == pytest.approx(1.0)
     assert calibration["flights"] == 104
-    assert calibration["command"].endswith("--courses 56 --winds 2 --miss-rate 0.01 --seed 0")
+    assert calibration["tighten"] is True
+    assert calibration["command"].endswith("--courses 56 --winds 2 --miss-rate 0.01 --seed 0 --tighten")
     assert shipped.config["iterations"] == 240  # the training configuration, moved from the /1 metadata
     assert "train_config" not in shipped.metadata
     planner = CertifiedPlanner.from_checkpoint()  # as the ROS replanner builds it
     assert planner.safety_margin == shipped.metadata["calibration"]["safety_margin"]
+    assert planner.tighten
