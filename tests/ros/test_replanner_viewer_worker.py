@@ -108,7 +108,9 @@ def test_the_viewer_topics_carry_the_whole_plan(local_nodes: LocalNodes) -> None
     sender = peer.create_publisher(Path, "waypoints", qos.WAYPOINTS)
     try:
         assert local_nodes.spin_until(lambda: node.active and sender.get_subscription_count() > 0, 60.0)
-        course = np.array([[0.0, 0.0, 1.0], [8.0, 0.0, 2.0], [8.0, 8.0, 1.5], [0.0, 8.0, 2.0], [0.0, 0.5, 1.0]])
+        course = np.array(  # long enough for several chunks at the tightened planner's speed
+            [[0.0, 0.0, 1.0], [8.0, 0.0, 2.0], [8.0, 8.0, 1.5], [0.0, 8.0, 2.0], [0.0, 0.5, 1.0], [8.0, 0.5, 2.0]]
+        )
         sender.publish(path_from_points(course, "world", Time(sec=1)))
         assert local_nodes.spin_until(lambda: bool(paths and markers), 30.0)
         assert node.trajectory is not None
