@@ -202,8 +202,9 @@ def run(config: BenchConfig, checkpoint: Path | None) -> dict[str, Any]:
     margin = calibrated_margin(policy_info.get("metadata", {}))
     moving_margin = calibrated_margin(policy_info.get("metadata", {}), moving=True)
     tighten = calibrated_tightened(policy_info.get("metadata", {}))
+    tighten_moving = calibrated_tightened(policy_info.get("metadata", {}), moving=True)
     planner = CertifiedPlanner(  # as from_checkpoint
-        policy, safety_margin=margin, moving_safety_margin=moving_margin, tighten=tighten
+        policy, safety_margin=margin, moving_safety_margin=moving_margin, tighten=tighten, tighten_moving=tighten_moving
     )
     rng = np.random.default_rng(config.seed)
     courses = [random_course(rng, num_waypoints=NUM_WAYPOINTS) for _ in range(config.num_courses)]

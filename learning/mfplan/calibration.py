@@ -6,7 +6,8 @@ the smallest slow-down `k` of the policy's times that flies feasibly in RotorPy 
 such boundaries, the margin is the ceil((n + 1)(1 - miss_rate))-th smallest: if a new flight is
 exchangeable with the calibration flights, slowing the policy's times down by that margin makes it fly
 with probability at least 1 - miss_rate. With `--tighten` the flights from rest are the planner's tightened
-plans (the policy's split at the certificate's boundary), and the margin slows that boundary down instead.
+plans (the policy's split at the certificate's boundary), and the margin slows that boundary down instead;
+`--tighten-moving` does the same for the replans in motion (re-solved with the start kept).
 The margin is written into the checkpoint's metadata, where
 `CertifiedPlanner.from_checkpoint` reads it.
 
@@ -65,7 +66,8 @@ def _calibration_searches(
             # policy's own times of the given waypoints, which this plan does not fly
             uncertified += 1
             continue
-        if planner.tighten and start is None:  # the policy's split at the certificate's boundary: slowed from there
+        tightened = planner.tighten if start is None else planner.tighten_moving
+        if tightened:  # the policy's split at the certificate's boundary: slowed down from there
             flown, low = plan.segment_times_s, 1.0
         else:  # the policy's own times
             flown, low = plan.segment_times_s / plan.time_scale, plan.time_scale
@@ -93,7 +95,9 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
     started = time.perf_counter()
     loaded = read_policy(cfg.checkpoint)
     policy, metadata = loaded.policy, loaded.metadata
-    planner = CertifiedPlanner(policy, safety_margin=1.0, moving_safety_margin=1.0, tighten=cfg.tighten)
+    planner = CertifiedPlanner(
+        policy, safety_margin=1.0, moving_safety_margin=1.0, tighten=cfg.tighten, tighten_moving=cfg.tighten_moving
+    )
     spec = EvaluatorSpec()
     courses = course_set(cfg.courses, CALIBRATION_COURSE_SEED + cfg.seed)
     searches, uncertified = _calibration_searches(planner, [(c, None) for c in courses], cfg, 0)
@@ -123,6 +127,7 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
         "safety_margin": margin,
         "moving_safety_margin": moving_margin,
         "tighten": cfg.tighten,
+        "tighten_moving": cfg.tighten_moving,
         "moving_calibration_problem": moving_problem,
         "miss_rate": cfg.miss_rate,
         "flights": len(boundaries),
@@ -135,7 +140,9 @@ def calibrate(config: CalibrateConfig) -> dict[str, Any]:
         "fraction_flying_without_margin": float(np.mean(boundaries <= 1.0)),
         "moving_fraction_flying_without_margin": float(np.mean(moving_boundaries <= 1.0)),
         "command": f"mfrl calibrate --checkpoint {cfg.checkpoint} --courses {cfg.courses} --winds {cfg.winds} "
-        f"--miss-rate {cfg.miss_rate} --seed {cfg.seed}" + (" --tighten" if cfg.tighten else ""),
+        f"--miss-rate {cfg.miss_rate} --seed {cfg.seed}"
+        + (" --tighten" if cfg.tighten else "")
+        + (" --tighten-moving" if cfg.tighten_moving else ""),
         "wall_time_s": time.perf_counter() - started,
     }
     save_policy(cfg.checkpoint, policy, {**metadata, "calibration": to_jsonable(calibration)}, config=loaded.config)

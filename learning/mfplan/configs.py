@@ -128,6 +128,10 @@ class TrainConfig(RunConfig):
     Without it the reward is flat below the boundary (the search slows every too-fast proposal down to the same
     plan), the proposals drift ever faster, and the policy's own times, which calibration measures and the
     planner starts from, stop meaning anything: the planner then pays a search on every plan."""
+    tighten: bool = False
+    """Reward plans from rest at the certificate's boundary of the policy's split (`CertifiedPlanner(tighten=True)`,
+    as a checkpoint calibrated with `mfrl calibrate --tighten` plans): the reward is then the time of the split,
+    not of the proposal's own scale. Replans from a moving start are rewarded as proposed either way."""
     initial_design_courses: int = 40
     """Training courses evaluated before the first fit, with heuristic ratios at several time scales."""
     initial_scales: tuple[float, ...] = (1.0, 1.1, 1.25, 1.4, 1.6, 1.8, 2.0)
@@ -296,6 +300,11 @@ class CalibrateConfig:
     """Calibrate tightened plans from rest (`CertifiedPlanner(tighten=True)`): the policy's split at the
     certificate's boundary, so that the margin measures how far that boundary is from the highest fidelity's.
     The checkpoint then plans tightened by default. False: the margin slows the policy's own times."""
+    tighten_moving: bool = False
+    """Calibrate tightened replans in motion too (`CertifiedPlanner(tighten_moving=True)`: the split at the
+    certificate's boundary, re-solved with the start state kept); the checkpoint then tightens them by default.
+    Off by default: in the demo, replans from a vehicle that flies a tightened replan are refused more often (2 of
+    3 waypoint moves against 0 of 3; see learning/mfplan/checkpoints/README.md)."""
     tolerance: float = 0.02
     """Relative tolerance of each flight's searched boundary."""
     num_workers: int = 2

@@ -33,7 +33,9 @@ The first candidate is the policy's split at the boundary estimated from samples
 proposal with slack is sped up, one that fails slowed down); when the certificate refuses the estimate, the
 search above slows it down to the boundary. `safety_margin` is then applied to that boundary: calibrated that
 way, it says how far the certificate's boundary is from the highest fidelity's. Replans from a moving start are
-not tightened (their path changes with the time scale).
+not tightened (their path changes with the time scale) unless `tighten_moving` is set (a checkpoint calibrated
+with `--tighten` since 2026-12-06 says so): the estimate is then iterated on re-solved trajectories, the start
+state kept, and `moving_safety_margin` is applied to the boundary found.
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ SHAPE_CONSTRAINTS = frozenset({"excursion", "ground clearance", "geofence"})
 
 MOVING_SCALE_RATIO = 1.3
 """Ratio between consecutive scales of the moving-start grid."""
+
+TIGHTENED_MOVING_FIRST_RATIO = 1.1
+"""Tightened replans in motion: the first slower scale tried when the estimated boundary fails (then the grid)."""
+
+MOVING_ESTIMATE_SOLVES = 4
+"""Tightened replans in motion: re-solved trajectories the boundary estimate may use (each about 0.2 ms)."""
 
 MAX_ADDED_WAYPOINTS_ROUNDS = 2
 """Rounds of intermediate waypoints the repair may add (each round splits the violating segments)."""
@@ -226,6 +234,9 @@ class CertifiedPlanner:
         tighten: from rest, fly the policy's split at the certificate's boundary (estimated, certified, searched
             when the estimate fails), slowed down by `safety_margin` (see the module docstring); False: the
             policy's times (times the margin) are kept when they pass.
+        tighten_moving: the same for replans from a moving start: the boundary is estimated on trajectories
+            re-solved with the start state kept (the path changes with the time scale), certified, searched slower
+            when the estimate fails, and slowed down by `moving_safety_margin`.
     """
 
     def __init__(
@@ -243,6 +254,7 @@ class CertifiedPlanner:
         pass_radius_m: float = 0.5,
         moving_safety_margin: float = 1.0,
         tighten: bool = False,
+        tighten_moving: bool = False,
     ) -> None:
         for name, margin in (("safety_margin", safety_margin), ("moving_safety_margin", moving_safety_margin)):
             if not (math.isfinite(margin) and margin >= 1.0):
@@ -272,6 +284,7 @@ class CertifiedPlanner:
         self.safety_margin = float(safety_margin)
         self.moving_safety_margin = float(moving_safety_margin)
         self.tighten = bool(tighten)
+        self.tighten_moving = bool(tighten_moving)
 
     @classmethod
     def from_checkpoint(
@@ -284,11 +297,12 @@ class CertifiedPlanner:
         """A planner with the policy of a checkpoint (`mfplan.policy.MissingCheckpointError` if there is none,
         `mfplan.policy.PolicyCheckpointError` for a file that is not a current policy checkpoint), and the
         checkpoint's calibrated `safety_margin` and `moving_safety_margin` (and whether they were calibrated for
-        tightened plans, `tighten`) unless they are given."""
+        tightened plans, `tighten` and `tighten_moving`) unless they are given."""
         policy, metadata = load_policy(path)
         options.setdefault("safety_margin", calibrated_margin(metadata))
         options.setdefault("moving_safety_margin", calibrated_margin(metadata, moving=True))
         options.setdefault("tighten", calibrated_tightened(metadata))
+        options.setdefault("tighten_moving", calibrated_tightened(metadata, moving=True))
         return cls(policy, vehicle, criteria, **options)
 
     @property
@@ -331,8 +345,10 @@ class CertifiedPlanner:
                     certified_by, repair = "repair", label
                     break
         chosen = None
-        if self.tighten and _at_rest(start) and self.safety_margin > 1.0 and any(a.passed for a in attempts):
-            chosen = self._slowed_by_margin(min((a for a in attempts if a.passed), key=_total_time), start)
+        at_rest = _at_rest(start)
+        margin = self.safety_margin if at_rest else self.moving_safety_margin
+        if self._tightened(at_rest) and margin > 1.0 and any(a.passed for a in attempts):
+            chosen = self._slowed_by_margin(min((a for a in attempts if a.passed), key=_total_time), start, margin)
             attempts.append(chosen)
         result = self._result(points, attempts, certified_by, repair, began, policy_ms, chosen)
         if budget.timed_out and not result.feasible:
@@ -400,15 +416,21 @@ class CertifiedPlanner:
         """The policy's segment times, slowed by the calibrated margin of plans from rest or of moving replans."""
         encoding = encode_validated_course(points, start_array[0, :3], start_array[1, :3])
         proposal = self.policy.act(encoding, deterministic=True)
-        if np.any(start_array):
-            return proposal * self.moving_safety_margin
-        return proposal if self.tighten else proposal * self.safety_margin  # tightened: the margin comes last
+        at_rest = not np.any(start_array)
+        if self._tightened(at_rest):  # tightened: the margin comes last
+            return proposal
+        return proposal * (self.safety_margin if at_rest else self.moving_safety_margin)
 
-    def _slowed_by_margin(self, boundary: _Attempt, start: EndpointState | None) -> _Attempt:
-        """A tightened plan from rest slowed down by the safety margin (certified again; from rest a slower plan
-        of the same shape passes, so this check only guards against numerical edge cases)."""
+    def _tightened(self, at_rest: bool) -> bool:
+        """Whether plans of this kind (from rest, or from a moving start) are flown at the certificate's boundary."""
+        return self.tighten if at_rest else self.tighten_moving
+
+    def _slowed_by_margin(self, boundary: _Attempt, start: EndpointState | None, margin: float) -> _Attempt:
+        """A tightened plan slowed down by its safety margin and certified again (from rest a slower plan of the
+        same shape passes, so the check guards against numerical edge cases; from a moving start the re-solved
+        path changes, and a slowed plan that fails is refused: the vehicle keeps its current plan)."""
         split = boundary.segment_times_s / boundary.scale
-        return self._attempt(boundary.points, split, boundary.scale * self.safety_margin, start)
+        return self._attempt(boundary.points, split, boundary.scale * margin, start)
 
     def _attempt(
         self, points: NDArray[np.float64], times: NDArray[np.float64], scale: float, start: EndpointState | None
@@ -432,7 +454,13 @@ class CertifiedPlanner:
         searched when that fails (at least one attempt)."""
         budget.take()
         at_rest = _at_rest(start)
-        scale = self._estimated_boundary(points, times, start) if self.tighten and at_rest else 1.0
+        scale = 1.0
+        if self._tightened(at_rest):
+            scale = (
+                self._estimated_boundary(points, times, start)
+                if at_rest
+                else self._estimated_moving_boundary(points, times, start)
+            )
         attempts = [self._attempt(points, times, scale, start)]
         if attempts[0].passed:
             return attempts
@@ -499,11 +527,18 @@ class CertifiedPlanner:
         attempts: list[_Attempt],
         budget: _Budget,
     ) -> None:
-        """From a moving start: each scale of a geometric grid re-solved with the start kept and certified whole;
-        stop at the first that passes, then bisect once towards the last failing scale."""
-        scale = 1.0
+        """From a moving start: each scale of a geometric grid above the first attempt's re-solved with the start
+        kept and certified whole; stop at the first that passes, then bisect once (geometrically) towards the last
+        failing scale. Tightened, the first step is finer, and the policy's own times (scale 1, the untightened
+        planner's first candidate) are tried on the way up from an estimate faster than them."""
+        scale = attempts[0].scale
+        ladder = []  # the first scales to try, then the grid
+        if scale != 1.0:
+            ladder = [scale * TIGHTENED_MOVING_FIRST_RATIO] if scale * TIGHTENED_MOVING_FIRST_RATIO < 1.0 else []
+            ladder += [1.0] if scale < 1.0 else []
         while len(attempts) < self.max_checks and scale < self.max_time_scale:
-            scale = min(scale * MOVING_SCALE_RATIO, self.max_time_scale)
+            ratio = TIGHTENED_MOVING_FIRST_RATIO if scale == attempts[0].scale != 1.0 else MOVING_SCALE_RATIO
+            previous, scale = scale, ladder.pop(0) if ladder else min(scale * ratio, self.max_time_scale)
             if not budget.take():
                 return
             attempt = self._attempt(points, times, scale, start)
@@ -511,7 +546,7 @@ class CertifiedPlanner:
             if attempt.shape_failure and attempt.only_shape_failure and attempts[-2].only_shape_failure:
                 return  # slower only keeps the start velocity longer: the path swings wider, not back in
             if attempt.passed:
-                middle = math.sqrt(scale * scale / MOVING_SCALE_RATIO)
+                middle = math.sqrt(scale * previous)
                 if len(attempts) < self.max_checks and budget.take():
                     attempts.append(self._attempt(points, times, middle, start))
                 return
@@ -638,10 +673,60 @@ class CertifiedPlanner:
         rotors are not estimated and samples miss the peaks between them: the certificate decides, and the
         search slows a failing estimate down. 1 when the trajectory cannot be solved (the attempt says why).
         """
+        factor = self._boundary_factor(points, times, start)
+        if factor is None:
+            return 1.0
+        return self._clamped_scale(factor * (1.0 + self.scale_tolerance))
+
+    def _estimated_moving_boundary(
+        self, points: NDArray[np.float64], times: NDArray[np.float64], start: EndpointState | None
+    ) -> float:
+        """From a moving start, the time scale of `times` a tolerance above the estimated boundary.
+
+        The start state is kept, so the path changes with the scale and the from-rest estimate is only a step:
+        it is iterated on re-solved trajectories (at most `MOVING_ESTIMATE_SOLVES`, each step within a factor 2)
+        until it settles within half the tolerance, or a step makes it no better. The fastest scale whose samples
+        were inside the limits is kept; when none was, the last step's scale, or 1 (the policy's own times,
+        searched as if untightened) when a step made it no better (a sharp turn through a waypoint just ahead gets
+        worse the slower it is flown). The certificate decides.
+        """
+        tolerance = 0.5 * math.log1p(self.scale_tolerance)
+        scale, inside = 1.0, math.inf  # inside: the fastest scale whose samples were within the limits (+ tolerance)
+        previous, lost = math.nan, False
+        for _ in range(MOVING_ESTIMATE_SOLVES):
+            factor = self._boundary_factor(points, times * scale, start)
+            if factor is None:
+                lost = True
+                break
+            excess = math.log(factor)
+            if excess <= tolerance:
+                inside = min(inside, scale)
+            if abs(excess) <= tolerance:
+                break
+            if excess * previous > 0.0 and abs(excess) >= abs(previous):
+                lost = True  # the step made it no better (e.g. slowing down before a waypoint just ahead)
+                break
+            previous = excess
+            scale = self._clamped_scale(scale * min(max(factor, 0.5), 2.0))
+        if math.isfinite(inside):
+            return self._clamped_scale(inside * (1.0 + self.scale_tolerance))
+        # Still outside: the last step's scale while the steps were closing in; else the policy's own times,
+        # searched as if untightened.
+        return 1.0 if lost else self._clamped_scale(scale * (1.0 + self.scale_tolerance))
+
+    def _clamped_scale(self, scale: float) -> float:
+        """A scale within [1 / max_time_scale, max_time_scale] (1 when not finite)."""
+        return min(max(scale, 1.0 / self.max_time_scale), self.max_time_scale) if math.isfinite(scale) else 1.0
+
+    def _boundary_factor(
+        self, points: NDArray[np.float64], times: NDArray[np.float64], start: EndpointState | None
+    ) -> float | None:
+        """The factor by which `times` would have to be scaled, from rest, for the sampled speed, acceleration,
+        tilt and singular bounds to reach their limits (> 1: over them); None when no trajectory solves."""
         try:
             trajectory = solve_min_snap(points, times, start)
         except TrajectoryInputError:
-            return 1.0
+            return None
         knots, durations = trajectory.knot_times_s, trajectory.segment_times_s
         samples = (knots[:-1, None] + np.linspace(0.0, 1.0, 24)[None, :] * durations[:, None]).ravel()
         derivatives = trajectory.derivatives(samples, max_order=2)
@@ -654,8 +739,7 @@ class CertifiedPlanner:
             math.sqrt(max(float(tilt.max()), 0.0) / (math.sin(theta) * GRAVITY_M_S2)),
             math.sqrt(max(-float(accel[:, 2].min()), 0.0) / GRAVITY_M_S2),
         )
-        scale = factor * (1.0 + self.scale_tolerance)
-        return min(max(scale, 1.0 / self.max_time_scale), self.max_time_scale) if math.isfinite(scale) else 1.0
+        return factor if math.isfinite(factor) and factor > 0.0 else None
 
     def _excess(self, attempt: _Attempt) -> float:
         """How far over the limits that a time scale relaxes, in units of 4 log(scale) (NaN: unknown).
@@ -765,9 +849,10 @@ def calibrated_margin(metadata: dict[str, Any], moving: bool = False) -> float:
     return 1.0 if margin is None else float(margin)
 
 
-def calibrated_tightened(metadata: dict[str, Any]) -> bool:
-    """Whether a checkpoint's margins were calibrated for tightened plans (`mfrl calibrate --tighten`)."""
-    return bool(metadata.get("calibration", {}).get("tighten", False))
+def calibrated_tightened(metadata: dict[str, Any], moving: bool = False) -> bool:
+    """Whether a checkpoint's margins were calibrated for tightened plans from rest (`mfrl calibrate --tighten`),
+    or, `moving`, for tightened replans from a moving start (calibrations without `tighten_moving` did not)."""
+    return bool(metadata.get("calibration", {}).get("tighten_moving" if moving else "tighten", False))
 
 
 def _total_time(attempt: _Attempt) -> float:

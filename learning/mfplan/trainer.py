@@ -170,7 +170,7 @@ class Trainer:
         self.spec = EvaluatorSpec(rotorpy_seed=cfg.rotorpy_seed)
         self.analytic = AnalyticEvaluator(self.spec.vehicle, self.spec.criteria)
         self.policy = TimeAllocationPolicy(cfg.policy)
-        self.certifier = CertifiedPlanner(self.policy, self.spec.vehicle, self.spec.criteria)
+        self.certifier = CertifiedPlanner(self.policy, self.spec.vehicle, self.spec.criteria, tighten=cfg.tighten)
         self.policy.log_std.requires_grad_(False)  # exploration follows `TrainConfig.action_std`'s schedule
         self.optimizer = torch.optim.Adam(
             [p for p in self.policy.parameters() if p.requires_grad], lr=cfg.learning_rate

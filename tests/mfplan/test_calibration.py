@@ -73,15 +73,22 @@ def test_smoke_calibration_writes_a_margin_the_planner_uses(tmp_path: Path) -> N
 @pytest.mark.sim
 @pytest.mark.slow
 def test_a_tightened_calibration_measures_from_the_certificates_boundary(tmp_path: Path) -> None:
-    """`--tighten`: the flights from rest are the tightened plans, so the margin (>= 1) slows the certificate's
-    boundary down; the checkpoint then plans tightened by default, with that margin."""
+    """`--tighten --tighten-moving`: the flights (from rest and in motion) are the tightened plans, so the margins
+    (>= 1) slow the certificate's boundary down; the checkpoint then plans tightened by default, with them."""
     path = save_policy(tmp_path / "policy.pt", TimeAllocationPolicy(), {"command": "test"}, config={"seed": 0})
-    config = CalibrateConfig(checkpoint=path, courses=5, smoke=True, num_workers=2, progress=False, tighten=True)
+    config = CalibrateConfig(
+        checkpoint=path, courses=5, smoke=True, num_workers=2, progress=False, tighten=True, tighten_moving=True
+    )
     calibration = calibrate(config)
     assert calibration["tighten"] is True
-    assert calibration["command"].endswith("--tighten")
+    assert calibration["tighten_moving"] is True
+    assert calibration["command"].endswith("--tighten --tighten-moving")
     assert calibration["flights"] >= 4
     assert min(calibration["boundaries"]) >= 1.0  # 1: the boundary itself flies
+    assert calibration["moving_flights"] >= 4
+    assert min(calibration["moving_boundaries"]) >= 1.0
     planner = CertifiedPlanner.from_checkpoint(path)
     assert planner.tighten
+    assert planner.tighten_moving
     assert planner.safety_margin == calibration["safety_margin"]
+    assert planner.moving_safety_margin == (calibration["moving_safety_margin"] or 1.0)
