@@ -34,8 +34,8 @@ proposal with slack is sped up, one that fails slowed down); when the certificat
 search above slows it down to the boundary. `safety_margin` is then applied to that boundary: calibrated that
 way, it says how far the certificate's boundary is from the highest fidelity's. Replans from a moving start are
 not tightened (their path changes with the time scale) unless `tighten_moving` is set (a checkpoint calibrated
-with `--tighten` since 2026-12-06 says so): the estimate is then iterated on re-solved trajectories, the start
-state kept, and `moving_safety_margin` is applied to the boundary found.
+with `--tighten-moving` says so; the shipped one is not): the estimate is then iterated on re-solved
+trajectories, the start state kept, and `moving_safety_margin` is applied to the boundary found.
 """
 
 from __future__ import annotations
