@@ -207,7 +207,8 @@ class PreflightConfig:
         param_timeout_s: per-parameter read timeout during the check (each attempt).
         param_retries: requests resent per parameter after the first; a lossy link loses requests and answers
             alike (at 30 % loss each way an attempt succeeds about half the time), and the check must not fail
-            for what a retry would have read.
+            for what a retry would have read: with 9 attempts one read in about 400 failed there (a 24-read test
+            failed in CI), with 15 about one in 25,000; a dead link then fails a parameter after 7.5 s.
         max_heartbeat_age_s: the vehicle must have sent a heartbeat, and its last message (any: on a lossy link the
             1 Hz heartbeat alone is often older) must be younger than this.
     """
@@ -217,7 +218,7 @@ class PreflightConfig:
     require_ekf: bool = True
     max_offboard_loss_timeout_s: float = 2.0
     param_timeout_s: float = 0.5
-    param_retries: int = 8
+    param_retries: int = 14
     max_heartbeat_age_s: float = 3.0
 
     def __post_init__(self) -> None:
