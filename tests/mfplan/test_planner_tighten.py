@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mfplan.courses import course_set, random_course
-from mfplan.planner import CertifiedPlanner
+from mfplan.planner import CertifiedPlanner, PlanResult
 from mfplan.policy import TimeAllocationPolicy, encode_course, save_policy
-from minsnap import EndpointState, solve_min_snap
+from minsnap import EndpointState, Trajectory, solve_min_snap
 from quadsim.analytic import AnalyticEvaluator
 from quadsim.certificate import SafetyLimits, TrajectoryCertificate
 from quadsim.courses import load_course
@@ -140,6 +140,17 @@ def test_a_checkpoint_calibrated_tightened_plans_tightened(tmp_path: Path) -> No
     assert moving.moving_safety_margin == 1.2
 
 
+def _certified_if_feasible(planner: CertifiedPlanner, result: PlanResult, waypoints: np.ndarray) -> Trajectory | None:
+    """A refusal has no trajectory and says why; a feasible plan passes an independent certificate (returned)."""
+    if not result.feasible:
+        assert result.trajectory is None
+        assert result.reason
+        return None
+    assert result.trajectory is not None
+    assert TrajectoryCertificate(planner.vehicle, planner.limits).check(result.trajectory, waypoints).passed
+    return result.trajectory
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -153,14 +164,9 @@ def test_a_tightened_plan_called_feasible_passes_an_independent_check(
     rng = np.random.default_rng(seed)
     waypoints = random_course(rng, num_waypoints=num_waypoints)
     planner = CertifiedPlanner(_policy(global_bias), tighten=True)
-    result = planner.plan(waypoints)
-    if not result.feasible:
-        assert result.trajectory is None
-        assert result.reason
-        return
-    assert result.trajectory is not None
-    assert TrajectoryCertificate(planner.vehicle, planner.limits).check(result.trajectory, waypoints).passed
-    assert AnalyticEvaluator(planner.vehicle).evaluate_one(result.trajectory).feasible
+    trajectory = _certified_if_feasible(planner, planner.plan(waypoints), waypoints)
+    if trajectory is not None:
+        assert AnalyticEvaluator(planner.vehicle).evaluate_one(trajectory).feasible
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -179,14 +185,9 @@ def test_a_tightened_replan_called_feasible_passes_an_independent_check(
     direction = rng.normal(size=3)
     start = EndpointState(velocity=speed * direction / np.linalg.norm(direction), acceleration=rng.normal(size=3))
     planner = CertifiedPlanner(_policy(global_bias), tighten=True, tighten_moving=True)
-    result = planner.plan(waypoints, start)
-    if not result.feasible:
-        assert result.trajectory is None
-        assert result.reason
-        return
-    assert result.trajectory is not None
-    assert TrajectoryCertificate(planner.vehicle, planner.limits).check(result.trajectory, waypoints).passed
-    np.testing.assert_allclose(result.trajectory.derivatives([0.0], max_order=1)[1, 0, :3], start.velocity, atol=1e-9)
+    trajectory = _certified_if_feasible(planner, planner.plan(waypoints, start), waypoints)
+    if trajectory is not None:
+        np.testing.assert_allclose(trajectory.derivatives([0.0], max_order=1)[1, 0, :3], start.velocity, atol=1e-9)
 
 
 @pytest.mark.slow
