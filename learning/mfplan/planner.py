@@ -430,18 +430,42 @@ class CertifiedPlanner:
         same shape passes, so the check guards against numerical edge cases; from a moving start the re-solved
         path changes, and a slowed plan that fails is refused: the vehicle keeps its current plan)."""
         split = boundary.segment_times_s / boundary.scale
-        return self._attempt(boundary.points, split, boundary.scale * margin, start)
+        base = None
+        if _at_rest(start) and boundary.trajectory is not None:
+            base = boundary.trajectory.time_scaled(1.0 / boundary.scale)
+        return self._attempt(boundary.points, split, boundary.scale * margin, start, base)
 
     def _attempt(
-        self, points: NDArray[np.float64], times: NDArray[np.float64], scale: float, start: EndpointState | None
+        self,
+        points: NDArray[np.float64],
+        times: NDArray[np.float64],
+        scale: float,
+        start: EndpointState | None,
+        base: Trajectory | None = None,
     ) -> _Attempt:
-        """Solve and certify `times * scale` through `points` (the excursion box is that of `points`)."""
+        """Solve and certify `times * scale` through `points` (the excursion box is that of `points`).
+
+        `base`: the rest-to-rest solution of `times` itself; the attempt is then its time-scaled copy (exactly
+        the solution of the scaled times from rest: `Trajectory.time_scaled`), with no new solve."""
         scaled = times * scale
+        if base is not None:
+            trajectory = base.time_scaled(scale)
+            return _Attempt(scale, points, scaled, trajectory, self.certificate.check(trajectory))
         try:
             trajectory = solve_min_snap(points, scaled, start)
         except TrajectoryInputError as exc:  # e.g. segment times so uneven that the system is singular
             return _Attempt(scale, points, scaled, None, None, str(exc))
         return _Attempt(scale, points, scaled, trajectory, self.certificate.check(trajectory))
+
+    @staticmethod
+    def _solved(
+        points: NDArray[np.float64], times: NDArray[np.float64], start: EndpointState | None
+    ) -> Trajectory | None:
+        """The minimum-snap trajectory of `times`, or None when it cannot be solved (an attempt says why)."""
+        try:
+            return solve_min_snap(points, times, start)
+        except TrajectoryInputError:
+            return None
 
     def _search(
         self,
@@ -454,18 +478,15 @@ class CertifiedPlanner:
         searched when that fails (at least one attempt)."""
         budget.take()
         at_rest = _at_rest(start)
+        base = self._solved(points, times, start) if at_rest else None  # from rest every scale is a copy of it
         scale = 1.0
         if self._tightened(at_rest):
-            scale = (
-                self._estimated_boundary(points, times, start)
-                if at_rest
-                else self._estimated_moving_boundary(points, times, start)
-            )
-        attempts = [self._attempt(points, times, scale, start)]
+            scale = self._estimated_boundary(base) if at_rest else self._estimated_moving_boundary(points, times, start)
+        attempts = [self._attempt(points, times, scale, start, base)]
         if attempts[0].passed:
             return attempts
         if at_rest:
-            self._search_from_rest(points, times, start, attempts, budget)
+            self._search_from_rest(points, times, start, attempts, budget, base)
         else:
             self._search_moving(points, times, start, attempts, budget)
         return attempts
@@ -477,8 +498,10 @@ class CertifiedPlanner:
         start: EndpointState | None,
         attempts: list[_Attempt],
         budget: _Budget,
+        base: Trajectory | None,
     ) -> None:
-        """Append attempts until the smallest passing scale is bracketed to the tolerance (or checks run out).
+        """Append attempts until the smallest passing scale is bracketed to the tolerance (or checks run out);
+        `base` is the rest-to-rest solution of `times` (None: solve each scale).
 
         Works on x = log(scale) with a bracket [failing, passing]. The next scale comes from the excess of
         the bracket's ends over the limits that a time scale relaxes (false position, Illinois variant),
@@ -503,7 +526,7 @@ class CertifiedPlanner:
                 x = min(max(x, low.x + 0.5 * tolerance), high.x - 0.5 * tolerance)
             if not budget.take():
                 return
-            attempt = self._attempt(points, times, math.exp(x), start)
+            attempt = self._attempt(points, times, math.exp(x), start, base)
             attempts.append(attempt)
             if attempt.shape_failure:
                 return  # cannot happen from rest unless numerically on the edge: nothing to gain by going on
@@ -662,18 +685,17 @@ class CertifiedPlanner:
         step = low.excess / 4.0 if math.isfinite(low.excess) and low.excess > 0 else math.log(2.0)
         return min(low.x + max(step, 2.0 * math.log1p(self.scale_tolerance)) * 1.05, x_max)
 
-    def _estimated_boundary(
-        self, points: NDArray[np.float64], times: NDArray[np.float64], start: EndpointState | None
-    ) -> float:
-        """The time scale of `times` a tolerance above the estimated boundary of the certificate (from rest).
+    def _estimated_boundary(self, trajectory: Trajectory | None) -> float:
+        """The time scale of a trajectory from rest a tolerance above the estimated boundary of the certificate.
 
         From rest, times scaled by f give the same path with velocity / f and acceleration / f^2, so the scale at
         which speed, acceleration, tilt (cos t |a_xy| - sin t (a_z + g) <= 0) and the singular bound
         (a_z + g > 0) reach their limits is solved for on 24 samples a segment of the trajectory of `times`. The
         rotors are not estimated and samples miss the peaks between them: the certificate decides, and the
-        search slows a failing estimate down. 1 when the trajectory cannot be solved (the attempt says why).
+        search slows a failing estimate down. 1 when the trajectory could not be solved (None: the attempt says
+        why).
         """
-        factor = self._boundary_factor(points, times, start)
+        factor = None if trajectory is None else self._boundary_factor(trajectory)
         if factor is None:
             return 1.0
         return self._clamped_scale(factor * (1.0 + self.scale_tolerance))
@@ -694,7 +716,8 @@ class CertifiedPlanner:
         scale, inside = 1.0, math.inf  # inside: the fastest scale whose samples were within the limits (+ tolerance)
         previous, lost = math.nan, False
         for _ in range(MOVING_ESTIMATE_SOLVES):
-            factor = self._boundary_factor(points, times * scale, start)
+            trajectory = self._solved(points, times * scale, start)
+            factor = None if trajectory is None else self._boundary_factor(trajectory)
             if factor is None:
                 lost = True
                 break
@@ -718,15 +741,9 @@ class CertifiedPlanner:
         """A scale within [1 / max_time_scale, max_time_scale] (1 when not finite)."""
         return min(max(scale, 1.0 / self.max_time_scale), self.max_time_scale) if math.isfinite(scale) else 1.0
 
-    def _boundary_factor(
-        self, points: NDArray[np.float64], times: NDArray[np.float64], start: EndpointState | None
-    ) -> float | None:
-        """The factor by which `times` would have to be scaled, from rest, for the sampled speed, acceleration,
-        tilt and singular bounds to reach their limits (> 1: over them); None when no trajectory solves."""
-        try:
-            trajectory = solve_min_snap(points, times, start)
-        except TrajectoryInputError:
-            return None
+    def _boundary_factor(self, trajectory: Trajectory) -> float | None:
+        """The factor by which the trajectory's times would have to be scaled, from rest, for the sampled speed,
+        acceleration, tilt and singular bounds to reach their limits (> 1: over them); None when not finite."""
         knots, durations = trajectory.knot_times_s, trajectory.segment_times_s
         samples = (knots[:-1, None] + np.linspace(0.0, 1.0, 24)[None, :] * durations[:, None]).ravel()
         derivatives = trajectory.derivatives(samples, max_order=2)

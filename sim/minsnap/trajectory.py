@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,22 @@ class Trajectory:
             weights[:, k:] = powers[:, : NUM_COEFFS - k] * _DERIV_FACTORS[k, k:]
             out[k] = np.einsum("kac,kc->ka", coeffs, weights)
         return out
+
+    def time_scaled(self, factor: float) -> Trajectory:
+        """The same path flown `factor` times slower: segment times x factor, each derivative of order r / factor^r.
+
+        Rest to rest (zero velocity, acceleration and jerk at both ends) this is exactly the minimum-snap
+        trajectory of the scaled times (the snap cost scales uniformly), so no new solve is needed; with a
+        moving end it is still a smooth trajectory through the waypoints, but not that solve's.
+        """
+        if not (math.isfinite(factor) and factor > 0.0):
+            raise ValueError(f"factor must be finite and > 0, got {factor}")
+        powers = float(factor) ** -np.arange(NUM_COEFFS, dtype=np.float64)
+        return Trajectory(
+            segment_times_s=self.segment_times_s * factor,
+            coefficients=self.coefficients * powers,
+            waypoints=self.waypoints,
+        )
 
     def position(self, times_s: ArrayLike) -> NDArray[np.float64]:
         """`K x 3` positions (m) at the given times."""

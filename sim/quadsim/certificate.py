@@ -22,13 +22,7 @@ from numpy.typing import NDArray
 
 from minsnap import Trajectory
 from minsnap.basis import NUM_COEFFS
-from minsnap.bounds import (
-    bernstein_control_points,
-    max_box_distance_bound,
-    max_convex_bound,
-    max_norm_bound,
-    min_axis_bound,
-)
+from minsnap.bounds import ConvexFunction, bernstein_control_points, max_convex_bounds
 from quadsim.flatness import flat_rotor_thrusts
 from quadsim.geofence import Geofence
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
@@ -153,7 +147,8 @@ class RotorSpeedBounds:
         max_rad_s, min_rad_s: bounds of the signed rotor speeds over the whole trajectory, margin included.
         max_time_s, min_time_s: where the highest and lowest bounds were found.
         times_s: `K` sample times (sorted; a knot appears once per segment that ends or starts there).
-        speeds_rad_s: `K x 4` sampled rotor speeds (signed: negative where thrust would be negative).
+        thrusts_n: `K x 4` sampled rotor thrusts (signed); `speeds_rad_s` gives the speeds.
+        thrust_coeff: the vehicle's thrust coefficient k (thrust = k w^2), for `speeds_rad_s`.
         singular: `K` flags where thrust vanishes or the heading is undefined.
         heights_m: `K` sampled heights.
     """
@@ -163,9 +158,15 @@ class RotorSpeedBounds:
     max_time_s: float
     min_time_s: float
     times_s: NDArray[np.float64]
-    speeds_rad_s: NDArray[np.float64]
+    thrusts_n: NDArray[np.float64]
+    thrust_coeff: float
     singular: NDArray[np.bool_]
     heights_m: NDArray[np.float64]
+
+    @property
+    def speeds_rad_s(self) -> NDArray[np.float64]:
+        """`K x 4` sampled rotor speeds (signed: negative where thrust would be negative)."""
+        return _speed(self.thrusts_n, self.thrust_coeff)
 
 
 def _shifted_coefficients(trajectory: Trajectory) -> NDArray[np.float64]:
@@ -183,14 +184,18 @@ def _derivatives_at(
     """Axis-major derivatives `5 x 4 x K` (order 0..4, axis, sample) of the given segments at local times (no
     clamping to a segment). Many samples: `segments` must be sorted (one product per segment); few: any order."""
     k = local_s.shape[0]
-    powers = np.vander(local_s, NUM_COEFFS, increasing=True)  # K x 8
+    powers = np.empty((NUM_COEFFS, k))  # 8 x K: row j holds t^j (a running product, as np.vander takes it)
+    powers[0] = 1.0
+    powers[1] = local_s
+    for j in range(2, NUM_COEFFS):
+        np.multiply(powers[j - 1], local_s, out=powers[j])
     if k <= 256:
-        return np.einsum("kdj,kj->dk", shifted[segments], powers).reshape(5, 4, k)
+        return np.einsum("kdj,jk->dk", shifted[segments], powers).reshape(5, 4, k)
     out = np.empty((20, k))
     edges = np.searchsorted(segments, np.arange(shifted.shape[0] + 1))
     for m in np.flatnonzero(edges[1:] > edges[:-1]):
         rows = slice(edges[m], edges[m + 1])
-        np.matmul(shifted[m], powers[rows].T, out=out[:, rows])
+        np.matmul(shifted[m], powers[:, rows], out=out[:, rows])
     return out.reshape(5, 4, k)
 
 
@@ -389,7 +394,6 @@ def rotor_speed_bounds(
     )
     seg = run_seg[group]
     local = fraction * durations[seg]
-    upper = lower = np.zeros((0, 4))
     if group.shape[0]:
         derivatives = _derivatives_at(shifted, seg, local)
         thrusts_4k, singular = flat_rotor_thrusts(derivatives, vehicle)
@@ -401,9 +405,12 @@ def rotor_speed_bounds(
             top, bottom = max(float(thrusts.max()), top), min(float(thrusts.min()), bottom)
             high_ok = _thrust(float(_speed(top, k_f)) + tolerance_rad_s, k_f)
             low_ok = _thrust(float(_speed(bottom, k_f)) - tolerance_rad_s, k_f)
-            loose = (upper > high_ok) | (lower < low_ok)  # the speed map is monotone: compare thrusts
-            loose |= ((upper > thrust_max) & (top <= thrust_max)) | ((lower < thrust_min) & (bottom >= thrust_min))
-            refine = loose.any(axis=1) & same
+            # Loose: an interval whose margin could move the extremes by more than the tolerance, or cross a
+            # limit that no sample has (the speed map is monotone: compare thrusts).
+            high_limit = min(high_ok, thrust_max) if top <= thrust_max else high_ok
+            low_limit = max(low_ok, thrust_min) if bottom >= thrust_min else low_ok
+            high, low = upper.max(axis=1), lower.min(axis=1)
+            refine = ((high > high_limit) | (low < low_limit)) & same
             if round_index == max_rounds or not refine.any():
                 break
             new_group, new_seg = group[:-1][refine], seg[:-1][refine]
@@ -419,9 +426,9 @@ def rotor_speed_bounds(
             heights = np.concatenate([heights, new_derivatives[0, 2]])[order]
     else:
         thrusts, singular, heights = np.zeros((0, 4)), np.zeros(0, dtype=bool), np.zeros(0)
+        high = low = np.zeros(0)
     times = trajectory.knot_times_s[seg] + local
     # The highest and lowest bounds: sampled intervals, then pieces certified by their envelope.
-    high, low = upper.max(axis=1, initial=-np.inf), lower.min(axis=1, initial=np.inf)
     i_high, i_low = (int(np.argmax(high)), int(np.argmin(low))) if high.shape[0] else (0, 0)
     best_high = float(high[i_high]) if high.shape[0] else -np.inf
     best_low = float(low[i_low]) if low.shape[0] else np.inf
@@ -455,7 +462,8 @@ def rotor_speed_bounds(
         max_time_s=max_time,
         min_time_s=min_time,
         times_s=times,
-        speeds_rad_s=vehicle.rotor_speeds_from_thrusts(thrusts),
+        thrusts_n=thrusts,
+        thrust_coeff=k_f,
         singular=singular,
         heights_m=heights,
     )
@@ -502,6 +510,16 @@ def _interval_bounds(
     upper = np.maximum(thrusts[:-1], thrusts[1:]) + margin
     lower = np.minimum(thrusts[:-1], thrusts[1:]) - margin
     return upper, lower
+
+
+def _norm_xyz(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Euclidean norm of the x, y, z components."""
+    return np.asarray(np.sqrt(np.square(values[..., :3]).sum(axis=-1)), dtype=np.float64)
+
+
+def _negative_z(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """-z (its upper bound is minus the lowest z)."""
+    return np.asarray(-values[..., 2], dtype=np.float64)
 
 
 class TrajectoryCertificate:
@@ -558,68 +576,90 @@ class TrajectoryCertificate:
             if values[worst] > limit:
                 violations.append(Violation(name, float(values[worst]), limit, float(times[worst])))
 
-        speed, at = max_norm_bound(trajectory, 1, limit=self.max_speed_m_s)
-        record("speed", "max_speed_m_s", speed, at, self.max_speed_m_s)
-        accel, at = max_norm_bound(trajectory, 2, limit=self.max_acceleration_m_s2)
-        record("acceleration", "max_acceleration_m_s2", accel, at, self.max_acceleration_m_s2)
-        self._check_tilt(trajectory, bounds, violations)
-        points = trajectory.waypoints[:, :3] if region_points is None else np.asarray(region_points)[:, :3]
-        excursion, at = max_box_distance_bound(
-            trajectory, points.min(axis=0), points.max(axis=0), limit=self.limits.max_excursion_m
-        )
-        record("excursion", "max_excursion_m", excursion, at, self.limits.max_excursion_m)
-        clearance = self.limits.ground_clearance_m
-        self._check_lower("ground clearance", "min_z_m", trajectory, 0, clearance, 0.0, bounds, violations)
-        if self.limits.geofence is not None:
-            fence = self.limits.geofence
-            excess, at = max_convex_bound(trajectory, 0, fence.excess_m, limit=0.0)
-            record("geofence", "geofence_excess_m", excess, at, 0.0)
-        self._check_lower(
-            "singular", "min_vertical_accel_plus_g_m_s2", trajectory, 2, 0.0, GRAVITY_M_S2, bounds, violations
-        )
-        if self.limits.rotor_limits and not any(v.constraint == "singular" for v in violations):
-            self._check_rotors(trajectory, bounds, violations)
-        return CertificateResult(not violations, tuple(violations), bounds, time.perf_counter() - began)
-
-    def _check_tilt(self, trajectory: Trajectory, bounds: dict[str, float], violations: list[Violation]) -> None:
-        """Tilt of the thrust axis (along a + g e_z) within the limit over whole segments.
-
-        tilt <= theta exactly when cos(theta) |a_xy| - sin(theta) (a_z + g) <= 0: a convex, 1-Lipschitz function
-        of the acceleration, bounded by `max_convex_bound`. The reported value is the tilt at that bound's worst
-        attained sample when it fails, and the limit otherwise (`bounds["tilt_excess_m_s2"]` holds the bound).
-        """
+        speed_limit, accel_limit = self.max_speed_m_s, self.max_acceleration_m_s2
+        ((speed, speed_at),) = max_convex_bounds(trajectory, 1, [(_norm_xyz, speed_limit)])
         theta = math.radians(self.max_tilt_deg)
         cos_t, sin_t = math.cos(theta), math.sin(theta)
 
-        def excess(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        def tilt_excess(values: NDArray[np.float64]) -> NDArray[np.float64]:
+            """cos(theta) |a_xy| - sin(theta) (a_z + g): <= 0 exactly when the tilt is within theta (convex and
+            1-Lipschitz in the acceleration)."""
             return np.asarray(
                 cos_t * np.hypot(values[..., 0], values[..., 1]) - sin_t * (values[..., 2] + GRAVITY_M_S2),
                 dtype=np.float64,
             )
 
-        values, at = max_convex_bound(trajectory, 2, excess, limit=0.0)
-        worst = int(np.argmax(values))
-        bounds["tilt_excess_m_s2"] = float(values[worst])
-        if values[worst] > 0.0:
+        # Acceleration, tilt and the singular bound (a_z + g > 0, as -a_z < g) share the acceleration's hulls.
+        (accel, accel_at), (tilt, tilt_at), (sink, sink_at) = max_convex_bounds(
+            trajectory, 2, [(_norm_xyz, accel_limit), (tilt_excess, 0.0), (_negative_z, GRAVITY_M_S2)]
+        )
+        points = trajectory.waypoints[:, :3] if region_points is None else np.asarray(region_points)[:, :3]
+        low, high = points.min(axis=0), points.max(axis=0)
+
+        def box_distance(values: NDArray[np.float64]) -> NDArray[np.float64]:
+            """Distance from the box of the region points (0 inside)."""
+            outside = np.maximum(np.maximum(low - values[..., :3], values[..., :3] - high), 0.0)
+            return np.asarray(np.sqrt(np.square(outside).sum(axis=-1)), dtype=np.float64)
+
+        clearance, fence = self.limits.ground_clearance_m, self.limits.geofence
+        positional: list[tuple[ConvexFunction, float | None]] = [
+            (box_distance, self.limits.max_excursion_m),
+            (_negative_z, -clearance),
+        ]
+        if fence is not None:
+            positional.append((fence.excess_m, 0.0))
+        position_bounds = max_convex_bounds(trajectory, 0, positional)
+
+        record("speed", "max_speed_m_s", speed, speed_at, speed_limit)
+        record("acceleration", "max_acceleration_m_s2", accel, accel_at, accel_limit)
+        self._record_tilt(trajectory, tilt, tilt_at, bounds, violations)
+        excursion, at = position_bounds[0]
+        record("excursion", "max_excursion_m", excursion, at, self.limits.max_excursion_m)
+        self._record_lower("ground clearance", "min_z_m", position_bounds[1], clearance, 0.0, bounds, violations)
+        if fence is not None:
+            excess, at = position_bounds[2]
+            record("geofence", "geofence_excess_m", excess, at, 0.0)
+        self._record_lower(
+            "singular", "min_vertical_accel_plus_g_m_s2", (sink, sink_at), 0.0, GRAVITY_M_S2, bounds, violations
+        )
+        if self.limits.rotor_limits and not any(v.constraint == "singular" for v in violations):
+            self._check_rotors(trajectory, bounds, violations)
+        return CertificateResult(not violations, tuple(violations), bounds, time.perf_counter() - began)
+
+    def _record_tilt(
+        self,
+        trajectory: Trajectory,
+        excess: NDArray[np.float64],
+        at: NDArray[np.float64],
+        bounds: dict[str, float],
+        violations: list[Violation],
+    ) -> None:
+        """Tilt of the thrust axis (along a + g e_z) within the limit over whole segments, from the bound of
+        cos(theta) |a_xy| - sin(theta) (a_z + g) (<= 0 exactly when the tilt is within theta). The reported value
+        is the tilt at that bound's worst attained sample when it fails, and the limit otherwise
+        (`bounds["tilt_excess_m_s2"]` holds the bound)."""
+        worst = int(np.argmax(excess))
+        bounds["tilt_excess_m_s2"] = float(excess[worst])
+        if excess[worst] > 0.0:
             a = trajectory.derivatives([float(at[worst])], max_order=2)[2, 0, :3]
             tilt = math.degrees(math.atan2(math.hypot(a[0], a[1]), a[2] + GRAVITY_M_S2))
             violations.append(Violation("tilt", max(tilt, self.max_tilt_deg), self.max_tilt_deg, float(at[worst])))
 
     @staticmethod
-    def _check_lower(
+    def _record_lower(
         name: str,
         key: str,
-        trajectory: Trajectory,
-        order: int,
+        negated: tuple[NDArray[np.float64], NDArray[np.float64]],
         limit: float,
         offset: float,
         bounds: dict[str, float],
         violations: list[Violation],
     ) -> None:
-        """Lower bound of z's `order`-th derivative plus `offset`, which must stay >= `limit` (> for 0)."""
-        lowest, at = min_axis_bound(trajectory, 2, order, limit=limit - offset)
-        worst = int(np.argmin(lowest))
-        value = float(lowest[worst] + offset)
+        """A lower bound (the negated upper bound of -z or -a_z) plus `offset`, which must stay >= `limit`
+        (> for the singular bound)."""
+        upper, at = negated
+        worst = int(np.argmax(upper))
+        value = float(-upper[worst] + offset)
         bounds[key] = value
         broken = value <= limit if name == "singular" else value < limit
         if broken:

@@ -8,8 +8,13 @@ import pytest
 from mfplan.courses import course_set
 from minsnap import EndpointState, Trajectory, solve_min_snap
 from minsnap.bounds import (
+    _BERNSTEIN,
+    _hull_matrices,
+    _subdivision_matrices,
     axis_ranges,
     max_box_distance_bound,
+    max_convex_bound,
+    max_convex_bounds,
     max_horizontal_distance_bound,
     max_norm_bound,
     min_axis_bound,
@@ -50,6 +55,9 @@ def test_norm_bound_is_sound_and_within_rtol_on_random_courses(order: int) -> No
             assert bound[i] >= actual * (1 - 1e-12), (i, bound[i], actual)
             assert bound[i] <= actual * 1.02 + 1e-6, (i, bound[i], actual)
             assert trajectory.knot_times_s[i] <= at[i] <= trajectory.knot_times_s[i + 1]
+            # `at` is where the best attained value was found: the norm there is within rtol of the bound.
+            there = np.linalg.norm(trajectory.derivatives([at[i]], order)[order, 0, :3])
+            assert there >= bound[i] / 1.01 - 1e-6, (i, there, bound[i])
 
 
 def test_closed_form_rest_to_rest_speed() -> None:
@@ -114,3 +122,45 @@ def test_non_finite_coefficients_give_nan_bounds() -> None:
     bound, _ = max_norm_bound(broken, 1)
     assert np.isnan(bound[1])
     assert np.isfinite(np.delete(bound, 1)).all()
+
+
+def test_subdivision_matrices_are_de_casteljau_splits() -> None:
+    # Control points on the parts, from the parent's, equal those converted directly from the monomial form.
+    rng = np.random.default_rng(4)
+    for degree in (3, 7):
+        monomial = rng.normal(size=(degree + 1, 4))
+        parent = _BERNSTEIN[degree] @ monomial
+        split = _subdivision_matrices(degree, 8)
+        assert np.all(split >= 0.0)
+        np.testing.assert_allclose(split.sum(axis=1), 1.0, rtol=0, atol=1e-15)
+        for i in range(8):
+            direct = _hull_matrices(np.array([i / 8]), np.array([1 / 8]), degree)[0] @ monomial
+            np.testing.assert_allclose(split[i * (degree + 1) : (i + 1) * (degree + 1)] @ parent, direct, atol=1e-12)
+
+
+def test_deep_refinement_stays_sound_on_large_and_tiny_scales() -> None:
+    # rtol 1e-9 drives the subdivision to max_depth, where the carried rounding slack must still cover the curve.
+    for scale in (1e-3, 1.0, 1e4):
+        for trajectory in random_trajectories(5, seed=21):
+            scaled = Trajectory(trajectory.segment_times_s, trajectory.coefficients * scale, trajectory.waypoints)
+            bound, _ = max_norm_bound(scaled, 2, rtol=1e-9)
+            for i, values in enumerate(dense_values(scaled, 2)):
+                actual = np.linalg.norm(values[:, :3], axis=1).max()
+                assert bound[i] >= actual * (1 - 1e-13), (scale, i, bound[i], actual)
+                assert bound[i] <= actual * (1 + 1e-4) + 1e-9 * scale
+
+
+def test_several_functions_at_once_match_one_at_a_time() -> None:
+    def speed(values: np.ndarray) -> np.ndarray:
+        return np.asarray(np.linalg.norm(values[..., :3], axis=-1))
+
+    def negative_z(values: np.ndarray) -> np.ndarray:
+        return np.asarray(-values[..., 2])
+
+    for trajectory in random_trajectories(6, seed=8):
+        pairs = [(speed, None), (speed, 2.0), (negative_z, -0.5)]
+        together = max_convex_bounds(trajectory, 1, pairs)
+        for (function, limit), (bound, at) in zip(pairs, together, strict=True):
+            alone, alone_at = max_convex_bound(trajectory, 1, function, limit)
+            np.testing.assert_array_equal(bound, alone)
+            np.testing.assert_array_equal(at, alone_at)

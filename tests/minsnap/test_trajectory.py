@@ -155,3 +155,29 @@ def test_from_json_rejects_malformed_input(trajectory: Trajectory, make_text: An
     """Malformed trajectory text raises `TrajectoryInputError` naming the problem, never a bare KeyError/IndexError."""
     with pytest.raises(TrajectoryInputError, match=message):
         Trajectory.from_json(make_text(trajectory))
+
+
+def test_time_scaled_from_rest_is_the_solve_of_the_scaled_times() -> None:
+    rng = np.random.default_rng(5)
+    waypoints = np.hstack([np.cumsum(rng.normal(size=(6, 3)), axis=0), rng.uniform(-3, 3, (6, 1))])
+    times = rng.uniform(0.5, 2.0, 5)
+    base = solve_min_snap(waypoints, times)
+    for factor in (0.5, 0.93, 1.0, 1.7, 4.0):
+        scaled = base.time_scaled(factor)
+        solved = solve_min_snap(waypoints, times * factor)
+        np.testing.assert_allclose(scaled.segment_times_s, solved.segment_times_s, rtol=1e-15)
+        probe = np.linspace(0.0, solved.duration_s, 301)
+        for order in range(5):
+            expected = solved.derivatives(probe, max_order=4)[order]
+            got = scaled.derivatives(probe, max_order=4)[order]
+            np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+        # The same path: velocity divided by the factor at the matching time.
+        np.testing.assert_allclose(
+            scaled.derivatives(probe, 1)[1], base.derivatives(probe / factor, 1)[1] / factor, atol=1e-9
+        )
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, float("nan"), float("inf")])
+def test_time_scaled_rejects_a_factor_that_is_not_positive_and_finite(trajectory: Trajectory, factor: float) -> None:
+    with pytest.raises(ValueError, match="factor"):
+        trajectory.time_scaled(factor)
