@@ -9,7 +9,10 @@ policyopt.cli <algo> ...`), started under `nice`, `--workers` at a time, in a fo
 `result.json` is written once the process has finished cleanly: a sweep that is started again skips those
 runs and resumes the others from their checkpoints (`--resume`), so an interrupted sweep continues where it
 stopped; a run stopped before its first checkpoint starts again from scratch (its partial run folder is
-removed first: policyopt refuses a fresh run in a folder that holds an earlier one). The report (JSON on
+removed first: policyopt refuses a fresh run in a folder that holds an earlier one). With `--archive DIR`
+(a committed folder, the same layout), each finished run's figures are also copied there (its scalars gzipped,
+summary.json, result.json; no checkpoint), runs found there count as finished, and the report reads them too:
+so a sweep longer than one session goes on in the next even where `runs/` is not kept. The report (JSON on
 stdout and in `<report-dir>/rl_mujoco.json`, and three PNGs) reads every finished run under `<out-dir>`:
 
 * per (algo, env, budget): the final return (mean of the last 10 % of the logged training episodes'
@@ -35,6 +38,7 @@ stdout and in `<report-dir>/rl_mujoco.json`, and three PNGs) reads every finishe
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import os
@@ -53,11 +57,14 @@ import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off
 import numpy as np
 
 from runkit import write_json_atomic
+from runkit.atomic import write_bytes_atomic
 from runkit.config import smoke_requested
+from runkit.metrics import SCALARS_FILE
 from runkit.metrics import read_scalars as read_run_scalars
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULT_FILE = "result.json"
+SUMMARY_FILE = "summary.json"
 TRAINING_DIR = "run"
 """policyopt's run folder inside each run's folder (older sweeps wrote its files into the run's folder itself)."""
 REPORT_FILE = "rl_mujoco.json"
@@ -141,16 +148,42 @@ class RunSpec:
         return argv
 
 
-def is_finished(spec: RunSpec, out_dir: Path) -> bool:
-    """True when the run's result.json says it ended cleanly."""
-    path = spec.run_dir(out_dir) / RESULT_FILE
-    if not path.is_file():
-        return False
-    return bool(json.loads(path.read_text()).get("returncode") == 0)
+def is_finished(spec: RunSpec, out_dir: Path, archive: Path | None = None) -> bool:
+    """True when the run's result.json (under `out_dir`, or in the `archive`) says it ended cleanly."""
+    for folder in (out_dir, archive):
+        path = None if folder is None else spec.run_dir(folder) / RESULT_FILE
+        if path is not None and path.is_file() and json.loads(path.read_text()).get("returncode") == 0:
+            return True
+    return False
 
 
-def execute(spec: RunSpec, out_dir: Path, niceness: int, smoke: bool) -> dict[str, Any]:
-    """Run (or resume) one training process; write result.json when it finishes cleanly."""
+def archive_run(run_dir: Path, archived: Path) -> None:
+    """Copy what the report reads of a finished run (its scalars gzipped, summary.json, then result.json, which
+    marks it finished; no checkpoint) to `archived`, each file written atomically. A committed archive carries
+    finished runs across sessions whose `runs/` folder is not kept: a later sweep skips them."""
+    training, target = run_dir / TRAINING_DIR, archived / TRAINING_DIR
+    scalars = training / SCALARS_FILE
+    write_bytes_atomic(target / f"{SCALARS_FILE}.gz", gzip.compress(scalars.read_bytes(), mtime=0))
+    if (training / SUMMARY_FILE).is_file():
+        write_bytes_atomic(target / SUMMARY_FILE, (training / SUMMARY_FILE).read_bytes())
+    write_bytes_atomic(archived / RESULT_FILE, (run_dir / RESULT_FILE).read_bytes())
+
+
+def archive_finished(out_dir: Path, archive: Path) -> list[Path]:
+    """Archive every finished run under `out_dir` that the archive does not hold yet; the archived folders."""
+    done = []
+    for result in sorted(out_dir.glob(f"*/*/{RESULT_FILE}")):
+        run_dir = result.parent
+        archived = archive / run_dir.relative_to(out_dir)
+        if json.loads(result.read_text()).get("returncode") == 0 and not (archived / RESULT_FILE).is_file():
+            archive_run(run_dir, archived)
+            done.append(archived)
+    return done
+
+
+def execute(spec: RunSpec, out_dir: Path, niceness: int, smoke: bool, archive: Path | None = None) -> dict[str, Any]:
+    """Run (or resume) one training process; write result.json when it finishes cleanly (and archive the run
+    when an `archive` is given)."""
     run_dir = spec.run_dir(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     training_dir = spec.training_dir(out_dir)
@@ -178,16 +211,21 @@ def execute(spec: RunSpec, out_dir: Path, niceness: int, smoke: bool) -> dict[st
     }
     if completed.returncode == 0:
         write_json_atomic(run_dir / RESULT_FILE, result)
+        if archive is not None:
+            archive_run(run_dir, spec.run_dir(archive))
     log(f"end {spec.algo} {spec.env_id} seed {spec.seed}: rc {completed.returncode}, {wall_s:.0f} s")
     return result
 
 
-def sweep(specs: list[RunSpec], out_dir: Path, workers: int, niceness: int, smoke: bool) -> list[dict[str, Any]]:
-    """Run the unfinished runs of `specs`, `workers` processes at a time."""
-    todo = [spec for spec in specs if not is_finished(spec, out_dir)]
+def sweep(
+    specs: list[RunSpec], out_dir: Path, workers: int, niceness: int, smoke: bool, archive: Path | None = None
+) -> list[dict[str, Any]]:
+    """Run the unfinished runs of `specs` (finished: under `out_dir` or in the `archive`), `workers` processes at
+    a time."""
+    todo = [spec for spec in specs if not is_finished(spec, out_dir, archive)]
     log(f"{len(specs)} runs, {len(specs) - len(todo)} already finished, {len(todo)} to run with {workers} workers")
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        return list(pool.map(lambda spec: execute(spec, out_dir, niceness, smoke), todo))
+        return list(pool.map(lambda spec: execute(spec, out_dir, niceness, smoke, archive), todo))
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -268,11 +306,15 @@ def summarise_run(run_dir: Path) -> dict[str, Any] | None:
     }
 
 
-def collect_runs(out_dir: Path) -> list[dict[str, Any]]:
-    """Every finished run under `out_dir`."""
+def collect_runs(out_dir: Path, archive: Path | None = None) -> list[dict[str, Any]]:
+    """Every finished run under `out_dir`, and those of the `archive` that `out_dir` does not hold."""
+    folders = {result.parent.relative_to(out_dir): result.parent for result in out_dir.glob(f"*/*/{RESULT_FILE}")}
+    if archive is not None:
+        for result in archive.glob(f"*/*/{RESULT_FILE}"):
+            folders.setdefault(result.parent.relative_to(archive), result.parent)
     runs = []
-    for result in sorted(out_dir.glob(f"*/*/{RESULT_FILE}")):
-        summary = summarise_run(result.parent)
+    for key in sorted(folders):
+        summary = summarise_run(folders[key])
         if summary is not None:
             runs.append(summary)
     return runs
@@ -543,9 +585,12 @@ def plot(groups: dict[str, dict[str, Any]], report_dir: Path) -> list[str]:
     return written
 
 
-def build_report(out_dir: Path, report_dir: Path, make_plots: bool = True) -> dict[str, Any]:
-    """The report of every finished run under `out_dir`; JSON and PNGs written to `report_dir`."""
-    runs = collect_runs(out_dir)
+def build_report(
+    out_dir: Path, report_dir: Path, make_plots: bool = True, archive: Path | None = None
+) -> dict[str, Any]:
+    """The report of every finished run under `out_dir` (and in the `archive`); JSON and PNGs written to
+    `report_dir`."""
+    runs = collect_runs(out_dir, archive)
     by_key: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         by_key.setdefault(group_key(run), []).append(run)
@@ -609,6 +654,13 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help='more policyopt arguments for every run, e.g. --extra-args="--learning-starts 2000"',
     )
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        help="a folder (committed) that keeps each finished run's figures (no checkpoint): its runs count as "
+        "finished and are reported; finished runs under --out-dir are copied there",
+    )
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from finished runs")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
     parser.add_argument("--smoke", action="store_true", help="two runs of a few hundred steps (also SMOKE_TEST=1)")
@@ -619,11 +671,15 @@ def main(argv: list[str] | None = None) -> None:
     report_dir = args.report_dir or args.out_dir
     started = time.perf_counter()
     failed: list[dict[str, Any]] = []
+    if args.archive is not None and args.out_dir.is_dir():
+        for archived in archive_finished(args.out_dir, args.archive):
+            log(f"archived {archived}")
     if not args.report_only:
         extra = tuple(shlex.split(args.extra_args))
         specs = [RunSpec(a, e, s, args.steps, extra) for s in args.seeds for e in args.envs for a in args.algos]
-        failed = [r for r in sweep(specs, args.out_dir, args.workers, args.nice, smoke) if r["returncode"] != 0]
-    report = build_report(args.out_dir, report_dir, make_plots=not args.no_plots)
+        runs = sweep(specs, args.out_dir, args.workers, args.nice, smoke, args.archive)
+        failed = [r for r in runs if r["returncode"] != 0]
+    report = build_report(args.out_dir, report_dir, make_plots=not args.no_plots, archive=args.archive)
     report["smoke"] = smoke
     report["failed_runs"] = failed
     report["wall_time_s"] = time.perf_counter() - started

@@ -8,6 +8,7 @@ that does not parse anywhere else is damage, not a crash, and raises `JsonLinesC
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -41,15 +42,20 @@ def append_json_lines(path: str | Path, rows: Iterable[Mapping[str, Any]], durab
 
 
 def read_json_lines(path: str | Path, repair: bool = False) -> list[Any]:
-    """The parsed lines of `path` ([] if it does not exist); a torn last line is skipped (cut off if `repair`).
+    """The parsed lines of `path` ([] if neither it nor `path`.gz exists); a torn last line is skipped (cut off if
+    `repair`, never in a .gz copy).
 
     Raises:
         JsonLinesCorruptError: a line other than the last does not parse.
     """
     source = Path(path)
-    if not source.exists():
+    packed = source.with_name(source.name + ".gz")
+    if source.exists():
+        data = source.read_bytes()
+    elif packed.exists():  # an archived copy (e.g. a finished run committed as scalars.jsonl.gz): read only
+        data, repair = gzip.decompress(packed.read_bytes()), False
+    else:
         return []
-    data = source.read_bytes()
     rows: list[Any] = []
     offset, line_number = 0, 0
     while offset < len(data):

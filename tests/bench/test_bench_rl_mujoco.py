@@ -6,6 +6,7 @@ must produce the report, the PNGs, and a second invocation must reuse the finish
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -166,3 +167,32 @@ def test_smoke_sweep_reports_and_a_second_sweep_reuses_the_finished_runs(tmp_pat
     rebuilt, _ = _run("--report-only", "--out-dir", str(out), "--report-dir", str(tmp_path / "report"), "--no-plots")
     assert rebuilt["groups"] == report["groups"]
     assert (tmp_path / "report" / "rl_mujoco.json").is_file()
+
+
+def test_an_archived_run_counts_as_finished_and_reports_as_it_did_in_the_sweep(tmp_path: Path) -> None:
+    """A committed archive carries finished runs (no checkpoint, scalars gzipped) to a later session."""
+    bench = _load_script()
+    out, archive, fresh = tmp_path / "runs", tmp_path / "archive", tmp_path / "next_session"
+    spec = bench.RunSpec("ppo", "Hopper-v5", 0, 384)
+    training = spec.training_dir(out)
+    training.mkdir(parents=True)
+    rows = [{"step": 128 * i, "name": "charts/episodic_return", "value": 10.0 * i} for i in range(1, 4)]
+    rows += [{"step": 128 * i, "name": "rollout/eval_mean_return", "value": 5.0 * i} for i in range(1, 4)]
+    (training / "scalars.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (training / "checkpoint.pt").write_bytes(b"x" * 1000)
+    unfinished = bench.RunSpec("props", "Hopper-v5", 0, 384)
+    unfinished.training_dir(out).mkdir(parents=True)  # still running: no result.json
+    (spec.run_dir(out) / "result.json").write_text(json.dumps({**dataclasses.asdict(spec), "returncode": 0}))
+    archived = bench.archive_finished(out, archive)
+    assert archived == [spec.run_dir(archive)]
+    assert not (spec.training_dir(archive) / "checkpoint.pt").exists()
+    assert (spec.training_dir(archive) / "scalars.jsonl.gz").is_file()
+    assert bench.archive_finished(out, archive) == []  # already there
+    fresh.mkdir()
+    assert bench.is_finished(spec, fresh, archive)
+    assert not bench.is_finished(spec, fresh)
+    assert not bench.is_finished(unfinished, fresh, archive)
+    (from_archive,) = bench.collect_runs(fresh, archive)
+    (from_sweep,) = bench.collect_runs(out)
+    assert from_archive == from_sweep
+    assert from_archive["eval_mean_return"] == 15.0
