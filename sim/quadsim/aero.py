@@ -43,11 +43,21 @@ class AeroModel:
         self, airspeed: NDArray[np.float64], body_rates: NDArray[np.float64], rotor_speeds: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Force (N) and moment (N m) in the body frame (see the module docstring)."""
-        vx, vy, vz = float(airspeed[0]), float(airspeed[1]), float(airspeed[2])
-        wx, wy, wz = float(body_rates[0]), float(body_rates[1]), float(body_rates[2])
+        airspeed_xyz = (float(airspeed[0]), float(airspeed[1]), float(airspeed[2]))
+        rates_xyz = (float(body_rates[0]), float(body_rates[1]), float(body_rates[2]))
+        speeds = np.asarray(rotor_speeds, dtype=np.float64).tolist()
+        force, moment = self.wrench_body_xyz(airspeed_xyz, rates_xyz, speeds)
+        return np.array(force), np.array(moment)
+
+    def wrench_body_xyz(
+        self, airspeed: tuple[float, float, float], body_rates: tuple[float, float, float], rotor_speeds: list[float]
+    ) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """`wrench_body` on floats, for the simulators' hot path."""
+        vx, vy, vz = airspeed
+        wx, wy, wz = body_rates
         kd, kz, kh = self.rotor_drag, self.inflow, self.lift
         fx = fy = fz = mx = my = mz = 0.0
-        for (rx, ry, rz), speed in zip(self.hubs, np.asarray(rotor_speeds, dtype=np.float64).tolist(), strict=True):
+        for (rx, ry, rz), speed in zip(self.hubs, rotor_speeds, strict=True):
             speed = abs(speed)
             ux, uy, uz = vx + wy * rz - wz * ry, vy + wz * rx - wx * rz, vz + wx * ry - wy * rx
             hx, hy = -speed * kd * ux, -speed * kd * uy
@@ -56,8 +66,8 @@ class AeroModel:
             mx, my, mz = mx + ry * hz - rz * hy, my + rz * hx - rx * hz, mz + rx * hy - ry * hx
         airspeed_norm = math.sqrt(vx * vx + vy * vy + vz * vz)
         cx, cy, cz = self.parasitic
-        force = np.array([fx - airspeed_norm * cx * vx, fy - airspeed_norm * cy * vy, fz - airspeed_norm * cz * vz])
-        return force, np.array([mx, my, mz])
+        force = (fx - airspeed_norm * cx * vx, fy - airspeed_norm * cy * vy, fz - airspeed_norm * cz * vz)
+        return force, (mx, my, mz)
 
     def predicted_force_world(
         self, rotation: NDArray[np.float64], velocity: NDArray[np.float64], acceleration: NDArray[np.float64]
@@ -65,21 +75,34 @@ class AeroModel:
         """The force (world frame) the controller expects at this velocity and commanded acceleration: still
         air (the wind is left to integral action), no body rates, and every rotor at the speed that gives the
         thrust the acceleration needs."""
-        ax, ay, az = float(acceleration[0]), float(acceleration[1]), float(acceleration[2]) + GRAVITY_M_S2
+        rows = [[float(v) for v in row] for row in np.asarray(rotation, dtype=np.float64)]
+        velocity_xyz = (float(velocity[0]), float(velocity[1]), float(velocity[2]))
+        acceleration_xyz = (float(acceleration[0]), float(acceleration[1]), float(acceleration[2]))
+        return np.array(self.predicted_force_xyz(rows, velocity_xyz, acceleration_xyz))
+
+    def predicted_force_xyz(
+        self,
+        rotation_rows: list[list[float]],
+        velocity: tuple[float, float, float],
+        acceleration: tuple[float, float, float],
+    ) -> tuple[float, float, float]:
+        """`predicted_force_world` on floats (the rotation as a list of rows), for the controller's hot path."""
+        ax, ay, az = acceleration[0], acceleration[1], acceleration[2] + GRAVITY_M_S2
         thrust_n = self.mass_kg * math.sqrt(ax * ax + ay * ay + az * az)
         total_speed = 4.0 * math.sqrt(thrust_n / (4.0 * self.thrust_coeff))
-        v = rotation.T @ velocity
-        vx, vy, vz = float(v[0]), float(v[1]), float(v[2])
+        (r00, r01, r02), (r10, r11, r12), (r20, r21, r22) = rotation_rows
+        wx, wy, wz = velocity
+        vx, vy, vz = r00 * wx + r10 * wy + r20 * wz, r01 * wx + r11 * wy + r21 * wz, r02 * wx + r12 * wy + r22 * wz
         airspeed = math.sqrt(vx * vx + vy * vy + vz * vz)
         cx, cy, cz = self.parasitic
-        body = np.array(
-            [
-                -(total_speed * self.rotor_drag + airspeed * cx) * vx,
-                -(total_speed * self.rotor_drag + airspeed * cy) * vy,
-                -(total_speed * self.inflow + airspeed * cz) * vz + 4.0 * self.lift * (vx * vx + vy * vy),
-            ]
+        bx = -(total_speed * self.rotor_drag + airspeed * cx) * vx
+        by = -(total_speed * self.rotor_drag + airspeed * cy) * vy
+        bz = -(total_speed * self.inflow + airspeed * cz) * vz + 4.0 * self.lift * (vx * vx + vy * vy)
+        return (
+            r00 * bx + r01 * by + r02 * bz,
+            r10 * bx + r11 * by + r12 * bz,
+            r20 * bx + r21 * by + r22 * bz,
         )
-        return np.asarray(rotation @ body, dtype=np.float64)
 
 
 def drag_compensated_acceleration(aero: AeroModel, derivatives: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -79,7 +79,7 @@ class MujocoEvaluator(SimulatedFidelity):
         count = len(track)
         positions = np.zeros((count, 3))
         yaws = np.zeros(count)
-        commands = np.zeros((count, 4))
+        wanted_thrusts = np.zeros((count, 4))  # what the controller asked for, before the rotors' limits
         failure = ""
         last = count
         for k in range(count):
@@ -96,11 +96,12 @@ class MujocoEvaluator(SimulatedFidelity):
             data.ctrl[:] = controller.rotor_thrusts(
                 position, data.qvel[:3], rotation, data.qvel[3:6], track.at(k), dt_s=control_dt
             )
-            commands[k] = self.vehicle.rotor_speeds_from_thrusts(controller.last_unclipped_thrusts_n)
+            wanted_thrusts[k] = controller.last_unclipped_thrusts_n
             failure = self.criteria.stop_reason(position, track.derivatives[0, k, :3], float(track.times_s[k]))
             if failure:
                 last = k + 1
                 break
             apply_aero_wrench(model, data, aero)
             mujoco.mj_step(model, data, nstep=self.physics_steps_per_control)
+        commands = self.vehicle.rotor_speeds_from_thrusts(wanted_thrusts)
         return FlightLog.from_track(track, positions, yaws, commands, last, failure)

@@ -3,6 +3,8 @@ the aerodynamic wrench (`quadsim.aero`, RotorPy's model in still air) applied to
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
 
@@ -67,9 +69,18 @@ def apply_aero_wrench(model: mujoco.MjModel, data: mujoco.MjData, aero: AeroMode
     air; rotor speeds from the motors' thrusts); it is held over the following `mj_step` calls."""
     rotation_flat = np.empty(9)
     mujoco.mju_quat2Mat(rotation_flat, data.qpos[3:7])
-    rotation = rotation_flat.reshape(3, 3)
-    speeds = np.sqrt(np.maximum(data.act[:4], 0.0) / aero.thrust_coeff)
-    force, moment = aero.wrench_body(rotation.T @ data.qvel[:3], data.qvel[3:6], speeds)
+    r00, r01, r02, r10, r11, r12, r20, r21, r22 = rotation_flat.tolist()
+    wx, wy, wz, *rates = data.qvel[:6].tolist()
+    airspeed = (r00 * wx + r10 * wy + r20 * wz, r01 * wx + r11 * wy + r21 * wz, r02 * wx + r12 * wy + r22 * wz)
+    k = aero.thrust_coeff
+    speeds = [math.sqrt(max(thrust, 0.0) / k) for thrust in data.act[:4].tolist()]
+    (fx, fy, fz), (mx, my, mz) = aero.wrench_body_xyz(airspeed, (rates[0], rates[1], rates[2]), speeds)
     body = model.nbody - 1  # the quadrotor (body 0 is the world)
-    data.xfrc_applied[body, :3] = rotation @ force
-    data.xfrc_applied[body, 3:] = rotation @ moment
+    data.xfrc_applied[body] = (
+        r00 * fx + r01 * fy + r02 * fz,
+        r10 * fx + r11 * fy + r12 * fz,
+        r20 * fx + r21 * fy + r22 * fz,
+        r00 * mx + r01 * my + r02 * mz,
+        r10 * mx + r11 * my + r12 * mz,
+        r20 * mx + r21 * my + r22 * mz,
+    )
