@@ -396,12 +396,11 @@ def rotor_speed_bounds(
     local = fraction * durations[seg]
     if group.shape[0]:
         derivatives = _derivatives_at(shifted, seg, local)
-        thrusts_4k, singular = flat_rotor_thrusts(derivatives, vehicle)
-        thrusts, heights = thrusts_4k.T, derivatives[0, 2]
+        thrusts, singular = flat_rotor_thrusts(derivatives, vehicle)  # 4 x K: rotor-major until the loop ends
+        heights = derivatives[0, 2]
         for round_index in range(max_rounds + 1):
             upper, lower = _interval_bounds(local, thrusts, group, safety)
             same = group[:-1] == group[1:]
-            upper[~same], lower[~same] = -np.inf, np.inf
             top, bottom = max(float(thrusts.max()), top), min(float(thrusts.min()), bottom)
             high_ok = _thrust(float(_speed(top, k_f)) + tolerance_rad_s, k_f)
             low_ok = _thrust(float(_speed(bottom, k_f)) - tolerance_rad_s, k_f)
@@ -409,7 +408,8 @@ def rotor_speed_bounds(
             # limit that no sample has (the speed map is monotone: compare thrusts).
             high_limit = min(high_ok, thrust_max) if top <= thrust_max else high_ok
             low_limit = max(low_ok, thrust_min) if bottom >= thrust_min else low_ok
-            high, low = upper.max(axis=1), lower.min(axis=1)
+            high, low = upper.max(axis=0), lower.min(axis=0)
+            high[~same], low[~same] = -np.inf, np.inf  # intervals between two runs bound nothing
             refine = ((high > high_limit) | (low < low_limit)) & same
             if round_index == max_rounds or not refine.any():
                 break
@@ -421,9 +421,10 @@ def rotor_speed_bounds(
             group = np.concatenate([group, new_group])[order]
             seg = np.concatenate([seg, new_seg])[order]
             local = np.concatenate([local, new_local])[order]
-            thrusts = np.concatenate([thrusts, new_thrusts.T])[order]
+            thrusts = np.concatenate([thrusts, new_thrusts], axis=1)[:, order]
             singular = np.concatenate([singular, new_singular])[order]
             heights = np.concatenate([heights, new_derivatives[0, 2]])[order]
+        thrusts = thrusts.T  # K x 4 from here on
     else:
         thrusts, singular, heights = np.zeros((0, 4)), np.zeros(0, dtype=bool), np.zeros(0)
         high = low = np.zeros(0)
@@ -482,33 +483,33 @@ def _thrust(speed_rad_s: float, k_f: float) -> float:
 def _interval_bounds(
     local: NDArray[np.float64], thrusts: NDArray[np.float64], group: NDArray[np.intp], safety: float
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Upper and lower bounds (`(K-1) x 4`) of each rotor thrust on each sample interval (see
-    `rotor_speed_bounds`); intervals that straddle two runs get meaningless values (masked by the caller).
+    """Upper and lower bounds (`4 x (K-1)`) of each rotor thrust (`thrusts`: `4 x K`, rotor-major, so every
+    operation runs along contiguous rows) on each sample interval (see `rotor_speed_bounds`); intervals that
+    straddle two runs get meaningless values (masked by the caller).
 
     |f''| is estimated at each sample from the second divided difference of it and its neighbours, and on
     each interval from the third divided difference of the two samples either side; an estimate whose stencil
     leaves the run counts as 0 (the largest over the stencils that stay inside is taken)."""
-    k, width = thrusts.shape
+    width, k = thrusts.shape
     h = np.diff(local)
-    d1 = np.diff(thrusts, axis=0) / h[:, None]
+    d1 = np.diff(thrusts, axis=1) / h
     same = group[:-1] == group[1:]
     same3 = same[:-1] & same[1:]
-    padded2 = np.zeros((k + 2, width))  # |D2| at samples, with a zero either side: samples -1..k
-    signed2 = 2.0 * (d1[1:] - d1[:-1]) / (local[2:] - local[:-2])[:, None]  # K-2: samples 1..K-2
+    padded2 = np.zeros((width, k + 2))  # |D2| at samples, with a zero either side: samples -1..k
+    signed2 = 2.0 * (d1[:, 1:] - d1[:, :-1]) / (local[2:] - local[:-2])  # K-2: samples 1..K-2
     if k >= 3:
-        padded2[2:-2] = np.where(same3[:, None], np.abs(signed2), 0.0)
-    # Samples i-1, i, i+1, i+2 around interval i (samples i, i+1) are rows i..i+3 of padded2.
-    second_max = np.maximum(np.maximum(padded2[:-3], padded2[1:-2]), np.maximum(padded2[2:-1], padded2[3:]))
-    padded3 = np.zeros((k + 1, width))  # |D3| on intervals, with a zero either side: intervals -1..k-1
+        padded2[:, 2:-2] = np.where(same3, np.abs(signed2), 0.0)
+    # Samples i-1, i, i+1, i+2 around interval i (samples i, i+1) are columns i..i+3 of padded2.
+    second_max = np.maximum(np.maximum(padded2[:, :-3], padded2[:, 1:-2]), np.maximum(padded2[:, 2:-1], padded2[:, 3:]))
+    padded3 = np.zeros((width, k + 1))  # |D3| on intervals, with a zero either side: intervals -1..k-1
     if k >= 4:
         same4 = same3[:-1] & same3[1:]
-        third = 3.0 * (signed2[1:] - signed2[:-1]) / (local[3:] - local[:-3])[:, None]
-        padded3[2:-2] = np.where(same4[:, None], np.abs(third), 0.0)
-    third_max = np.maximum(np.maximum(padded3[:-2], padded3[1:-1]), padded3[2:])
-    hh = h[:, None]
-    margin = (safety / 8.0) * (second_max + 2.0 * hh * third_max) * (hh * hh)
-    upper = np.maximum(thrusts[:-1], thrusts[1:]) + margin
-    lower = np.minimum(thrusts[:-1], thrusts[1:]) - margin
+        third = 3.0 * (signed2[:, 1:] - signed2[:, :-1]) / (local[3:] - local[:-3])
+        padded3[:, 2:-2] = np.where(same4, np.abs(third), 0.0)
+    third_max = np.maximum(np.maximum(padded3[:, :-2], padded3[:, 1:-1]), padded3[:, 2:])
+    margin = (safety / 8.0) * (second_max + 2.0 * h * third_max) * (h * h)
+    upper = np.maximum(thrusts[:, :-1], thrusts[:, 1:]) + margin
+    lower = np.minimum(thrusts[:, :-1], thrusts[:, 1:]) - margin
     return upper, lower
 
 
