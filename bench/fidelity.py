@@ -6,7 +6,10 @@ same trajectories at every fidelity and measures:
 * the cost of one evaluation at each fidelity (median wall time), over every trajectory of the
   sweep and over those that every fidelity flew to the end (feasible at all three);
 * the real-time factor of the MuJoCo and RotorPy flights (flown time, trajectory plus settle,
-  over wall time) on the flights that every fidelity completed; the target is MuJoCo >= 50;
+  over wall time) on the flights that every fidelity completed; the target is MuJoCo >= 50. As the
+  baseline in the same run (the machine's speed varies from hour to hour), the real-time factor of the
+  same MuJoCo model stepped alone at hover (`mujoco_physics_only`: no controller, no aerodynamics, no
+  logging), and the flight's share of it (`mujoco_flight_over_physics_only`);
 * agreement on feasibility: random waypoint courses (seeded; a 9 x 9 x 3 m box, z >= 0.5 m, 5-8
   waypoints at least 1 m apart, heading changes of up to 90 deg per segment) with segment times
   for a nominal speed, each flown with all times multiplied by factors from slow to too fast.
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off sys.path)
+import mujoco
 import numpy as np
 from numpy.typing import NDArray
 
@@ -234,6 +238,22 @@ def summarise(
     }
 
 
+def physics_only_realtime_factor(evaluator: MujocoEvaluator, simulated_s: float) -> float:
+    """Real-time factor of the evaluator's MuJoCo model stepped alone (hover thrust held, the flight's physics
+    steps per control step, nothing else): the ceiling a MuJoCo flight's real-time factor approaches."""
+    model = evaluator.model
+    data = mujoco.MjData(model)
+    data.qpos[2] = 1.0
+    data.ctrl[:] = evaluator.vehicle.mass_kg * 9.81 / 4.0
+    data.act[:] = data.ctrl
+    steps = max(1, round(simulated_s / (evaluator.physics_steps_per_control * model.opt.timestep)))
+    began = time.perf_counter()
+    for _ in range(steps):
+        mujoco.mj_step(model, data, nstep=evaluator.physics_steps_per_control)
+    wall = time.perf_counter() - began
+    return steps * evaluator.physics_steps_per_control * model.opt.timestep / wall
+
+
 def boundary_ratios(per_course: list[dict[str, Any]], names: list[str]) -> dict[str, float | None]:
     """Median over courses of each fidelity's smallest feasible scale over the analytic one (> 1: needs slower)."""
     ratios: dict[str, float | None] = {}
@@ -265,6 +285,13 @@ def run(config: BenchConfig) -> dict[str, Any]:
     names = list(evaluators)
     summary = summarise(config, courses, grid, names, criteria.settle_time_s)
     mujoco_rtf = summary["realtime_factor"]["mujoco"]
+    mujoco_evaluator = evaluators["mujoco"]
+    assert isinstance(mujoco_evaluator, MujocoEvaluator)
+    physics_only = physics_only_realtime_factor(mujoco_evaluator, 2.0 if config.smoke else 60.0)
+    summary["realtime_factor"]["mujoco_physics_only"] = physics_only
+    summary["realtime_factor"]["mujoco_flight_over_physics_only"] = (
+        mujoco_rtf / physics_only if mujoco_rtf is not None else None
+    )
     ratios = summary["boundary_scale_ratio_to_analytic_median"]
     return {
         "benchmark": "fidelity",

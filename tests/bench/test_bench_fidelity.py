@@ -41,7 +41,12 @@ def test_reports_every_figure(smoke_result: dict[str, Any]) -> None:
     assert expected <= smoke_result.keys()
     assert smoke_result["smoke"] is True
     assert set(smoke_result["cost_per_evaluation_s"]) == set(FIDELITIES + BASELINE_CONTROLLER)
-    assert set(smoke_result["realtime_factor"]) == {"mujoco", "rotorpy"}
+    assert set(smoke_result["realtime_factor"]) == {
+        "mujoco",
+        "rotorpy",
+        "mujoco_physics_only",
+        "mujoco_flight_over_physics_only",
+    }
     target = smoke_result["targets"]["mujoco_realtime_factor"]
     assert target["value"] == smoke_result["realtime_factor"]["mujoco"]
     threshold = float(target["target"].removeprefix(">="))
@@ -58,6 +63,11 @@ def test_higher_fidelity_costs_more(smoke_result: dict[str, Any]) -> None:
     assert 0 < costs[0] < costs[1] < costs[2], costs
     realtime = smoke_result["realtime_factor"]
     assert realtime["mujoco"] > realtime["rotorpy"] > 0
+    # The model stepped alone is the ceiling of a flight's real-time factor, measured in the same run.
+    assert realtime["mujoco_physics_only"] > realtime["mujoco"]
+    assert realtime["mujoco_flight_over_physics_only"] == pytest.approx(
+        realtime["mujoco"] / realtime["mujoco_physics_only"]
+    )
 
 
 @pytest.mark.bench
