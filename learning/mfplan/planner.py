@@ -18,7 +18,8 @@ How times are searched when the policy's own times fail:
   passing one is kept. A plan is never stretched into a shape the certificate has not seen.
 * Repair, when no scale of the policy's times passes: from a moving start, a first waypoint within
   `pass_radius_m` (0.5 m) taken as reached (PX4's acceptance radius; passing exactly through it would take
-  a sharp correction); other allocations of the same waypoints
+  a sharp correction), then the policy's times with the first segment twice as long (the start velocity
+  and acceleration need time to turn); other allocations of the same waypoints
   (trapezoidal, constant speed, blends with the policy's), each searched the same way; then
   intermediate waypoints on the straight segments where the violation happened (the policy allocates
   the densified course); each certified as usual. Only when nothing passes is the plan refused.
@@ -74,6 +75,9 @@ TIGHTENED_MOVING_FIRST_RATIO = 1.1
 
 MOVING_ESTIMATE_SOLVES = 4
 """Tightened replans in motion: re-solved trajectories the boundary estimate may use (each about 0.2 ms)."""
+
+FIRST_SEGMENT_REPAIR_FACTOR = 2.0
+"""Repair of a replan in motion: the factor on the policy's first segment time (the rest kept)."""
 
 MAX_ADDED_WAYPOINTS_ROUNDS = 2
 """Rounds of intermediate waypoints the repair may add (each round splits the violating segments)."""
@@ -594,6 +598,12 @@ class CertifiedPlanner:
                 f"waypoint 1 taken as reached ({ahead:.2f} m ahead)",
                 self._search(rest, self._propose(rest, start_array), start, budget),
             )
+        if np.any(start_array) and points.shape[0] > 2 and budget.left > 0:
+            # The start velocity and acceleration are fixed: a first segment too short for them to be turned
+            # towards the next waypoints fails at every common scale (slowing all segments keeps its share).
+            retimed = proposal.copy()
+            retimed[0] *= FIRST_SEGMENT_REPAIR_FACTOR
+            yield "first segment slower", self._search(points, retimed, start, budget)
         speed = 0.5 * self.certificate.max_speed_m_s
         accel = 0.5 * self.certificate.max_acceleration_m_s2
         trapezoid = trapezoidal_times(points, speed, accel)
