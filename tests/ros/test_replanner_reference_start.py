@@ -84,12 +84,16 @@ class Vehicle:
             self.peer.spin_until(lambda: False, 0.02)
 
     def plan(self, course: np.ndarray, state: object) -> tuple[WireTrajectory, dict[str, str]]:
-        """Send a path while flying `state`; the trajectory that answers it and its status values."""
+        """Send a path while flying `state`; the trajectory that answers it and its status values. A path refused
+        as "behind" or "late" (a loaded machine starved the node) is sent again, as the node asks a client to."""
         count, self.statuses[:] = len(self.trajectories), []
         self.paths.publish(path_from_points(course, "world", Time()))
         end = self.now_ns() + int(10e9)
         while self.now_ns() < end and len(self.trajectories) <= count:
             self.fly(state, 0.02)
+            if any(s.message.startswith(("path refused: behind", "path refused: late")) for s in self.statuses):
+                self.statuses[:] = []
+                self.paths.publish(path_from_points(course, "world", Time()))
         assert len(self.trajectories) > count, [s.message for s in self.statuses]
         assert self.peer.spin_until(lambda: any(s.message == "planned" for s in self.statuses), 5.0)
         status = next(s for s in self.statuses if s.message == "planned")
