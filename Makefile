@@ -27,9 +27,10 @@ ros-build: setup
 	cd ros2_ws && AMENT_PREFIX_PATH="$(abspath $(VENV))" "$(abspath $(VENV))/bin/colcon" build --event-handlers console_direct-
 
 ## Lint, type-check, then the whole test suite (unit, property, sim-in-the-loop, benchmarks in smoke mode).
-# pytest exits 5 when it collected no tests: that is a failure here, said out loud.
+# pytest exits 5 when it collected no tests: that is a failure here, said out loud. The 25 slowest tests are
+# listed at the end (CI must stay under 40 minutes: that list says where its time goes).
 test: setup lint ros-build
-	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q; status=$$?; \
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q --durations=25; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests; failing" >&2; exit 1; fi; \
 	exit $$status
 

@@ -259,6 +259,11 @@ def _desaturate(
     collective: list[float], roll_pitch: list[float], yaw: list[float], low: float, high: float
 ) -> list[float]:
     """`desaturate` on lists of floats (the controller's hot path)."""
+    base = [c + r for c, r in zip(collective, roll_pitch, strict=True)]
+    if min(base) >= low and max(base) <= high and max(roll_pitch) - min(roll_pitch) <= high - low:
+        with_yaw = [b + y for b, y in zip(base, yaw, strict=True)]  # nothing to move: what the steps below return
+        if min(with_yaw) >= low and max(with_yaw) <= high:
+            return with_yaw
     count = len(collective)
     peak = max(abs(c) for c in collective)
     share = [c / max(peak, 1e-12) for c in collective] if any(collective) else [1.0] * count
