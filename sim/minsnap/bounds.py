@@ -19,7 +19,6 @@ exact polynomials the coefficients define.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -248,8 +247,7 @@ def max_convex_bound(
         (bound `M`: >= `function` everywhere on the segment; time `M` (s, trajectory time) of the largest
         attained value found on the segment, where a violation shows).
     """
-    ((bound, at),) = _branch_and_bound(_whole_segments(trajectory, order), [(function, limit)], rtol, atol, max_depth)
-    return bound, at
+    return _branch_and_bound(_whole_segments(trajectory, order), function, limit, rtol, atol, max_depth)
 
 
 def max_convex_bounds(
@@ -261,50 +259,42 @@ def max_convex_bounds(
     max_depth: int = 12,
 ) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
     """`max_convex_bound` of several (function, limit) pairs of the same derivative, in order; the Bernstein form
-    of the whole segments is computed once for all of them, and their branch and bound runs as one."""
-    return _branch_and_bound(_whole_segments(trajectory, order), functions, rtol, atol, max_depth)
+    of the whole segments is computed once for all of them."""
+    whole = _whole_segments(trajectory, order)
+    return [_branch_and_bound(whole, function, limit, rtol, atol, max_depth) for function, limit in functions]
 
 
 def _branch_and_bound(
     whole: _WholeSegments,
-    functions: Sequence[tuple[ConvexFunction, float | None]],
+    function: ConvexFunction,
+    limit: float | None,
     rtol: float,
     atol: float,
     max_depth: int,
-) -> list[tuple[NDArray[np.float64], NDArray[np.float64]]]:
-    """`max_convex_bounds` from the whole segments' Bernstein form.
-
-    Each (function, segment) pair is a segment of its own here (id ``f M + s``): every function refines its
-    own intervals, as it would alone, while the subdivisions of all of them are one array operation a round.
-    The rows stay sorted by id, so each function's intervals are one contiguous block.
-    """
-    count_f, m = len(functions), whole.points.shape[0]
-    n1 = whole.points.shape[1]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """`max_convex_bound` from the whole segments' Bernstein form."""
+    points, slack, knots, durations = whole.points, whole.slack, whole.knots, whole.durations
+    m, n1 = points.shape[0], points.shape[1]
     degree = n1 - 1
-    ids = count_f * m
-    points = np.concatenate([whole.points] * count_f)
-    slack = np.concatenate([whole.slack] * count_f)
-    knots, durations = np.tile(whole.knots[:m], count_f), np.tile(whole.durations, count_f)
-    limits = np.repeat([math.inf if limit is None else float(limit) for _, limit in functions], m)
-    limited = np.repeat([limit is not None for _, limit in functions], m)
-    seg = np.arange(ids)
-    starts, widths = np.zeros(ids), np.ones(ids)
+    seg = np.arange(m)
+    starts, widths = np.zeros(m), np.ones(m)
     # Whole segments first (one interval each; the end control points are values of the polynomial: attained).
-    values = _evaluate(functions, points, seg, m)  # (F M) x (n+1)
-    hull = values.max(axis=1) + np.tile(whole.slack_norm, count_f)
+    values = function(points)  # M x (n+1)
+    hull = values.max(axis=1) + whole.slack_norm
     side = np.argmax(values[:, [0, -1]], axis=1)
     best = np.where(side == 0, values[:, 0], values[:, -1])
-    best_time = knots + durations * side
+    best_time = knots[:m] + durations * side
     depth = 0
     while True:
         refine = hull > best[seg] + rtol * np.abs(best[seg]) + atol
-        refine &= ~limited[seg] | ((hull > limits[seg]) & (best[seg] <= limits[seg]))
+        if limit is not None:
+            refine &= (hull > limit) & (best[seg] <= limit)
         if depth >= max_depth:
             refine[:] = False
         if depth == 0:
             bound = np.where(refine, -np.inf, hull)
         elif not refine.all():
-            bound = np.maximum(bound, _segment_max(hull[~refine], seg[~refine], ids))
+            bound = np.maximum(bound, _segment_max(hull[~refine], seg[~refine], m))
         if not refine.any():
             break
         halvings = min(3, max_depth - depth)
@@ -320,30 +310,12 @@ def _branch_and_bound(
         starts = np.repeat(starts[refine], parts) + np.tile(np.arange(parts, dtype=np.float64), count) * part_width
         widths = part_width
         depth += halvings
-        values = _evaluate(functions, points, seg, m)  # K x (n+1)
+        values = function(points)  # K x (n+1)
         hull = values.max(axis=1) + np.sqrt(np.square(slack).sum(axis=2)).max(axis=1)
         _update_best(values, seg, starts, widths, knots, durations, best, best_time)
-    bound = np.maximum(bound, best).reshape(count_f, m)
-    bound[:, whole.nonfinite] = np.nan
-    times = best_time.reshape(count_f, m)
-    return [(bound[f], times[f]) for f in range(count_f)]
-
-
-def _evaluate(
-    functions: Sequence[tuple[ConvexFunction, float | None]],
-    points: NDArray[np.float64],
-    seg: NDArray[np.intp],
-    m: int,
-) -> NDArray[np.float64]:
-    """Each function on its own block of control points (`seg` sorted: function f's rows have ids in [f M, f M + M))."""
-    if len(functions) == 1:
-        return functions[0][0](points)
-    edges = np.searchsorted(seg, np.arange(len(functions) + 1) * m)
-    values = np.empty(points.shape[:2])
-    for (function, _), low, high in zip(functions, edges[:-1], edges[1:], strict=True):
-        if high > low:
-            values[low:high] = function(points[low:high])
-    return values
+    bound = np.maximum(bound, best)
+    bound[whole.nonfinite] = np.nan
+    return bound, best_time
 
 
 def max_norm_bound(
