@@ -586,11 +586,13 @@ class CertifiedPlanner:
         failed: list[_Attempt],
         budget: _Budget,
     ) -> Iterator[tuple[str, list[_Attempt]]]:
-        """From a moving start, a first waypoint within `pass_radius_m` taken as reached; other allocations of the
-        same waypoints; then added intermediate waypoints; each searched as usual."""
+        """From a moving start, a first waypoint within `pass_radius_m` taken as reached, then the first segment
+        slower; other allocations of the same waypoints; then added intermediate waypoints; each searched as
+        usual."""
         start_array = np.zeros((3, 4)) if start is None else start.as_array("start")
+        moving = bool(np.any(start_array))
         ahead = float(np.linalg.norm(points[1, :3] - points[0, :3])) if points.shape[0] > 2 else math.inf
-        if ahead <= self.pass_radius_m and np.any(start_array) and budget.left > 0:
+        if ahead <= self.pass_radius_m and moving and budget.left > 0:
             # A moving vehicle this close to its next waypoint has reached it (an acceptance radius, as PX4's
             # NAV_ACC_RAD): a sharp correction to pass exactly through it is what fails; go on to the next.
             rest = np.vstack([points[:1], points[2:]])
@@ -598,7 +600,7 @@ class CertifiedPlanner:
                 f"waypoint 1 taken as reached ({ahead:.2f} m ahead)",
                 self._search(rest, self._propose(rest, start_array), start, budget),
             )
-        if np.any(start_array) and points.shape[0] > 2 and budget.left > 0:
+        if moving and points.shape[0] > 2 and budget.left > 0:
             # The start velocity and acceleration are fixed: a first segment too short for them to be turned
             # towards the next waypoints fails at every common scale (slowing all segments keeps its share).
             retimed = proposal.copy()

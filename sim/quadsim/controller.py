@@ -259,23 +259,22 @@ def _desaturate(
     collective: list[float], roll_pitch: list[float], yaw: list[float], low: float, high: float
 ) -> list[float]:
     """`desaturate` on lists of floats (the controller's hot path)."""
-    base = [c + r for c, r in zip(collective, roll_pitch, strict=True)]
-    if min(base) >= low and max(base) <= high and max(roll_pitch) - min(roll_pitch) <= high - low:
-        with_yaw = [b + y for b, y in zip(base, yaw, strict=True)]  # nothing to move: what the steps below return
-        if min(with_yaw) >= low and max(with_yaw) <= high:
-            return with_yaw
-    count = len(collective)
-    peak = max(abs(c) for c in collective)
-    share = [c / max(peak, 1e-12) for c in collective] if any(collective) else [1.0] * count
-    if min(share) <= 0.0:  # not a thrust share (zero collective): a uniform shift
-        share = [1.0] * count
-    span = high - low
+    count, span = len(collective), high - low
+    shares_of = collective  # the thrust shares come from the collective asked for, even when it is re-centred
     spread = max(roll_pitch) - min(roll_pitch)
     if spread > span:  # roll and pitch alone do not fit: keep their direction, centred in the range
         roll_pitch = [r * (span / spread) for r in roll_pitch]
         centre = 0.5 * (low + high) - 0.5 * (max(roll_pitch) + min(roll_pitch))
         collective = [centre] * count
     base = [c + r for c, r in zip(collective, roll_pitch, strict=True)]
+    if min(base) >= low and max(base) <= high:  # no collective shift needed (it would be 0)
+        with_yaw = [b + y for b, y in zip(base, yaw, strict=True)]
+        if min(with_yaw) >= low and max(with_yaw) <= high:
+            return with_yaw
+    peak = max(abs(c) for c in shares_of)
+    share = [c / max(peak, 1e-12) for c in shares_of] if any(shares_of) else [1.0] * count
+    if min(share) <= 0.0:  # not a thrust share (zero collective): a uniform shift
+        share = [1.0] * count
     shift_low = max((low - b) / s for b, s in zip(base, share, strict=True))
     shift_high = min((high - b) / s for b, s in zip(base, share, strict=True))
     shift = min(max(0.0, shift_low), shift_high) if shift_low <= shift_high else 0.5 * (shift_low + shift_high)
