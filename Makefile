@@ -48,6 +48,7 @@ bench: setup
 	$(PY) bench/minsnap.py
 	$(PY) bench/fidelity.py
 	$(PY) bench/planner.py
+	$(PY) bench/replan_chain.py
 	$(PY) bench/ros_latency.py
 	$(PY) bench/mavlink.py
 	$(PY) bench/relic.py --out runs/bench/relic.json

@@ -17,9 +17,11 @@ How times are searched when the policy's own times fail:
   on a geometric grid is solved and certified as a new trajectory, shape included, and the fastest
   passing one is kept. A plan is never stretched into a shape the certificate has not seen.
 * Repair, when no scale of the policy's times passes: from a moving start, a first waypoint within
-  `pass_radius_m` (0.5 m) taken as reached (PX4's acceptance radius; passing exactly through it would take
-  a sharp correction), then the policy's times with the first segment twice as long (the start velocity
-  and acceleration need time to turn); other allocations of the same waypoints
+  `pass_radius_m` (0.5 m) or within `pass_horizon_s` (0.3 s) of flight at the start speed taken as reached
+  (PX4's acceptance radius; passing exactly through it would take a sharp correction, and a waypoint the
+  vehicle passed during the plan's lead is behind it), then the policy's times with the first segment two,
+  then four times as long (the start velocity and acceleration need time to turn); other allocations of the
+  same waypoints
   (trapezoidal, constant speed, blends with the policy's), each searched the same way; then
   intermediate waypoints on the straight segments where the violation happened (the policy allocates
   the densified course); each certified as usual. Only when nothing passes is the plan refused.
@@ -75,9 +77,6 @@ TIGHTENED_MOVING_FIRST_RATIO = 1.1
 
 MOVING_ESTIMATE_SOLVES = 4
 """Tightened replans in motion: re-solved trajectories the boundary estimate may use (each about 0.2 ms)."""
-
-FIRST_SEGMENT_REPAIR_FACTOR = 2.0
-"""Repair of a replan in motion: the factor on the policy's first segment time (the rest kept)."""
 
 MAX_ADDED_WAYPOINTS_ROUNDS = 2
 """Rounds of intermediate waypoints the repair may add (each round splits the violating segments)."""
@@ -234,7 +233,12 @@ class CertifiedPlanner:
             best candidate so far is returned if one passed, else the plan is refused and the reason says so. A
             replan that arrives late is worse than none: the vehicle has flown on meanwhile.
         pass_radius_m: from a moving start, a first waypoint this close may be taken as reached when no plan
-            through it passes (a repair of last resort before added waypoints; `PlanResult.repair` says so).
+            through it passes (the first repair; `PlanResult.repair` says so).
+        pass_horizon_s: ... and so may one the vehicle reaches within this time at its start speed (at 4 m/s,
+            1.2 m; a replan from the reference ahead of the vehicle often starts just before or just after the
+            waypoint the vehicle was approaching when the path was sent).
+        first_segment_factors: the repairs of a replan in motion that lengthen the policy's first segment by these
+            factors (the other segments kept), in turn, before other allocations are tried.
         tighten: from rest, fly the policy's split at the certificate's boundary (estimated, certified, searched
             when the estimate fails), slowed down by `safety_margin` (see the module docstring); False: the
             policy's times (times the margin) are kept when they pass.
@@ -259,6 +263,8 @@ class CertifiedPlanner:
         moving_safety_margin: float = 1.0,
         tighten: bool = False,
         tighten_moving: bool = False,
+        pass_horizon_s: float = 0.3,
+        first_segment_factors: tuple[float, ...] = (2.0, 4.0),
     ) -> None:
         for name, margin in (("safety_margin", safety_margin), ("moving_safety_margin", moving_safety_margin)):
             if not (math.isfinite(margin) and margin >= 1.0):
@@ -285,6 +291,12 @@ class CertifiedPlanner:
         if not pass_radius_m >= 0:
             raise ValueError(f"pass_radius_m must be >= 0, got {pass_radius_m}")
         self.pass_radius_m = float(pass_radius_m)
+        if not (math.isfinite(pass_horizon_s) and pass_horizon_s >= 0):
+            raise ValueError(f"pass_horizon_s must be finite and >= 0, got {pass_horizon_s}")
+        self.pass_horizon_s = float(pass_horizon_s)
+        if not all(math.isfinite(f) and f > 1.0 for f in first_segment_factors):
+            raise ValueError(f"first_segment_factors must be finite factors > 1, got {first_segment_factors}")
+        self.first_segment_factors = tuple(float(f) for f in first_segment_factors)
         self.safety_margin = float(safety_margin)
         self.moving_safety_margin = float(moving_safety_margin)
         self.tighten = bool(tighten)
@@ -586,26 +598,29 @@ class CertifiedPlanner:
         failed: list[_Attempt],
         budget: _Budget,
     ) -> Iterator[tuple[str, list[_Attempt]]]:
-        """From a moving start, a first waypoint within `pass_radius_m` taken as reached, then the first segment
-        slower; other allocations of the same waypoints; then added intermediate waypoints; each searched as
-        usual."""
+        """From a moving start, a first waypoint within `pass_radius_m` (or `pass_horizon_s` at the start speed)
+        taken as reached, then the first segment slower; other allocations of the same waypoints; then added
+        intermediate waypoints; each searched as usual."""
         start_array = np.zeros((3, 4)) if start is None else start.as_array("start")
         moving = bool(np.any(start_array))
         ahead = float(np.linalg.norm(points[1, :3] - points[0, :3])) if points.shape[0] > 2 else math.inf
-        if ahead <= self.pass_radius_m and moving and budget.left > 0:
+        start_speed = float(np.linalg.norm(start_array[0, :3]))
+        if ahead <= max(self.pass_radius_m, start_speed * self.pass_horizon_s) and moving and budget.left > 0:
             # A moving vehicle this close to its next waypoint has reached it (an acceptance radius, as PX4's
             # NAV_ACC_RAD): a sharp correction to pass exactly through it is what fails; go on to the next.
             rest = np.vstack([points[:1], points[2:]])
             yield (
-                f"waypoint 1 taken as reached ({ahead:.2f} m ahead)",
+                f"waypoint 1 taken as reached ({ahead:.2f} m away at {start_speed:.1f} m/s)",
                 self._search(rest, self._propose(rest, start_array), start, budget),
             )
-        if moving and points.shape[0] > 2 and budget.left > 0:
+        for factor in self.first_segment_factors if moving and points.shape[0] > 2 else ():
             # The start velocity and acceleration are fixed: a first segment too short for them to be turned
             # towards the next waypoints fails at every common scale (slowing all segments keeps its share).
+            if budget.left <= 0:
+                break
             retimed = proposal.copy()
-            retimed[0] *= FIRST_SEGMENT_REPAIR_FACTOR
-            yield "first segment slower", self._search(points, retimed, start, budget)
+            retimed[0] *= factor
+            yield f"first segment {factor:g}x slower", self._search(points, retimed, start, budget)
         speed = 0.5 * self.certificate.max_speed_m_s
         accel = 0.5 * self.certificate.max_acceleration_m_s2
         trapezoid = trapezoidal_times(points, speed, accel)

@@ -5,7 +5,8 @@ A controller that joins after the plan went out gets the latched plan late and r
 so the vehicle would hover while the mission counts its replans (a demo run on a loaded machine
 failed that way). A replan the replanner refuses (late on a loaded machine) leaves the vehicle on its
 old plan: a mission that kept the moved waypoints waited for the vehicle at places it never flew to
-(the demo timed out in CI that way, the vehicle resting at the goal).
+(the demo timed out in CI that way, the vehicle resting at the goal). A waypoint the replanner took as reached
+without flying through it counts as passed once the vehicle reaches the next one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from trajectory_msgs.msg import MultiDOFJointTrajectory
 
 from mfrl import qos
 from mfrl.conversions import ns_to_stamp, odometry_message
-from mfrl.waypoint_mission import WaypointMission
+from mfrl.waypoint_mission import WaypointMission, next_waypoint_index
 from quadsim.mujoco_vehicle import MujocoQuadrotor
 
 THREE_WAYPOINTS = "course:=[0.0, 0.0, 1.0, 2.0, 0.0, 1.0, 4.0, 0.0, 1.0, 6.0, 0.0, 1.0]"
@@ -161,3 +162,16 @@ def test_a_move_the_replanner_refuses_is_undone_and_tried_again(
     assert mission.moves == 1
     assert not np.allclose(mission.course, course)
     assert len(vehicle.paths) == 3, "a move went out after the last one the mission was asked for"
+
+
+def test_a_waypoint_the_replanner_took_as_reached_counts_as_passed_once_the_next_one_is_reached() -> None:
+    """The replanner may take the waypoint ahead of a fast vehicle as reached and fly on to the next one without
+    coming within the mission's radius of it: the mission must not wait for it forever (it would never finish)."""
+    course = np.array([[0.0, 0.0, 1.0], [2.0, 0.0, 1.0], [4.0, 0.0, 1.0], [6.0, 0.0, 1.0]])
+    assert next_waypoint_index(np.array([1.0, 0.0, 1.0]), course, 1, 0.3) == 1  # on the way
+    assert next_waypoint_index(np.array([2.0, 0.2, 1.0]), course, 1, 0.3) == 2  # through it
+    assert next_waypoint_index(np.array([2.1, 0.6, 1.0]), course, 1, 0.3) == 1  # cut it: not yet passed
+    assert next_waypoint_index(np.array([4.0, 0.1, 1.0]), course, 1, 0.3) == 3  # at the next one: both passed
+    assert next_waypoint_index(np.array([6.0, 0.0, 1.0]), course, 1, 0.3) == 1  # the goal is two ahead: not a skip
+    assert next_waypoint_index(np.array([6.0, 0.0, 1.0]), course, 2, 0.3) == 3  # the goal is never passed
+    assert next_waypoint_index(np.array([6.0, 0.0, 1.0]), course, 3, 0.3) == 3

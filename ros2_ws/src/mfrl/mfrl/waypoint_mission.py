@@ -2,11 +2,11 @@
 
 It sends the course on `waypoints` once the vehicle's odometry is in and the graph is connected (the
 replanner on `waypoints`, the controller and recorder on `trajectory`), counts a waypoint as passed when
-the vehicle comes within `reached_radius_m`, and every `replan_interval_s` of simulated time (up to
-`replan_count` times) moves the intermediate waypoints beyond the one being approached by
-`displacement_m` in a seeded horizontal direction and sends the rest of the course again, so the
-vehicle replans in the air. A move the replanner refuses (say, a plan that came too late for its start
-on a loaded machine) is undone, as the vehicle flies on with its plan through the old waypoints, and
+the vehicle comes within `reached_radius_m` of it or of the next one (`next_waypoint_index`), and every
+`replan_interval_s` of simulated time (up to `replan_count` times) moves the intermediate waypoints beyond
+the one being approached by `displacement_m` in a seeded horizontal direction and sends the rest of the
+course again, so the vehicle replans in the air. A move the replanner refuses (say, a plan that came too
+late for its start on a loaded machine) is undone, as the vehicle flies on with its plan through the old waypoints, and
 tried again an interval later, up to `MAX_MOVE_ATTEMPTS_PER_MOVE` tries per move. If the vehicle has
 not moved `START_WITHIN_S` after the course's plan (a controller that matched the replanner late got
 the latched plan stale and refused it), the course is sent again, up to `MAX_COURSE_SENDS` times. It
@@ -49,6 +49,24 @@ MAX_MOVE_ATTEMPTS_PER_MOVE = 3
 """A refused move is tried again at the next interval; at most this many tries per planned move."""
 
 
+def next_waypoint_index(
+    position: NDArray[np.float64], course: NDArray[np.float64], next_index: int, radius_m: float
+) -> int:
+    """The index of the waypoint being approached after the vehicle reached `position` (`course`: `N x 3`, the
+    last waypoint the goal, never passed). A waypoint is passed when the vehicle comes within `radius_m` of it or
+    of the one after it: the replanner may take the waypoint ahead as reached without flying through it (a
+    moving vehicle close to it, `mfplan.planner`'s pass radius), and the vehicle then goes on to the next."""
+    last = course.shape[0] - 1
+    index = next_index
+    while index < last:
+        window = course[index : min(index + 2, last + 1)]
+        near = np.flatnonzero(np.linalg.norm(window - position, axis=1) < radius_m)
+        if near.shape[0] == 0:
+            break
+        index = min(index + int(near[0]) + 1, last)
+    return index
+
+
 class WaypointMission(Node):
     """See the module docstring."""
 
@@ -89,11 +107,7 @@ class WaypointMission(Node):
         state = odometry_state(msg)
         self.position, self.now_ns = state.position_m, state.stamp_ns
         self.speed_m_s = float(np.linalg.norm(state.velocity_m_s))
-        last = self.course.shape[0] - 1
-        while self.next_index < last and np.linalg.norm(self.position - self.course[self.next_index]) < (
-            self.config.reached_radius_m
-        ):
-            self.next_index += 1
+        self.next_index = next_waypoint_index(self.position, self.course, self.next_index, self.config.reached_radius_m)
 
     def on_trajectory(self, msg: MultiDOFJointTrajectory) -> None:
         """A plan arrived: time the path that asked for it."""

@@ -1,0 +1,134 @@
+"""Benchmark of chained in-air replans: how many of the demo mission's moves the planner serves, and how they fly.
+
+Prints one JSON object to stdout (progress goes to stderr). The demo's mission is flown without ROS
+(`mfplan.inflight.fly_moves`: the built-in course, three 1 m moves of the waypoints ahead, each replanned from the
+last plan's reference 0.27 s ahead, as the replanner node does) at the node's limits (2 m excursion, 0.5 m ground
+clearance), over `--seeds` seeds, by four planners from the shipped checkpoint:
+
+* `shipped` and `tightened_in_motion` (replans in motion flown at the certificate's boundary, margin 1.0: the
+  option that `mfrl calibrate --tighten-moving` writes);
+* each with today's repairs and with the repairs before 2026-12-07 (`before`: the pass radius a fixed 0.5 m, not
+  growing with the start speed, and the first segment only ever doubled), in the same run.
+
+Per planner: replans, refused (and by constraint), the repairs used, the lowest speed within 1.5 s of each served
+replan (a replan that brakes to a near stop), and the planning time. No deadline: the counts do not depend on the
+machine's speed.
+
+Usage: ``python bench/replan_chain.py [--smoke] [--seeds N]`` (or ``SMOKE_TEST=1``); the full run takes a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off sys.path)
+import numpy as np
+import torch
+
+from mfplan.inflight import fly_moves, min_speed_after
+from mfplan.planner import CertifiedPlanner
+from quadsim.certificate import SafetyLimits
+from quadsim.courses import DEFAULT_COURSE, load_course
+from runkit.config import smoke_requested
+
+NODE_LIMITS = SafetyLimits(max_excursion_m=2.0, ground_clearance_m=0.5)
+BEFORE = {"pass_horizon_s": 0.0, "first_segment_factors": (2.0,)}
+TIGHTENED_IN_MOTION = {"tighten_moving": True, "moving_safety_margin": 1.0}
+NEAR_STOP_M_S = 0.5
+
+
+def log(message: str) -> None:
+    """Progress to stderr, keeping stdout for the JSON result."""
+    print(f"[bench/replan_chain] {message}", file=sys.stderr, flush=True)
+
+
+def fly(options: dict[str, Any], seeds: int) -> dict[str, Any]:
+    """Fly the mission's moves over `seeds` seeds with a planner of these options; the figures."""
+    planner = CertifiedPlanner.from_checkpoint(limits=NODE_LIMITS, **options)
+    course = load_course()
+    replans = [replan for seed in range(seeds) for replan in fly_moves(planner, course, seed)]
+    served = [r for r in replans if r.result.feasible]
+    speeds = np.array([min_speed_after(r.result) for r in served])
+    planning = np.array([r.result.planning_time_ms for r in replans])
+    repairs = Counter(r.result.repair.split(" (")[0] or "none" for r in served)
+    return {
+        "replans": len(replans),
+        "served": len(served),
+        "refused": len(replans) - len(served),
+        "refused_fraction": (len(replans) - len(served)) / max(len(replans), 1),
+        "refused_by_constraint": dict(Counter(r.result.constraint for r in replans if not r.result.feasible)),
+        "repairs_of_served": dict(repairs),
+        "start_speed_m_s_mean": float(np.mean([r.start_speed_m_s for r in replans])) if replans else None,
+        "min_speed_within_1_5_s": {
+            "p10_m_s": float(np.percentile(speeds, 10)) if speeds.size else None,
+            "median_m_s": float(np.median(speeds)) if speeds.size else None,
+            "mean_m_s": float(speeds.mean()) if speeds.size else None,
+            "near_stops": int((speeds < NEAR_STOP_M_S).sum()),
+            "near_stop_below_m_s": NEAR_STOP_M_S,
+        },
+        "served_plan_duration_s_mean": float(np.mean([r.result.total_time_s for r in served])) if served else None,
+        "planning_ms": {"p50": float(np.percentile(planning, 50)), "p99": float(np.percentile(planning, 99))},
+    }
+
+
+def run(seeds: int, smoke: bool) -> dict[str, Any]:
+    """Every planner, and the comparison of today's repairs with the ones before."""
+    torch.set_num_threads(1)
+    planners: dict[str, dict[str, Any]] = {}
+    for name, options in (
+        ("shipped", {}),
+        ("shipped_before", BEFORE),
+        ("tightened_in_motion", TIGHTENED_IN_MOTION),
+        ("tightened_in_motion_before", {**TIGHTENED_IN_MOTION, **BEFORE}),
+    ):
+        began = time.perf_counter()
+        planners[name] = fly(options, seeds)
+        figures = planners[name]
+        log(f"{name}: {figures['refused']} of {figures['replans']} refused ({time.perf_counter() - began:.1f} s)")
+    comparison = {
+        kind: {
+            "refused_now": planners[kind]["refused"],
+            "refused_before": planners[f"{kind}_before"]["refused"],
+            "replans": planners[kind]["replans"],
+        }
+        for kind in ("shipped", "tightened_in_motion")
+    }
+    return {
+        "benchmark": "replan_chain",
+        "smoke": smoke,
+        "course": DEFAULT_COURSE,
+        "seeds": seeds,
+        "limits": {
+            "max_excursion_m": NODE_LIMITS.max_excursion_m,
+            "ground_clearance_m": NODE_LIMITS.ground_clearance_m,
+        },
+        "before": {key: list(value) if isinstance(value, tuple) else value for key, value in BEFORE.items()},
+        "planners": planners,
+        "comparison": comparison,
+        "python": platform.python_version(),
+    }
+
+
+def main() -> None:
+    """Parse the command line, run, print the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="three seeds (also SMOKE_TEST=1)")
+    parser.add_argument("--seeds", type=int, default=60, help="seeds of the mission's moves (3 moves each)")
+    args = parser.parse_args()
+    smoke = smoke_requested(args.smoke)
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    started = time.perf_counter()
+    result = run(3 if smoke else args.seeds, smoke)
+    result["wall_time_s"] = time.perf_counter() - started
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

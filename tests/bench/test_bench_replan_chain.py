@@ -1,0 +1,49 @@
+"""Smoke run of `bench/replan_chain.py`: one JSON object with every planner's counts, consistent with each other."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "bench" / "replan_chain.py"
+
+
+@pytest.mark.bench
+def test_smoke_run_reports_every_planner() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout)  # stdout holds exactly one JSON object
+    assert result["smoke"] is True
+    assert result["seeds"] == 3
+    assert set(result["planners"]) == {"shipped", "shipped_before", "tightened_in_motion", "tightened_in_motion_before"}
+    for name, figures in result["planners"].items():
+        assert 0 < figures["replans"] <= 3 * 3, name  # at most three moves a seed
+        assert figures["served"] + figures["refused"] == figures["replans"], name
+        assert sum(figures["refused_by_constraint"].values()) == figures["refused"], name
+        assert sum(figures["repairs_of_served"].values()) == figures["served"], name
+        assert 0 < figures["planning_ms"]["p50"] <= figures["planning_ms"]["p99"], name
+    for kind, row in result["comparison"].items():
+        assert row["refused_now"] == result["planners"][kind]["refused"]
+        assert row["refused_before"] == result["planners"][f"{kind}_before"]["refused"]
+
+
+def test_a_bad_seed_count_is_refused_with_a_clear_error() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--seeds", "0"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
+    )
+    assert completed.returncode == 2
+    assert "--seeds must be >= 1" in completed.stderr
