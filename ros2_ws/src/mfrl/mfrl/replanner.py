@@ -22,10 +22,11 @@ pose with the start state and plans through the rest. The start state is, in ord
 Each plan goes out as a sampled MultiDOFJointTrajectory on `trajectory` (its CDR bytes, written directly), then
 (from a worker thread that keeps out of the plans' way, `ViewerWorker`; at most `max_viewer_samples` samples) a
 nav_msgs/Path (`planned_path`) and markers coloured by speed (`trajectory_markers`) for viewers, all latched.
-Every path that reaches the node gets a status on
-`~/status` (OK with the planning figures, or ERROR with the reason, also logged); a refused path or a
-refused plan publishes nothing, so the vehicle keeps flying its current plan. Refused inputs are
-counted by reason on /diagnostics, together with the vehicle's envelope (`quadsim.health`).
+Every path that reaches the node gets a status on `~/status`: OK with the planning figures and the planner's
+`repair` (e.g. "waypoint 1 taken as reached ..." when the vehicle, close to it and fast, was planned on to the
+next waypoint), or ERROR with the reason, also logged. A refused path or a refused plan publishes nothing, so
+the vehicle keeps flying its current plan. Refused inputs are counted by reason on /diagnostics, together with
+the vehicle's envelope (`quadsim.health`).
 
 A node that has fallen behind its inputs (its process was starved, and paths, odometry and /clock
 queued up) plans nothing: a plan made then starts from a stale clock and a stale state, reaches the
@@ -751,6 +752,7 @@ class Replanner(LifecycleNode):
             "total_time_s": result.total_time_s,
             "waypoints": points.shape[0],
             "certified_by": result.certified_by,
+            "repair": result.repair,
             "time_scale": result.time_scale,
             "start": start.kind,
             "plan_stamp_ns": start.stamp_ns,
