@@ -58,6 +58,8 @@ from mfplan.configs import DEFAULT_CHECKPOINT
 from mfplan.policy import TimeAllocationPolicy, encode_validated_course, load_policy
 from minsnap import EndpointState, Trajectory, TrajectoryInputError, solve_min_snap
 from minsnap.allocation import constant_speed_times, trapezoidal_times
+from minsnap.basis import NUM_COEFFS
+from minsnap.bounds import normalised_coefficients
 from minsnap.validation import as_waypoints
 from quadsim.analytic import AnalyticEvaluator
 from quadsim.certificate import CertificateResult, SafetyLimits, TrajectoryCertificate
@@ -77,6 +79,11 @@ TIGHTENED_MOVING_FIRST_RATIO = 1.1
 
 MOVING_ESTIMATE_SOLVES = 4
 """Tightened replans in motion: re-solved trajectories the boundary estimate may use (each about 0.2 ms)."""
+
+_ESTIMATE_FRACTIONS = np.linspace(0.0, 1.0, 24)
+_ESTIMATE_POWERS = {order: _ESTIMATE_FRACTIONS[None, :] ** np.arange(NUM_COEFFS - order)[:, None] for order in (1, 2)}
+"""The boundary estimate's samples: 24 a segment, at fixed fractions; `[order]` maps normalised coefficients of
+that derivative to its values there."""
 
 MAX_ADDED_WAYPOINTS_ROUNDS = 2
 """Rounds of intermediate waypoints the repair may add (each round splits the violating segments)."""
@@ -771,15 +778,15 @@ class CertifiedPlanner:
     def _boundary_factor(self, trajectory: Trajectory) -> float | None:
         """The factor by which the trajectory's times would have to be scaled, from rest, for the sampled speed,
         acceleration, tilt and singular bounds to reach their limits (> 1: over them); None when not finite."""
-        knots, durations = trajectory.knot_times_s, trajectory.segment_times_s
-        samples = (knots[:-1, None] + np.linspace(0.0, 1.0, 24)[None, :] * durations[:, None]).ravel()
-        derivatives = trajectory.derivatives(samples, max_order=2)
-        velocity, accel = derivatives[1, :, :3], derivatives[2, :, :3]
+        # Samples at fixed fractions of every segment: each derivative is its normalised coefficients times one
+        # fixed matrix of powers (`M x 3 x 24`).
+        velocity = normalised_coefficients(trajectory, 1)[:, :3] @ _ESTIMATE_POWERS[1]
+        accel = normalised_coefficients(trajectory, 2)[:, :3] @ _ESTIMATE_POWERS[2]
         theta = math.radians(self.certificate.max_tilt_deg)
         tilt = math.cos(theta) * np.hypot(accel[:, 0], accel[:, 1]) - math.sin(theta) * accel[:, 2]
         factor = max(
-            float(np.linalg.norm(velocity, axis=1).max()) / self.certificate.max_speed_m_s,
-            math.sqrt(float(np.linalg.norm(accel, axis=1).max()) / self.certificate.max_acceleration_m_s2),
+            math.sqrt(float(np.square(velocity).sum(axis=1).max())) / self.certificate.max_speed_m_s,
+            math.sqrt(math.sqrt(float(np.square(accel).sum(axis=1).max())) / self.certificate.max_acceleration_m_s2),
             math.sqrt(max(float(tilt.max()), 0.0) / (math.sin(theta) * GRAVITY_M_S2)),
             math.sqrt(max(-float(accel[:, 2].min()), 0.0) / GRAVITY_M_S2),
         )
