@@ -31,13 +31,11 @@ import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off
 import numpy as np
 import torch
 
-from mfplan.inflight import fly_moves, min_speed_after
+from mfplan.inflight import REPLANNER_LIMITS, fly_moves, min_speed_after
 from mfplan.planner import CertifiedPlanner
-from quadsim.certificate import SafetyLimits
 from quadsim.courses import DEFAULT_COURSE, load_course
 from runkit.config import smoke_requested
 
-NODE_LIMITS = SafetyLimits(max_excursion_m=2.0, ground_clearance_m=0.5)
 BEFORE = {"pass_horizon_s": 0.0, "first_segment_factors": (2.0,)}
 TIGHTENED_IN_MOTION = {"tighten_moving": True, "moving_safety_margin": 1.0}
 NEAR_STOP_M_S = 0.5
@@ -50,7 +48,7 @@ def log(message: str) -> None:
 
 def fly(options: dict[str, Any], seeds: int) -> dict[str, Any]:
     """Fly the mission's moves over `seeds` seeds with a planner of these options; the figures."""
-    planner = CertifiedPlanner.from_checkpoint(limits=NODE_LIMITS, **options)
+    planner = CertifiedPlanner.from_checkpoint(limits=REPLANNER_LIMITS, **options)
     course = load_course()
     replans = [replan for seed in range(seeds) for replan in fly_moves(planner, course, seed)]
     served = [r for r in replans if r.result.feasible]
@@ -105,8 +103,8 @@ def run(seeds: int, smoke: bool) -> dict[str, Any]:
         "course": DEFAULT_COURSE,
         "seeds": seeds,
         "limits": {
-            "max_excursion_m": NODE_LIMITS.max_excursion_m,
-            "ground_clearance_m": NODE_LIMITS.ground_clearance_m,
+            "max_excursion_m": REPLANNER_LIMITS.max_excursion_m,
+            "ground_clearance_m": REPLANNER_LIMITS.ground_clearance_m,
         },
         "before": {key: list(value) if isinstance(value, tuple) else value for key, value in BEFORE.items()},
         "planners": planners,

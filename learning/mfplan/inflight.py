@@ -17,6 +17,11 @@ from numpy.typing import NDArray
 
 from mfplan.planner import CertifiedPlanner, PlanResult
 from minsnap import EndpointState, Trajectory
+from quadsim.certificate import SafetyLimits
+
+REPLANNER_LIMITS = SafetyLimits(max_excursion_m=2.0, ground_clearance_m=0.5)
+"""The replanner node's default certificate limits (`mfrl.configs.ReplannerConfig`), for planners that stand in
+for it."""
 
 
 @dataclass(frozen=True)

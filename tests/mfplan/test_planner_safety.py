@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mfplan.courses import course_set, displaced_course
-from mfplan.inflight import fly_moves
+from mfplan.inflight import REPLANNER_LIMITS, fly_moves
 from mfplan.planner import CertifiedPlanner, PlanResult
 from minsnap import EndpointState, Trajectory
 from quadsim.certificate import SafetyLimits
@@ -222,9 +222,6 @@ def test_a_replan_moving_later_waypoints_is_served_at_every_moment_of_the_flown_
     assert not refused, refused
 
 
-NODE_LIMITS = SafetyLimits(max_excursion_m=2.0, ground_clearance_m=0.5)  # the replanner node's defaults
-
-
 @pytest.mark.parametrize("tighten_moving", [False, True])
 def test_chained_replans_of_the_demo_mission_are_served(tighten_moving: bool) -> None:
     """Moves of the waypoints one after another, each replanned from the last replan, at the node's limits
@@ -233,7 +230,7 @@ def test_chained_replans_of_the_demo_mission_are_served(tighten_moving: bool) ->
     first segment (2026-12-07), 6 of 60 such replans were refused with the shipped planner and 14 of 60 with
     tightened replans in motion (excursion, ground clearance, tilt at every time scale); with them 0 and 2."""
     options = {"tighten_moving": True, "moving_safety_margin": 1.0} if tighten_moving else {}
-    planner = CertifiedPlanner.from_checkpoint(limits=NODE_LIMITS, **options)
+    planner = CertifiedPlanner.from_checkpoint(limits=REPLANNER_LIMITS, **options)
     refusals = []
     for seed in range(20):
         for replan in fly_moves(planner, load_course(), seed):

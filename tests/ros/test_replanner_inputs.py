@@ -375,3 +375,13 @@ def test_a_stalled_replanner_refuses_the_paths_that_waited_and_serves_the_next(
     fly_for(0.5)
     paths.publish(path_from_points(GOOD, "world", Time(sec=31)))
     assert answer(31) == "planned", "the replanner did not serve the path sent after it woke"
+
+
+def test_the_offline_stand_in_for_the_replanner_uses_its_default_limits() -> None:
+    """`bench/replan_chain.py` and the planner's chained-replan test fly the node's planner without ROS: with the
+    node's default certificate limits, or their refusal counts describe another planner."""
+    from mfplan.inflight import REPLANNER_LIMITS
+    from mfrl.configs import ReplannerConfig
+    from mfrl.replanner import safety_limits
+
+    assert safety_limits(ReplannerConfig()) == REPLANNER_LIMITS
