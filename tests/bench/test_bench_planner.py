@@ -50,6 +50,7 @@ def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
         "policy_inference_ms",
         "policy_min_snap_ms",
         "certified_plan_ms",
+        "certified_plan_paced_ms",
         "baseline_ms",
         "certificate_check_ms",
     ):
@@ -62,6 +63,9 @@ def test_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     assert 0 < certificate["ratio_p99"] < math.inf
     assert 0.0 <= certificate["passed_fraction"] <= 1.0
     assert result["policy_inference_ms"]["samples"] == result["num_courses"] * result["repeats_per_course"]
+    assert result["certified_plan_paced_ms"]["samples"] == 2 * result["num_courses"]
+    assert result["certified_plan_paced_ms"]["idle_before_each_call_s"] == 0.05
+    assert 0 < result["paced_over_back_to_back_p50"] < math.inf
     assert sum(result["latency"]["certified_by"].values()) == result["num_courses"]
     for key in ("policy_min_snap", "certified_plan"):
         assert 0 < result["speedup_vs_baseline"][key] < math.inf
