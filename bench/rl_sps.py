@@ -363,7 +363,8 @@ def main() -> None:
         "target_sps_ratio_min": TARGET_SPS_RATIO,
         "pass": figures["sps_ratio"] >= TARGET_SPS_RATIO,
         "settings": {**asdict(settings), "total_timesteps": settings.total_timesteps, "rounds": rounds},
-        "notes": "same run, alternating; neither logs to TensorBoard; policyopt's sampling-error measurement off (its default); "
+        "notes": "same run, alternating; neither logs to TensorBoard; "
+        "policyopt's sampling-error measurement off (its default); "
         "ours includes writing scalars.jsonl and the final checkpoint. sps_* are by wall clock; sps_cpu_time_* "
         "divide by the process's CPU time over the same span (steadier on a shared machine: other processes' "
         "load does not enter it)",
