@@ -5,7 +5,11 @@ Each episode draws a minimum-snap reference through a few random waypoints (seed
 `policy_rate_hz` (50 Hz by default) with a normalised collective thrust and body-rate command
 (CTBR, `action_to_ctbr`); between two actions the body-rate loop (`quadsim.rate_controller`) runs
 at `rate_loop_hz` (250 Hz, the rate of the ROS graph's simulator and of `MujocoEvaluator`) on the
-MuJoCo physics (500 Hz, rotor thrust limits and motor lag).
+MuJoCo physics (500 Hz, rotor thrust limits and motor lag) with the aerodynamic wrench of `quadsim.aero`
+(rotor drag, inflow, translational lift, parasitic drag; RotorPy's model in still air) updated at every
+rate-loop step, as `MujocoEvaluator` flies it; the ROS graph's `MujocoQuadrotor` updates it at every
+physics step. `TrackingEnvConfig(aerodynamics=False)` is the drag-free env that the shipped tracking
+controllers were trained in (before 2026-12-07 the env had no aerodynamics).
 
 Observation (`tracking_observation`, shared with the ROS `policy_controller` node): every vector
 is expressed in the vehicle's heading frame (world axes turned by the vehicle's yaw), so the
@@ -38,8 +42,9 @@ from numpy.typing import NDArray
 
 from minsnap import Trajectory, solve_min_snap
 from minsnap.allocation import constant_speed_times
+from quadsim.aero import AeroModel
 from quadsim.frames import wrap_angle, yaw_of
-from quadsim.mujoco_model import PHYSICS_TIMESTEP_S, build_model
+from quadsim.mujoco_model import PHYSICS_TIMESTEP_S, apply_aero_wrench, build_model
 from quadsim.rate_controller import RateController, RateControllerGains
 from quadsim.rotations import cross3, matrix_to_quat_wxyz, vee
 from quadsim.vehicle import GRAVITY_M_S2, VehicleParams
@@ -84,6 +89,8 @@ class TrackingEnvConfig:
         rate_weight: cost per (rad/s)^2 of body rates.
         max_position_error_m: the episode terminates beyond this distance from the reference.
         min_altitude_m: ... or below this height (the frame rests at 0.01 m).
+        aerodynamics: fly `quadsim.aero`'s wrench (the physics of every other MuJoCo flight here); False
+            leaves only ideal thrust and gravity.
     """
 
     policy_rate_hz: float = 50.0
@@ -108,6 +115,7 @@ class TrackingEnvConfig:
     rate_weight: float = 0.01
     max_position_error_m: float = 1.5
     min_altitude_m: float = 0.05
+    aerodynamics: bool = True
 
     def __post_init__(self) -> None:
         physics_hz = 1.0 / PHYSICS_TIMESTEP_S
@@ -308,6 +316,7 @@ class QuadrotorTrackingEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         self.rate_controller = RateController(self.vehicle, rate_gains)
         self.model = build_model(self.vehicle, PHYSICS_TIMESTEP_S)
         self.data = mujoco.MjData(self.model)
+        self._aero = AeroModel(self.vehicle) if self.config.aerodynamics else None
         cfg = self.config
         self._rate_steps = round(cfg.rate_loop_hz / cfg.policy_rate_hz)
         self._physics_steps = round(1.0 / (cfg.rate_loop_hz * PHYSICS_TIMESTEP_S))
@@ -356,9 +365,11 @@ class QuadrotorTrackingEnv(gym.Env[NDArray[np.float32], NDArray[np.float32]]):
         """Hold the CTBR command for one policy period (rate loop at `rate_loop_hz`), then observe and score."""
         raw = np.asarray(action, dtype=np.float64)
         thrust, rates_cmd = action_to_ctbr(raw, self.vehicle, self.config)  # clipped to [-1, 1] there
-        data, model = self.data, self.model
+        data, model, aero = self.data, self.model, self._aero
         for _ in range(self._rate_steps):
             data.ctrl[:] = self.rate_controller.rotor_thrusts(thrust, rates_cmd, data.qvel[3:6])
+            if aero is not None:
+                apply_aero_wrench(model, data, aero)
             mujoco.mj_step(model, data, nstep=self._physics_steps)
         self._steps += 1
         finite = bool(np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all())

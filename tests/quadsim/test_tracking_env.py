@@ -11,6 +11,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from minsnap import solve_min_snap
+from quadsim.aero import AeroModel
 from quadsim.tracking_env import (
     ENV_ID,
     OBSERVATION_SIZE,
@@ -173,3 +174,35 @@ def test_action_beyond_bounds_flies_as_clipped_but_costs_more() -> None:
     obs_out, reward_out, *_ = env.step(np.array([0.0, 3.0, 0.0, 0.0], dtype=np.float32))
     np.testing.assert_array_equal(obs_in, obs_out)
     assert reward_out < reward_in
+
+
+def _coast(config: TrackingEnvConfig, speed_m_s: float, steps: int) -> tuple[float, float]:
+    """Start level at 2 m with `speed_m_s` along world x, hold hover (action 0) for `steps` policy steps;
+    return the x speed after the first step and at the end."""
+    env = QuadrotorTrackingEnv(config)
+    env.reset(seed=0, options={"start_noise": False})
+    data = env.data
+    data.qpos[:3] = [0.0, 0.0, 2.0]
+    data.qpos[3:7] = [1.0, 0.0, 0.0, 0.0]
+    data.qvel[:] = 0.0
+    data.qvel[0] = speed_m_s
+    speeds = []
+    for _ in range(steps):
+        env.step(np.zeros(4, dtype=np.float32))
+        speeds.append(float(data.qvel[0]))
+    return speeds[0], speeds[-1]
+
+
+def test_env_flies_rotor_drag_as_the_aero_model_predicts() -> None:
+    # The graph's simulator and the MuJoCo evaluator fly quadsim.aero; a controller trained here must feel it.
+    vehicle, speed = VehicleParams(), 4.0
+    hover_rad_s = math.sqrt(vehicle.mass_kg * 9.81 / 4.0 / vehicle.thrust_coeff_n_per_rad2_s2)
+    force, _ = AeroModel(vehicle).wrench_body(np.array([speed, 0.0, 0.0]), np.zeros(3), np.full(4, hover_rad_s))
+    predicted = speed + force[0] / vehicle.mass_kg * TrackingEnvConfig().policy_dt_s
+    first, last = _coast(TrackingEnvConfig(), speed, 25)
+    assert force[0] < 0.0
+    assert first == pytest.approx(predicted, abs=0.05 * (speed - predicted))  # the first 20 ms: 0.039 m/s lost
+    assert last < speed - 10 * (speed - predicted)  # and it keeps slowing down over half a second
+    first_free, last_free = _coast(TrackingEnvConfig(aerodynamics=False), speed, 25)
+    assert first_free == pytest.approx(speed, abs=1e-6)
+    assert last_free == pytest.approx(speed, abs=0.02)
