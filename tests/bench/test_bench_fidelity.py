@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .script_loader import run_bench_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "fidelity.py"
 FIDELITIES = ("analytic", "mujoco", "rotorpy")
@@ -18,13 +16,7 @@ BASELINE_CONTROLLER = ("mujoco_pd", "rotorpy_pd")  # the simulators flown by the
 
 @pytest.fixture(scope="module")
 def smoke_result() -> dict[str, Any]:
-    env = {**os.environ, "SMOKE_TEST": "1"}
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke"], capture_output=True, text=True, timeout=400, env=env, check=False
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(completed.stdout)  # stdout holds the JSON and nothing else
-    return result
+    return run_bench_script(SCRIPT, "--smoke", env={"SMOKE_TEST": "1"}, timeout_s=400)
 
 
 @pytest.mark.bench

@@ -5,28 +5,21 @@ Timings are reported, not held to the targets here (the machines are shared and 
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "bench" / "mavlink.py"
+from .script_loader import run_bench_script
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "mavlink.py"
 
 
 @pytest.mark.bench
 @pytest.mark.mavlink
 def test_reports_jitter_rate_and_cpu_with_a_baseline_from_the_same_run() -> None:
     pytest.importorskip("psutil")
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke"],
-        capture_output=True, text=True, timeout=240, env=dict(os.environ), cwd=REPO_ROOT, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout)
+    result = run_bench_script(SCRIPT, "--smoke", timeout_s=240)
     assert result["smoke"] is True
     # Rates are timed on a shared, loaded CI machine: the bands catch a broken pacing (no stream, double rate,
     # a 10 Hz stall), and the figures themselves are the benchmark's JSON, not this test's assertions.

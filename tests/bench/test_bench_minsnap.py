@@ -5,34 +5,21 @@ Timings are reported, never asserted: the machines are noisy.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "bench" / "minsnap.py"
+from .script_loader import run_bench_script
 
-
-def _run_smoke(args: list[str], extra_env: dict[str, str]) -> dict[str, Any]:
-    env = {**os.environ, **extra_env}
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300, env=env, cwd=REPO_ROOT
-    )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout)  # stdout holds exactly one JSON object
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "minsnap.py"
 
 
 @pytest.mark.bench
 @pytest.mark.parametrize(("args", "extra_env"), [(["--smoke"], {}), ([], {"SMOKE_TEST": "1"})], ids=["flag", "env"])
 def test_smoke_run_reports_every_figure_and_the_answers_agree(args: list[str], extra_env: dict[str, str]) -> None:
     """Same trajectory from us, OSQP and RotorPy; scaling figures present; targets and pass flags named."""
-    result = _run_smoke(args, extra_env)
+    result = run_bench_script(SCRIPT, *args, env=extra_env)
     assert result["smoke"] is True
 
     for key in ("speedup_vs_osqp", "time_ratio_rotorpy_over_ours", "scaling_slope"):

@@ -5,11 +5,7 @@ Timings are reported, never asserted: the machines are noisy.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +14,13 @@ import torch
 
 from mfplan.policy import TimeAllocationPolicy, save_policy
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = REPO_ROOT / "bench" / "planner.py"
+from .script_loader import run_bench_script
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "planner.py"
 
 
 def _run_smoke(*args: str) -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ),
-        cwd=REPO_ROOT,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(completed.stdout)  # stdout holds exactly one JSON object
-    return result
+    return run_bench_script(SCRIPT, "--smoke", *args)
 
 
 @pytest.mark.bench

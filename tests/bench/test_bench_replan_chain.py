@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from .script_loader import run_bench_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "bench" / "replan_chain.py"
@@ -16,17 +16,7 @@ SCRIPT = REPO_ROOT / "bench" / "replan_chain.py"
 
 @pytest.mark.bench
 def test_smoke_run_reports_every_planner() -> None:
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ),
-        cwd=REPO_ROOT,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout)  # stdout holds exactly one JSON object
+    result = run_bench_script(SCRIPT, "--smoke")
     assert result["smoke"] is True
     assert result["seeds"] == 3
     assert set(result["planners"]) == {"shipped", "shipped_before", "tightened_in_motion", "tightened_in_motion_before"}

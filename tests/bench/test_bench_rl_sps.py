@@ -6,18 +6,14 @@ sides are comparable (same network size, same budget) and that the JSON carries 
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from .script_loader import load_bench_script
+from .script_loader import load_bench_script, run_bench_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "bench" / "rl_sps.py"
@@ -28,18 +24,7 @@ def _load_script() -> ModuleType:
 
 
 def _run_smoke() -> dict[str, Any]:
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ),
-        cwd=REPO_ROOT,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(completed.stdout)
-    return result
+    return run_bench_script(SCRIPT, "--smoke")
 
 
 def test_both_sides_train_networks_of_the_same_size() -> None:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .script_loader import load_bench_script
+from .script_loader import load_bench_script, run_bench_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "ros_latency.py"
 
@@ -23,14 +20,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "ros_latency.py"
 @pytest.mark.ros
 def test_reports_round_trip_and_planner_time_from_the_same_run() -> None:
     pytest.importorskip("rclpy", reason="the ROS 2 wheels (extra `ros`) are not installed")
-    env = {**os.environ, "SMOKE_TEST": "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    env = {"SMOKE_TEST": "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     domain = str(200 + os.getpid() % 30)
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--domain-id", domain],
-        capture_output=True, text=True, timeout=180, env=env, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout)
+    result = run_bench_script(SCRIPT, "--smoke", "--domain-id", domain, env=env, timeout_s=180)
     assert result["messages"] == 20
     assert result["load"].startswith("none")
     assert "quiet" not in result

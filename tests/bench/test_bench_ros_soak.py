@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .script_loader import load_bench_script
+from .script_loader import load_bench_script, run_bench_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "bench" / "ros_soak.py"
@@ -37,14 +35,9 @@ pytestmark = [
 def smoke_result(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     pytest.importorskip("rclpy", reason="the ROS 2 wheels (extra `ros`) are not installed")
     out = tmp_path_factory.mktemp("ros_soak")
-    env = {**os.environ, "SMOKE_TEST": "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    env = {"SMOKE_TEST": "1", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     domain = str(170 + os.getpid() % 25)
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(out), "--domain-id", domain],
-        capture_output=True, text=True, timeout=420, env=env, cwd=REPO_ROOT, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(completed.stdout)  # stdout holds the JSON and nothing else
+    result = run_bench_script(SCRIPT, "--out", str(out), "--domain-id", domain, env=env, timeout_s=420)
     assert json.loads((out / "ros_soak.json").read_text()) == result
     return result, out
 

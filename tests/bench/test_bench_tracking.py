@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .script_loader import run_bench_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "tracking.py"
 
@@ -17,17 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "tracking.py"
 @pytest.fixture(scope="module")
 def smoke_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("tracking") / "tracking.json"
-    env = {**os.environ, "SMOKE_TEST": "1"}
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--smoke", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(completed.stdout)  # stdout holds the JSON and nothing else
+    result = run_bench_script(SCRIPT, "--smoke", "--out", str(out), env={"SMOKE_TEST": "1"}, timeout_s=180)
     assert json.loads(out.read_text()) == result
     return result
 

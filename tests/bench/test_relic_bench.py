@@ -9,17 +9,15 @@ writes into bench/results/.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 
-from .script_loader import load_bench_script
+from .script_loader import load_bench_script, run_bench_script
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "bench" / "relic.py"
@@ -73,9 +71,7 @@ def test_dense_prediction_and_the_largest_context_it_allows_agree() -> None:
 @pytest.mark.bench
 def test_smoke_run_reports_acting_and_training_against_dense() -> None:
     committed_before = COMMITTED.stat().st_mtime_ns if COMMITTED.exists() else None
-    completed = _smoke()
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result: dict[str, Any] = json.loads(completed.stdout)
+    result = run_bench_script(SCRIPT, "--smoke")
     assert result["smoke"] is True
     assert "bench/relic.py" in result["command"]
     assert "--smoke" in result["command"]
