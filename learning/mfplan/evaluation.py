@@ -99,6 +99,20 @@ def timed(plan: Planner, course: Course) -> tuple[Trajectory | None, bool, float
     return trajectory, feasible, 1e3 * (time.perf_counter() - began)
 
 
+def reference_plan(
+    waypoints: np.ndarray, start: EndpointState | None, certified: Callable[[Trajectory], bool]
+) -> Trajectory | None:
+    """The `reference` method: `shortest_feasible_times` under `certified` from the baseline's snap-optimal
+    ratios, or from trapezoidal ones when those cannot be certified at any scale; None when neither can."""
+    trapezoid = trapezoidal_times(waypoints, max_speed_m_s=3.0, max_accel_m_s2=3.0)
+    snap_ratios, _ = optimise_time_ratios(waypoints, trapezoid, start)
+    for initial in (snap_ratios, trapezoid):
+        result = shortest_feasible_times(waypoints, certified, initial, start)
+        if result.feasible:
+            return result.trajectory
+    return None
+
+
 def make_methods(planner: CertifiedPlanner, analytic: AnalyticEvaluator) -> dict[str, Planner]:
     """The compared planners: (waypoints, start) -> (trajectory or None, analytically feasible)."""
 
@@ -125,13 +139,8 @@ def make_methods(planner: CertifiedPlanner, analytic: AnalyticEvaluator) -> dict
         return (result.trajectory, True) if result.feasible else (None, False)
 
     def reference(waypoints: np.ndarray, start: EndpointState | None) -> tuple[Trajectory | None, bool]:
-        trapezoid = trapezoidal_times(waypoints, max_speed_m_s=3.0, max_accel_m_s2=3.0)
-        snap_ratios, _ = optimise_time_ratios(waypoints, trapezoid, start)
-        for initial in (snap_ratios, trapezoid):
-            result = shortest_feasible_times(waypoints, certified, initial, start)
-            if result.feasible:
-                return result.trajectory, True
-        return None, False
+        trajectory = reference_plan(waypoints, start, certified)
+        return trajectory, trajectory is not None
 
     return {
         "heuristic": heuristic,
