@@ -3,7 +3,8 @@
 Prints one JSON object to stdout (progress goes to stderr). The demo's mission is flown without ROS
 (`mfplan.inflight.fly_moves`: the built-in course, three 1 m moves of the waypoints ahead, each replanned from the
 last plan's reference 0.27 s ahead, as the replanner node does) at the node's limits (2 m excursion, 0.5 m ground
-clearance), over `--seeds` seeds, by four planners from the shipped checkpoint:
+clearance), over `--seeds` seeds, by four planners from the shipped checkpoint (and, with `--candidate PATH`, a
+fifth: that checkpoint's planner as it is calibrated, `candidate`):
 
 * `shipped` and `tightened_in_motion` (replans in motion flown at the certificate's boundary, margin 1.0: the
   option that `mfrl calibrate --tighten-moving` writes);
@@ -14,7 +15,8 @@ Per planner: replans, refused (and by constraint), the repairs used, the lowest 
 replan (a replan that brakes to a near stop), and the planning time. No deadline: the counts do not depend on the
 machine's speed.
 
-Usage: ``python bench/replan_chain.py [--smoke] [--seeds N]`` (or ``SMOKE_TEST=1``); the full run takes a minute.
+Usage: ``python bench/replan_chain.py [--smoke] [--seeds N] [--candidate PATH]`` (or ``SMOKE_TEST=1``); the full
+run takes a minute.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import platform
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off sys.path)
@@ -32,7 +35,7 @@ import numpy as np
 import torch
 
 from mfplan.inflight import REPLANNER_LIMITS, fly_moves, min_speed_after
-from mfplan.planner import CertifiedPlanner
+from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner
 from quadsim.courses import DEFAULT_COURSE, load_course
 from runkit.config import smoke_requested
 
@@ -46,9 +49,9 @@ def log(message: str) -> None:
     print(f"[bench/replan_chain] {message}", file=sys.stderr, flush=True)
 
 
-def fly(options: dict[str, Any], seeds: int) -> dict[str, Any]:
+def fly(options: dict[str, Any], seeds: int, checkpoint: Path = DEFAULT_CHECKPOINT) -> dict[str, Any]:
     """Fly the mission's moves over `seeds` seeds with a planner of these options; the figures."""
-    planner = CertifiedPlanner.from_checkpoint(limits=REPLANNER_LIMITS, **options)
+    planner = CertifiedPlanner.from_checkpoint(checkpoint, limits=REPLANNER_LIMITS, **options)
     course = load_course()
     replans = [replan for seed in range(seeds) for replan in fly_moves(planner, course, seed)]
     served = [r for r in replans if r.result.feasible]
@@ -75,18 +78,22 @@ def fly(options: dict[str, Any], seeds: int) -> dict[str, Any]:
     }
 
 
-def run(seeds: int, smoke: bool) -> dict[str, Any]:
-    """Every planner, and the comparison of today's repairs with the ones before."""
+def run(seeds: int, smoke: bool, candidate: Path | None = None) -> dict[str, Any]:
+    """Every planner, and the comparison of today's repairs with the ones before (and a candidate checkpoint's
+    planner as calibrated, when given)."""
     torch.set_num_threads(1)
     planners: dict[str, dict[str, Any]] = {}
-    for name, options in (
-        ("shipped", {}),
-        ("shipped_before", BEFORE),
-        ("tightened_in_motion", TIGHTENED_IN_MOTION),
-        ("tightened_in_motion_before", {**TIGHTENED_IN_MOTION, **BEFORE}),
-    ):
+    runs: list[tuple[str, dict[str, Any], Path]] = [
+        ("shipped", {}, DEFAULT_CHECKPOINT),
+        ("shipped_before", BEFORE, DEFAULT_CHECKPOINT),
+        ("tightened_in_motion", TIGHTENED_IN_MOTION, DEFAULT_CHECKPOINT),
+        ("tightened_in_motion_before", {**TIGHTENED_IN_MOTION, **BEFORE}, DEFAULT_CHECKPOINT),
+    ]
+    if candidate is not None:
+        runs.append(("candidate", {}, candidate))
+    for name, options, checkpoint in runs:
         began = time.perf_counter()
-        planners[name] = fly(options, seeds)
+        planners[name] = fly(options, seeds, checkpoint)
         figures = planners[name]
         log(f"{name}: {figures['refused']} of {figures['replans']} refused ({time.perf_counter() - began:.1f} s)")
     comparison = {
@@ -107,6 +114,7 @@ def run(seeds: int, smoke: bool) -> dict[str, Any]:
             "ground_clearance_m": REPLANNER_LIMITS.ground_clearance_m,
         },
         "before": {key: list(value) if isinstance(value, tuple) else value for key, value in BEFORE.items()},
+        "candidate": None if candidate is None else str(candidate),
         "planners": planners,
         "comparison": comparison,
         "python": platform.python_version(),
@@ -118,12 +126,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="three seeds (also SMOKE_TEST=1)")
     parser.add_argument("--seeds", type=int, default=60, help="seeds of the mission's moves (3 moves each)")
+    parser.add_argument(
+        "--candidate", type=Path, default=None, help="also fly this policy checkpoint's planner, as it is calibrated"
+    )
     args = parser.parse_args()
     smoke = smoke_requested(args.smoke)
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     started = time.perf_counter()
-    result = run(3 if smoke else args.seeds, smoke)
+    result = run(3 if smoke else args.seeds, smoke, args.candidate)
     result["wall_time_s"] = time.perf_counter() - started
     print(json.dumps(result, indent=2))
 

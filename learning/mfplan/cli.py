@@ -1,6 +1,7 @@
 """The `mfrl` command: train, calibrate, eval and plan.
 
 mfrl train [--smoke] [--run-dir runs/mfrl/seed0] [--resume]   co-train policy and reward estimator
+mfrl distill [--smoke] [--run-dir runs/mfrl_distill/seed0]    warm-start the policy on the reference optimiser
 mfrl calibrate --checkpoint P                                 safety margin for 99 % feasibility at RotorPy
 mfrl eval [--checkpoint P] [--out-dir runs/mfrl_eval] [--smoke]  compare with heuristic and baseline
 mfrl plan --waypoints course.csv [--out plan.json]            plan one course (JSON out)
@@ -15,7 +16,7 @@ import sys
 
 import numpy as np
 
-from mfplan.configs import CalibrateConfig, EvalConfig, PlanConfig, TrainConfig
+from mfplan.configs import CalibrateConfig, DistillConfig, EvalConfig, PlanConfig, TrainConfig
 from minsnap import EndpointState, TrajectoryInputError
 from minsnap.waypoint_files import load_waypoints
 from runkit import run_cli, to_jsonable, write_json_atomic
@@ -48,12 +49,17 @@ a run folder that does not fit the request (`runkit.RunDirectoryError`), a damag
 (`mfplan.dataset.DatasetCorruptError`). Every other error keeps its traceback."""
 
 
-def run_command(command: TrainConfig | CalibrateConfig | EvalConfig | PlanConfig) -> int:
+def run_command(command: TrainConfig | DistillConfig | CalibrateConfig | EvalConfig | PlanConfig) -> int:
     """Run one parsed subcommand; return the exit status."""
     if isinstance(command, TrainConfig):
         from mfplan.trainer import train
 
         print(json.dumps(to_jsonable(train(command)), indent=2))
+        return 0
+    if isinstance(command, DistillConfig):
+        from mfplan.distill import distill
+
+        print(json.dumps(to_jsonable(distill(command)), indent=2))
         return 0
     if isinstance(command, CalibrateConfig):
         from mfplan.calibration import calibrate
@@ -71,7 +77,13 @@ def run_command(command: TrainConfig | CalibrateConfig | EvalConfig | PlanConfig
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (`mfrl`). SIGTERM unwinds like Ctrl-C, so worker processes are shut down."""
-    commands = {"train": TrainConfig, "calibrate": CalibrateConfig, "eval": EvalConfig, "plan": PlanConfig}
+    commands = {
+        "train": TrainConfig,
+        "distill": DistillConfig,
+        "calibrate": CalibrateConfig,
+        "eval": EvalConfig,
+        "plan": PlanConfig,
+    }
     raise SystemExit(run_cli(commands, run_command, argv=argv, description=__doc__, user_errors=USER_ERRORS))
 
 

@@ -209,6 +209,71 @@ class TrainConfig(RunConfig):
 
 
 @dataclass
+class DistillConfig(RunConfig):
+    """Warm-start the allocation policy by regression on the reference optimiser's segment times (`mfrl distill`).
+
+    Not the paper's method (MFRL trains the policy by RL alone): see `mfplan.distill`. The run folder (default
+    runs/mfrl_distill/seed<seed>) holds the references (`references.npz`, extended as they are computed), the
+    fit's checkpoint, scalars.jsonl, the policy (`policy.pt`, the epoch with the lowest validation loss) and
+    summary.json; calibrate the policy with `mfrl calibrate --checkpoint .../policy.pt --tighten` before use.
+    """
+
+    init_checkpoint: Path | None = DEFAULT_CHECKPOINT
+    """Start from these weights (default: the shipped policy); None: a freshly initialised policy."""
+    courses: int = 7200
+    """Courses of the training distribution whose reference times are computed (some are held back for validation;
+    those the reference cannot certify at any scale are dropped)."""
+    moving_fraction: float = 0.5
+    """Fraction of the courses that are replans from a moving vehicle (`mfplan.courses.moving_replan`, the
+    remaining waypoints displaced by 0-3 m); the others start at rest."""
+    moving_teacher: str = "reference"
+    """Whose times the replans from a moving vehicle are fitted to: "reference", the reference optimiser's, or
+    "initial", the starting policy's own (they stay as they were). Measured in learning/mfplan/checkpoints/README.md:
+    neither is better on every figure."""
+    validation_fraction: float = 0.05
+    """Fraction of the courses held back to pick the epoch (lowest mean squared log-time error)."""
+    epochs: int = 12
+    """Passes over the training courses."""
+    batch_size: int = 64
+    """Courses per gradient step."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    num_workers: int = 2
+    """Worker processes computing references (each a few hundred milliseconds)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_config(self.courses >= 4, "courses", self.courses, ">= 4")
+        require_config(0.0 <= self.moving_fraction <= 1.0, "moving_fraction", self.moving_fraction, "in [0, 1]")
+        require_config(
+            0.0 < self.validation_fraction < 0.5, "validation_fraction", self.validation_fraction, "in (0, 0.5)"
+        )
+        require_config(
+            self.moving_teacher in ("initial", "reference"),
+            "moving_teacher",
+            self.moving_teacher,
+            '"initial" or "reference"',
+        )
+        require_config(self.epochs >= 1, "epochs", self.epochs, ">= 1")
+        require_config(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
+        require_config(
+            0.0 < self.learning_rate < 1.0 and math.isfinite(self.learning_rate),
+            "learning_rate",
+            self.learning_rate,
+            "in (0, 1)",
+        )
+        require_config(self.num_workers >= 1, "num_workers", self.num_workers, ">= 1")
+
+    def smoke_sizes(self) -> dict[str, Any]:
+        """Seconds: a dozen courses, two epochs."""
+        return {"courses": 12, "epochs": 2, "validation_fraction": 0.25, "batch_size": 4}
+
+    def default_run_dir(self) -> Path:
+        """runs/mfrl_distill/seed<seed>."""
+        return Path("runs") / "mfrl_distill" / f"seed{self.seed}"
+
+
+@dataclass
 class EvalConfig:
     """Compare MFRL with the heuristic and the baseline on held-out courses, in held-out wind."""
 

@@ -221,6 +221,18 @@ class _Budget:
         return True
 
 
+def planner_certificate(
+    vehicle: VehicleParams | None = None,
+    criteria: FeasibilityCriteria | None = None,
+    limits: SafetyLimits | None = None,
+) -> TrajectoryCertificate:
+    """The certificate a `CertifiedPlanner` with these arguments enforces (default limits: the criteria's ground
+    clearance, the vehicle's speed, acceleration and tilt)."""
+    if limits is None:
+        limits = SafetyLimits(ground_clearance_m=(criteria or FeasibilityCriteria()).ground_clearance_m)
+    return TrajectoryCertificate(vehicle, limits)
+
+
 class CertifiedPlanner:
     """Policy-proposed segment times, certified by the safety certificate (see the module docstring).
 
@@ -282,10 +294,8 @@ class CertifiedPlanner:
                 f"{max_time_scale}, {scale_tolerance}, {max_checks}, {max_total_checks}"
             )
         criteria = criteria or FeasibilityCriteria()
-        if limits is None:
-            limits = SafetyLimits(ground_clearance_m=criteria.ground_clearance_m)
         self.policy = policy
-        self.certificate = TrajectoryCertificate(vehicle, limits)
+        self.certificate = planner_certificate(vehicle, criteria, limits)
         self.analytic = AnalyticEvaluator(self.certificate.vehicle, criteria)
         """The rotor-limit check alone (the baselines that the planner is compared with use it)."""
         self.max_time_scale = float(max_time_scale)

@@ -20,6 +20,7 @@ def test_smoke_run_reports_every_planner() -> None:
     assert result["smoke"] is True
     assert result["seeds"] == 3
     assert set(result["planners"]) == {"shipped", "shipped_before", "tightened_in_motion", "tightened_in_motion_before"}
+    assert result["candidate"] is None
     for name, figures in result["planners"].items():
         assert 0 < figures["replans"] <= 3 * 3, name  # at most three moves a seed
         assert figures["served"] + figures["refused"] == figures["replans"], name
@@ -37,3 +38,25 @@ def test_a_bad_seed_count_is_refused_with_a_clear_error() -> None:
     )
     assert completed.returncode == 2
     assert "--seeds must be >= 1" in completed.stderr
+
+
+@pytest.mark.bench
+def test_a_candidate_checkpoint_is_flown_beside_the_shipped_one() -> None:
+    """The shipped file named as the candidate flies exactly as the shipped planner (the counts do not depend on
+    the machine); a missing candidate is an error, not a silent fallback to the shipped file."""
+    from mfplan.planner import DEFAULT_CHECKPOINT
+
+    result = run_bench_script(SCRIPT, "--smoke", "--candidate", str(DEFAULT_CHECKPOINT))
+    assert result["candidate"] == str(DEFAULT_CHECKPOINT)
+    shipped, candidate = result["planners"]["shipped"], result["planners"]["candidate"]
+    for key in ("replans", "served", "refused_by_constraint", "repairs_of_served", "min_speed_within_1_5_s"):
+        assert candidate[key] == shipped[key], key
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--candidate", str(REPO_ROOT / "no_such_policy.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+    )
+    assert completed.returncode != 0
+    assert "no_such_policy.pt" in completed.stderr
