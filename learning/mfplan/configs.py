@@ -10,7 +10,7 @@ smoke, threads, determinism, progress); every command follows runkit's one smoke
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -412,6 +412,27 @@ class PlanConfig:
     """Acceleration (m/s^2, ENU) at the first waypoint."""
     out: Path | None = None
     """Write the JSON here (atomically) instead of to stdout."""
+
+
+def changed_flags(config: Any, skip: tuple[str, ...]) -> list[str]:
+    """The command-line flags of every field of `config` (a dataclass whose class builds with its defaults) that
+    differs from its default, except those named in `skip`: how a run's command line is written down."""
+    defaults = type(config)()
+    flags = []
+    for name in (f.name for f in fields(config) if f.name not in skip):
+        value = getattr(config, name)
+        if value == getattr(defaults, name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{name.replace('_', '-')}")
+        elif isinstance(value, tuple):
+            flags.append(flag + " " + " ".join(str(v) for v in value))
+        elif isinstance(value, dict):
+            flags.append(flag + " " + " ".join(f"{k} {v}" for k, v in value.items()))
+        else:
+            flags.append(f"{flag} {value}")  # None is spelled None, as the parser reads it
+    return flags
 
 
 def _smoke_resolved(config: C, smoke: bool, sizes: dict[str, Any]) -> C:

@@ -34,7 +34,7 @@ import multiprocessing
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from mfplan.configs import DistillConfig
+from mfplan.configs import DistillConfig, changed_flags
 from mfplan.courses import course_set, moving_replan
 from mfplan.evaluation import reference_plan
 from mfplan.planner import planner_certificate
@@ -239,18 +239,7 @@ _NOT_IN_COMMAND = ("run_dir", "resume", "smoke", "progress")
 
 def reproduce_command(config: DistillConfig) -> str:
     """The `mfrl distill` command line of this (resolved) configuration."""
-    defaults = DistillConfig()
-    flags = [f"--run-dir {config.run_path}"]
-    for name in (f.name for f in fields(config) if f.name not in _NOT_IN_COMMAND):
-        value = getattr(config, name)
-        if value == getattr(defaults, name):
-            continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else f"--no-{name.replace('_', '-')}")
-        else:
-            flags.append(f"{flag} {value}")  # None is spelled None, as the parser reads it
-    return "mfrl distill " + " ".join(flags)
+    return " ".join(["mfrl distill", f"--run-dir {config.run_path}", *changed_flags(config, _NOT_IN_COMMAND)])
 
 
 class Distiller:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ import torch
 from scipy.stats import norm
 
 from mfplan.analysis import analyse
-from mfplan.configs import TRAIN_WIND_SEED_STRIDE, TrainConfig
+from mfplan.configs import TRAIN_WIND_SEED_STRIDE, TrainConfig, changed_flags
 from mfplan.courses import course_set
 from mfplan.dataset import EvaluationDataset, EvaluationRecord
 from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
@@ -527,20 +527,7 @@ def reproduce_command(config: TrainConfig) -> str:
     """The `mfrl train` command line that makes this (resolved) configuration: the run folder, then a flag for
     every field that differs from its default."""
     defaults = TrainConfig()
-    flags = [f"--run-dir {config.run_path}"]
-    for name in (f.name for f in fields(config) if f.name not in _NOT_IN_COMMAND):
-        value = getattr(config, name)
-        if value == getattr(defaults, name):
-            continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            flags.append(flag if value else f"--no-{name.replace('_', '-')}")
-        elif isinstance(value, tuple):
-            flags.append(flag + " " + " ".join(str(v) for v in value))
-        elif isinstance(value, dict):
-            flags.append(flag + " " + " ".join(f"{k} {v}" for k, v in value.items()))
-        else:
-            flags.append(f"{flag} {value}")
+    flags = [f"--run-dir {config.run_path}", *changed_flags(config, _NOT_IN_COMMAND)]
     if config.policy != defaults.policy:
         flags.append("# with a non-default PolicyConfig (see the file's config)")
     return "mfrl train " + " ".join(flags)
