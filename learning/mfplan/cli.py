@@ -1,4 +1,4 @@
-"""The `mfrl` command: train, calibrate, eval and plan.
+"""The `mfrl` command: train, distill, calibrate, eval and plan.
 
 mfrl train [--smoke] [--run-dir runs/mfrl/seed0] [--resume]   co-train policy and reward estimator
 mfrl distill [--smoke] [--run-dir runs/mfrl_distill/seed0]    warm-start the policy on the reference optimiser

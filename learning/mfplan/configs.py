@@ -1,4 +1,4 @@
-"""Typed configurations of the `mfrl` commands (train, calibrate, eval, plan): the CLI is a view of these.
+"""Typed configurations of the `mfrl` commands (train, distill, calibrate, eval, plan): the CLI is a view of these.
 
 Kept apart from the code they configure, and importing neither torch nor BoTorch nor matplotlib, so that
 the command line starts light. `TrainConfig` is a `runkit.config.RunConfig` (seed, run folder, resume,
