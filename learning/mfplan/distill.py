@@ -29,10 +29,10 @@ refuses a used folder; `--resume` continues the references and the fit from thei
 
 from __future__ import annotations
 
+import io
 import math
 import multiprocessing
 import time
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,12 +121,10 @@ class References:
     found: NDArray[np.bool_]
     times: NDArray[np.float64]
     seconds: float
-    """Worker seconds spent on them (summed over courses)."""
+    """Worker time spent on them: wall seconds of each chunk times the workers."""
 
     def save(self, path: Path, config: DistillConfig) -> None:
         """Write atomically (numpy arrays only), with the seed and course count they belong to."""
-        import io
-
         buffer = io.BytesIO()
         np.savez(
             buffer,
@@ -179,18 +177,14 @@ def compute_references(
             ProcessPoolExecutor(max_workers=config.num_workers, mp_context=context) as pool,
             progress_bar(len(courses), "references", config.progress, unit="course", initial=len(times)) as bar,
         ):
-            for chunk in _chunks(remaining, REFERENCE_CHUNK):
+            for first in range(0, len(remaining), REFERENCE_CHUNK):
+                chunk = remaining[first : first + REFERENCE_CHUNK]
                 began = time.perf_counter()
                 times.extend(pool.map(reference_times, chunk, chunksize=4))
                 seconds += (time.perf_counter() - began) * config.num_workers
                 bar.update(len(chunk))
                 _save_references(path, times, seconds, config)
     return times, seconds
-
-
-def _chunks(items: list[Course], size: int) -> Iterator[list[Course]]:
-    for first in range(0, len(items), size):
-        yield items[first : first + size]
 
 
 def _save_references(
