@@ -73,9 +73,14 @@ def test_takeoff_hold_offboard_circle_land(make_vehicle: VehicleFactory) -> None
     assert ground.command(mavlink.MAV_CMD_NAV_TAKEOFF, 0, 0, 0, math.nan, math.nan, math.nan, math.nan) == 0
     ground.wait("HEARTBEAT", _mode_is(px4_modes.TAKEOFF), timeout_s=3.0)
     ground.wait("HEARTBEAT", _mode_is(px4_modes.HOLD), timeout_s=8.0, since=time.monotonic())
-    time.sleep(0.5)
-    pos = ground.latest("LOCAL_POSITION_NED")
-    assert pos.z == pytest.approx(-2.0, abs=0.15), "hovers at MIS_TAKEOFF_ALT (NED z is down)"
+    # Holds at MIS_TAKEOFF_ALT (NED z is down) once the climb has settled: a loaded machine that stalls the
+    # simulator mid-climb overshoots for a moment, which is not what this asserts.
+    settled = time.monotonic()
+    try:
+        pos = ground.wait("LOCAL_POSITION_NED", lambda m: abs(m.vz) < 0.1 and abs(m.z + 2.0) < 0.15, 5.0, since=settled)
+    except TimeoutError:
+        pos = ground.latest("LOCAL_POSITION_NED")
+        pytest.fail(f"no settled hover at z = -2.0 +- 0.15 m within 5 s of HOLD: z {pos.z:.2f} m, vz {pos.vz:.2f} m/s")
     assert math.hypot(pos.x, pos.y) < 0.1
     assert ground.latest("EXTENDED_SYS_STATE").landed_state == mavlink.MAV_LANDED_STATE_IN_AIR
 

@@ -25,7 +25,10 @@ from mfrl_graph.runner import GraphProcesses
 
 from .conftest import RosPeer
 
-COURSE = np.array([[0.0, 0.0, 1.0], [2.0, 1.0, 1.5], [4.0, -1.0, 2.0], [6.0, 0.0, 1.5]])
+COURSE = np.array([[0.0, 0.0, 2.5], [2.0, 1.0, 3.0], [4.0, -1.0, 3.5], [6.0, 0.0, 3.0]])
+"""High enough that no replan this test makes comes near the ground clearance, whenever a loaded machine lets it
+happen: the test is about where replans start, not about refusals (with the course at 1-2 m, a replan was refused
+for ground clearance once under CI's load)."""
 
 
 @pytest.fixture
@@ -110,7 +113,7 @@ def test_a_replan_continues_the_flown_plan_and_falls_back_to_odometry_far_from_i
     replanner: GraphProcesses, ros_peer: RosPeer
 ) -> None:
     vehicle = Vehicle(ros_peer)
-    hover = np.array([0.0, 0.0, 1.0])
+    hover = COURSE[0].copy()
 
     def at_hover() -> tuple[np.ndarray, np.ndarray]:
         return hover, np.zeros(3)
