@@ -3,20 +3,24 @@
 Prints one JSON object to stdout (progress goes to stderr). The demo's mission is flown without ROS
 (`mfplan.inflight.fly_moves`: the built-in course, three 1 m moves of the waypoints ahead, each replanned from the
 last plan's reference 0.27 s ahead, as the replanner node does) at the node's limits (2 m excursion, 0.5 m ground
-clearance), over `--seeds` seeds, by four planners from the shipped checkpoint (and, with `--candidate PATH`, a
-fifth: that checkpoint's planner as it is calibrated, `candidate`):
+clearance), over `--seeds` seeds, by five planners from the shipped checkpoint (and, with `--candidate PATH`, a
+sixth: that checkpoint's planner as it is calibrated, `candidate`):
 
 * `shipped` and `tightened_in_motion` (replans in motion flown at the certificate's boundary, margin 1.0: the
   option that `mfrl calibrate --tighten-moving` writes);
 * each with today's repairs and with the repairs before 2026-12-07 (`before`: the pass radius a fixed 0.5 m, not
-  growing with the start speed, and the first segment only ever doubled), in the same run.
+  growing with the start speed, and the first segment only ever doubled), in the same run;
+* `shipped_pass_horizon_0_3s`: the shipped planner with the pass horizon it had until 2026-12-07's evening (0.3 s
+  of flight at the start speed, not 0.5 s).
 
 Per planner: replans, refused (and by constraint), the repairs used, the lowest speed within 1.5 s of each served
 replan (a replan that brakes to a near stop), and the planning time. No deadline: the counts do not depend on the
-machine's speed.
+machine's speed. `reference`: on the shipped (and candidate) planner's served replans, the time-optimal reference
+(`mfplan.inflight.reference_replan`) through the same waypoints from the same start under the same certificate:
+how many near stops it makes too (forced by the waypoints and the limits) and how many it avoids.
 
 Usage: ``python bench/replan_chain.py [--smoke] [--seeds N] [--candidate PATH]`` (or ``SMOKE_TEST=1``); the full
-run takes a minute.
+run takes about a minute and a half.
 """
 
 from __future__ import annotations
@@ -34,13 +38,15 @@ import bench_prelude  # noqa: F401  (first: one BLAS thread, and this folder off
 import numpy as np
 import torch
 
-from mfplan.inflight import REPLANNER_LIMITS, fly_moves, min_speed_after
+from mfplan.inflight import REPLANNER_LIMITS, Replan, fly_moves, min_speed_after, reference_replan
 from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner
 from quadsim.courses import DEFAULT_COURSE, load_course
 from runkit.config import smoke_requested
 
 BEFORE = {"pass_horizon_s": 0.0, "first_segment_factors": (2.0,)}
 TIGHTENED_IN_MOTION = {"tighten_moving": True, "moving_safety_margin": 1.0}
+PASS_HORIZON_0_3_S = {"pass_horizon_s": 0.3}
+"""The planner's pass horizon before 2026-12-07 (evening): 0.3 s of flight at the start speed instead of 0.5 s."""
 NEAR_STOP_M_S = 0.5
 
 
@@ -49,11 +55,19 @@ def log(message: str) -> None:
     print(f"[bench/replan_chain] {message}", file=sys.stderr, flush=True)
 
 
-def fly(options: dict[str, Any], seeds: int, checkpoint: Path = DEFAULT_CHECKPOINT) -> dict[str, Any]:
-    """Fly the mission's moves over `seeds` seeds with a planner of these options; the figures."""
+def fly(
+    options: dict[str, Any], seeds: int, checkpoint: Path = DEFAULT_CHECKPOINT
+) -> tuple[dict[str, Any], CertifiedPlanner, list[Replan]]:
+    """Fly the mission's moves over `seeds` seeds with a planner of these options; the figures, the planner and
+    its replans."""
     planner = CertifiedPlanner.from_checkpoint(checkpoint, limits=REPLANNER_LIMITS, **options)
     course = load_course()
     replans = [replan for seed in range(seeds) for replan in fly_moves(planner, course, seed)]
+    return figures_of(replans), planner, replans
+
+
+def figures_of(replans: list[Replan]) -> dict[str, Any]:
+    """A planner's figures over its replans."""
     served = [r for r in replans if r.result.feasible]
     speeds = np.array([min_speed_after(r.result) for r in served])
     planning = np.array([r.result.planning_time_ms for r in replans])
@@ -78,6 +92,35 @@ def fly(options: dict[str, Any], seeds: int, checkpoint: Path = DEFAULT_CHECKPOI
     }
 
 
+def reference_figures(planner: CertifiedPlanner, replans: list[Replan]) -> dict[str, Any]:
+    """The time-optimal reference on each served replan of `planner` (same waypoints, start and certificate): its
+    near stops, and how many of the planner's near stops it avoids (the ones the allocation, not the limits, made)."""
+    served = [r for r in replans if r.result.feasible]
+    references = [reference_replan(planner, r) for r in served]
+    ours = np.array([min_speed_after(r.result) for r in served])
+    theirs = np.array([ref.min_speed_m_s for ref in references])
+    found = np.isfinite(theirs)
+    times = np.array([ref.total_time_s for ref in references])
+    durations = np.array([r.result.total_time_s for r in served])
+    return {
+        "replans": len(served),
+        "reference_found": int(found.sum()),
+        "near_stops": int((theirs[found] < NEAR_STOP_M_S).sum()),
+        "planner_near_stops": int((ours < NEAR_STOP_M_S).sum()),
+        "planner_near_stops_the_reference_also_makes": int(
+            ((ours < NEAR_STOP_M_S) & found & (theirs < NEAR_STOP_M_S)).sum()
+        ),
+        "planner_near_stops_the_reference_avoids": int(
+            ((ours < NEAR_STOP_M_S) & found & (theirs >= NEAR_STOP_M_S)).sum()
+        ),
+        "min_speed_within_1_5_s_median_m_s": float(np.median(theirs[found])) if found.any() else None,
+        "total_time_over_reference_mean": float(np.mean(durations[found] / times[found])) if found.any() else None,
+        "note": "reference: mfplan.inflight.reference_replan, the shortest certified times through the waypoints"
+        " each served replan flies through (a waypoint taken as reached dropped) from its start, at the"
+        " certificate's boundary; slow (tenths of a second a replan)",
+    }
+
+
 def run(seeds: int, smoke: bool, candidate: Path | None = None) -> dict[str, Any]:
     """Every planner, and the comparison of today's repairs with the ones before (and a candidate checkpoint's
     planner as calibrated, when given)."""
@@ -86,16 +129,26 @@ def run(seeds: int, smoke: bool, candidate: Path | None = None) -> dict[str, Any
     runs: list[tuple[str, dict[str, Any], Path]] = [
         ("shipped", {}, DEFAULT_CHECKPOINT),
         ("shipped_before", BEFORE, DEFAULT_CHECKPOINT),
+        ("shipped_pass_horizon_0_3s", PASS_HORIZON_0_3_S, DEFAULT_CHECKPOINT),
         ("tightened_in_motion", TIGHTENED_IN_MOTION, DEFAULT_CHECKPOINT),
         ("tightened_in_motion_before", {**TIGHTENED_IN_MOTION, **BEFORE}, DEFAULT_CHECKPOINT),
     ]
     if candidate is not None:
         runs.append(("candidate", {}, candidate))
+    reference: dict[str, Any] = {}
     for name, options, checkpoint in runs:
         began = time.perf_counter()
-        planners[name] = fly(options, seeds, checkpoint)
+        planners[name], planner, replans = fly(options, seeds, checkpoint)
         figures = planners[name]
         log(f"{name}: {figures['refused']} of {figures['replans']} refused ({time.perf_counter() - began:.1f} s)")
+        if name in ("shipped", "candidate"):
+            began = time.perf_counter()
+            reference[name] = reference_figures(planner, replans)
+            log(
+                f"reference on {name}'s replans: {reference[name]['near_stops']} near stops; of {name}'s"
+                f" {reference[name]['planner_near_stops']}, it avoids"
+                f" {reference[name]['planner_near_stops_the_reference_avoids']} ({time.perf_counter() - began:.1f} s)"
+            )
     comparison = {
         kind: {
             "refused_now": planners[kind]["refused"],
@@ -116,6 +169,7 @@ def run(seeds: int, smoke: bool, candidate: Path | None = None) -> dict[str, Any
         "before": {key: list(value) if isinstance(value, tuple) else value for key, value in BEFORE.items()},
         "candidate": None if candidate is None else str(candidate),
         "planners": planners,
+        "reference": reference,
         "comparison": comparison,
         "python": platform.python_version(),
     }

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from mfplan.planner import CertifiedPlanner, PlanResult
+from mfplan.planner import WAYPOINT_REACHED_REPAIR, CertifiedPlanner, PlanResult
 from minsnap import EndpointState, Trajectory
 from quadsim.certificate import SafetyLimits
 
@@ -91,6 +91,37 @@ def min_speed_after(result: PlanResult, window_s: float = 1.5, samples: int = 61
     shows here; the demo's summary reports the same figure from the flight). NaN when refused."""
     if not result.feasible or result.trajectory is None:
         return float("nan")
-    trajectory = result.trajectory
+    return min_speed_within(result.trajectory, window_s, samples)
+
+
+def min_speed_within(trajectory: Trajectory, window_s: float = 1.5, samples: int = 61) -> float:
+    """The lowest speed of `trajectory` over its first `window_s` seconds (`samples` evenly spaced samples)."""
     times = np.linspace(0.0, min(window_s, trajectory.duration_s), samples)
     return float(np.linalg.norm(trajectory.derivatives(times, max_order=1)[1, :, :3], axis=1).min())
+
+
+@dataclass(frozen=True)
+class ReferenceReplan:
+    """The time-optimal reference's plan for one served replan: same waypoints, start and certificate."""
+
+    min_speed_m_s: float
+    """Its lowest speed within 1.5 s of the start (NaN when the reference finds no certified plan)."""
+    total_time_s: float
+    """Its duration (NaN when none)."""
+
+
+def reference_replan(planner: CertifiedPlanner, replan: Replan) -> ReferenceReplan:
+    """The reference optimiser (`mfplan.evaluation.reference_plan`: the shortest certified times from the baseline's
+    split, slow) through the waypoints the served replan flies through (its first waypoint dropped when the planner
+    took it as reached), from its start, under `planner`'s certificate at its boundary: whether a near stop is forced
+    by those waypoints and the limits, or is the allocation's."""
+    from mfplan.evaluation import reference_plan  # evaluation imports the planner stack: only when asked
+
+    points = replan.points
+    if replan.result.repair.startswith(WAYPOINT_REACHED_REPAIR):
+        points = np.vstack([points[:1], points[2:]])
+    certificate = planner.certificate
+    trajectory = reference_plan(points, replan.start, lambda t: certificate.check(t).passed)
+    if trajectory is None:
+        return ReferenceReplan(float("nan"), float("nan"))
+    return ReferenceReplan(min_speed_within(trajectory), float(trajectory.duration_s))

@@ -17,14 +17,14 @@ How times are searched when the policy's own times fail:
   on a geometric grid is solved and certified as a new trajectory, shape included, and the fastest
   passing one is kept. A plan is never stretched into a shape the certificate has not seen.
 * Repair, when no scale of the policy's times passes: from a moving start, a first waypoint within
-  `pass_radius_m` (0.5 m) or within `pass_horizon_s` (0.3 s) of flight at the start speed taken as reached
-  (PX4's acceptance radius; passing exactly through it would take a sharp correction, and a waypoint the
-  vehicle passed during the plan's lead is behind it), then the policy's times with the first segment two,
-  then four times as long (the start velocity and acceleration need time to turn); other allocations of the
-  same waypoints
-  (trapezoidal, constant speed, blends with the policy's), each searched the same way; then
-  intermediate waypoints on the straight segments where the violation happened (the policy allocates
-  the densified course); each certified as usual. Only when nothing passes is the plan refused.
+  `pass_radius_m` (0.5 m) or within `pass_horizon_s` (0.5 s) of flight at the start speed taken as reached
+  (PX4's acceptance radius, `NAV_ACC_RAD`, is 2 m by default: 0.5 s at 4 m/s; passing exactly through it would
+  take a sharp correction, and a waypoint the vehicle passed during the plan's lead is behind it), then the
+  policy's times with the first segment two, then four times as long (the start velocity and acceleration need
+  time to turn); other allocations of the same waypoints (trapezoidal, constant speed, blends with the
+  policy's), each searched the same way; then intermediate waypoints on the straight segments where the
+  violation happened (the policy allocates the densified course); each certified as usual. Only when nothing
+  passes is the plan refused.
 
 A checkpoint may carry a `safety_margin` and a `moving_safety_margin` (written by `mfrl calibrate`): the
 policy's times are slowed down by the first for plans from rest and by the second for replans from a moving
@@ -70,6 +70,8 @@ CertifiedBy = Literal["policy", "time-scale search", "repair", "none"]
 
 SHAPE_CONSTRAINTS = frozenset({"excursion", "ground clearance", "geofence"})
 """Constraints on the path's shape: from rest, no time scale changes them."""
+WAYPOINT_REACHED_REPAIR = "waypoint 1 taken as reached"
+"""How `PlanResult.repair` begins when a replan in motion skipped its first waypoint as reached."""
 
 MOVING_SCALE_RATIO = 1.3
 """Ratio between consecutive scales of the moving-start grid."""
@@ -254,8 +256,9 @@ class CertifiedPlanner:
         pass_radius_m: from a moving start, a first waypoint this close may be taken as reached when no plan
             through it passes (the first repair; `PlanResult.repair` says so).
         pass_horizon_s: ... and so may one the vehicle reaches within this time at its start speed (at 4 m/s,
-            1.2 m; a replan from the reference ahead of the vehicle often starts just before or just after the
-            waypoint the vehicle was approaching when the path was sent).
+            2 m, PX4's default acceptance radius; a replan from the reference ahead of the vehicle often starts
+            just before or just after the waypoint the vehicle was approaching when the path was sent). 0.5 s
+            rather than 0.3 s halves the demo mission's replans that brake below 0.5 m/s (`bench/replan_chain.py`).
         first_segment_factors: the repairs of a replan in motion that lengthen the policy's first segment by these
             factors (the other segments kept), in turn, before other allocations are tried.
         tighten: from rest, fly the policy's split at the certificate's boundary (estimated, certified, searched
@@ -282,7 +285,7 @@ class CertifiedPlanner:
         moving_safety_margin: float = 1.0,
         tighten: bool = False,
         tighten_moving: bool = False,
-        pass_horizon_s: float = 0.3,
+        pass_horizon_s: float = 0.5,
         first_segment_factors: tuple[float, ...] = (2.0, 4.0),
     ) -> None:
         for name, margin in (("safety_margin", safety_margin), ("moving_safety_margin", moving_safety_margin)):
@@ -627,7 +630,7 @@ class CertifiedPlanner:
             # NAV_ACC_RAD): a sharp correction to pass exactly through it is what fails; go on to the next.
             rest = np.vstack([points[:1], points[2:]])
             yield (
-                f"waypoint 1 taken as reached ({ahead:.2f} m away at {start_speed:.1f} m/s)",
+                f"{WAYPOINT_REACHED_REPAIR} ({ahead:.2f} m away at {start_speed:.1f} m/s)",
                 self._search(rest, self._propose(rest, start_array), start, budget),
             )
         for factor in self.first_segment_factors if moving and points.shape[0] > 2 else ():

@@ -19,7 +19,13 @@ def test_smoke_run_reports_every_planner() -> None:
     result = run_bench_script(SCRIPT, "--smoke")
     assert result["smoke"] is True
     assert result["seeds"] == 3
-    assert set(result["planners"]) == {"shipped", "shipped_before", "tightened_in_motion", "tightened_in_motion_before"}
+    assert set(result["planners"]) == {
+        "shipped",
+        "shipped_before",
+        "shipped_pass_horizon_0_3s",
+        "tightened_in_motion",
+        "tightened_in_motion_before",
+    }
     assert result["candidate"] is None
     for name, figures in result["planners"].items():
         assert 0 < figures["replans"] <= 3 * 3, name  # at most three moves a seed
@@ -27,6 +33,15 @@ def test_smoke_run_reports_every_planner() -> None:
         assert sum(figures["refused_by_constraint"].values()) == figures["refused"], name
         assert sum(figures["repairs_of_served"].values()) == figures["served"], name
         assert 0 < figures["planning_ms"]["p50"] <= figures["planning_ms"]["p99"], name
+    reference, shipped = result["reference"]["shipped"], result["planners"]["shipped"]
+    assert reference["replans"] == shipped["served"]
+    assert reference["planner_near_stops"] == shipped["min_speed_within_1_5_s"]["near_stops"]
+    assert 0 <= reference["near_stops"] <= reference["reference_found"] <= reference["replans"]
+    also, avoided = (
+        reference["planner_near_stops_the_reference_also_makes"],
+        reference["planner_near_stops_the_reference_avoids"],
+    )
+    assert also + avoided <= reference["planner_near_stops"]
     for kind, row in result["comparison"].items():
         assert row["refused_now"] == result["planners"][kind]["refused"]
         assert row["refused_before"] == result["planners"][f"{kind}_before"]["refused"]
