@@ -166,6 +166,9 @@ class TrainConfig(RunConfig):
     tuned to its own neighbourhood rather than kept back from the feasibility boundary by exploration noise."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """The policy network."""
+    init_checkpoint: Path | None = None
+    """Start from this policy checkpoint's weights (say, a `mfrl distill` result) instead of fresh ones: RL
+    fine-tuning. Its network must be `policy`'s; a resumed run goes on from its own checkpoint."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -30,13 +30,14 @@ trainer's own generators; the run's config; python's, numpy's and torch's genera
     mfrl train --run-dir runs/mfrl            # a full run (about an hour on 2 cores)
     mfrl train --smoke                        # a couple of minutes (runs/mfrl/seed0)
     mfrl train --run-dir runs/mfrl --resume   # continue after an interruption
+    mfrl train --run-dir runs/mfrl_ft --init-checkpoint runs/mfrl_distill/seed0/policy.pt   # RL fine-tuning
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ import torch
 from scipy.stats import norm
 
 from mfplan.analysis import analyse
-from mfplan.configs import TRAIN_WIND_SEED_STRIDE, TrainConfig, changed_flags
+from mfplan.configs import TRAIN_WIND_SEED_STRIDE, PolicyConfig, TrainConfig, changed_flags
 from mfplan.courses import course_set
 from mfplan.dataset import EvaluationDataset, EvaluationRecord
 from mfplan.dispatch import EvaluationDispatcher, EvaluatorSpec
@@ -55,9 +56,11 @@ from mfplan.planner import CertifiedPlanner
 from mfplan.policy import (
     CourseBatch,
     CourseEncoding,
+    PolicyCheckpointError,
     TimeAllocationPolicy,
     collate,
     encode_course,
+    load_policy,
     retired_formats,
     save_policy,
     segment_times_from_log_factors,
@@ -151,6 +154,21 @@ def make_training_courses(config: TrainConfig, analytic: AnalyticEvaluator) -> l
     return courses
 
 
+def initial_weights(path: Path, network: PolicyConfig) -> dict[str, torch.Tensor]:
+    """The weights of the policy checkpoint at `path` (`TrainConfig.init_checkpoint`), read the safe way
+    (`mfplan.policy.load_policy`).
+
+    Raises:
+        PolicyCheckpointError: no readable policy checkpoint there, or its network is not `network` (one line).
+    """
+    policy, _ = load_policy(path)
+    theirs, ours = asdict(policy.config), asdict(network)
+    differ = [f"{name} {theirs[name]} (this run: {ours[name]})" for name in ours if theirs.get(name) != ours[name]]
+    if differ:
+        raise PolicyCheckpointError(f"{path}: its policy network differs: {', '.join(differ)}; set --policy.* to match")
+    return policy.state_dict()
+
+
 class Trainer:
     """Runs (or resumes) one co-training run in `config.run_dir`.
 
@@ -170,6 +188,8 @@ class Trainer:
         self.spec = EvaluatorSpec(rotorpy_seed=cfg.rotorpy_seed)
         self.analytic = AnalyticEvaluator(self.spec.vehicle, self.spec.criteria)
         self.policy = TimeAllocationPolicy(cfg.policy)
+        if cfg.init_checkpoint is not None:
+            self.policy.load_state_dict(initial_weights(cfg.init_checkpoint, cfg.policy))
         self.certifier = CertifiedPlanner(self.policy, self.spec.vehicle, self.spec.criteria, tighten=cfg.tighten)
         self.policy.log_std.requires_grad_(False)  # exploration follows `TrainConfig.action_std`'s schedule
         self.optimizer = torch.optim.Adam(
@@ -246,6 +266,7 @@ class Trainer:
             "iteration": self.iteration,
             "evaluations": self.dataset.counts(),
             "command": reproduce_command(self.config),
+            "init_checkpoint": None if self.config.init_checkpoint is None else str(self.config.init_checkpoint),
         }
 
     # ----------------------------------------------------------------------------------------

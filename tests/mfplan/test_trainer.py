@@ -157,3 +157,35 @@ def test_short_training_improves_the_reward_of_the_policys_own_proposals(tmp_pat
     assert after < 0.85 * before, (before, after)
     assert certified_after >= certified_before, (certified_before, certified_after)
     assert added_after < 0.72 * added_before, (added_before, added_after)
+
+
+def test_fine_tuning_starts_from_the_named_checkpoints_weights_and_says_so(tmp_path: Path) -> None:
+    """`--init-checkpoint`: the run's policy starts as that checkpoint's (not a fresh initialisation), its policy
+    file and command name it; a checkpoint of another network, or none at all, is refused in one line."""
+    import torch
+
+    from mfplan.configs import PolicyConfig
+    from mfplan.planner import DEFAULT_CHECKPOINT
+    from mfplan.policy import MissingCheckpointError, PolicyCheckpointError, load_policy
+
+    shipped, _ = load_policy(DEFAULT_CHECKPOINT)
+    tuned = Trainer(TrainConfig(run_dir=tmp_path / "tuned", smoke=True, init_checkpoint=DEFAULT_CHECKPOINT))
+    fresh = Trainer(TrainConfig(run_dir=tmp_path / "fresh", smoke=True))
+    weights = shipped.state_dict()
+    assert all(torch.equal(value, weights[name]) for name, value in tuned.policy.state_dict().items())
+    assert not all(torch.equal(value, weights[name]) for name, value in fresh.policy.state_dict().items())
+    metadata = tuned.policy_metadata()
+    assert metadata["init_checkpoint"] == str(DEFAULT_CHECKPOINT)
+    assert f"--init-checkpoint {DEFAULT_CHECKPOINT}" in metadata["command"]
+    assert fresh.policy_metadata()["init_checkpoint"] is None
+    with pytest.raises(PolicyCheckpointError, match=r"d_model 64 \(this run: 32\)"):
+        Trainer(
+            TrainConfig(
+                run_dir=tmp_path / "other",
+                smoke=True,
+                init_checkpoint=DEFAULT_CHECKPOINT,
+                policy=PolicyConfig(d_model=32),
+            )
+        )
+    with pytest.raises(MissingCheckpointError):
+        Trainer(TrainConfig(run_dir=tmp_path / "missing", smoke=True, init_checkpoint=tmp_path / "no_such_policy.pt"))
