@@ -3,15 +3,16 @@
 Prints one JSON object to stdout (progress goes to stderr). The demo's mission is flown without ROS
 (`mfplan.inflight.fly_moves`: the built-in course, three 1 m moves of the waypoints ahead, each replanned from the
 last plan's reference 0.27 s ahead, as the replanner node does) at the node's limits (2 m excursion, 0.5 m ground
-clearance), over `--seeds` seeds, by five planners from the shipped checkpoint (and, with `--candidate PATH`, a
-sixth: that checkpoint's planner as it is calibrated, `candidate`):
+clearance), over `--seeds` seeds, by six planners from the shipped checkpoint (and, with `--candidate PATH`, a
+seventh: that checkpoint's planner as it is calibrated, `candidate`):
 
 * `shipped` and `tightened_in_motion` (replans in motion flown at the certificate's boundary, margin 1.0: the
   option that `mfrl calibrate --tighten-moving` writes);
 * each with today's repairs and with the repairs before 2026-12-07 (`before`: the pass radius a fixed 0.5 m, not
   growing with the start speed, and the first segment only ever doubled), in the same run;
-* `shipped_pass_horizon_0_3s`: the shipped planner with the pass horizon it had until 2026-12-07's evening (0.3 s
-  of flight at the start speed, not 0.5 s).
+* `shipped_repair_only`: the shipped planner taking a close first waypoint as reached only when no plan through it
+  passes (`reach_close_waypoint_first=False`), and `shipped_pass_horizon_0_3s`: that, with "close" meaning 0.3 s
+  of flight at the start speed, not 0.5 s (the planner until 2026-12-07's evening).
 
 Per planner: replans, refused (and by constraint), the repairs used, the lowest speed within 1.5 s of each served
 replan (a replan that brakes to a near stop), and the planning time. No deadline: the counts do not depend on the
@@ -43,10 +44,12 @@ from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner
 from quadsim.courses import DEFAULT_COURSE, load_course
 from runkit.config import smoke_requested
 
-BEFORE = {"pass_horizon_s": 0.0, "first_segment_factors": (2.0,)}
+BEFORE = {"pass_horizon_s": 0.0, "first_segment_factors": (2.0,), "reach_close_waypoint_first": False}
 TIGHTENED_IN_MOTION = {"tighten_moving": True, "moving_safety_margin": 1.0}
-PASS_HORIZON_0_3_S = {"pass_horizon_s": 0.3}
-"""The planner's pass horizon before 2026-12-07 (evening): 0.3 s of flight at the start speed instead of 0.5 s."""
+REPAIR_ONLY = {"reach_close_waypoint_first": False}
+"""A close first waypoint taken as reached only when no plan through it passes (as until 2026-12-07's evening)."""
+PASS_HORIZON_0_3_S = {"pass_horizon_s": 0.3, **REPAIR_ONLY}
+"""The planner until 2026-12-07's evening: that, within 0.3 s of flight at the start speed (not 0.5 s)."""
 NEAR_STOP_M_S = 0.5
 
 
@@ -129,6 +132,7 @@ def run(seeds: int, smoke: bool, candidate: Path | None = None) -> dict[str, Any
     runs: list[tuple[str, dict[str, Any], Path]] = [
         ("shipped", {}, DEFAULT_CHECKPOINT),
         ("shipped_before", BEFORE, DEFAULT_CHECKPOINT),
+        ("shipped_repair_only", REPAIR_ONLY, DEFAULT_CHECKPOINT),
         ("shipped_pass_horizon_0_3s", PASS_HORIZON_0_3_S, DEFAULT_CHECKPOINT),
         ("tightened_in_motion", TIGHTENED_IN_MOTION, DEFAULT_CHECKPOINT),
         ("tightened_in_motion_before", {**TIGHTENED_IN_MOTION, **BEFORE}, DEFAULT_CHECKPOINT),

@@ -371,9 +371,9 @@ class CalibrateConfig:
     tighten_moving: bool = False
     """Calibrate tightened replans in motion too (`CertifiedPlanner(tighten_moving=True)`: the split at the
     certificate's boundary, re-solved with the start state kept); the checkpoint then tightens them by default.
-    Off by default: replans from a vehicle that flies a tightened replan are refused more often (5 of 180 chained
-    moves against 0 of 180, `bench/replan_chain.py`) and take longer to plan (p50 8 against 4 ms); see
-    learning/mfplan/checkpoints/README.md."""
+    Off by default: replans from a vehicle that flies a tightened replan are refused more often (4 of 180 chained
+    moves against 0 of 180, `bench/replan_chain.py`, 2026-12-07) and take a little longer to plan (p50 2.8 against
+    2.2 ms); see learning/mfplan/checkpoints/README.md."""
     tolerance: float = 0.02
     """Relative tolerance of each flight's searched boundary."""
     num_workers: int = 2

@@ -261,6 +261,11 @@ class CertifiedPlanner:
             rather than 0.3 s halves the demo mission's replans that brake below 0.5 m/s (`bench/replan_chain.py`).
         first_segment_factors: the repairs of a replan in motion that lengthen the policy's first segment by these
             factors (the other segments kept), in turn, before other allocations are tried.
+        reach_close_waypoint_first: from a moving start, a first waypoint within the pass radius or horizon is
+            taken as reached before a plan through it is tried (as PX4's acceptance radius does: the vehicle heads
+            on to the next waypoint), and planned through only when no plan past it passes; `PlanResult.repair`
+            says so either way. False: taken as reached only as a repair, when no plan through it passes (the
+            behaviour before 2026-12-07's evening; `mfrl eval` plans so, as its baselines pass every waypoint).
         tighten: from rest, fly the policy's split at the certificate's boundary (estimated, certified, searched
             when the estimate fails), slowed down by `safety_margin` (see the module docstring); False: the
             policy's times (times the margin) are kept when they pass.
@@ -287,6 +292,7 @@ class CertifiedPlanner:
         tighten_moving: bool = False,
         pass_horizon_s: float = 0.5,
         first_segment_factors: tuple[float, ...] = (2.0, 4.0),
+        reach_close_waypoint_first: bool = True,
     ) -> None:
         for name, margin in (("safety_margin", safety_margin), ("moving_safety_margin", moving_safety_margin)):
             if not (math.isfinite(margin) and margin >= 1.0):
@@ -317,6 +323,7 @@ class CertifiedPlanner:
         if not all(math.isfinite(f) and f > 1.0 for f in first_segment_factors):
             raise ValueError(f"first_segment_factors must be finite factors > 1, got {first_segment_factors}")
         self.first_segment_factors = tuple(float(f) for f in first_segment_factors)
+        self.reach_close_waypoint_first = bool(reach_close_waypoint_first)
         self.safety_margin = float(safety_margin)
         self.moving_safety_margin = float(moving_safety_margin)
         self.tighten = bool(tighten)
@@ -368,14 +375,19 @@ class CertifiedPlanner:
         if refusal is not None:
             constraint, reason = refusal
             return _refused_before_solving(points, constraint, reason, began)
-        proposal = self._propose(points, start_array)
-        policy_ms = 1e3 * (time.perf_counter() - began)
         budget = _Budget(self.max_total_checks, self.deadline_s)
-        attempts = self._search(points, proposal, start, budget)
+        close = self._close_first_waypoint(points, start_array) if self.reach_close_waypoint_first else ""
+        planned = np.vstack([points[:1], points[2:]]) if close else points  # a close waypoint taken as reached first
+        proposal = self._propose(planned, start_array)
+        policy_ms = 1e3 * (time.perf_counter() - began)
+        attempts = self._search(planned, proposal, start, budget)
+        repair = f"{WAYPOINT_REACHED_REPAIR} ({close})" if close else ""
+        if close and not any(a.passed for a in attempts):  # no plan past it passes: through it, then the repairs
+            proposal, repair = self._propose(points, start_array), ""
+            attempts = self._search(points, proposal, start, budget)
         certified_by: CertifiedBy = "policy" if attempts[0].passed else "time-scale search"
-        repair = ""
         if not any(a.passed for a in attempts):
-            for label, repaired in self._repairs(points, proposal, start, attempts, budget):
+            for label, repaired in self._repairs(points, proposal, start, attempts, budget, reached_tried=bool(close)):
                 attempts.extend(repaired)
                 if any(a.passed for a in repaired):
                     certified_by, repair = "repair", label
@@ -617,20 +629,20 @@ class CertifiedPlanner:
         start: EndpointState | None,
         failed: list[_Attempt],
         budget: _Budget,
+        reached_tried: bool = False,
     ) -> Iterator[tuple[str, list[_Attempt]]]:
         """From a moving start, a first waypoint within `pass_radius_m` (or `pass_horizon_s` at the start speed)
-        taken as reached, then the first segment slower; other allocations of the same waypoints; then added
-        intermediate waypoints; each searched as usual."""
+        taken as reached (unless `reached_tried`: it was, first), then the first segment slower; other allocations
+        of the same waypoints; then added intermediate waypoints; each searched as usual."""
         start_array = np.zeros((3, 4)) if start is None else start.as_array("start")
         moving = bool(np.any(start_array))
-        ahead = float(np.linalg.norm(points[1, :3] - points[0, :3])) if points.shape[0] > 2 else math.inf
-        start_speed = float(np.linalg.norm(start_array[0, :3]))
-        if ahead <= max(self.pass_radius_m, start_speed * self.pass_horizon_s) and moving and budget.left > 0:
+        close = self._close_first_waypoint(points, start_array)
+        if close and not reached_tried and budget.left > 0:
             # A moving vehicle this close to its next waypoint has reached it (an acceptance radius, as PX4's
             # NAV_ACC_RAD): a sharp correction to pass exactly through it is what fails; go on to the next.
             rest = np.vstack([points[:1], points[2:]])
             yield (
-                f"{WAYPOINT_REACHED_REPAIR} ({ahead:.2f} m away at {start_speed:.1f} m/s)",
+                f"{WAYPOINT_REACHED_REPAIR} ({close})",
                 self._search(rest, self._propose(rest, start_array), start, budget),
             )
         for factor in self.first_segment_factors if moving and points.shape[0] > 2 else ():
@@ -663,6 +675,17 @@ class CertifiedPlanner:
             times = self._propose(dense, start_array)
             attempts = self._search(dense, times, start, budget)
             yield f"+{dense.shape[0] - points.shape[0]} waypoints", attempts
+
+    def _close_first_waypoint(self, points: NDArray[np.float64], start_array: NDArray[np.float64]) -> str:
+        """How far the first waypoint is (not the goal), when the start moves and it is within `pass_radius_m` or
+        `pass_horizon_s` of flight at the start speed: it may be taken as reached; "" otherwise."""
+        if points.shape[0] <= 2 or not np.any(start_array):
+            return ""
+        ahead = float(np.linalg.norm(points[1, :3] - points[0, :3]))
+        speed = float(np.linalg.norm(start_array[0, :3]))
+        if ahead > max(self.pass_radius_m, speed * self.pass_horizon_s):
+            return ""
+        return f"{ahead:.2f} m away at {speed:.1f} m/s"
 
     # Result ------------------------------------------------------------------------------------------------
     def _result(

@@ -22,6 +22,7 @@ def test_smoke_run_reports_every_planner() -> None:
     assert set(result["planners"]) == {
         "shipped",
         "shipped_before",
+        "shipped_repair_only",
         "shipped_pass_horizon_0_3s",
         "tightened_in_motion",
         "tightened_in_motion_before",

@@ -241,21 +241,44 @@ def test_chained_replans_of_the_demo_mission_are_served(tighten_moving: bool) ->
 
 
 def test_a_waypoint_half_a_second_ahead_is_taken_as_reached_rather_than_braked_for() -> None:
-    """A replan in motion whose plan through the next waypoint fails may take that waypoint as reached when the
-    vehicle would reach it within 0.5 s (PX4's 2 m acceptance radius at 4 m/s), not only 0.3 s: on the demo
-    mission's chained moves (20 seeds) that serves as many replans and brakes below 0.5 m/s less often (3 near
-    stops against 8 with 0.3 s). A waypoint is only ever skipped within that horizon."""
+    """A replan in motion takes its first waypoint as reached when the vehicle would get there within 0.5 s (PX4's
+    2 m acceptance radius at 4 m/s), before planning through it; until 2026-12-07 it did so within 0.3 s, and
+    only when no plan through it passed. On the demo mission's chained moves (20 seeds) today's planner serves as
+    many replans and brakes below 0.5 m/s less often (5 near stops against 8). A waypoint is
+    only ever skipped within that horizon."""
     near_stops, served = {}, {}
-    for horizon in (0.3, 0.5):
-        planner = CertifiedPlanner.from_checkpoint(limits=REPLANNER_LIMITS, pass_horizon_s=horizon)
+    for name, options in (("before", {"pass_horizon_s": 0.3, "reach_close_waypoint_first": False}), ("today", {})):
+        planner = CertifiedPlanner.from_checkpoint(limits=REPLANNER_LIMITS, **options)
         replans = [replan for seed in range(20) for replan in fly_moves(planner, load_course(), seed)]
         speeds = [min_speed_after(r.result) for r in replans if r.result.feasible]
-        near_stops[horizon] = sum(speed < 0.5 for speed in speeds)
-        served[horizon] = len(speeds)
+        near_stops[name] = sum(speed < 0.5 for speed in speeds)
+        served[name] = len(speeds)
         for replan in replans:
             if replan.result.feasible and replan.result.repair.startswith(WAYPOINT_REACHED_REPAIR):
                 ahead = float(np.linalg.norm(replan.points[1, :3] - replan.points[0, :3]))
-                assert ahead <= max(planner.pass_radius_m, horizon * replan.start_speed_m_s) + 1e-9
-    assert CertifiedPlanner.from_checkpoint().pass_horizon_s == 0.5  # the default
-    assert served[0.5] >= served[0.3]
-    assert near_stops[0.5] < near_stops[0.3], near_stops
+                horizon = planner.pass_horizon_s * replan.start_speed_m_s
+                assert ahead <= max(planner.pass_radius_m, horizon) + 1e-9
+    assert served["today"] >= served["before"]
+    assert near_stops["today"] < near_stops["before"], near_stops
+
+
+def test_a_close_waypoint_is_flown_through_when_the_user_asks_for_every_waypoint() -> None:
+    """`reach_close_waypoint_first=False` (the replanner's parameter of that name): a close first waypoint through
+    which a plan passes is flown through, reached after t = 0; by default it is taken as reached (at t = 0) and the
+    status's `repair` says so; a waypoint beyond the horizon is flown through either way."""
+    course = np.array([[0.0, 0.0, 2.0], [1.5, 0.0, 2.0], [5.0, 1.0, 2.5], [8.0, 0.0, 2.0]])
+    start = EndpointState(velocity=np.array([4.0, 0.0, 0.0]))  # 1.5 m at 4 m/s: 0.375 s ahead
+    through = CertifiedPlanner.from_checkpoint(limits=REPLANNER_LIMITS, reach_close_waypoint_first=False)
+    reached = CertifiedPlanner.from_checkpoint(limits=REPLANNER_LIMITS)
+    flown = through.plan(course, start)
+    assert flown.feasible
+    assert flown.repair == ""
+    assert flown.waypoint_times_s[1] > 0.0
+    taken = reached.plan(course, start)
+    assert taken.feasible
+    assert taken.repair.startswith(WAYPOINT_REACHED_REPAIR)
+    assert taken.waypoint_times_s[1] == 0.0
+    assert taken.certified_by in ("policy", "time-scale search")
+    far = course.copy()
+    far[1, 0] = 2.5  # 0.625 s ahead
+    assert reached.plan(far, start).repair == ""

@@ -385,3 +385,21 @@ def test_the_offline_stand_in_for_the_replanner_uses_its_default_limits() -> Non
     from mfrl.replanner import safety_limits
 
     assert safety_limits(ReplannerConfig()) == REPLANNER_LIMITS
+
+
+def test_the_nodes_planner_takes_its_waypoint_acceptance_from_the_parameters() -> None:
+    """`pass_horizon_s` and `reach_close_waypoint_first` reach the node's planner (the offline stand-in flies the
+    planner's defaults, which are the parameters' defaults); a horizon out of range is refused with its name."""
+    from mfplan.planner import DEFAULT_CHECKPOINT, CertifiedPlanner
+    from mfrl.configs import ReplannerConfig
+    from mfrl.replanner import make_planner
+
+    default, planner = ReplannerConfig(), CertifiedPlanner.from_checkpoint()
+    assert (default.pass_horizon_s, default.reach_close_waypoint_first) == (
+        planner.pass_horizon_s,
+        planner.reach_close_waypoint_first,
+    )
+    chosen = make_planner(DEFAULT_CHECKPOINT, ReplannerConfig(pass_horizon_s=0.2, reach_close_waypoint_first=False))
+    assert (chosen.pass_horizon_s, chosen.reach_close_waypoint_first) == (0.2, False)
+    with pytest.raises(ValueError, match="pass_horizon_s"):
+        ReplannerConfig(pass_horizon_s=-0.1)

@@ -155,6 +155,12 @@ class ReplannerConfig:
         warn_hold_s: a WARN lasts this long after its cause (a refused input, a tracking error).
         max_viewer_samples: the viewer topics carry at most this many samples, whatever the plan's duration.
         max_time_scale: slowest time scale the planner's certification may search.
+        pass_horizon_s: in a replan from a moving vehicle, the first waypoint (not the goal) counts as reached when
+            the vehicle would get there within this many seconds at its speed, or within 0.5 m (PX4's acceptance
+            radius, NAV_ACC_RAD, is 2 m by default: 0.5 s at 4 m/s); the status's `repair` names it.
+        reach_close_waypoint_first: such a waypoint is taken as reached before a plan through it is tried, and
+            planned through only when no plan past it passes; false: planned through, and taken as reached only
+            when no plan through it passes (every waypoint flown through where that is feasible).
         torch_threads: threads of the policy's forward pass (1: no thread hand-offs for a tiny network).
         autostart: configure and activate the lifecycle node on start-up.
         diagnostics_period_s: period of the /diagnostics message.
@@ -193,6 +199,8 @@ class ReplannerConfig:
     warn_hold_s: float = 5.0
     max_viewer_samples: int = 2000
     max_time_scale: float = 16.0
+    pass_horizon_s: float = 0.5
+    reach_close_waypoint_first: bool = True
     torch_threads: int = 1
     autostart: bool = True
     diagnostics_period_s: float = 1.0
@@ -278,6 +286,7 @@ class ReplannerConfig:
         _require(self.max_marker_speed_m_s >= 0.0, "max_marker_speed_m_s", self.max_marker_speed_m_s, ">= 0")
         _require(self.max_odometry_age_s > 0.0, "max_odometry_age_s", self.max_odometry_age_s, "> 0")
         _require(1.0 < self.max_time_scale <= 1000.0, "max_time_scale", self.max_time_scale, "in (1, 1000]")
+        _require(0.0 <= self.pass_horizon_s <= 5.0, "pass_horizon_s", self.pass_horizon_s, "in [0, 5]")
         _require(1 <= self.torch_threads <= 256, "torch_threads", self.torch_threads, "in 1..256")
         _require(self.diagnostics_period_s > 0.0, "diagnostics_period_s", self.diagnostics_period_s, "> 0")
 

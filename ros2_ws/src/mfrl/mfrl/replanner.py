@@ -150,6 +150,8 @@ def make_planner(path: FilePath, config: ReplannerConfig) -> CertifiedPlanner:
         max_time_scale=config.max_time_scale,
         limits=safety_limits(config),
         deadline_s=config.planning_deadline_s,
+        pass_horizon_s=config.pass_horizon_s,
+        reach_close_waypoint_first=config.reach_close_waypoint_first,
     )
 
 
