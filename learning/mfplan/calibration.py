@@ -66,6 +66,8 @@ def _calibration_searches(
             # policy's own times of the given waypoints, which this plan does not fly
             uncertified += 1
             continue
+        if plan.trajectory is not None:  # the waypoints flown: a close first one taken as reached is not
+            waypoints = plan.trajectory.waypoints
         tightened = planner.tighten if start is None else planner.tighten_moving
         if tightened:  # the policy's split at the certificate's boundary: slowed down from there
             flown, low = plan.segment_times_s, 1.0
