@@ -16,15 +16,16 @@ How times are searched when the policy's own times fail:
   re-solved with it: slowing the times down changes the path (the start velocity stays), so each scale
   on a geometric grid is solved and certified as a new trajectory, shape included, and the fastest
   passing one is kept. A plan is never stretched into a shape the certificate has not seen.
-* Repair, when no scale of the policy's times passes: from a moving start, a first waypoint within
-  `pass_radius_m` (0.5 m) or within `pass_horizon_s` (0.5 s) of flight at the start speed taken as reached
-  (PX4's acceptance radius, `NAV_ACC_RAD`, is 2 m by default: 0.5 s at 4 m/s; passing exactly through it would
-  take a sharp correction, and a waypoint the vehicle passed during the plan's lead is behind it), then the
-  policy's times with the first segment two, then four times as long (the start velocity and acceleration need
-  time to turn); other allocations of the same waypoints (trapezoidal, constant speed, blends with the
-  policy's), each searched the same way; then intermediate waypoints on the straight segments where the
-  violation happened (the policy allocates the densified course); each certified as usual. Only when nothing
-  passes is the plan refused.
+* From a moving start, a first waypoint (not the goal) within `pass_radius_m` (0.5 m) or within `pass_horizon_s`
+  (0.5 s) of flight at the start speed is taken as reached before anything else is tried (PX4's acceptance
+  radius, `NAV_ACC_RAD`, is 2 m by default: 0.5 s at 4 m/s; passing exactly through it would take a sharp
+  correction, and a waypoint the vehicle passed during the plan's lead is behind it); only when no plan past it
+  passes is it planned through (`reach_close_waypoint_first=False`: taken as reached only as the first repair).
+* Repair, when no scale of the policy's times passes: from a moving start, the policy's times with the first
+  segment two, then four times as long (the start velocity and acceleration need time to turn); other
+  allocations of the same waypoints (trapezoidal, constant speed, blends with the policy's), each searched the
+  same way; then intermediate waypoints on the straight segments where the violation happened (the policy
+  allocates the densified course); each certified as usual. Only when nothing passes is the plan refused.
 
 A checkpoint may carry a `safety_margin` and a `moving_safety_margin` (written by `mfrl calibrate`): the
 policy's times are slowed down by the first for plans from rest and by the second for replans from a moving
@@ -253,8 +254,8 @@ class CertifiedPlanner:
         deadline_s: wall-clock time a `plan` call may spend searching (None: no deadline); when it runs out, the
             best candidate so far is returned if one passed, else the plan is refused and the reason says so. A
             replan that arrives late is worse than none: the vehicle has flown on meanwhile.
-        pass_radius_m: from a moving start, a first waypoint this close may be taken as reached when no plan
-            through it passes (the first repair; `PlanResult.repair` says so).
+        pass_radius_m: from a moving start, a first waypoint this close is taken as reached (see
+            `reach_close_waypoint_first`; `PlanResult.repair` says so).
         pass_horizon_s: ... and so may one the vehicle reaches within this time at its start speed (at 4 m/s,
             2 m, PX4's default acceptance radius; a replan from the reference ahead of the vehicle often starts
             just before or just after the waypoint the vehicle was approaching when the path was sent). 0.5 s
