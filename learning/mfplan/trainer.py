@@ -540,8 +540,9 @@ class Trainer:
         return summary
 
 
-_NOT_IN_COMMAND = ("run_dir", "policy", "resume", "smoke")
-"""Fields `reproduce_command` does not spell out (the run folder comes first; smoke sizes appear as values)."""
+_NOT_IN_COMMAND = ("run_dir", "policy", "resume", "smoke", "progress")
+"""Fields `reproduce_command` does not spell out (the run folder comes first; smoke sizes appear as values; progress
+bars change nothing in the run)."""
 
 
 def reproduce_command(config: TrainConfig) -> str:
