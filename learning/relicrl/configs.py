@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from runkit.config import RunConfig, require_config
 
-EnvName = Literal["darkroom", "cuebandit", "objectnav3d"]
+EnvName = Literal["darkroom", "darkroom-6x6", "cuebandit", "objectnav3d"]
 
 
 @dataclass
@@ -28,7 +28,8 @@ class RelicConfig(RunConfig):
     """Train a ReLIC policy: a Sink-KV transformer over whole trials, PPO with partial updates."""
 
     env: EnvName = "darkroom"
-    """Trial environment (relicnav): darkroom (the authors' 10x10 task), cuebandit (a tiny memory task),
+    """Trial environment (relicnav): darkroom (the authors' 10x10 task), darkroom-6x6 (it scaled to a laptop:
+    6x6, 20-step episodes), cuebandit (a tiny memory task),
     objectnav3d (3-D first-person multi-object navigation, miniworld)."""
     total_steps: int = 2_000_000
     """Environment steps to train for (all environments together)."""

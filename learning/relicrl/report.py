@@ -5,8 +5,11 @@ run folder `<out_dir>/<env>/<variant>/seed<seed>` is trained to `total_steps` (a
 an interrupted one resumes), then its policy runs `eval_trials` held-out layouts for `eval_episodes`
 episodes each. The report holds success and steps against the number of in-context episodes (mean and
 a 95 % t-interval over seeds), and for ReLIC the few-shot imitation figure: success when one expert
-demonstration episode is placed in context first, against none. Written to `report.json`, `report.md`
-and PNG plots in `<out_dir>/<env>/` (a smoke run writes under runs/relic/smoke, never over a real report).
+demonstration episode is placed in context first, against none. The claims are checked on paired seeds:
+that success rises in context (each variant's mean success over the second half of the episodes minus its
+first episode's), and that ReLIC is above each other variant over the in-context episodes (episodes 2 on).
+Written to `report.json`, `report.md` and PNG plots in `<out_dir>/<env>/` (a smoke run writes under
+runs/relic/smoke, never over a real report).
 """
 
 from __future__ import annotations
@@ -158,6 +161,7 @@ def build_report(report: ReportConfig) -> dict[str, Any]:
             "steps_mean": steps.mean(axis=0).tolist(),
         }
     payload = {
+        "claims": in_context_claims({variant: data["seeds"] for variant, data in results.items()}),
         "env": report.env,
         "seeds": list(report.seeds),
         "total_steps": report.total_steps,
@@ -175,6 +179,33 @@ def build_report(report: ReportConfig) -> dict[str, Any]:
     write_text_atomic(out / "report.md", _markdown(payload))
     _plot(payload, out)
     return payload
+
+
+def in_context_claims(per_seed: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The paper's claims on the curves of each variant's seeds (paired by seed position), with 95 % t-intervals.
+
+    `gain[variant]`: mean success over the second half of the episodes minus the first episode's success.
+    `relic_minus[variant]`: ReLIC's mean success over episodes 2 on minus the variant's, paired by seed.
+    Each claim holds when its mean is above zero; `*_significant` when the interval excludes zero too.
+    """
+    curves = {variant: np.array([row["success_by_episode"] for row in rows]) for variant, rows in per_seed.items()}
+    claims: dict[str, Any] = {"gain": {}, "relic_minus": {}}
+    for variant, curve in curves.items():
+        half = curve.shape[1] // 2
+        mean, width = mean_t_interval(curve[:, half:].mean(axis=1) - curve[:, 0])
+        claims["gain"][variant] = {"mean": mean, "ci95": [mean - width, mean + width]}
+        claims[f"{variant}_rises_in_context"] = mean > 0
+        claims[f"{variant}_rises_in_context_significant"] = mean - width > 0
+    if "relic" in curves:
+        relic = curves["relic"][:, 1:].mean(axis=1)
+        for variant, curve in curves.items():
+            if variant == "relic" or len(curve) != len(relic):
+                continue
+            mean, width = mean_t_interval(relic - curve[:, 1:].mean(axis=1))
+            claims["relic_minus"][variant] = {"mean": mean, "ci95": [mean - width, mean + width]}
+            claims[f"relic_above_{variant}"] = mean > 0
+            claims[f"relic_above_{variant}_significant"] = mean - width > 0
+    return claims
 
 
 def _markdown(payload: dict[str, Any]) -> str:
@@ -204,6 +235,17 @@ def _markdown(payload: dict[str, Any]) -> str:
         format_table(headers, return_rows),
         "```",
     ]
+    claims = payload["claims"]
+    text += ["", "Claims (95 % t-intervals over seeds, paired by seed):", ""]
+    for variant, gain in claims["gain"].items():
+        low, high = gain["ci95"]
+        text.append(
+            f"- {variant}: success, second half of the episodes minus the first episode: "
+            f"{gain['mean']:+.2f} [{low:+.2f}, {high:+.2f}]"
+        )
+    for variant, diff in claims["relic_minus"].items():
+        low, high = diff["ci95"]
+        text.append(f"- ReLIC minus {variant} over episodes 2 on: {diff['mean']:+.2f} [{low:+.2f}, {high:+.2f}]")
     if "relic" in results:
         shots = [row["few_shot"] for row in results["relic"]["seeds"]]
         with_demo = np.mean([s["with_demo_success"] for s in shots])
@@ -239,4 +281,4 @@ def _plot(payload: dict[str, Any], out: Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["VARIANTS", "ReportConfig", "build_report", "variant_config"]
+__all__ = ["VARIANTS", "ReportConfig", "build_report", "in_context_claims", "variant_config"]

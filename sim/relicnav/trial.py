@@ -24,18 +24,23 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import gymnasium
 import numpy as np
 
-ENV_NAMES: tuple[str, ...] = ("darkroom", "cuebandit", "objectnav3d", "habitat")
+ENV_NAMES: tuple[str, ...] = ("darkroom", "darkroom-6x6", "cuebandit", "objectnav3d", "habitat")
 """The names `make_trial_env` and `trial_seeds` know."""
 
 EVAL_SEED_OFFSET = 1 << 30
 """Seeds at or above this value are evaluation (held-out) layouts; seeds below it are training layouts."""
 
-_CLASSES: dict[str, tuple[str, str]] = {
-    "darkroom": ("relicnav.darkroom", "Darkroom"),
-    "cuebandit": ("relicnav.cuebandit", "CueBandit"),
-    "objectnav3d": ("relicnav.objectnav3d", "ObjectNav3D"),
-    "habitat": ("relicnav.habitat_backend", "HabitatObjectNav"),
+_CLASSES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "darkroom": ("relicnav.darkroom", "Darkroom", {}),
+    "darkroom-6x6": ("relicnav.darkroom", "Darkroom", {"dim": 6, "horizon": 20}),
+    "cuebandit": ("relicnav.cuebandit", "CueBandit", {}),
+    "objectnav3d": ("relicnav.objectnav3d", "ObjectNav3D", {}),
+    "habitat": ("relicnav.habitat_backend", "HabitatObjectNav", {}),
 }
+"""Module, class and preset keyword arguments of each name. darkroom-6x6 is Darkroom scaled to a laptop: a
+6 x 6 grid (28 training goals, 8 held out) and 20-step episodes, in which one episode visits at most 21 of
+the 36 cells, so that a policy without memory of earlier episodes misses goals, while every cell is within
+10 steps of the start: one that remembers where the goal was can reach it in every episode."""
 
 
 @runtime_checkable
@@ -105,9 +110,9 @@ def check_action(action: object, count: int) -> int:
 
 
 def make_trial_env(name: str, **kwargs: Any) -> TrialEnv:
-    """The environment called `name` (one of `ENV_NAMES`), built with `kwargs`; its module is imported here."""
+    """The environment called `name` (one of `ENV_NAMES`), built with its preset and `kwargs` (which win)."""
     _check_name(name)
-    module_name, class_name = _CLASSES[name]
+    module_name, class_name, preset = _CLASSES[name]
     env_class = getattr(importlib.import_module(module_name), class_name)
-    env: TrialEnv = env_class(**kwargs)
+    env: TrialEnv = env_class(**{**preset, **kwargs})
     return env

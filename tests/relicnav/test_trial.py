@@ -47,6 +47,30 @@ def test_factory_builds_the_named_environment_with_its_arguments() -> None:
     assert isinstance(bandit, TrialEnv)
 
 
+def test_the_laptop_darkroom_is_a_6x6_grid_with_20_step_episodes_and_held_out_goals() -> None:
+    small = make_trial_env("darkroom-6x6")
+    assert isinstance(small, Darkroom)
+    assert (small.dim, small.max_episode_steps) == (6, 20)
+    goals = {}
+    for split, count in (("train", 28), ("eval", 8)):
+        cells = set()
+        for seed in trial_seeds("darkroom-6x6", split, 3 * count):  # type: ignore[arg-type]
+            small.new_trial(seed)
+            assert small.goal is not None
+            cells.add(tuple(int(v) for v in small.goal))
+        goals[split] = cells
+    assert len(goals["train"]) == 28
+    assert len(goals["eval"]) == 8
+    assert not goals["train"] & goals["eval"]
+    # The farthest goal is reachable in one episode; the expert gets there and stays.
+    small.new_trial(trial_seeds("darkroom-6x6", "eval", 8)[0])
+    small.reset()
+    rewards = [small.step(small.expert_action())[1] for _ in range(20)]
+    assert rewards[-1] == 1.0
+    assert sum(rewards) >= 10
+    assert make_trial_env("darkroom-6x6", horizon=30).max_episode_steps == 30
+
+
 @pytest.mark.parametrize("action", [-1, 5, 1.0, "1", True, None, np.float32(2.0), np.array([1])])
 def test_bad_actions_raise_value_error(action: object) -> None:
     with pytest.raises(ValueError, match=r"\[0, 5\)"):
