@@ -27,12 +27,17 @@ from runkit.metrics import progress_bar
 
 @dataclass(frozen=True)
 class TrialResults:
-    """Per trial and episode index: success (bool), steps and return, `trials x episodes` arrays."""
+    """Per trial and episode index: success (bool), steps, return and steps to goal, `trials x episodes` arrays.
+
+    `steps_to_goal` counts the episode's steps up to the one that reached the goal; an episode that never
+    reached it counts all its steps (so the mean is a lower bound where success is below one).
+    """
 
     success: np.ndarray
     steps: np.ndarray
     returns: np.ndarray
     demo_episodes: int
+    steps_to_goal: np.ndarray
 
     def success_by_episode(self) -> np.ndarray:
         """Mean success at each episode index (over trials)."""
@@ -70,6 +75,7 @@ def run_trials(
         success = np.zeros((batch, episodes), dtype=bool)
         steps = np.zeros((batch, episodes), dtype=np.int64)
         returns = np.zeros((batch, episodes))
+        steps_to_goal = np.zeros((batch, episodes), dtype=np.int64)
         episode = np.zeros(batch, dtype=np.int64)
         bar = progress_bar(batch * episodes, f"eval {env_name}", progress, unit="episode")
         while (episode < episodes).any():
@@ -91,7 +97,9 @@ def run_trials(
                 if k < episodes:
                     steps[i, k] += 1
                     returns[i, k] += reward
-                    success[i, k] |= bool(info.get("success", False))
+                    if not success[i, k] and info.get("success", False):
+                        success[i, k] = True
+                        steps_to_goal[i, k] = steps[i, k]
                 if terminated or truncated:
                     over[i] = True
                     episode[i] += 1
@@ -104,7 +112,8 @@ def run_trials(
     finally:
         for env in envs:
             env.close()
-    return TrialResults(success=success, steps=steps, returns=returns, demo_episodes=demo_episodes)
+    steps_to_goal = np.where(success, steps_to_goal, steps)
+    return TrialResults(success, steps, returns, demo_episodes, steps_to_goal)
 
 
 __all__ = ["TrialResults", "run_trials"]

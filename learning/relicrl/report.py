@@ -142,6 +142,7 @@ def build_report(report: ReportConfig) -> dict[str, Any]:
                 "success_by_episode": plain.success_by_episode().tolist(),
                 "steps_by_episode": plain.steps.mean(axis=0).tolist(),
                 "return_by_episode": plain.returns.mean(axis=0).tolist(),
+                "steps_to_goal_by_episode": plain.steps_to_goal.mean(axis=0).tolist(),
             }
             if variant == "relic":
                 demo = run_trials(policy, report.env, layouts, report.eval_episodes, demo_episodes=1, seed=seed)
@@ -154,11 +155,13 @@ def build_report(report: ReportConfig) -> dict[str, Any]:
         curves = np.array([row["success_by_episode"] for row in per_seed])
         steps = np.array([row["steps_by_episode"] for row in per_seed])
         episode_returns = np.array([row["return_by_episode"] for row in per_seed])
+        to_goal = np.array([row["steps_to_goal_by_episode"] for row in per_seed])
         results[variant] = {
             "seeds": per_seed,
             "success_mean_ci": [mean_t_interval(curves[:, k]) for k in range(curves.shape[1])],
             "return_mean_ci": [mean_t_interval(episode_returns[:, k]) for k in range(episode_returns.shape[1])],
             "steps_mean": steps.mean(axis=0).tolist(),
+            "steps_to_goal_mean_ci": [mean_t_interval(to_goal[:, k]) for k in range(to_goal.shape[1])],
         }
     payload = {
         "claims": in_context_claims({variant: data["seeds"] for variant, data in results.items()}),
@@ -217,6 +220,10 @@ def _markdown(payload: dict[str, Any]) -> str:
     return_rows = [
         [variant, *[f"{m:.1f} ± {h:.1f}" for m, h in data["return_mean_ci"]]] for variant, data in results.items()
     ]
+    to_goal_rows = [
+        [variant, *[f"{m:.1f} ± {h:.1f}" for m, h in data["steps_to_goal_mean_ci"]]]
+        for variant, data in results.items()
+    ]
     text = [
         f"# ReLIC on {payload['env']}: success vs in-context episodes (held-out layouts)",
         "",
@@ -233,6 +240,12 @@ def _markdown(payload: dict[str, Any]) -> str:
         "",
         "```",
         format_table(headers, return_rows),
+        "```",
+        "",
+        "Steps to the goal (an episode that missed it counts all its steps):",
+        "",
+        "```",
+        format_table(headers, to_goal_rows),
         "```",
     ]
     claims = payload["claims"]
@@ -259,24 +272,28 @@ def _markdown(payload: dict[str, Any]) -> str:
 
 
 def _plot(payload: dict[str, Any], out: Path) -> None:
-    """success_vs_episodes.png: mean success per in-context episode, one line per variant, 95 % bands."""
+    """success_vs_episodes.png: success and steps to goal per in-context episode, one line per variant, 95 % bands."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, (success_axis, steps_axis) = plt.subplots(1, 2, figsize=(11, 4))
     for variant, data in payload["results"].items():
-        mean = np.array([m for m, _ in data["success_mean_ci"]])
-        half = np.array([h for _, h in data["success_mean_ci"]])
-        x = np.arange(1, len(mean) + 1)
-        axis.plot(x, mean, marker="o", label=variant)
-        axis.fill_between(x, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), alpha=0.2)
-    axis.set_xlabel("episode in trial (earlier episodes in context)")
-    axis.set_ylabel("success rate (held-out layouts)")
-    axis.set_ylim(-0.02, 1.02)
-    axis.set_title(f"ReLIC on {payload['env']} ({len(payload['seeds'])} seeds)")
-    axis.legend()
+        for axis, key, upper in ((success_axis, "success_mean_ci", 1.0), (steps_axis, "steps_to_goal_mean_ci", None)):
+            mean = np.array([m for m, _ in data[key]])
+            half = np.array([h for _, h in data[key]])
+            x = np.arange(1, len(mean) + 1)
+            axis.plot(x, mean, marker="o", label=variant)
+            axis.fill_between(x, np.clip(mean - half, 0, upper), np.clip(mean + half, 0, upper), alpha=0.2)
+    for axis in (success_axis, steps_axis):
+        axis.set_xlabel("episode in trial (earlier episodes in context)")
+    success_axis.set_ylabel("success rate (held-out layouts)")
+    success_axis.set_ylim(-0.02, 1.02)
+    steps_axis.set_ylabel("steps to goal (a miss counts all its steps)")
+    steps_axis.set_ylim(bottom=0)
+    figure.suptitle(f"ReLIC on {payload['env']} ({len(payload['seeds'])} seeds)")
+    success_axis.legend()
     save_figure(figure, out / "success_vs_episodes.png")
     plt.close(figure)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from relicrl.report import ReportConfig, build_report, in_context_claims
 
@@ -55,3 +56,24 @@ def test_one_command_writes_the_report_with_its_claims(tmp_path: Path) -> None:
     assert "ReLIC minus rl2-lstm" in (out / "report.md").read_text()
     assert (out / "success_vs_episodes.png").stat().st_size > 1000
     assert (out / "relic" / "seed0" / "policy.pt").is_file()
+
+
+def test_steps_to_goal_count_up_to_the_goal_and_a_miss_counts_every_step() -> None:
+    from relicnav import make_trial_env, trial_seeds
+    from relicrl.evaluate import run_trials
+    from relicrl.model import ModelSpec, build_policy
+
+    torch.manual_seed(0)
+    policy = build_policy(ModelSpec(vector_dim=2, num_actions=5))
+    layouts = trial_seeds("darkroom-6x6", "eval", 8)
+    results = run_trials(policy, "darkroom-6x6", layouts, episodes=3, demo_episodes=1, seed=0)
+    env = make_trial_env("darkroom-6x6")
+    for row, layout in enumerate(layouts):
+        env.new_trial(layout)
+        assert env.goal is not None
+        # The expert's episode walks straight to the goal from (0, 0).
+        assert results.steps_to_goal[row, 0] == max(1, int(env.goal.sum()))
+    missed = ~results.success
+    assert missed.any(), "an untrained policy should miss some goals"
+    np.testing.assert_array_equal(results.steps_to_goal[missed], results.steps[missed])
+    assert (results.steps_to_goal[results.success] <= results.steps[results.success]).all()
