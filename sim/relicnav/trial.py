@@ -38,9 +38,10 @@ _CLASSES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "habitat": ("relicnav.habitat_backend", "HabitatObjectNav", {}),
 }
 """Module, class and preset keyword arguments of each name. darkroom-6x6 is Darkroom scaled to a laptop: a
-6 x 6 grid (28 training goals, 8 held out) and 20-step episodes, in which one episode visits at most 21 of
-the 36 cells, so that a policy without memory of earlier episodes misses goals, while every cell is within
-10 steps of the start: one that remembers where the goal was can reach it in every episode."""
+6 x 6 grid (28 training goals, 8 held out) and 20-step episodes. One episode visits at most 21 of the 36
+cells, so a policy without memory of earlier episodes finds at most 21 of the 28 training goals, and its
+success is the same in every episode of a trial; every cell is within 10 steps of the start, so one that
+remembers where the goal was can reach it in every episode after the first."""
 
 
 @runtime_checkable
