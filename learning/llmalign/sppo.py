@@ -137,6 +137,40 @@ def measure(
     }
 
 
+def best_of_k_win_rates(config: SPPOConfig, k: int = 5) -> dict[str, float]:
+    """How far a policy that only re-ranks the SFT model's samples gets: on the held-out prompts, K samples each
+    from the SFT model, the best by the hidden judge's score (an oracle) and the best by the learned judge's win
+    rates (the response SPPO's data calls chosen), each scored as `measure` scores a policy (win rate against the
+    SFT model's own responses, same prompts and sampling seed)."""
+    cfg = config.resolved()
+    if cfg.sft_model is None or cfg.judge is None:
+        raise UserError("best_of_k_win_rates needs sft_model and judge")
+    seed_everything(cfg.seed, cfg.torch_deterministic, cfg.torch_threads)
+    judge = load_judge(cfg.judge)
+    if not isinstance(judge, PairwisePreferenceModel):
+        raise UserError(f"{cfg.judge} is a {judge.kind} judge; a pairwise one is needed")
+    sft, tokenizer = load_model(cfg.sft_model)
+    sft.eval()
+    _, held_out = split_prompts()
+    prompts = [held_out[i % len(held_out)].text for i in range(cfg.eval_samples)]
+    sft_texts = sample_in_batches(
+        sft, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + 7_777
+    ).texts
+    samples = sample_in_batches(sft, tokenizer, prompts, k, cfg.max_new_tokens, cfg.temperature, cfg.seed + 8_888)
+    learned = win_rates(preference_matrices(judge, samples))
+    by_oracle, by_judge = [], []
+    for g, prompt in enumerate(prompts):
+        texts = samples.texts[g * k : (g + 1) * k]
+        scores = [judge_score(prompt, t) for t in texts]
+        by_oracle.append(texts[int(np.argmax([-np.inf if s is None else s for s in scores]))])
+        by_judge.append(texts[int(learned[g].argmax())])
+    return {
+        "k": float(k),
+        "hidden_judge_best_of_k": win_rate(prompts, by_oracle, sft_texts),
+        "learned_judge_best_of_k": win_rate(prompts, by_judge, sft_texts),
+    }
+
+
 def train_sppo(config: SPPOConfig) -> dict[str, Any]:
     """Run (or resume) the iterations; returns the summary (also written to the run folder)."""
     cfg = config.resolved()
@@ -241,4 +275,4 @@ def run_iteration(
     return policy
 
 
-__all__ = ["preference_matrices", "select_pairs", "train_sppo"]
+__all__ = ["best_of_k_win_rates", "preference_matrices", "select_pairs", "train_sppo"]
