@@ -20,6 +20,7 @@ and cycle figures; the claims) and `sppo_win_rate.png`.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -77,8 +78,10 @@ class SPPOReportConfig:
         require_config(len(self.seeds) >= 1, "seeds", self.seeds, "at least one seed")
         require_config(self.iterations >= 1, "iterations", self.iterations, ">= 1")
         for name in ("sppo_beta", "dpo_beta", "ipo_beta"):
-            require_config(getattr(self, name) > 0, name, getattr(self, name), "> 0")
-        require_config(all(b > 0 for b in self.tune_betas), "tune_betas", self.tune_betas, "> 0 each")
+            require_config(math.isfinite(getattr(self, name)) and getattr(self, name) > 0, name, getattr(self, name),
+                           "finite and > 0")  # fmt: skip
+        finite = all(math.isfinite(b) and b > 0 for b in self.tune_betas)
+        require_config(finite, "tune_betas", self.tune_betas, "finite and > 0 each")
         if self.tune_betas:
             require_config(len(self.tune_seeds) >= 1, "tune_seeds", self.tune_seeds, "at least one seed")
             overlap = sorted(set(self.tune_seeds) & set(self.seeds))

@@ -4,6 +4,7 @@ own, and checks the claims on the means and on seed-paired intervals."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,6 @@ def test_tuning_seeds_must_not_be_report_seeds() -> None:
         SPPOReportConfig(seeds=(0, 1, 2), tune_betas=(0.1, 1.0), tune_seeds=(2, 3))
     with pytest.raises(ConfigValueError, match="tune_betas"):
         SPPOReportConfig(tune_betas=(0.1, 0.0))
+    for bad in (0.0, -0.1, math.inf, math.nan):
+        with pytest.raises(ConfigValueError, match="dpo_beta"):
+            SPPOReportConfig(dpo_beta=bad)
