@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -137,6 +138,26 @@ def measure(
     }
 
 
+def starting_point(
+    config: SPPOConfig, judge_path: Path, sft_path: Path
+) -> tuple[PairwisePreferenceModel, LlamaForCausalLM, PreTrainedTokenizerFast, list[str], list[str]]:
+    """The pairwise judge, the SFT model (in eval mode) and its tokenizer, the held-out evaluation prompts
+    (cycled to `eval_samples`) and the SFT model's responses to them: the baseline of every win rate."""
+    judge = load_judge(judge_path)
+    if not isinstance(judge, PairwisePreferenceModel):
+        raise UserError(
+            f"{judge_path} is a {judge.kind} judge; SPPO needs a pairwise one (`llmalign judge --kind pairwise`)"
+        )
+    sft, tokenizer = load_model(sft_path)
+    sft.eval()
+    _, held_out = split_prompts()
+    prompts = [held_out[i % len(held_out)].text for i in range(config.eval_samples)]
+    sft_texts = sample_in_batches(
+        sft, tokenizer, prompts, 1, config.max_new_tokens, config.temperature, seed=config.seed + 7_777
+    ).texts
+    return judge, sft, tokenizer, prompts, sft_texts
+
+
 def best_of_k_win_rates(config: SPPOConfig, k: int = 5) -> dict[str, float]:
     """How far a policy that only re-ranks the SFT model's samples gets: on the held-out prompts, K samples each
     from the SFT model, the best by the hidden judge's score (an oracle) and the best by the learned judge's win
@@ -146,16 +167,7 @@ def best_of_k_win_rates(config: SPPOConfig, k: int = 5) -> dict[str, float]:
     if cfg.sft_model is None or cfg.judge is None:
         raise UserError("best_of_k_win_rates needs sft_model and judge")
     seed_everything(cfg.seed, cfg.torch_deterministic, cfg.torch_threads)
-    judge = load_judge(cfg.judge)
-    if not isinstance(judge, PairwisePreferenceModel):
-        raise UserError(f"{cfg.judge} is a {judge.kind} judge; a pairwise one is needed")
-    sft, tokenizer = load_model(cfg.sft_model)
-    sft.eval()
-    _, held_out = split_prompts()
-    prompts = [held_out[i % len(held_out)].text for i in range(cfg.eval_samples)]
-    sft_texts = sample_in_batches(
-        sft, tokenizer, prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + 7_777
-    ).texts
+    judge, sft, tokenizer, prompts, sft_texts = starting_point(cfg, cfg.judge, cfg.sft_model)
     samples = sample_in_batches(sft, tokenizer, prompts, k, cfg.max_new_tokens, cfg.temperature, cfg.seed + 8_888)
     learned = win_rates(preference_matrices(judge, samples))
     by_oracle, by_judge = [], []
@@ -179,18 +191,8 @@ def train_sppo(config: SPPOConfig) -> dict[str, Any]:
     run_dir = cfg.run_path
     resumed = prepare_run_dir(run_dir, cfg.resume, run_dir / "checkpoint" / "trainer_state.pt")
     seed_everything(cfg.seed, cfg.torch_deterministic, cfg.torch_threads)
-    judge = load_judge(cfg.judge)
-    if not isinstance(judge, PairwisePreferenceModel):
-        raise UserError(
-            f"{cfg.judge} is a {judge.kind} judge; SPPO needs a pairwise one (`llmalign judge --kind pairwise`)"
-        )
-    sft, tokenizer = load_model(cfg.sft_model)
-    sft.eval()
-    train_prompts, held_out = split_prompts()
-    eval_prompts = [held_out[i % len(held_out)].text for i in range(cfg.eval_samples)]
-    sft_texts = sample_in_batches(
-        sft, tokenizer, eval_prompts, 1, cfg.max_new_tokens, cfg.temperature, seed=cfg.seed + 7_777
-    ).texts
+    judge, sft, tokenizer, eval_prompts, sft_texts = starting_point(cfg, cfg.judge, cfg.sft_model)
+    train_prompts, _ = split_prompts()
     policy, iteration = sft, 0
     history: list[dict[str, float]] = []
     if resumed and has_checkpoint(run_dir):
