@@ -14,7 +14,8 @@ at every iteration; SPPO's gain from each iteration to the next, iteration 0 bei
 
 Writes `<out_dir>/sppo_report.json` (per loss and iteration: mean win rate against the SFT model over
 seeds, 95 % t-interval, per-seed values; the paired differences; the tuning table; the judge's agreement
-and cycle figures; the claims) and `sppo_win_rate.png`.
+and cycle figures; the best-of-K headroom of each seed's SFT samples under the learned and the hidden judge;
+the claims) and `sppo_win_rate.png`.
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ def summarise_headroom(per_seed: dict[str, dict[str, float]] | None) -> dict[str
 
 def summarise(stages: dict[str, Any], config: SPPOReportConfig) -> dict[str, Any]:
     """Per loss and iteration, the win rate against the SFT model over seeds; paired differences; the claims."""
-    runs, betas = stages["runs"], stages.get("betas") or {loss: config.beta(loss) for loss in LOSSES}
+    runs, betas = stages["runs"], stages["betas"]
     iterations = min(len(run["history"]) for run in runs.values()) - 1  # smoke runs shrink it
     rates = {loss: win_rates_by_iteration(runs, loss, betas[loss], config.seeds, iterations) for loss in LOSSES}
     table = {
